@@ -1,0 +1,234 @@
+//! Settings, read once from environment variables and validated at start-up.
+//!
+//! Every variable is listed with an example in `local.settings.json.example`. Parsing errors name
+//! the variable and the value that was wrong; secrets are never echoed.
+
+use std::time::Duration;
+
+/// Why the settings could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A required variable is absent.
+    #[error("setting {name} is required: {hint}")]
+    Missing {
+        /// Variable name.
+        name: &'static str,
+        /// What to set it to.
+        hint: &'static str,
+    },
+    /// A variable is present but cannot be used.
+    #[error("setting {name} is invalid: {reason}")]
+    Invalid {
+        /// Variable name.
+        name: &'static str,
+        /// What is wrong (never the secret itself).
+        reason: String,
+    },
+}
+
+/// How messages leave the process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransportMode {
+    /// Local mode: queues are tables in PostgreSQL, delivered by the host emulator.
+    LocalQueue,
+    /// Azure: Service Bus REST API.
+    ServiceBus,
+}
+
+/// Queue names (the earlier implementation's names by default).
+#[derive(Debug, Clone)]
+pub struct QueueNames {
+    /// Queue carrying job (stage) messages.
+    pub jobs: String,
+    /// Queue carrying task messages.
+    pub tasks: String,
+    /// Queue receiving dead letters of the two above.
+    pub poison: String,
+}
+
+impl Default for QueueNames {
+    fn default() -> Self {
+        Self {
+            jobs: "geospatial-jobs".into(),
+            tasks: "geospatial-tasks".into(),
+            poison: "geospatial-poison".into(),
+        }
+    }
+}
+
+/// Task retry policy (DESIGN §4).
+#[derive(Debug, Clone)]
+pub struct RetrySettings {
+    /// Retries after the first attempt (`TASK_MAX_RETRIES`, default 3).
+    pub max_retries: u32,
+    /// First backoff (`TASK_RETRY_BASE_DELAY_S`, default 5 s).
+    pub base_delay: Duration,
+    /// Backoff cap (`TASK_RETRY_MAX_DELAY_S`, default 300 s).
+    pub max_delay: Duration,
+}
+
+impl Default for RetrySettings {
+    fn default() -> Self {
+        Self {
+            max_retries: 3,
+            base_delay: Duration::from_secs(5),
+            max_delay: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Local queue (Service Bus stand-in) entity settings.
+#[derive(Debug, Clone)]
+pub struct LocalQueueSettings {
+    /// Peek-lock duration (`LOCAL_QUEUE_LOCK_DURATION_S`, default 300 s as on the Service Bus queues).
+    pub lock_duration: Duration,
+    /// Deliveries before dead-lettering (`LOCAL_QUEUE_MAX_DELIVERY_COUNT`, default 5).
+    pub max_delivery_count: i32,
+    /// Idle poll interval of the emulator (`LOCAL_QUEUE_POLL_MS`, default 200 ms).
+    pub poll_interval: Duration,
+}
+
+impl Default for LocalQueueSettings {
+    fn default() -> Self {
+        Self {
+            lock_duration: Duration::from_secs(300),
+            max_delivery_count: 5,
+            poll_interval: Duration::from_millis(200),
+        }
+    }
+}
+
+/// All settings of one process.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// libpq-style URL of the state database (`DATABASE_URL`).
+    pub database_url: String,
+    /// Maximum pooled connections (`DB_POOL_MAX_SIZE`, default 16).
+    pub db_pool_size: usize,
+    /// Queue names.
+    pub queues: QueueNames,
+    /// Transport.
+    pub transport: TransportMode,
+    /// Task retries.
+    pub retry: RetrySettings,
+    /// How long a claimed task is leased before the janitor may re-queue it (`TASK_LEASE_S`, default 600).
+    pub task_lease: Duration,
+    /// Local queue behaviour.
+    pub local_queue: LocalQueueSettings,
+    /// Age after which an unpublished outbox row is republished by the janitor (`OUTBOX_REPUBLISH_AFTER_S`, default 60).
+    pub outbox_republish_after: Duration,
+}
+
+impl Settings {
+    /// Settings for tests and local mode with the given database.
+    pub fn local(database_url: impl Into<String>) -> Self {
+        Self {
+            database_url: database_url.into(),
+            db_pool_size: 16,
+            queues: QueueNames::default(),
+            transport: TransportMode::LocalQueue,
+            retry: RetrySettings::default(),
+            task_lease: Duration::from_secs(600),
+            local_queue: LocalQueueSettings::default(),
+            outbox_republish_after: Duration::from_secs(60),
+        }
+    }
+
+    /// Reads the settings from the process environment.
+    pub fn from_env(transport: TransportMode) -> Result<Self, ConfigError> {
+        Self::from_lookup(transport, |k| std::env::var(k).ok())
+    }
+
+    /// Reads the settings through `get` (testable without touching the environment).
+    pub fn from_lookup(
+        transport: TransportMode,
+        get: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let database_url = get("DATABASE_URL").filter(|s| !s.trim().is_empty()).ok_or(
+            ConfigError::Missing {
+                name: "DATABASE_URL",
+                hint: "a libpq URL such as postgres://user:password@localhost:5432/coremachine",
+            },
+        )?;
+        let mut s = Self::local(database_url);
+        s.transport = transport;
+        s.db_pool_size = num(&get, "DB_POOL_MAX_SIZE", 16, 1, 1000)? as usize;
+        if let Some(q) = get("SERVICE_BUS_JOBS_QUEUE").or_else(|| get("JOB_PROCESSING_QUEUE")) {
+            s.queues.jobs = q;
+        }
+        if let Some(q) = get("SERVICE_BUS_TASKS_QUEUE").or_else(|| get("TASK_PROCESSING_QUEUE")) {
+            s.queues.tasks = q;
+        }
+        if let Some(q) = get("SERVICE_BUS_POISON_QUEUE") {
+            s.queues.poison = q;
+        }
+        s.retry.max_retries = num(&get, "TASK_MAX_RETRIES", 3, 0, 10)? as u32;
+        s.retry.base_delay = Duration::from_secs_f64(num_f(&get, "TASK_RETRY_BASE_DELAY_S", 5.0, 0.0, 3600.0)?);
+        s.retry.max_delay = Duration::from_secs_f64(num_f(&get, "TASK_RETRY_MAX_DELAY_S", 300.0, 0.0, 86400.0)?);
+        if s.retry.max_delay < s.retry.base_delay {
+            return Err(ConfigError::Invalid {
+                name: "TASK_RETRY_MAX_DELAY_S",
+                reason: "must not be smaller than TASK_RETRY_BASE_DELAY_S".into(),
+            });
+        }
+        s.task_lease = Duration::from_secs_f64(num_f(&get, "TASK_LEASE_S", 600.0, 1.0, 86400.0)?);
+        s.local_queue.lock_duration =
+            Duration::from_secs_f64(num_f(&get, "LOCAL_QUEUE_LOCK_DURATION_S", 300.0, 0.1, 86400.0)?);
+        s.local_queue.max_delivery_count = num(&get, "LOCAL_QUEUE_MAX_DELIVERY_COUNT", 5, 1, 2000)? as i32;
+        s.local_queue.poll_interval =
+            Duration::from_millis(num(&get, "LOCAL_QUEUE_POLL_MS", 200, 1, 60_000)? as u64);
+        s.outbox_republish_after =
+            Duration::from_secs_f64(num_f(&get, "OUTBOX_REPUBLISH_AFTER_S", 60.0, 0.0, 86400.0)?);
+        Ok(s)
+    }
+}
+
+fn num(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: i64,
+    min: i64,
+    max: i64,
+) -> Result<i64, ConfigError> {
+    match get(name) {
+        None => Ok(default),
+        Some(v) => {
+            let n: i64 = v.trim().parse().map_err(|_| ConfigError::Invalid {
+                name,
+                reason: format!("expected an integer, got {v:?}"),
+            })?;
+            if n < min || n > max {
+                return Err(ConfigError::Invalid {
+                    name,
+                    reason: format!("{n} is outside {min}..={max}"),
+                });
+            }
+            Ok(n)
+        }
+    }
+}
+
+fn num_f(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: f64,
+    min: f64,
+    max: f64,
+) -> Result<f64, ConfigError> {
+    match get(name) {
+        None => Ok(default),
+        Some(v) => {
+            let n: f64 = v.trim().parse().map_err(|_| ConfigError::Invalid {
+                name,
+                reason: format!("expected a number, got {v:?}"),
+            })?;
+            if !(min..=max).contains(&n) {
+                return Err(ConfigError::Invalid {
+                    name,
+                    reason: format!("{n} is outside {min}..={max}"),
+                });
+            }
+            Ok(n)
+        }
+    }
+}

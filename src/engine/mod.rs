@@ -1,0 +1,152 @@
+//! The engine (CoreMachine): submit, job messages, task messages, fan-in, finalize and failures.
+//!
+//! Every state change, its `job_events` rows and the messages it causes commit in one transaction
+//! (the outbox); the outbox is published right after commit. Transitions are guarded UPDATEs, and
+//! a guard that matches nothing is handled explicitly (duplicate, stale, or mismatch).
+//! The engine does not know whether it runs under the Functions host or the local emulator.
+
+pub mod canonical_json;
+pub mod events;
+pub mod fan_in;
+pub mod faults;
+pub mod ids;
+mod job_message;
+pub mod malformed;
+pub mod messages;
+pub mod poison;
+mod repair;
+pub mod retry;
+mod stage_end;
+pub mod state;
+mod submit;
+mod task_message;
+
+use std::sync::Arc;
+
+use deadpool_postgres::Pool;
+
+use crate::config::Settings;
+use crate::jobs::Registry;
+use crate::store::StoreError;
+use crate::transport::SharedTransport;
+use crate::transport::outbox::Outbox;
+
+pub use faults::{Fault, FaultRule, Faults};
+pub(crate) use repair::load_job_ctx;
+pub use ids::{JobId, TaskId};
+pub use submit::{SubmitError, Submitted};
+
+/// How the message that triggered an invocation arrived (for records and checkpoints).
+#[derive(Debug, Clone, Default)]
+pub struct Delivery {
+    /// Function (folder) name.
+    pub function: String,
+    /// Service Bus MessageId.
+    pub message_id: Option<String>,
+    /// Service Bus DeliveryCount.
+    pub delivery_count: Option<i32>,
+    /// Functions invocation id.
+    pub invocation_id: Option<String>,
+    /// Application properties of the message.
+    pub properties: serde_json::Map<String, serde_json::Value>,
+    /// Dead-letter reason (poison queue only).
+    pub dead_letter_reason: Option<String>,
+    /// Dead-letter description (poison queue only).
+    pub dead_letter_description: Option<String>,
+    /// Queue the dead letter came from (poison queue only).
+    pub dead_letter_source: Option<String>,
+}
+
+/// What an invocation did; always acknowledged (the message is done).
+#[derive(Debug, Clone, Default)]
+pub struct Handled {
+    /// Lines for the Functions response `Logs`.
+    pub logs: Vec<String>,
+}
+
+impl Handled {
+    /// One log line.
+    pub fn log(line: impl Into<String>) -> Self {
+        Self { logs: vec![line.into()] }
+    }
+}
+
+/// A failure that must make the host redeliver the message (the work was not recorded).
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The invocation was stopped by fault injection (a simulated crash).
+    #[error("invocation killed by fault injection")]
+    Killed,
+}
+
+/// The engine. Cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: Pool,
+    registry: Registry,
+    settings: Arc<Settings>,
+    outbox: Outbox,
+    faults: Arc<Faults>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("registry", &self.inner.registry).finish()
+    }
+}
+
+impl Engine {
+    /// An engine over `pool`, sending through `transport`.
+    pub fn new(
+        pool: Pool,
+        registry: Registry,
+        settings: Arc<Settings>,
+        transport: SharedTransport,
+        faults: Arc<Faults>,
+    ) -> Self {
+        let outbox = Outbox::new(pool.clone(), transport, faults.clone());
+        Self {
+            inner: Arc::new(Inner {
+                pool,
+                registry,
+                settings,
+                outbox,
+                faults,
+            }),
+        }
+    }
+
+    /// The pool.
+    pub fn pool(&self) -> &Pool {
+        &self.inner.pool
+    }
+    /// The job registry.
+    pub fn registry(&self) -> &Registry {
+        &self.inner.registry
+    }
+    /// The settings.
+    pub fn settings(&self) -> &Settings {
+        &self.inner.settings
+    }
+    /// The outbox.
+    pub fn outbox(&self) -> &Outbox {
+        &self.inner.outbox
+    }
+    /// The fault plan (empty in production).
+    pub fn faults(&self) -> &Arc<Faults> {
+        &self.inner.faults
+    }
+
+    /// Publishes committed outbox rows; a failure is reported and left for the janitor.
+    pub(crate) async fn publish(&self, ids: &[i64]) {
+        // Errors are reported inside publish (checkpoint + last_error on the rows); the rows stay.
+        let _ = self.inner.outbox.publish(ids).await;
+    }
+}

@@ -1,0 +1,146 @@
+//! Submit: validate, derive the content-addressed job id, and create the job with its stage 1
+//! message in one transaction. Submitting the same job again returns the existing one.
+
+use serde_json::{Value, json};
+
+use super::events::{self, Event, EventStatus};
+use super::ids::JobId;
+use super::messages::JobMessage;
+use super::Engine;
+use crate::jobs::{FieldError, params};
+use crate::store::{self, QueryContext, StoreError, sql};
+use crate::telemetry::checkpoints as cp;
+use crate::transport::outbox::Outbox;
+
+/// A submitted (or already existing) job.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Submitted {
+    /// Job id.
+    pub job_id: String,
+    /// Job type.
+    pub job_type: String,
+    /// Whether the job existed already.
+    pub idempotent: bool,
+    /// Current status.
+    pub status: String,
+    /// Current stage.
+    pub stage: i32,
+    /// Number of stages.
+    pub total_stages: i32,
+    /// Validated parameters.
+    pub parameters: Value,
+    /// Correlation id.
+    pub correlation_id: Option<String>,
+    /// Result, when the existing job is complete.
+    pub result_data: Option<Value>,
+    /// Error, when the existing job failed.
+    pub error_details: Option<String>,
+    /// Creation time.
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    /// Queue the stage 1 message went to.
+    pub queue_name: String,
+    /// MessageId of the stage 1 message.
+    pub message_id: String,
+}
+
+/// Why a submit was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    /// No such job type.
+    #[error("unknown job type {job_type:?}; known job types: {}", known.join(", "))]
+    UnknownJobType {
+        /// What was asked for.
+        job_type: String,
+        /// What exists.
+        known: Vec<String>,
+    },
+    /// Parameters failed validation.
+    #[error("invalid parameters for {job_type}: {} error(s)", errors.len())]
+    Invalid {
+        /// Job type.
+        job_type: String,
+        /// Field errors.
+        errors: Vec<FieldError>,
+    },
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl Engine {
+    /// Submits a job of `job_type` with the parameters in `body`.
+    pub async fn submit(
+        &self,
+        job_type: &str,
+        body: &Value,
+        correlation_id: Option<String>,
+        traceparent: Option<String>,
+    ) -> Result<Submitted, SubmitError> {
+        let Some(job) = self.registry().job(job_type) else {
+            return Err(SubmitError::UnknownJobType {
+                job_type: job_type.chars().take(100).collect(),
+                known: self.registry().job_types().iter().map(|s| s.to_string()).collect(),
+            });
+        };
+        let specs = job.parameters();
+        let validated = params::validate(&specs, body).map_err(|errors| SubmitError::Invalid {
+            job_type: job_type.to_string(),
+            errors,
+        })?;
+        let job_id = JobId::derive(job_type, &params::id_params(&specs, &validated));
+        let total_stages = job.stages().len() as i32;
+        let params_value = Value::Object(validated);
+        let correlation_id =
+            correlation_id.unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string()[..16].to_string());
+        let msg = JobMessage::new(job_id.as_str(), job_type, params_value.clone(), 1, 1, Some(correlation_id.clone()));
+        let queues = &self.settings().queues;
+
+        let mut client = store::client(self.pool(), "submitting a job").await?;
+        let tx = client.transaction().await.ctx(|| format!("starting submit of job {job_id}"))?;
+        let metadata = json!({"description": job.description(), "created_by": "coremachine"});
+        let inserted = tx
+            .query_opt(
+                sql::JOB_INSERT,
+                &[&job_id.as_str(), &job_type, &params_value, &total_stages, &metadata, &correlation_id, &traceparent],
+            )
+            .await
+            .ctx(|| format!("inserting job {job_id}"))?;
+        let mut outbox_ids = Vec::new();
+        if inserted.is_some() {
+            events::write(
+                &tx,
+                &[Event::job(job_id.as_str(), "job_created", EventStatus::Success, cp::JOB_SUBMITTED)
+                    .stage(1)
+                    .attempt(1)
+                    .data(json!({"job_type": job_type, "parameters": params_value, "total_stages": total_stages, "correlation_id": correlation_id}))],
+            )
+            .await?;
+            outbox_ids = Outbox::write(&tx, &[msg.to_outbound(&queues.jobs, traceparent.as_deref())]).await?;
+        }
+        tx.commit().await.ctx(|| format!("committing submit of job {job_id}"))?;
+        self.publish(&outbox_ids).await;
+
+        let row = client
+            .query_one(sql::JOB_GET, &[&job_id.as_str()])
+            .await
+            .ctx(|| format!("reading job {job_id}"))?;
+        let idempotent = inserted.is_none();
+        let fields = cp::Fields::job(&job_id).job_type(job_type).correlation(row.get("correlation_id"));
+        cp::emit(if idempotent { cp::JOB_SUBMIT_IDEMPOTENT } else { cp::JOB_SUBMITTED }, &fields);
+        Ok(Submitted {
+            job_id: job_id.to_string(),
+            job_type: job_type.to_string(),
+            idempotent,
+            status: row.get("status"),
+            stage: row.get("stage"),
+            total_stages: row.get("total_stages"),
+            parameters: row.get("parameters"),
+            correlation_id: row.get("correlation_id"),
+            result_data: row.get("result_data"),
+            error_details: row.get("error_details"),
+            created_at: row.get("created_at"),
+            queue_name: queues.jobs.clone(),
+            message_id: msg.message_id(),
+        })
+    }
+}

@@ -1,0 +1,387 @@
+//! Task messages: claim under a lease, run the handler outside any transaction, then complete,
+//! retry or fail in one transaction that also performs the fan-in.
+
+use std::panic::AssertUnwindSafe;
+use std::time::{Duration, Instant};
+
+use futures::FutureExt;
+use serde_json::{Value, json};
+
+use super::faults::{Fault, Target};
+use super::ids::TaskId;
+use super::job_message::panic_text;
+use super::messages::TaskMessage;
+use super::retry::{self, RetryDecision};
+use super::stage_end::JobCtx;
+use super::{Delivery, Engine, EngineError, Handled};
+use crate::jobs::{StagePolicy, TaskContext, TaskError};
+use crate::store::{self, QueryContext, StoreError, sql};
+use crate::telemetry::checkpoints as cp;
+use crate::transport::outbox::Outbox;
+
+/// A claimed task.
+#[derive(Debug, Clone)]
+pub(crate) struct Claimed {
+    pub ctx: TaskContext,
+    pub retry_count: i32,
+}
+
+/// How a task attempt ended, as stored.
+pub(crate) struct Ending<'a> {
+    pub status: &'static str,
+    pub result: Option<Value>,
+    pub error_details: Option<String>,
+    pub error_class: Option<&'static str>,
+    pub error_type: Option<&'a str>,
+    pub event_type: &'static str,
+    pub event_status: &'static str,
+    pub checkpoint: &'static str,
+    pub event_data: Value,
+    /// Also end a task that is queued (not claimed): malformed and poison messages.
+    pub unclaimed: bool,
+}
+
+impl Engine {
+    /// Processes one message from the tasks queue.
+    pub async fn on_task_message(&self, body: &str, d: &Delivery) -> Result<Handled, EngineError> {
+        let msg: TaskMessage = match serde_json::from_str(body) {
+            Ok(m) => m,
+            Err(e) => return self.on_malformed(body, d, &format!("task message is not valid: {e}")).await,
+        };
+        let task_id = match TaskId::parse(&msg.task_id) {
+            Ok(t) => t,
+            Err(e) => return self.on_malformed(body, d, &e.to_string()).await,
+        };
+        let fields = cp::Fields::job(&msg.parent_job_id)
+            .job_type(&msg.job_type)
+            .task(&task_id)
+            .stage(msg.stage)
+            .attempt(msg.retry_count + 1)
+            .correlation(msg.correlation_id.as_deref())
+            .invocation(d.invocation_id.as_deref());
+
+        let client = store::client(self.pool(), "claiming a task").await?;
+        let lease = self.settings().task_lease.as_secs_f64();
+        let claim = client.prepare_cached(sql::TASK_CLAIM).await.ctx(|| "preparing task claim".into())?;
+        let row = client
+            .query_opt(&claim, &[&task_id.as_str(), &msg.retry_count, &lease, &d.invocation_id])
+            .await
+            .ctx(|| format!("claiming task {task_id} attempt {}", msg.retry_count + 1))?;
+        let Some(row) = row else {
+            return self.task_message_not_applicable(&client, &task_id, &msg, d, &fields, body).await;
+        };
+        drop(client); // the connection goes back to the pool while the handler runs
+        let claimed = Claimed {
+            ctx: TaskContext {
+                task_id: row.get(0),
+                job_id: row.get(1),
+                job_type: row.get(2),
+                task_type: row.get(3),
+                stage: row.get(4),
+                task_index: row.get(5),
+                parameters: row.get(6),
+                attempt: row.get::<_, i32>(7) + 1,
+                correlation_id: row.get(9),
+            },
+            retry_count: row.get(7),
+        };
+        cp::emit(cp::TASK_CLAIMED, &fields);
+
+        let started = Instant::now();
+        let result = self.run_handler(&claimed).await;
+        let elapsed = started.elapsed().as_millis() as u64;
+        if self.faults().hit_on(Fault::KillAfterHandler, target(&claimed.ctx)) {
+            // Simulated crash: the handler ran, its completion is never committed, and this
+            // invocation never answers (the test then stops the process).
+            std::future::pending::<()>().await;
+            return Err(EngineError::Killed);
+        }
+        let fields = fields.duration_ms(elapsed);
+        match result {
+            Ok(value) => self.complete_task(&claimed, value, elapsed, &fields).await,
+            Err(e) => self.task_failed(&claimed, e, elapsed, &fields).await,
+        }
+    }
+
+    async fn run_handler(&self, c: &Claimed) -> Result<Value, TaskError> {
+        let t = target(&c.ctx);
+        if self.faults().hit_on(Fault::HandlerTransient, t) {
+            return Err(TaskError::transient("InjectedTransient", "fault injection: transient failure"));
+        }
+        if self.faults().hit_on(Fault::HandlerPermanent, t) {
+            return Err(TaskError::permanent("InjectedPermanent", "fault injection: permanent failure"));
+        }
+        let panic_now = self.faults().hit_on(Fault::HandlerPanic, t);
+        let Some(handler) = self.registry().handler(&c.ctx.task_type).cloned() else {
+            return Err(TaskError::permanent(
+                "NoHandler",
+                format!("no handler is registered for task type {:?}", c.ctx.task_type),
+            ));
+        };
+        // A task may not outlive its lease, or the janitor would hand it to a second worker.
+        let limit = self.settings().task_lease.saturating_sub(Duration::from_secs(5)).max(Duration::from_secs(1));
+        let ctx = c.ctx.clone();
+        let fut = async move {
+            if panic_now {
+                panic!("fault injection: handler panicked");
+            }
+            handler(ctx).await
+        };
+        match tokio::time::timeout(limit, AssertUnwindSafe(fut).catch_unwind()).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(p)) => {
+                let text = panic_text(&p);
+                cp::emit_warn(cp::TASK_PANICKED, &cp::Fields::job(&c.ctx.job_id).task(&c.ctx.task_id).extra("panic", &text));
+                Err(TaskError::permanent("Panic", format!("handler panicked: {text}")))
+            }
+            Err(_) => Err(TaskError::transient(
+                "Timeout",
+                format!("handler ran longer than {}s (task lease minus 5s)", limit.as_secs()),
+            )),
+        }
+    }
+
+    async fn complete_task(&self, c: &Claimed, value: Value, elapsed: u64, fields: &cp::Fields) -> Result<Handled, EngineError> {
+        let ending = Ending {
+            status: "completed",
+            result: Some(value),
+            error_details: None,
+            error_class: None,
+            error_type: None,
+            event_type: "task_completed",
+            event_status: "success",
+            checkpoint: cp::TASK_COMPLETED,
+            event_data: json!({"task_type": c.ctx.task_type, "handler_ms": elapsed}),
+            unclaimed: false,
+        };
+        let (ended, ids) = self.end_task(&c.ctx.task_id, c.retry_count, ending, None).await?;
+        if !ended {
+            cp::emit_warn(cp::TASK_COMPLETION_LOST, fields);
+            return Ok(Handled::log(format!("task {} lost its lease before completing; result dropped", c.ctx.task_id)));
+        }
+        cp::emit(cp::TASK_COMPLETED, fields);
+        self.publish(&ids).await;
+        Ok(Handled::log(format!("task {} completed", c.ctx.task_id)))
+    }
+
+    pub(crate) async fn task_failed(&self, c: &Claimed, e: TaskError, elapsed: u64, fields: &cp::Fields) -> Result<Handled, EngineError> {
+        let chain = e.chain();
+        let decision = retry::decide(&self.settings().retry, e.class, c.retry_count);
+        match decision {
+            RetryDecision::RetryAfter { delay, next_retry_count } => {
+                let mut client = store::client(self.pool(), "scheduling a retry").await?;
+                let tx = client.transaction().await.ctx(|| format!("starting retry of task {}", c.ctx.task_id))?;
+                let data = json!({
+                    "delay_s": delay.as_secs_f64(),
+                    "next_attempt": next_retry_count + 1,
+                    "error_type": e.error_type,
+                    "handler_ms": elapsed,
+                });
+                let row = tx
+                    .query_opt(
+                        sql::TASK_REQUEUE_RETRY,
+                        &[&c.ctx.task_id, &c.retry_count, &format!("[transient] {}: {chain}", e.error_type), &data, &e.error_type],
+                    )
+                    .await
+                    .ctx(|| format!("re-queueing task {} for attempt {}", c.ctx.task_id, next_retry_count + 1))?;
+                let Some(row) = row else {
+                    cp::emit_warn(cp::TASK_COMPLETION_LOST, fields);
+                    return Ok(Handled::log(format!("task {} lost its lease before its retry was scheduled", c.ctx.task_id)));
+                };
+                let traceparent: Option<String> = tx
+                    .query_opt("SELECT traceparent FROM app.jobs WHERE job_id = $1", &[&c.ctx.job_id])
+                    .await
+                    .ctx(|| format!("reading job {}", c.ctx.job_id))?
+                    .and_then(|r| r.get(0));
+                let msg = TaskMessage {
+                    task_id: row.get(0),
+                    parent_job_id: row.get(1),
+                    job_type: row.get(2),
+                    task_type: row.get(3),
+                    stage: row.get(4),
+                    task_index: row.get::<_, i32>(5).to_string(),
+                    parameters: row.get(6),
+                    parent_task_id: None,
+                    retry_count: row.get(7),
+                    timestamp: None,
+                    correlation_id: c.ctx.correlation_id.clone(),
+                    job_attempt: row.get(8),
+                }
+                .stamped();
+                let at = chrono::Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
+                let ids = Outbox::write(&tx, &[msg.to_outbound(&self.settings().queues.tasks, traceparent.as_deref(), Some(at))]).await?;
+                tx.commit().await.ctx(|| format!("committing retry of task {}", c.ctx.task_id))?;
+                cp::emit_at(cp::Level::Warn, cp::TASK_RETRY_SCHEDULED, &fields.clone().extra("delay_s", format!("{:.1}", delay.as_secs_f64())), Some(cp::ErrorFields {
+                    class: Some("transient"),
+                    error_type: &e.error_type,
+                    message: &e.message,
+                    chain: &chain,
+                }));
+                self.publish(&ids).await;
+                Ok(Handled::log(format!(
+                    "task {} failed transiently ({}); attempt {} scheduled in {:.1}s",
+                    c.ctx.task_id,
+                    e.message,
+                    next_retry_count + 1,
+                    delay.as_secs_f64()
+                )))
+            }
+            RetryDecision::Fail { reason } => {
+                let details = format!("[{}] {}: {chain} ({reason} after {} attempt(s))", e.class.as_str(), e.error_type, c.retry_count + 1);
+                let ending = Ending {
+                    status: "failed",
+                    result: None,
+                    error_details: Some(details.clone()),
+                    error_class: Some(e.class.as_str()),
+                    error_type: Some(&e.error_type),
+                    event_type: "task_failed",
+                    event_status: "failure",
+                    checkpoint: cp::TASK_FAILED,
+                    event_data: json!({"task_type": c.ctx.task_type, "reason": reason, "attempts": c.retry_count + 1, "handler_ms": elapsed}),
+                    unclaimed: false,
+                };
+                let who = format!(
+                    "task {} (stage {}, index {}, type {})",
+                    c.ctx.task_id, c.ctx.stage, c.ctx.task_index, c.ctx.task_type
+                );
+                let (ended, ids) = self.end_task(&c.ctx.task_id, c.retry_count, ending, Some(&who)).await?;
+                if !ended {
+                    cp::emit_warn(cp::TASK_COMPLETION_LOST, fields);
+                    return Ok(Handled::log(format!("task {} lost its lease before its failure was recorded", c.ctx.task_id)));
+                }
+                cp::emit_at(cp::Level::Error, cp::TASK_FAILED, fields, Some(cp::ErrorFields {
+                    class: Some(e.class.as_str()),
+                    error_type: &e.error_type,
+                    message: &e.message,
+                    chain: &chain,
+                }));
+                self.publish(&ids).await;
+                Ok(Handled::log(format!("{who} failed: {details}")))
+            }
+        }
+    }
+
+    /// Ends a task (completed or failed) in one transaction with its event and fan-in; when it is
+    /// the last of its stage, ends the stage too. A failed task under fail_fast fails the job.
+    /// Returns whether the task was ended by this call, and the outbox ids to publish.
+    pub(crate) async fn end_task(
+        &self,
+        task_id: &str,
+        retry_count: i32,
+        e: Ending<'_>,
+        who: Option<&str>,
+    ) -> Result<(bool, Vec<i64>), StoreError> {
+        let mut client = store::client(self.pool(), "ending a task").await?;
+        let tx = client.transaction().await.ctx(|| format!("starting completion of task {task_id}"))?;
+        let stmt = tx.prepare_cached(sql::TASK_COMPLETE).await.ctx(|| "preparing task completion".into())?;
+        let row = tx
+            .query_opt(
+                &stmt,
+                &[
+                    &task_id,
+                    &retry_count,
+                    &e.status,
+                    &e.result,
+                    &e.error_details,
+                    &e.error_class,
+                    &e.event_type,
+                    &e.event_status,
+                    &e.checkpoint,
+                    &e.event_data,
+                    &e.error_type,
+                    &e.unclaimed,
+                ],
+            )
+            .await
+            .ctx(|| format!("recording task {task_id} as {}", e.status))?;
+        let Some(row) = row else {
+            return Ok((false, Vec::new()));
+        };
+        let job_id: String = row.get(0);
+        let stage: i32 = row.get(1);
+        let shards_left: Option<i16> = row.get(5);
+        let mut ids = Vec::new();
+        let job_and_policy = if e.status == "failed" || shards_left == Some(0) {
+            match JobCtx::load(&tx, &job_id).await? {
+                Some((job, _, _)) => {
+                    let policy = self
+                        .registry()
+                        .job(&job.job_type)
+                        .and_then(|d| d.stages().get((stage - 1) as usize).map(|s| s.policy))
+                        .unwrap_or(StagePolicy::FailFast);
+                    Some((job, policy))
+                }
+                None => None,
+            }
+        } else {
+            None
+        };
+        if let Some((job, policy)) = job_and_policy {
+            if e.status == "failed" && policy == StagePolicy::FailFast {
+                let reason = format!(
+                    "{} failed: {}",
+                    who.unwrap_or(task_id),
+                    e.error_details.as_deref().unwrap_or("(no details)")
+                );
+                ids = self
+                    .fail_job_in_tx(&tx, &job, Some(stage), &reason, json!({"task_id": task_id, "error_class": e.error_class, "error_type": e.error_type}))
+                    .await?;
+            } else if shards_left == Some(0) {
+                ids = self.end_stage(&tx, &job, stage, policy).await?;
+            }
+        }
+        tx.commit().await.ctx(|| format!("committing task {task_id} as {}", e.status))?;
+        Ok((true, ids))
+    }
+
+    async fn task_message_not_applicable(
+        &self,
+        client: &store::Client,
+        task_id: &TaskId,
+        msg: &TaskMessage,
+        d: &Delivery,
+        fields: &cp::Fields,
+        body: &str,
+    ) -> Result<Handled, EngineError> {
+        let state = client
+            .query_opt(sql::TASK_STATE, &[&task_id.as_str()])
+            .await
+            .ctx(|| format!("reading task {task_id}"))?;
+        let Some(r) = state else {
+            cp::emit_warn(cp::MESSAGE_UNKNOWN_TASK, fields);
+            let job = crate::engine::JobId::parse(&msg.parent_job_id).ok();
+            self.record_message_failure(d, job.as_ref().map(|j| j.as_str()), Some(task_id.as_str()), "unknown_task", &format!("task {task_id} does not exist"), body)
+                .await?;
+            return Ok(Handled::log(format!("task {task_id} does not exist; message recorded and acknowledged")));
+        };
+        let status: String = r.get(0);
+        let current_retry: i32 = r.get(1);
+        let lease_live: Option<bool> = r.get(2);
+        let job_status: String = r.get(3);
+        let why = if msg.retry_count < current_retry {
+            format!("stale copy of attempt {} (task is at attempt {})", msg.retry_count + 1, current_retry + 1)
+        } else if status == "processing" && lease_live == Some(true) {
+            "another worker holds the task's lease".to_string()
+        } else if job_status != "processing" {
+            format!("its job is {job_status}")
+        } else if status == "queued" && msg.retry_count > current_retry {
+            format!("message for attempt {} but the task is at attempt {}", msg.retry_count + 1, current_retry + 1)
+        } else {
+            format!("task is already {status}")
+        };
+        cp::emit(
+            cp::TASK_MESSAGE_DUPLICATE,
+            &fields.clone().extra("actual", format!("{status} attempt {}", current_retry + 1)).extra("reason", &why),
+        );
+        Ok(Handled::log(format!("task {task_id}: nothing to do ({why}); acknowledged")))
+    }
+}
+
+fn target(ctx: &TaskContext) -> Target<'_> {
+    Target {
+        task_type: Some(&ctx.task_type),
+        task_index: Some(ctx.task_index),
+        stage: Some(ctx.stage),
+    }
+}
+

@@ -1,0 +1,100 @@
+//! The custom-handler adapter: one POST route per queue- or timer-triggered function folder
+//! (`/jobs-queue-trigger`, `/tasks-queue-trigger`, `/poison-queue-trigger`,
+//! `/janitor-timer-trigger`), and `GET /` for the host's readiness probe.
+//!
+//! A route answers 200 with `{"Outputs": {}, "Logs": [...], "ReturnValue": null}` when the
+//! message is done (processed, a recognised duplicate, or recorded as bad), and 503 only when the
+//! host must abandon it so it is delivered again (the database could not record anything).
+
+pub mod invocation;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use tracing::Instrument;
+
+use crate::engine::{Engine, EngineError, Handled};
+use crate::telemetry::checkpoints as cp;
+use invocation::{decode_queue_invocation, response_body};
+
+/// Which engine entry point a function folder maps to.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Jobs,
+    Tasks,
+    Poison,
+}
+
+/// The trigger routes.
+pub fn router(engine: Engine) -> Router {
+    Router::new()
+        .route("/", get(|| async { "CoreMachine custom handler" }))
+        .route("/jobs-queue-trigger", post(|s, h, b| invoke(s, h, b, "jobs-queue-trigger", Kind::Jobs)))
+        .route("/tasks-queue-trigger", post(|s, h, b| invoke(s, h, b, "tasks-queue-trigger", Kind::Tasks)))
+        .route("/poison-queue-trigger", post(|s, h, b| invoke(s, h, b, "poison-queue-trigger", Kind::Poison)))
+        .route("/janitor-timer-trigger", post(janitor))
+        .with_state(engine)
+}
+
+fn json_response(status: StatusCode, body: serde_json::Value) -> Response {
+    (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+}
+
+async fn invoke(State(engine): State<Engine>, headers: HeaderMap, body: Bytes, function: &'static str, kind: Kind) -> Response {
+    let invocation_id = headers
+        .get("x-azure-functions-invocationid")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let inv = decode_queue_invocation(function, &body, invocation_id.clone());
+    let span = tracing::info_span!(
+        "invocation",
+        function,
+        invocation_id = invocation_id.as_deref().unwrap_or(""),
+        message_id = inv.delivery.message_id.as_deref().unwrap_or(""),
+        delivery_count = inv.delivery.delivery_count.unwrap_or(0),
+    );
+    let result = async {
+        match kind {
+            Kind::Jobs => engine.on_job_message(&inv.body, &inv.delivery).await,
+            Kind::Tasks => engine.on_task_message(&inv.body, &inv.delivery).await,
+            Kind::Poison => engine.on_poison_message(&inv.body, &inv.delivery).await.map(|(h, _)| h),
+        }
+    }
+    .instrument(span)
+    .await;
+    settle(function, &inv.delivery.message_id, result)
+}
+
+fn settle(function: &str, message_id: &Option<String>, result: Result<Handled, EngineError>) -> Response {
+    match result {
+        Ok(h) => json_response(StatusCode::OK, response_body(&h.logs)),
+        Err(e) => {
+            cp::emit_error(
+                cp::INVOCATION_FAILED,
+                &cp::Fields::default()
+                    .extra("function", function)
+                    .extra("message_id", message_id.as_deref().unwrap_or("")),
+                "InvocationFailed",
+                &e,
+            );
+            // Non-2xx: the host abandons the message and it is delivered again.
+            json_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                serde_json::json!({"Outputs": {}, "Logs": [format!("{function}: {e}; message will be redelivered")], "ReturnValue": null, "error": e.to_string()}),
+            )
+        }
+    }
+}
+
+async fn janitor(State(engine): State<Engine>) -> Response {
+    match crate::janitor::run_once(&engine).await {
+        Ok(report) => json_response(
+            StatusCode::OK,
+            response_body(&[format!("janitor run {}: found {}, fixed {}", report.run_id, report.found, report.fixed)]),
+        ),
+        Err(e) => settle("janitor-timer-trigger", &None, Err(EngineError::Store(e))),
+    }
+}

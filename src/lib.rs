@@ -1,0 +1,38 @@
+//! CoreMachine: a multi-stage job orchestration engine shipped as one Azure Functions custom
+//! handler binary.
+//!
+//! # Layout
+//! - [`handler`]: the custom-handler adapter (invocation payloads, one route per function folder).
+//! - [`api`]: the HTTP API under `/api`.
+//! - [`engine`]: state machines, job and task message processing, fan-in, finalize, failures.
+//! - [`jobs`]: the `Job` trait, the registry and the built-in job types.
+//! - [`store`]: PostgreSQL pool, migrations and SQL statements.
+//! - [`transport`]: the outbox and message sending (local queue; Service Bus in Azure).
+//! - [`local`]: the host emulator of local mode and tests.
+//! - [`janitor`]: audits and repairs.
+//! - [`telemetry`]: tracing setup and the checkpoint catalogue.
+//! - [`config`]: settings from environment variables.
+//!
+//! Imports read top to bottom: handler/api/local → engine → jobs/store/transport.
+
+pub mod api;
+pub mod config;
+pub mod engine;
+pub mod handler;
+pub mod janitor;
+pub mod jobs;
+pub mod local;
+pub mod store;
+pub mod telemetry;
+pub mod transport;
+
+use axum::Router;
+
+/// The whole HTTP surface of the binary: trigger routes, API routes, and a JSON 404.
+pub fn app_router(engine: engine::Engine) -> Router {
+    handler::router(engine.clone())
+        .merge(api::router(engine))
+        .fallback(|uri: axum::http::Uri| async move {
+            api::ApiError::not_found(format!("no route for {}", uri.path().chars().take(200).collect::<String>()))
+        })
+}

@@ -1,0 +1,300 @@
+//! The host emulator: delivers local queue messages to the handler's trigger routes over HTTP
+//! with exactly the payload the Functions host sends (functions-protocol.md §3), and settles them
+//! like Service Bus peek-lock: 2xx completes; non-2xx or a timeout abandons (delivered again with
+//! DeliveryCount + 1); past the max delivery count the message is dead-lettered to the poison
+//! queue with `DeadLetterReason`; an expired lock makes it visible again; scheduled times hold.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use deadpool_postgres::Pool;
+use serde_json::{Map, Value, json};
+use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use super::functions::{AppLayout, Trigger, timer_period};
+use crate::config::LocalQueueSettings;
+use crate::engine::faults::{Fault, Faults};
+use crate::store::sql;
+
+/// One leased message.
+#[derive(Debug, Clone)]
+struct Leased {
+    id: i64,
+    message_id: String,
+    body: String,
+    properties: Map<String, Value>,
+    correlation_id: Option<String>,
+    enqueued_at: chrono::DateTime<chrono::Utc>,
+    delivery_count: i32,
+    lock_token: uuid::Uuid,
+    dead_letter_source: Option<String>,
+}
+
+/// Settings of one emulator.
+#[derive(Debug, Clone)]
+pub struct EmulatorConfig {
+    /// Base URL of the handler (`http://127.0.0.1:PORT`).
+    pub handler_url: String,
+    /// Queue entity settings.
+    pub queue: LocalQueueSettings,
+    /// The poison queue (dead letters of every other queue go there).
+    pub poison_queue: String,
+    /// Deliveries in flight per queue (host.json maxConcurrentCalls unless overridden).
+    pub max_concurrent_calls: usize,
+    /// Invocation timeout (host.json functionTimeout).
+    pub function_timeout: Duration,
+}
+
+/// Starts one pump per Service Bus trigger and one ticker per timer trigger.
+pub fn start(
+    layout: &AppLayout,
+    cfg: EmulatorConfig,
+    pool: Pool,
+    wakers: impl Fn(&str) -> Option<Arc<Notify>>,
+    faults: Arc<Faults>,
+    shutdown: CancellationToken,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(cfg.max_concurrent_calls * 4)
+        .build()
+        .expect("HTTP client builds");
+    let mut handles = Vec::new();
+    for f in &layout.functions {
+        match &f.trigger {
+            Trigger::ServiceBus { queue, binding, .. } => {
+                let pump = Pump {
+                    function: f.name.clone(),
+                    queue: queue.clone(),
+                    binding: binding.clone(),
+                    cfg: cfg.clone(),
+                    pool: pool.clone(),
+                    http: http.clone(),
+                    faults: faults.clone(),
+                    wake: wakers(queue).unwrap_or_else(|| Arc::new(Notify::new())),
+                    slots: Arc::new(Semaphore::new(cfg.max_concurrent_calls.max(1))),
+                };
+                handles.push(tokio::spawn(pump.run(shutdown.clone())));
+            }
+            Trigger::Timer { schedule } => {
+                let period = std::env::var("LOCAL_TIMER_PERIOD_S")
+                    .ok()
+                    .and_then(|v| v.parse::<f64>().ok())
+                    .map(Duration::from_secs_f64)
+                    .unwrap_or_else(|| timer_period(schedule));
+                let url = format!("{}/{}", cfg.handler_url, f.name);
+                let http = http.clone();
+                let shutdown = shutdown.clone();
+                let schedule = schedule.clone();
+                handles.push(tokio::spawn(async move {
+                    let mut tick = tokio::time::interval(period);
+                    tick.tick().await;
+                    loop {
+                        tokio::select! {
+                            _ = shutdown.cancelled() => break,
+                            _ = tick.tick() => {
+                                let payload = json!({
+                                    "Data": {"timer": {"Schedule": {"AdjustForDST": true}, "ScheduleStatus": null, "IsPastDue": false}},
+                                    "Metadata": {"sys": {"MethodName": url.rsplit('/').next(), "UtcNow": chrono::Utc::now().to_rfc3339(), "RandGuid": uuid::Uuid::new_v4().to_string()}, "schedule": schedule},
+                                });
+                                if let Err(e) = http.post(&url).json(&payload).send().await {
+                                    tracing::warn!(error = %e, url = %url, "timer invocation failed");
+                                }
+                            }
+                        }
+                    }
+                }));
+            }
+            Trigger::Http { .. } => {}
+        }
+    }
+    handles
+}
+
+struct Pump {
+    function: String,
+    queue: String,
+    binding: String,
+    cfg: EmulatorConfig,
+    pool: Pool,
+    http: reqwest::Client,
+    faults: Arc<Faults>,
+    wake: Arc<Notify>,
+    slots: Arc<Semaphore>,
+}
+
+impl Pump {
+    async fn run(self, shutdown: CancellationToken) {
+        let me = Arc::new(self);
+        loop {
+            if shutdown.is_cancelled() {
+                break;
+            }
+            // Wait for at least one free slot, then lease as many messages as there are slots.
+            let first = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                p = me.slots.clone().acquire_owned() => p.expect("semaphore open"),
+            };
+            let free = me.slots.available_permits() + 1;
+            let leased = match me.lease(free).await {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::warn!(queue = %me.queue, error = %e, "local queue lease failed; retrying");
+                    drop(first);
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                    }
+                }
+            };
+            if leased.is_empty() {
+                drop(first);
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = me.wake.notified() => {}
+                    _ = tokio::time::sleep(me.cfg.queue.poll_interval) => {}
+                }
+                continue;
+            }
+            let mut permit = Some(first);
+            for m in leased {
+                let p = match permit.take() {
+                    Some(p) => p,
+                    None => me.slots.clone().acquire_owned().await.expect("semaphore open"),
+                };
+                let me2 = me.clone();
+                tokio::spawn(async move {
+                    me2.deliver(m).await;
+                    drop(p);
+                });
+            }
+        }
+    }
+
+    async fn lease(&self, n: usize) -> Result<Vec<Leased>, String> {
+        let client = self.pool.get().await.map_err(|e| e.to_string())?;
+        // Dead-letter what is out of deliveries first (lock expired or abandoned at the limit).
+        let dead = client
+            .query(sql::LOCAL_QUEUE_DEAD_LETTER, &[&self.queue, &self.cfg.queue.max_delivery_count, &self.dead_letter_target()])
+            .await
+            .map_err(|e| e.to_string())?;
+        if !dead.is_empty() {
+            tracing::warn!(queue = %self.queue, count = dead.len(), "messages dead-lettered (MaxDeliveryCountExceeded)");
+        }
+        let stmt = client.prepare_cached(sql::LOCAL_QUEUE_LEASE).await.map_err(|e| e.to_string())?;
+        let rows = client
+            .query(
+                &stmt,
+                &[&self.queue, &(n as i64), &self.cfg.queue.lock_duration.as_secs_f64(), &self.cfg.queue.max_delivery_count],
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(rows
+            .into_iter()
+            .map(|r| Leased {
+                id: r.get(0),
+                message_id: r.get(1),
+                body: r.get(2),
+                properties: match r.get::<_, Value>(3) {
+                    Value::Object(m) => m,
+                    _ => Map::new(),
+                },
+                correlation_id: r.get(4),
+                enqueued_at: r.get(5),
+                delivery_count: r.get(6),
+                lock_token: r.get(7),
+                dead_letter_source: r.get(8),
+            })
+            .collect())
+    }
+
+    fn dead_letter_target(&self) -> String {
+        if self.queue == self.cfg.poison_queue {
+            // The poison queue's own dead letters stay visible in a sub-queue; nothing is dropped.
+            format!("{}/$DeadLetterQueue", self.queue)
+        } else {
+            self.cfg.poison_queue.clone()
+        }
+    }
+
+    /// The exact payload the Functions host sends for a Service Bus trigger with `dataType: binary`.
+    fn payload(&self, m: &Leased) -> Value {
+        let q = |s: &str| serde_json::to_string(s).expect("string serialises");
+        let mut meta = Map::new();
+        meta.insert("DeliveryCount".into(), json!(m.delivery_count.to_string()));
+        meta.insert("MessageId".into(), json!(q(&m.message_id)));
+        meta.insert("LockToken".into(), json!(q(&m.lock_token.to_string())));
+        meta.insert("SequenceNumber".into(), json!(m.id.to_string()));
+        meta.insert("ContentType".into(), json!(q("application/json")));
+        meta.insert("EnqueuedTimeUtc".into(), json!(m.enqueued_at.format("%Y-%m-%dT%H:%M:%S").to_string()));
+        meta.insert("ExpiresAtUtc".into(), json!("9999-12-31T23:59:59"));
+        if let Some(c) = &m.correlation_id {
+            meta.insert("CorrelationId".into(), json!(q(c)));
+        }
+        if let Some(src) = &m.dead_letter_source {
+            meta.insert("DeadLetterSource".into(), json!(q(src)));
+        }
+        meta.insert("ApplicationProperties".into(), Value::Object(m.properties.clone()));
+        meta.insert("UserProperties".into(), Value::Object(m.properties.clone()));
+        meta.insert("MessageActions".into(), json!({}));
+        meta.insert(
+            "sys".into(),
+            json!({"MethodName": self.function, "UtcNow": chrono::Utc::now().to_rfc3339(), "RandGuid": uuid::Uuid::new_v4().to_string()}),
+        );
+        let mut data = Map::new();
+        data.insert(self.binding.clone(), json!(base64::engine::general_purpose::STANDARD.encode(m.body.as_bytes())));
+        json!({"Data": data, "Metadata": meta})
+    }
+
+    async fn invoke(&self, payload: &Value) -> bool {
+        let url = format!("{}/{}", self.cfg.handler_url, self.function);
+        let req = self
+            .http
+            .post(&url)
+            .header("X-Azure-Functions-InvocationId", uuid::Uuid::new_v4().to_string())
+            .header("X-Azure-Functions-HostVersion", "4.1037.0.0 (coremachine-emulator)")
+            .header("User-Agent", "Azure-Functions-Host/4.1037.0.0")
+            .json(payload)
+            .timeout(self.cfg.function_timeout)
+            .send();
+        match req.await {
+            Ok(resp) => {
+                let ok = resp.status().is_success();
+                if !ok {
+                    tracing::warn!(function = %self.function, status = %resp.status(), "invocation failed; message abandoned");
+                }
+                ok
+            }
+            Err(e) => {
+                tracing::warn!(function = %self.function, error = %e, "invocation did not complete; message abandoned");
+                false
+            }
+        }
+    }
+
+    async fn deliver(&self, m: Leased) {
+        let payload = self.payload(&m);
+        let ok = if self.faults.hit(Fault::DeliverTwice) {
+            let (a, b) = tokio::join!(self.invoke(&payload), self.invoke(&payload));
+            a && b
+        } else {
+            self.invoke(&payload).await
+        };
+        let ok = ok && !self.faults.hit(Fault::AbandonAfterHandler);
+        let Ok(client) = self.pool.get().await else {
+            return; // the lock expires and the message is delivered again
+        };
+        let result = if ok {
+            client.execute(sql::LOCAL_QUEUE_COMPLETE, &[&vec![m.id], &vec![m.lock_token]]).await
+        } else {
+            client.execute(sql::LOCAL_QUEUE_ABANDON, &[&m.id, &m.lock_token]).await
+        };
+        if let Err(e) = result {
+            tracing::warn!(queue = %self.queue, error = %e, "settling a local queue message failed; its lock will expire");
+        }
+        if !ok {
+            self.wake.notify_one();
+        }
+    }
+}

@@ -1,0 +1,130 @@
+//! The SQL statements, one `.sql` file each, named by intent.
+//! Add a file under `sql/` and a line here; `tests/sql_statements.rs` prepares every one.
+
+/// `event_insert_batch.sql`
+pub const EVENT_INSERT_BATCH: &str = include_str!("sql/event_insert_batch.sql");
+/// Tasks whose worker disappeared: processing with a lease in the past.
+pub const JANITOR_EXPIRED_LEASES: &str = include_str!("sql/janitor_expired_leases.sql");
+/// `janitor_run_finish.sql`
+pub const JANITOR_RUN_FINISH: &str = include_str!("sql/janitor_run_finish.sql");
+/// `janitor_run_start.sql`
+pub const JANITOR_RUN_START: &str = include_str!("sql/janitor_run_start.sql");
+/// Running stages of processing jobs with no live task left: their end was never applied.
+pub const JANITOR_STALLED_STAGES: &str = include_str!("sql/janitor_stalled_stages.sql");
+/// Queued jobs untouched for a while with no message waiting in the outbox: their stage message was lost.
+pub const JANITOR_STUCK_QUEUED_JOBS: &str = include_str!("sql/janitor_stuck_queued_jobs.sql");
+/// The last task of stage $2: processing -> queued at stage $2 + 1, stage summary recorded.
+pub const JOB_ADVANCE: &str = include_str!("sql/job_advance.sql");
+/// Any live status -> failed, with the reason. Returns the row it changed (none = it was not live).
+pub const JOB_FAIL: &str = include_str!("sql/job_fail.sql");
+/// The last task of the last stage: processing -> completed | completed_with_errors.
+pub const JOB_FINISH: &str = include_str!("sql/job_finish.sql");
+/// `job_get.sql`
+pub const JOB_GET: &str = include_str!("sql/job_get.sql");
+/// Submit: create the job unless it exists (content-addressed id makes submit idempotent).
+pub const JOB_INSERT: &str = include_str!("sql/job_insert.sql");
+/// `job_lock.sql`
+pub const JOB_LOCK: &str = include_str!("sql/job_lock.sql");
+/// `job_stage_state.sql`
+pub const JOB_STAGE_STATE: &str = include_str!("sql/job_stage_state.sql");
+/// Job message: queued -> processing for exactly this stage and attempt. No row = duplicate or stale.
+pub const JOB_START_STAGE: &str = include_str!("sql/job_start_stage.sql");
+/// `job_touch.sql`
+pub const JOB_TOUCH: &str = include_str!("sql/job_touch.sql");
+/// Abandon: visible again at once (Service Bus abandon has no backoff).
+pub const LOCAL_QUEUE_ABANDON: &str = include_str!("sql/local_queue_abandon.sql");
+/// Settle successfully delivered messages (only while the caller still holds the lock).
+pub const LOCAL_QUEUE_COMPLETE: &str = include_str!("sql/local_queue_complete.sql");
+/// Messages of queue $1 delivered $2 times without success move to queue $3 with the reason, as
+pub const LOCAL_QUEUE_DEAD_LETTER: &str = include_str!("sql/local_queue_dead_letter.sql");
+/// Peek-lock up to $2 visible messages of queue $1 (not yet past the max delivery count $4).
+pub const LOCAL_QUEUE_LEASE: &str = include_str!("sql/local_queue_lease.sql");
+/// `message_failure_insert.sql`
+pub const MESSAGE_FAILURE_INSERT: &str = include_str!("sql/message_failure_insert.sql");
+/// `outbox_delete.sql`
+pub const OUTBOX_DELETE: &str = include_str!("sql/outbox_delete.sql");
+/// `outbox_insert_batch.sql`
+pub const OUTBOX_INSERT_BATCH: &str = include_str!("sql/outbox_insert_batch.sql");
+/// `outbox_mark_failed.sql`
+pub const OUTBOX_MARK_FAILED: &str = include_str!("sql/outbox_mark_failed.sql");
+/// `outbox_select.sql`
+pub const OUTBOX_SELECT: &str = include_str!("sql/outbox_select.sql");
+/// `outbox_stale_ids.sql`
+pub const OUTBOX_STALE_IDS: &str = include_str!("sql/outbox_stale_ids.sql");
+/// Local mode publish: move outbox rows into the queue table atomically (duplicate MessageIds dropped,
+pub const OUTBOX_TO_LOCAL_QUEUE: &str = include_str!("sql/outbox_to_local_queue.sql");
+/// `stage_counters_insert.sql`
+pub const STAGE_COUNTERS_INSERT: &str = include_str!("sql/stage_counters_insert.sql");
+/// Task counts of one stage, computed once when the stage ends.
+pub const STAGE_COUNTS: &str = include_str!("sql/stage_counts.sql");
+/// `stage_failed_tasks.sql`
+pub const STAGE_FAILED_TASKS: &str = include_str!("sql/stage_failed_tasks.sql");
+/// `stage_finish.sql`
+pub const STAGE_FINISH: &str = include_str!("sql/stage_finish.sql");
+/// `stage_insert.sql`
+pub const STAGE_INSERT: &str = include_str!("sql/stage_insert.sql");
+/// Completed results of a stage in task order (input of the next stage or of finalize).
+pub const STAGE_RESULTS_COMPLETED: &str = include_str!("sql/stage_results_completed.sql");
+/// `stages_summary.sql`
+pub const STAGES_SUMMARY: &str = include_str!("sql/stages_summary.sql");
+/// Task message: queued -> processing (or re-claim of an expired lease) for exactly this attempt,
+pub const TASK_CLAIM: &str = include_str!("sql/task_claim.sql");
+/// processing -> completed | failed ($12: also a queued task, for poison/malformed), its event, and the fan-in decrement, in one statement. The shard row and
+pub const TASK_COMPLETE: &str = include_str!("sql/task_complete.sql");
+/// `task_parent.sql`
+pub const TASK_PARENT: &str = include_str!("sql/task_parent.sql");
+/// processing -> queued with attempt + 1 (the retry message is written to the outbox in the same transaction).
+pub const TASK_REQUEUE_RETRY: &str = include_str!("sql/task_requeue_retry.sql");
+/// Why a claim matched nothing: the task's and its job's current state.
+pub const TASK_STATE: &str = include_str!("sql/task_state.sql");
+/// When a job ends early: its queued tasks will never run.
+pub const TASKS_CANCEL_QUEUED: &str = include_str!("sql/tasks_cancel_queued.sql");
+/// Poison: the job's tasks that never ran are failed with the reason.
+pub const TASKS_FAIL_PENDING: &str = include_str!("sql/tasks_fail_pending.sql");
+/// Create a stage's tasks in one statement.
+pub const TASKS_INSERT_BATCH: &str = include_str!("sql/tasks_insert_batch.sql");
+
+/// Every statement with its name (prepared against the schema by a test).
+pub const ALL: &[(&str, &str)] = &[
+    ("event_insert_batch", EVENT_INSERT_BATCH),
+    ("janitor_expired_leases", JANITOR_EXPIRED_LEASES),
+    ("janitor_run_finish", JANITOR_RUN_FINISH),
+    ("janitor_run_start", JANITOR_RUN_START),
+    ("janitor_stalled_stages", JANITOR_STALLED_STAGES),
+    ("janitor_stuck_queued_jobs", JANITOR_STUCK_QUEUED_JOBS),
+    ("job_advance", JOB_ADVANCE),
+    ("job_fail", JOB_FAIL),
+    ("job_finish", JOB_FINISH),
+    ("job_get", JOB_GET),
+    ("job_insert", JOB_INSERT),
+    ("job_lock", JOB_LOCK),
+    ("job_stage_state", JOB_STAGE_STATE),
+    ("job_start_stage", JOB_START_STAGE),
+    ("job_touch", JOB_TOUCH),
+    ("local_queue_abandon", LOCAL_QUEUE_ABANDON),
+    ("local_queue_complete", LOCAL_QUEUE_COMPLETE),
+    ("local_queue_dead_letter", LOCAL_QUEUE_DEAD_LETTER),
+    ("local_queue_lease", LOCAL_QUEUE_LEASE),
+    ("message_failure_insert", MESSAGE_FAILURE_INSERT),
+    ("outbox_delete", OUTBOX_DELETE),
+    ("outbox_insert_batch", OUTBOX_INSERT_BATCH),
+    ("outbox_mark_failed", OUTBOX_MARK_FAILED),
+    ("outbox_select", OUTBOX_SELECT),
+    ("outbox_stale_ids", OUTBOX_STALE_IDS),
+    ("outbox_to_local_queue", OUTBOX_TO_LOCAL_QUEUE),
+    ("stage_counters_insert", STAGE_COUNTERS_INSERT),
+    ("stage_counts", STAGE_COUNTS),
+    ("stage_failed_tasks", STAGE_FAILED_TASKS),
+    ("stage_finish", STAGE_FINISH),
+    ("stage_insert", STAGE_INSERT),
+    ("stage_results_completed", STAGE_RESULTS_COMPLETED),
+    ("stages_summary", STAGES_SUMMARY),
+    ("task_claim", TASK_CLAIM),
+    ("task_complete", TASK_COMPLETE),
+    ("task_parent", TASK_PARENT),
+    ("task_requeue_retry", TASK_REQUEUE_RETRY),
+    ("task_state", TASK_STATE),
+    ("tasks_cancel_queued", TASKS_CANCEL_QUEUED),
+    ("tasks_fail_pending", TASKS_FAIL_PENDING),
+    ("tasks_insert_batch", TASKS_INSERT_BATCH),
+];

@@ -1,0 +1,1 @@
+SELECT status::text, stage FROM app.jobs WHERE job_id = $1 FOR UPDATE

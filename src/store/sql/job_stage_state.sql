@@ -1,0 +1,1 @@
+SELECT status::text, stage, attempt FROM app.jobs WHERE job_id = $1

@@ -1,0 +1,1 @@
+UPDATE app.jobs SET updated_at = now() WHERE job_id = $1 AND status = 'queued'

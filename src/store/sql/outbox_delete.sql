@@ -1,0 +1,1 @@
+DELETE FROM app.outbox WHERE id = ANY($1)

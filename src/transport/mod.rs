@@ -1,0 +1,63 @@
+//! Sending messages: the [`Transport`] trait, the local PostgreSQL queue, and the outbox that
+//! publishes what a committed transaction wrote.
+//!
+//! Nothing is sent from inside a transaction: state changes write [`OutboundMessage`]s into
+//! `app.outbox` in the same transaction, and [`outbox::Outbox::publish`] hands them to the
+//! transport after commit. A crash in between leaves the rows for the janitor to publish.
+
+pub mod local_queue;
+pub mod outbox;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
+use serde_json::{Map, Value};
+
+/// A message to send to a queue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboundMessage {
+    /// Destination queue.
+    pub queue: String,
+    /// Deterministic MessageId (Service Bus duplicate detection drops replays).
+    pub message_id: String,
+    /// JSON body.
+    pub body: String,
+    /// Application properties (job_id, task_id, stage, traceparent).
+    pub properties: Map<String, Value>,
+    /// CorrelationId broker property.
+    pub correlation_id: Option<String>,
+    /// Earliest delivery time (retries).
+    pub scheduled_at: Option<DateTime<Utc>>,
+    /// The job this message belongs to (for error reports).
+    pub job_id: Option<String>,
+}
+
+/// Why a send failed.
+#[derive(Debug, thiserror::Error)]
+#[error("sending to queue {queue} failed{}: {message}", status.map(|s| format!(" (HTTP {s})")).unwrap_or_default())]
+pub struct TransportError {
+    /// Queue.
+    pub queue: String,
+    /// HTTP status, when there was one.
+    pub status: Option<u16>,
+    /// Broker or client message.
+    pub message: String,
+    /// Whether trying again later can succeed.
+    pub retryable: bool,
+}
+
+/// Where messages go.
+pub trait Transport: Send + Sync + std::fmt::Debug {
+    /// Short name for health and logs ("local_queue", "service_bus").
+    fn name(&self) -> &'static str;
+    /// Sends messages (any queues); all or an error.
+    fn send<'a>(&'a self, messages: &'a [OutboundMessage]) -> BoxFuture<'a, Result<(), TransportError>>;
+    /// The local queue, when messages are PostgreSQL rows (lets the outbox move rows in one statement).
+    fn as_local(&self) -> Option<&local_queue::LocalQueue> {
+        None
+    }
+}
+
+/// Shared transport handle.
+pub type SharedTransport = Arc<dyn Transport>;
