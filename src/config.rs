@@ -144,12 +144,13 @@ impl Settings {
         transport: TransportMode,
         get: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
-        let database_url = get("DATABASE_URL").filter(|s| !s.trim().is_empty()).ok_or(
-            ConfigError::Missing {
-                name: "DATABASE_URL",
-                hint: "a libpq URL such as postgres://user:password@localhost:5432/coremachine",
-            },
-        )?;
+        let database_url =
+            get("DATABASE_URL")
+                .filter(|s| !s.trim().is_empty())
+                .ok_or(ConfigError::Missing {
+                    name: "DATABASE_URL",
+                    hint: "a libpq URL such as postgres://user:password@localhost:5432/coremachine",
+                })?;
         let mut s = Self::local(database_url);
         s.transport = transport;
         s.db_pool_size = num(&get, "DB_POOL_MAX_SIZE", 16, 1, 1000)? as usize;
@@ -163,8 +164,10 @@ impl Settings {
             s.queues.poison = q;
         }
         s.retry.max_retries = num(&get, "TASK_MAX_RETRIES", 3, 0, 10)? as u32;
-        s.retry.base_delay = Duration::from_secs_f64(num_f(&get, "TASK_RETRY_BASE_DELAY_S", 5.0, 0.0, 3600.0)?);
-        s.retry.max_delay = Duration::from_secs_f64(num_f(&get, "TASK_RETRY_MAX_DELAY_S", 300.0, 0.0, 86400.0)?);
+        s.retry.base_delay =
+            Duration::from_secs_f64(num_f(&get, "TASK_RETRY_BASE_DELAY_S", 5.0, 0.0, 3600.0)?);
+        s.retry.max_delay =
+            Duration::from_secs_f64(num_f(&get, "TASK_RETRY_MAX_DELAY_S", 300.0, 0.0, 86400.0)?);
         if s.retry.max_delay < s.retry.base_delay {
             return Err(ConfigError::Invalid {
                 name: "TASK_RETRY_MAX_DELAY_S",
@@ -172,9 +175,15 @@ impl Settings {
             });
         }
         s.task_lease = Duration::from_secs_f64(num_f(&get, "TASK_LEASE_S", 600.0, 1.0, 86400.0)?);
-        s.local_queue.lock_duration =
-            Duration::from_secs_f64(num_f(&get, "LOCAL_QUEUE_LOCK_DURATION_S", 300.0, 0.1, 86400.0)?);
-        s.local_queue.max_delivery_count = num(&get, "LOCAL_QUEUE_MAX_DELIVERY_COUNT", 5, 1, 2000)? as i32;
+        s.local_queue.lock_duration = Duration::from_secs_f64(num_f(
+            &get,
+            "LOCAL_QUEUE_LOCK_DURATION_S",
+            300.0,
+            0.1,
+            86400.0,
+        )?);
+        s.local_queue.max_delivery_count =
+            num(&get, "LOCAL_QUEUE_MAX_DELIVERY_COUNT", 5, 1, 2000)? as i32;
         s.local_queue.poll_interval =
             Duration::from_millis(num(&get, "LOCAL_QUEUE_POLL_MS", 200, 1, 60_000)? as u64);
         s.outbox_republish_after =

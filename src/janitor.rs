@@ -37,7 +37,10 @@ pub struct JanitorReport {
 /// How long a queued job may sit untouched before its message counts as lost
 /// (`JANITOR_STUCK_AFTER_S`, default 900 s: longer than the longest retry backoff).
 fn stuck_after_s() -> f64 {
-    std::env::var("JANITOR_STUCK_AFTER_S").ok().and_then(|v| v.parse().ok()).unwrap_or(900.0)
+    std::env::var("JANITOR_STUCK_AFTER_S")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(900.0)
 }
 
 const BATCH: i64 = 500;
@@ -49,10 +52,20 @@ pub async fn run_once(engine: &Engine) -> Result<JanitorReport, StoreError> {
     let run_id = uuid::Uuid::new_v4().simple().to_string();
     {
         let c = store::client(engine.pool(), "starting a janitor run").await?;
-        c.execute(sql::JANITOR_RUN_START, &[&run_id, &"all"]).await.ctx(|| "recording janitor run".into())?;
+        c.execute(sql::JANITOR_RUN_START, &[&run_id, &"all"])
+            .await
+            .ctx(|| "recording janitor run".into())?;
     }
-    cp::emit(cp::JANITOR_RUN_STARTED, &cp::Fields::default().extra("run_id", &run_id));
-    let mut report = JanitorReport { run_id: run_id.clone(), found: 0, fixed: 0, actions: Vec::new() };
+    cp::emit(
+        cp::JANITOR_RUN_STARTED,
+        &cp::Fields::default().extra("run_id", &run_id),
+    );
+    let mut report = JanitorReport {
+        run_id: run_id.clone(),
+        found: 0,
+        fixed: 0,
+        actions: Vec::new(),
+    };
     let result = checks(engine, &mut report).await;
     let (status, error) = match &result {
         Ok(()) => ("completed", None),
@@ -61,7 +74,15 @@ pub async fn run_once(engine: &Engine) -> Result<JanitorReport, StoreError> {
     let c = store::client(engine.pool(), "finishing a janitor run").await?;
     c.execute(
         sql::JANITOR_RUN_FINISH,
-        &[&run_id, &(started.elapsed().as_millis() as i32), &status, &report.found, &report.fixed, &Value::Array(report.actions.clone()), &error],
+        &[
+            &run_id,
+            &(started.elapsed().as_millis() as i32),
+            &status,
+            &report.found,
+            &report.fixed,
+            &Value::Array(report.actions.clone()),
+            &error,
+        ],
     )
     .await
     .ctx(|| format!("recording the end of janitor run {run_id}"))?;
@@ -91,13 +112,20 @@ async fn checks(engine: &Engine, report: &mut JanitorReport) -> Result<(), Store
         Ok(n) if n > 0 => {
             report.found += n as i32;
             report.fixed += n as i32;
-            report.actions.push(json!({"action": "outbox_republished", "count": n}));
-            cp::emit(cp::JANITOR_OUTBOX_REPUBLISHED, &cp::Fields::default().extra("count", n));
+            report
+                .actions
+                .push(json!({"action": "outbox_republished", "count": n}));
+            cp::emit(
+                cp::JANITOR_OUTBOX_REPUBLISHED,
+                &cp::Fields::default().extra("count", n),
+            );
         }
         Ok(_) => {}
         Err(e) => {
             report.found += 1;
-            report.actions.push(json!({"action": "outbox_republish_failed", "error": e.to_string()}));
+            report
+                .actions
+                .push(json!({"action": "outbox_republish_failed", "error": e.to_string()}));
         }
     }
     Ok(())
@@ -106,7 +134,9 @@ async fn checks(engine: &Engine, report: &mut JanitorReport) -> Result<(), Store
 async fn expired_leases(engine: &Engine, report: &mut JanitorReport) -> Result<(), StoreError> {
     let rows = {
         let c = store::client(engine.pool(), "finding expired task leases").await?;
-        c.query(sql::JANITOR_EXPIRED_LEASES, &[&BATCH]).await.ctx(|| "finding expired task leases".into())?
+        c.query(sql::JANITOR_EXPIRED_LEASES, &[&BATCH])
+            .await
+            .ctx(|| "finding expired task leases".into())?
     };
     for r in rows {
         report.found += 1;
@@ -125,9 +155,15 @@ async fn expired_leases(engine: &Engine, report: &mut JanitorReport) -> Result<(
         let retries_left = (retry_count as u32) < engine.settings().retry.max_retries;
         let err = TaskError::transient(
             "LeaseExpired",
-            format!("the task's lease expired during attempt {} (its worker stopped); found by the janitor", retry_count + 1),
+            format!(
+                "the task's lease expired during attempt {} (its worker stopped); found by the janitor",
+                retry_count + 1
+            ),
         );
-        let fields = cp::Fields::job(&ctx.job_id).task(&ctx.task_id).stage(ctx.stage).attempt(ctx.attempt);
+        let fields = cp::Fields::job(&ctx.job_id)
+            .task(&ctx.task_id)
+            .stage(ctx.stage)
+            .attempt(ctx.attempt);
         let task_id = ctx.task_id.clone();
         match engine.fail_attempt(ctx, retry_count, err).await {
             Ok(_) => {
@@ -149,7 +185,9 @@ async fn expired_leases(engine: &Engine, report: &mut JanitorReport) -> Result<(
 async fn stalled_stages(engine: &Engine, report: &mut JanitorReport) -> Result<(), StoreError> {
     let rows = {
         let c = store::client(engine.pool(), "finding stalled stages").await?;
-        c.query(sql::JANITOR_STALLED_STAGES, &[&BATCH]).await.ctx(|| "finding stalled stages".into())?
+        c.query(sql::JANITOR_STALLED_STAGES, &[&BATCH])
+            .await
+            .ctx(|| "finding stalled stages".into())?
     };
     for r in rows {
         let (job_id, stage): (String, i32) = (r.get(0), r.get(1));
@@ -170,7 +208,9 @@ async fn stalled_stages(engine: &Engine, report: &mut JanitorReport) -> Result<(
 async fn stuck_queued_jobs(engine: &Engine, report: &mut JanitorReport) -> Result<(), StoreError> {
     let rows = {
         let c = store::client(engine.pool(), "finding stuck queued jobs").await?;
-        c.query(sql::JANITOR_STUCK_QUEUED_JOBS, &[&stuck_after_s(), &BATCH]).await.ctx(|| "finding stuck queued jobs".into())?
+        c.query(sql::JANITOR_STUCK_QUEUED_JOBS, &[&stuck_after_s(), &BATCH])
+            .await
+            .ctx(|| "finding stuck queued jobs".into())?
     };
     for r in rows {
         let job_id: String = r.get(0);
@@ -182,16 +222,28 @@ async fn stuck_queued_jobs(engine: &Engine, report: &mut JanitorReport) -> Resul
         let redrives: i64 = r.get(7);
         report.found += 1;
         let mut c = store::client(engine.pool(), "re-driving a queued job").await?;
-        let tx = c.transaction().await.ctx(|| format!("re-driving job {job_id}"))?;
-        let fields = cp::Fields::job(&job_id).job_type(&job_type).stage(stage).attempt(attempt);
+        let tx = c
+            .transaction()
+            .await
+            .ctx(|| format!("re-driving job {job_id}"))?;
+        let fields = cp::Fields::job(&job_id)
+            .job_type(&job_type)
+            .stage(stage)
+            .attempt(attempt);
         if redrives >= MAX_REDRIVES {
             if let Some((job, _, _)) = crate::engine::load_job_ctx(&tx, &job_id).await? {
-                let reason = format!("job stayed queued at stage {stage} after {redrives} re-driven stage messages; giving up");
+                let reason = format!(
+                    "job stayed queued at stage {stage} after {redrives} re-driven stage messages; giving up"
+                );
                 engine.fail_job(&tx, &job, stage, &reason).await?;
             }
-            tx.commit().await.ctx(|| format!("failing stuck job {job_id}"))?;
+            tx.commit()
+                .await
+                .ctx(|| format!("failing stuck job {job_id}"))?;
             report.fixed += 1;
-            report.actions.push(json!({"action": "stuck_job_failed", "job_id": job_id, "stage": stage}));
+            report
+                .actions
+                .push(json!({"action": "stuck_job_failed", "job_id": job_id, "stage": stage}));
             cp::emit_warn(cp::JANITOR_JOB_FAILED, &fields);
             continue;
         }
@@ -203,19 +255,29 @@ async fn stuck_queued_jobs(engine: &Engine, report: &mut JanitorReport) -> Resul
         let ids = Outbox::write(&tx, &[out]).await?;
         events::write(
             &tx,
-            &[Event::job(&job_id, "job_redriven", EventStatus::Warning, cp::JANITOR_JOB_REDRIVEN)
-                .stage(stage)
-                .attempt(attempt)
-                .data(json!({"redrive": redrives + 1}))],
+            &[Event::job(
+                &job_id,
+                "job_redriven",
+                EventStatus::Warning,
+                cp::JANITOR_JOB_REDRIVEN,
+            )
+            .stage(stage)
+            .attempt(attempt)
+            .data(json!({"redrive": redrives + 1}))],
         )
         .await?;
-        tx.execute(sql::JOB_TOUCH, &[&job_id]).await.ctx(|| format!("touching job {job_id}"))?;
-        tx.commit().await.ctx(|| format!("re-driving job {job_id}"))?;
+        tx.execute(sql::JOB_TOUCH, &[&job_id])
+            .await
+            .ctx(|| format!("touching job {job_id}"))?;
+        tx.commit()
+            .await
+            .ctx(|| format!("re-driving job {job_id}"))?;
         let _ = engine.outbox().publish(&ids).await;
         report.fixed += 1;
-        report.actions.push(json!({"action": "job_redriven", "job_id": job_id, "stage": stage}));
+        report
+            .actions
+            .push(json!({"action": "job_redriven", "job_id": job_id, "stage": stage}));
         cp::emit_warn(cp::JANITOR_JOB_REDRIVEN, &fields);
     }
     Ok(())
 }
-

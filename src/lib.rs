@@ -33,6 +33,9 @@ pub fn app_router(engine: engine::Engine) -> Router {
     handler::router(engine.clone())
         .merge(api::router(engine))
         .fallback(|uri: axum::http::Uri| async move {
-            api::ApiError::not_found(format!("no route for {}", uri.path().chars().take(200).collect::<String>()))
+            api::ApiError::not_found(format!(
+                "no route for {}",
+                uri.path().chars().take(200).collect::<String>()
+            ))
         })
 }

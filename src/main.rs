@@ -13,7 +13,11 @@ use coremachine::local::{self, LocalOptions};
 use coremachine::{store, telemetry};
 
 #[derive(Parser)]
-#[command(name = "coremachine", version, about = "Multi-stage job orchestration engine (Azure Functions custom handler)")]
+#[command(
+    name = "coremachine",
+    version,
+    about = "Multi-stage job orchestration engine (Azure Functions custom handler)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -58,8 +62,16 @@ async fn main() -> ExitCode {
                 Err(e) => return fail(e),
             };
             let root = app_root.unwrap_or_else(|| std::env::current_dir().unwrap_or_default());
-            let opts = LocalOptions { settings, port, app_root: root, emulator: true, migrate: true, max_concurrent_calls: None };
-            let app = match local::start(opts, Registry::builtin(), Arc::new(Faults::none())).await {
+            let opts = LocalOptions {
+                settings,
+                port,
+                app_root: root,
+                emulator: true,
+                migrate: true,
+                max_concurrent_calls: None,
+            };
+            let app = match local::start(opts, Registry::builtin(), Arc::new(Faults::none())).await
+            {
                 Ok(a) => a,
                 Err(e) => return fail(e),
             };
@@ -77,9 +89,19 @@ async fn main() -> ExitCode {
                 Ok(s) => s,
                 Err(e) => return fail(e),
             };
-            let root = std::env::var("FUNCTIONS_APP_ROOT_PATH").map(PathBuf::from).unwrap_or_else(|_| std::env::current_dir().unwrap_or_default());
-            let opts = LocalOptions { settings, port, app_root: root, emulator: false, migrate: false, max_concurrent_calls: None };
-            let app = match local::start(opts, Registry::builtin(), Arc::new(Faults::none())).await {
+            let root = std::env::var("FUNCTIONS_APP_ROOT_PATH")
+                .map(PathBuf::from)
+                .unwrap_or_else(|_| std::env::current_dir().unwrap_or_default());
+            let opts = LocalOptions {
+                settings,
+                port,
+                app_root: root,
+                emulator: false,
+                migrate: false,
+                max_concurrent_calls: None,
+            };
+            let app = match local::start(opts, Registry::builtin(), Arc::new(Faults::none())).await
+            {
                 Ok(a) => a,
                 Err(e) => return fail(e),
             };
@@ -113,8 +135,16 @@ async fn main() -> ExitCode {
                 Err(e) => return fail(e),
             };
             let root = std::env::current_dir().unwrap_or_default();
-            let opts = LocalOptions { settings, port: 0, app_root: root, emulator: false, migrate: false, max_concurrent_calls: None };
-            let app = match local::start(opts, Registry::builtin(), Arc::new(Faults::none())).await {
+            let opts = LocalOptions {
+                settings,
+                port: 0,
+                app_root: root,
+                emulator: false,
+                migrate: false,
+                max_concurrent_calls: None,
+            };
+            let app = match local::start(opts, Registry::builtin(), Arc::new(Faults::none())).await
+            {
                 Ok(a) => a,
                 Err(e) => return fail(e),
             };
@@ -122,7 +152,10 @@ async fn main() -> ExitCode {
             app.stop().await;
             match r {
                 Ok(report) => {
-                    println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&report).unwrap_or_default()
+                    );
                     ExitCode::SUCCESS
                 }
                 Err(e) => fail(e),

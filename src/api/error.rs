@@ -20,7 +20,12 @@ pub struct ApiError {
 impl ApiError {
     /// A new error.
     pub fn new(status: StatusCode, error: &'static str, message: impl Into<String>) -> Self {
-        Self { status, error, message: message.into(), details: Vec::new() }
+        Self {
+            status,
+            error,
+            message: message.into(),
+            details: Vec::new(),
+        }
     }
     /// 400.
     pub fn bad_request(error: &'static str, message: impl Into<String>) -> Self {
@@ -32,7 +37,11 @@ impl ApiError {
     }
     /// 503 (the database is unreachable).
     pub fn unavailable(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "service_unavailable", message)
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "service_unavailable",
+            message,
+        )
     }
     /// 500.
     pub fn internal(message: impl Into<String>) -> Self {

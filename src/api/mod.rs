@@ -24,37 +24,62 @@ pub fn router(engine: Engine) -> Router {
 }
 
 fn parse_body(headers: &HeaderMap, body: &Bytes) -> Result<Value, ApiError> {
-    if let Some(ct) = headers.get("content-type").and_then(|v| v.to_str().ok()) {
-        if !body.is_empty() && !ct.to_ascii_lowercase().starts_with("application/json") {
-            return Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                format!("expected Content-Type application/json, got {ct:?}"),
-            ));
-        }
+    if let Some(ct) = headers.get("content-type").and_then(|v| v.to_str().ok())
+        && !body.is_empty()
+        && !ct.to_ascii_lowercase().starts_with("application/json")
+    {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!("expected Content-Type application/json, got {ct:?}"),
+        ));
     }
     if body.is_empty() {
         return Ok(json!({}));
     }
-    let text = std::str::from_utf8(body)
-        .map_err(|e| ApiError::bad_request("invalid_utf8", format!("request body is not valid UTF-8 (byte {})", e.valid_up_to())))?;
+    let text = std::str::from_utf8(body).map_err(|e| {
+        ApiError::bad_request(
+            "invalid_utf8",
+            format!("request body is not valid UTF-8 (byte {})", e.valid_up_to()),
+        )
+    })?;
     serde_json::from_str(text).map_err(|e| {
-        ApiError::bad_request("invalid_json", format!("request body is not valid JSON: {e}"))
-            .with_details(vec![json!({"field": "(body)", "rule": "json", "line": e.line(), "column": e.column()})])
+        ApiError::bad_request(
+            "invalid_json",
+            format!("request body is not valid JSON: {e}"),
+        )
+        .with_details(vec![
+            json!({"field": "(body)", "rule": "json", "line": e.line(), "column": e.column()}),
+        ])
     })
 }
 
 fn header_str(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers.get(name).and_then(|v| v.to_str().ok()).map(|s| s.chars().take(64).collect())
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.chars().take(64).collect())
 }
 
-async fn submit(State(engine): State<Engine>, Path(job_type): Path<String>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+async fn submit(
+    State(engine): State<Engine>,
+    Path(job_type): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let params = parse_body(&headers, &body)?;
     let correlation = header_str(&headers, "x-correlation-id");
     let traceparent = header_str(&headers, "traceparent");
-    match engine.submit(&job_type, &params, correlation, traceparent).await {
+    match engine
+        .submit(&job_type, &params, correlation, traceparent)
+        .await
+    {
         Ok(s) => {
-            let code = if s.idempotent { StatusCode::OK } else { StatusCode::CREATED };
+            let code = if s.idempotent {
+                StatusCode::OK
+            } else {
+                StatusCode::CREATED
+            };
             let status = if !s.idempotent {
                 "created".to_string()
             } else if s.status == "completed" {
@@ -83,14 +108,27 @@ async fn submit(State(engine): State<Engine>, Path(job_type): Path<String>, head
         }
         Err(SubmitError::UnknownJobType { job_type, known }) => Err(ApiError::bad_request(
             "unknown_job_type",
-            format!("unknown job type {job_type:?}; known job types: {}", known.join(", ")),
+            format!(
+                "unknown job type {job_type:?}; known job types: {}",
+                known.join(", ")
+            ),
         )
-        .with_details(vec![json!({"field": "job_type", "rule": "enum", "value": job_type, "allowed": known})])),
+        .with_details(vec![
+            json!({"field": "job_type", "rule": "enum", "value": job_type, "allowed": known}),
+        ])),
         Err(SubmitError::Invalid { job_type, errors }) => Err(ApiError::bad_request(
             "validation_error",
-            format!("{} parameter error(s) for job type {job_type}", errors.len()),
+            format!(
+                "{} parameter error(s) for job type {job_type}",
+                errors.len()
+            ),
         )
-        .with_details(errors.into_iter().map(|e| serde_json::to_value(e).unwrap_or_default()).collect())),
+        .with_details(
+            errors
+                .into_iter()
+                .map(|e| serde_json::to_value(e).unwrap_or_default())
+                .collect(),
+        )),
         Err(SubmitError::Store(e)) => Err(e.into()),
     }
 }
@@ -103,7 +141,10 @@ pub fn parse_job_id(raw: &str) -> Result<JobId, ApiError> {
     })
 }
 
-async fn status(State(engine): State<Engine>, Path(job_id): Path<String>) -> Result<Response, ApiError> {
+async fn status(
+    State(engine): State<Engine>,
+    Path(job_id): Path<String>,
+) -> Result<Response, ApiError> {
     let job_id = parse_job_id(&job_id)?;
     let client = store::client(engine.pool(), "reading job status").await?;
     let row = client
@@ -115,7 +156,13 @@ async fn status(State(engine): State<Engine>, Path(job_id): Path<String>) -> Res
     let pattern = engine
         .registry()
         .job(&job_type)
-        .map(|j| j.stages().iter().map(|s| s.name).collect::<Vec<_>>().join(" -> "))
+        .map(|j| {
+            j.stages()
+                .iter()
+                .map(|s| s.name)
+                .collect::<Vec<_>>()
+                .join(" -> ")
+        })
         .unwrap_or_default();
     let mut body = json!({
         "jobId": row.get::<_, String>("job_id"),
@@ -149,19 +196,31 @@ async fn health(State(engine): State<Engine>) -> Response {
     match store::client(engine.pool(), "health check").await {
         Ok(c) => match store::migrations::is_current(&c).await {
             Ok(true) => {
-                components.insert("database".into(), json!({"status": "healthy", "migrated": true}));
+                components.insert(
+                    "database".into(),
+                    json!({"status": "healthy", "migrated": true}),
+                );
             }
             Ok(false) => {
-                components.insert("database".into(), json!({"status": "unhealthy", "migrated": false}));
+                components.insert(
+                    "database".into(),
+                    json!({"status": "unhealthy", "migrated": false}),
+                );
                 errors.push("database schema is not migrated to the current version (run `coremachine migrate`)".to_string());
             }
             Err(e) => {
-                components.insert("database".into(), json!({"status": "unhealthy", "error": e.to_string()}));
+                components.insert(
+                    "database".into(),
+                    json!({"status": "unhealthy", "error": e.to_string()}),
+                );
                 errors.push(format!("database: {e}"));
             }
         },
         Err(e) => {
-            components.insert("database".into(), json!({"status": "unhealthy", "error": e.to_string()}));
+            components.insert(
+                "database".into(),
+                json!({"status": "unhealthy", "error": e.to_string()}),
+            );
             errors.push(format!("database unreachable: {e}"));
         }
     }
@@ -169,7 +228,10 @@ async fn health(State(engine): State<Engine>) -> Response {
         "transport".into(),
         json!({"status": "healthy", "kind": engine.outbox().transport().name()}),
     );
-    components.insert("jobs".into(), json!({"available_jobs": engine.registry().job_types()}));
+    components.insert(
+        "jobs".into(),
+        json!({"available_jobs": engine.registry().job_types()}),
+    );
     let healthy = errors.is_empty();
     let body = json!({
         "status": if healthy { "healthy" } else { "unhealthy" },
@@ -178,6 +240,10 @@ async fn health(State(engine): State<Engine>) -> Response {
         "request_id": uuid::Uuid::new_v4().simple().to_string()[..8].to_string(),
         "timestamp": chrono::Utc::now().to_rfc3339(),
     });
-    let code = if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let code = if healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (code, axum::Json(body)).into_response()
 }

@@ -83,14 +83,24 @@ fn python_float(f: f64) -> String {
         return "NaN".into();
     }
     if f.is_infinite() {
-        return if f > 0.0 { "Infinity".into() } else { "-Infinity".into() };
+        return if f > 0.0 {
+            "Infinity".into()
+        } else {
+            "-Infinity".into()
+        };
     }
     if f == 0.0 {
-        return if f.is_sign_negative() { "-0.0".into() } else { "0.0".into() };
+        return if f.is_sign_negative() {
+            "-0.0".into()
+        } else {
+            "0.0".into()
+        };
     }
     // `{:e}` gives the shortest round-trip digits in scientific form, e.g. "1.5e-5".
     let sci = format!("{f:e}");
-    let (mantissa, exp) = sci.split_once('e').expect("scientific format has an exponent");
+    let (mantissa, exp) = sci
+        .split_once('e')
+        .expect("scientific format has an exponent");
     let exp: i32 = exp.parse().expect("exponent is an integer");
     let neg = mantissa.starts_with('-');
     let digits: String = mantissa.chars().filter(|c| c.is_ascii_digit()).collect();
@@ -102,7 +112,11 @@ fn python_float(f: f64) -> String {
         } else if point as usize >= digits.len() {
             format!("{}{}.0", digits, "0".repeat(point as usize - digits.len()))
         } else {
-            format!("{}.{}", &digits[..point as usize], &digits[point as usize..])
+            format!(
+                "{}.{}",
+                &digits[..point as usize],
+                &digits[point as usize..]
+            )
         };
         format!("{sign}{s}")
     } else {
@@ -128,12 +142,18 @@ mod tests {
             python_json(&v),
             r#"{"job_type": "hello_world", "message": "Hello World", "n": 3}"#
         );
-        assert_eq!(python_json(&json!([1, {"b": null, "a": true}])), r#"[1, {"a": true, "b": null}]"#);
+        assert_eq!(
+            python_json(&json!([1, {"b": null, "a": true}])),
+            r#"[1, {"a": true, "b": null}]"#
+        );
     }
 
     #[test]
     fn escapes_like_ensure_ascii() {
-        assert_eq!(python_json(&json!("é\u{1F600}\"\\\n\u{1}")), r#""\u00e9\ud83d\ude00\"\\\n\u0001""#);
+        assert_eq!(
+            python_json(&json!("é\u{1F600}\"\\\n\u{1}")),
+            r#""\u00e9\ud83d\ude00\"\\\n\u0001""#
+        );
         assert_eq!(python_json(&json!("\u{7f}")), r#""\u007f""#);
     }
 

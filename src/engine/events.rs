@@ -59,7 +59,12 @@ pub struct Event {
 
 impl Event {
     /// A job-level event.
-    pub fn job(job_id: &str, event_type: &'static str, status: EventStatus, checkpoint: &'static str) -> Self {
+    pub fn job(
+        job_id: &str,
+        event_type: &'static str,
+        status: EventStatus,
+        checkpoint: &'static str,
+    ) -> Self {
         Self {
             job_id: job_id.to_string(),
             task_id: None,
@@ -109,7 +114,10 @@ pub async fn write(tx: &Transaction<'_>, events: &[Event]) -> Result<(), StoreEr
     if events.is_empty() {
         return Ok(());
     }
-    let stmt = tx.prepare_cached(sql::EVENT_INSERT_BATCH).await.ctx(|| "preparing event insert".into())?;
+    let stmt = tx
+        .prepare_cached(sql::EVENT_INSERT_BATCH)
+        .await
+        .ctx(|| "preparing event insert".into())?;
     let job: Vec<&str> = events.iter().map(|e| e.job_id.as_str()).collect();
     let task: Vec<Option<&str>> = events.iter().map(|e| e.task_id.as_deref()).collect();
     let stage: Vec<Option<i32>> = events.iter().map(|e| e.stage).collect();
@@ -122,8 +130,19 @@ pub async fn write(tx: &Transaction<'_>, events: &[Event]) -> Result<(), StoreEr
     let ety: Vec<Option<&str>> = events.iter().map(|e| e.error_type.as_deref()).collect();
     let em: Vec<Option<&str>> = events.iter().map(|e| e.error_message.as_deref()).collect();
     let d: Vec<Option<i32>> = events.iter().map(|e| e.duration_ms).collect();
-    tx.execute(&stmt, &[&job, &task, &stage, &attempt, &et, &st, &cp, &data, &ec, &ety, &em, &d])
-        .await
-        .ctx(|| format!("writing {} events for job {}", events.len(), events[0].job_id))?;
+    tx.execute(
+        &stmt,
+        &[
+            &job, &task, &stage, &attempt, &et, &st, &cp, &data, &ec, &ety, &em, &d,
+        ],
+    )
+    .await
+    .ctx(|| {
+        format!(
+            "writing {} events for job {}",
+            events.len(),
+            events[0].job_id
+        )
+    })?;
     Ok(())
 }

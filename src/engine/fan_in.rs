@@ -43,7 +43,9 @@ pub enum StageOutcome {
 pub fn decide(policy: StagePolicy, stage: i32, total_stages: i32, c: StageCounts) -> StageOutcome {
     let next = || {
         if stage < total_stages {
-            StageOutcome::Advance { next_stage: stage + 1 }
+            StageOutcome::Advance {
+                next_stage: stage + 1,
+            }
         } else {
             StageOutcome::Finalize
         }
@@ -73,17 +75,37 @@ mod tests {
     use super::*;
 
     fn c(total: i64, completed: i64, failed: i64) -> StageCounts {
-        StageCounts { total, completed, failed, cancelled: 0 }
+        StageCounts {
+            total,
+            completed,
+            failed,
+            cancelled: 0,
+        }
     }
 
     #[test]
     fn policies() {
-        assert_eq!(decide(StagePolicy::FailFast, 1, 2, c(3, 3, 0)), StageOutcome::Advance { next_stage: 2 });
-        assert_eq!(decide(StagePolicy::FailFast, 2, 2, c(3, 3, 0)), StageOutcome::Finalize);
-        assert!(matches!(decide(StagePolicy::FailFast, 1, 2, c(3, 2, 1)), StageOutcome::Fail { .. }));
-        assert_eq!(decide(StagePolicy::TolerateFailures, 1, 2, c(3, 0, 3)), StageOutcome::Advance { next_stage: 2 });
+        assert_eq!(
+            decide(StagePolicy::FailFast, 1, 2, c(3, 3, 0)),
+            StageOutcome::Advance { next_stage: 2 }
+        );
+        assert_eq!(
+            decide(StagePolicy::FailFast, 2, 2, c(3, 3, 0)),
+            StageOutcome::Finalize
+        );
+        assert!(matches!(
+            decide(StagePolicy::FailFast, 1, 2, c(3, 2, 1)),
+            StageOutcome::Fail { .. }
+        ));
+        assert_eq!(
+            decide(StagePolicy::TolerateFailures, 1, 2, c(3, 0, 3)),
+            StageOutcome::Advance { next_stage: 2 }
+        );
         let k = StagePolicy::MinSuccess { k: 2 };
-        assert!(matches!(decide(k, 1, 1, c(3, 1, 2)), StageOutcome::Fail { .. }));
+        assert!(matches!(
+            decide(k, 1, 1, c(3, 1, 2)),
+            StageOutcome::Fail { .. }
+        ));
         assert_eq!(decide(k, 1, 1, c(3, 2, 1)), StageOutcome::Finalize);
     }
 

@@ -140,7 +140,9 @@ impl Faults {
         for r in rules.iter_mut() {
             if r.fault != fault
                 || r.times == Some(0)
-                || r.task_type.as_deref().is_some_and(|t| Some(t) != target.task_type)
+                || r.task_type
+                    .as_deref()
+                    .is_some_and(|t| Some(t) != target.task_type)
                 || r.task_index.is_some_and(|i| Some(i) != target.task_index)
                 || r.stage.is_some_and(|s| Some(s) != target.stage)
             {

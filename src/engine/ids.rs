@@ -66,8 +66,16 @@ macro_rules! hex_id {
     };
 }
 
-hex_id!(JobId, "job_id", "A job id: sha256 hex of the job's canonical definition.");
-hex_id!(TaskId, "task_id", "A task id: sha256 hex of (job_id, attempt, stage, logical unit).");
+hex_id!(
+    JobId,
+    "job_id",
+    "A job id: sha256 hex of the job's canonical definition."
+);
+hex_id!(
+    TaskId,
+    "task_id",
+    "A task id: sha256 hex of (job_id, attempt, stage, logical unit)."
+);
 
 impl JobId {
     /// Derives the id from the job type and its validated parameters (the ones that define the job).

@@ -25,7 +25,11 @@ impl Engine {
     pub async fn on_job_message(&self, body: &str, d: &Delivery) -> Result<Handled, EngineError> {
         let msg: JobMessage = match serde_json::from_str(body) {
             Ok(m) => m,
-            Err(e) => return self.on_malformed(body, d, &format!("job message is not valid: {e}")).await,
+            Err(e) => {
+                return self
+                    .on_malformed(body, d, &format!("job message is not valid: {e}"))
+                    .await;
+            }
         };
         let job_id = match JobId::parse(&msg.job_id) {
             Ok(j) => j,
@@ -40,14 +44,22 @@ impl Engine {
         cp::emit(cp::JOB_MESSAGE_RECEIVED, &fields);
 
         let mut client = store::client(self.pool(), "processing a job message").await?;
-        let tx = client.transaction().await.ctx(|| format!("starting stage {} of job {job_id}", msg.stage))?;
+        let tx = client
+            .transaction()
+            .await
+            .ctx(|| format!("starting stage {} of job {job_id}", msg.stage))?;
         let started = tx
-            .query_opt(sql::JOB_START_STAGE, &[&job_id.as_str(), &msg.stage, &msg.attempt])
+            .query_opt(
+                sql::JOB_START_STAGE,
+                &[&job_id.as_str(), &msg.stage, &msg.attempt],
+            )
             .await
             .ctx(|| format!("starting stage {} of job {job_id}", msg.stage))?;
         let Some(row) = started else {
             drop(tx);
-            return self.job_message_not_applicable(&client, &job_id, &msg, d, &fields).await;
+            return self
+                .job_message_not_applicable(&client, &job_id, &msg, d, &fields)
+                .await;
         };
         let job = JobCtx {
             job_id: job_id.to_string(),
@@ -59,9 +71,14 @@ impl Engine {
             traceparent: row.get(4),
         };
         let outbox_ids = self.start_stage(&tx, &job, msg.stage, d).await?;
-        tx.commit().await.ctx(|| format!("committing stage {} of job {job_id}", msg.stage))?;
+        tx.commit()
+            .await
+            .ctx(|| format!("committing stage {} of job {job_id}", msg.stage))?;
         self.publish(&outbox_ids).await;
-        Ok(Handled::log(format!("job {job_id} stage {} started", msg.stage)))
+        Ok(Handled::log(format!(
+            "job {job_id} stage {} started",
+            msg.stage
+        )))
     }
 
     /// Creates the tasks of `stage` (or ends the stage at once when it has none, or fails the job
@@ -73,7 +90,10 @@ impl Engine {
         stage: i32,
         d: &Delivery,
     ) -> Result<Vec<i64>, StoreError> {
-        let fields = job.fields().stage(stage).invocation(d.invocation_id.as_deref());
+        let fields = job
+            .fields()
+            .stage(stage)
+            .invocation(d.invocation_id.as_deref());
         let Some(def) = self.registry().job(&job.job_type).cloned() else {
             let reason = format!(
                 "unknown job type {:?}: no job definition is registered (known: {})",
@@ -81,12 +101,32 @@ impl Engine {
                 self.registry().job_types().join(", ")
             );
             cp::emit_warn(cp::MESSAGE_UNKNOWN_JOB_TYPE, &fields);
-            return self.fail_job_in_tx(tx, job, Some(stage), &reason, json!({"reason": "unknown_job_type"})).await;
+            return self
+                .fail_job_in_tx(
+                    tx,
+                    job,
+                    Some(stage),
+                    &reason,
+                    json!({"reason": "unknown_job_type"}),
+                )
+                .await;
         };
         let stages = def.stages();
         let Some(stage_def) = stages.get((stage - 1) as usize).cloned() else {
-            let reason = format!("stage {stage} does not exist: job type {} has {} stages", job.job_type, stages.len());
-            return self.fail_job_in_tx(tx, job, Some(stage), &reason, json!({"reason": "no_such_stage"})).await;
+            let reason = format!(
+                "stage {stage} does not exist: job type {} has {} stages",
+                job.job_type,
+                stages.len()
+            );
+            return self
+                .fail_job_in_tx(
+                    tx,
+                    job,
+                    Some(stage),
+                    &reason,
+                    json!({"reason": "no_such_stage"}),
+                )
+                .await;
         };
 
         let (previous, previous_failed) = if stage > 1 {
@@ -108,18 +148,46 @@ impl Engine {
         let specs = match created {
             Ok(Ok(specs)) => specs,
             Ok(Err(e)) => {
-                let reason = format!("stage {stage} ({}) could not create its tasks: {e}", stage_def.name);
-                cp::emit_at(cp::Level::Error, cp::STAGE_CREATE_TASKS_FAILED, &fields, Some(cp::ErrorFields {
-                    class: Some("permanent"),
-                    error_type: "CreateTasksError",
-                    message: &reason,
-                    chain: &reason,
-                }));
-                return self.fail_job_in_tx(tx, job, Some(stage), &reason, json!({"reason": "create_tasks_failed"})).await;
+                let reason = format!(
+                    "stage {stage} ({}) could not create its tasks: {e}",
+                    stage_def.name
+                );
+                cp::emit_at(
+                    cp::Level::Error,
+                    cp::STAGE_CREATE_TASKS_FAILED,
+                    &fields,
+                    Some(cp::ErrorFields {
+                        class: Some("permanent"),
+                        error_type: "CreateTasksError",
+                        message: &reason,
+                        chain: &reason,
+                    }),
+                );
+                return self
+                    .fail_job_in_tx(
+                        tx,
+                        job,
+                        Some(stage),
+                        &reason,
+                        json!({"reason": "create_tasks_failed"}),
+                    )
+                    .await;
             }
             Err(panic) => {
-                let reason = format!("stage {stage} ({}) create_tasks panicked: {}", stage_def.name, panic_text(&panic));
-                return self.fail_job_in_tx(tx, job, Some(stage), &reason, json!({"reason": "create_tasks_panicked"})).await;
+                let reason = format!(
+                    "stage {stage} ({}) create_tasks panicked: {}",
+                    stage_def.name,
+                    panic_text(&panic)
+                );
+                return self
+                    .fail_job_in_tx(
+                        tx,
+                        job,
+                        Some(stage),
+                        &reason,
+                        json!({"reason": "create_tasks_panicked"}),
+                    )
+                    .await;
             }
         };
         if let Some(dup) = first_duplicate_unit(&specs) {
@@ -127,14 +195,30 @@ impl Engine {
                 "stage {stage} ({}): create_tasks returned the logical unit {dup:?} twice; units must be unique",
                 stage_def.name
             );
-            return self.fail_job_in_tx(tx, job, Some(stage), &reason, json!({"reason": "duplicate_unit"})).await;
+            return self
+                .fail_job_in_tx(
+                    tx,
+                    job,
+                    Some(stage),
+                    &reason,
+                    json!({"reason": "duplicate_unit"}),
+                )
+                .await;
         }
 
         let n = specs.len();
         let shards = if n == 0 { 0 } else { shard_count(n) };
         tx.execute(
             sql::STAGE_INSERT,
-            &[&job.job_id, &stage, &job.attempt, &stage_def.name, &stage_def.task_type, &(n as i32), &shards],
+            &[
+                &job.job_id,
+                &stage,
+                &job.attempt,
+                &stage_def.name,
+                &stage_def.task_type,
+                &(n as i32),
+                &shards,
+            ],
         )
         .await
         .ctx(|| format!("recording stage {stage} of job {}", job.job_id))?;
@@ -149,13 +233,19 @@ impl Engine {
 
         if n == 0 {
             // Nothing to run: the stage is complete now, in this transaction.
-            cp::emit(cp::STAGE_TASKS_CREATED, &fields.clone().extra("task_count", 0));
+            cp::emit(
+                cp::STAGE_TASKS_CREATED,
+                &fields.clone().extra("task_count", 0),
+            );
             return self.end_stage(tx, job, stage, stage_def.policy).await;
         }
 
         let mut shard_sizes = vec![0i32; shards as usize];
         let mut outbox_ids = Vec::with_capacity(n);
-        let insert = tx.prepare_cached(sql::TASKS_INSERT_BATCH).await.ctx(|| "preparing task insert".into())?;
+        let insert = tx
+            .prepare_cached(sql::TASKS_INSERT_BATCH)
+            .await
+            .ctx(|| "preparing task insert".into())?;
         for (chunk_no, chunk) in specs.chunks(CHUNK).enumerate() {
             let base = chunk_no * CHUNK;
             let mut ids = Vec::with_capacity(chunk.len());
@@ -166,7 +256,12 @@ impl Engine {
                 let seq = (base + i) as i32;
                 let shard = (seq % shards as i32) as i16;
                 shard_sizes[shard as usize] += 1;
-                let task_id = TaskId::derive(&JobId::parse(&job.job_id).expect("stored job id is valid"), job.attempt, stage, &spec.unit);
+                let task_id = TaskId::derive(
+                    &JobId::parse(&job.job_id).expect("stored job id is valid"),
+                    job.attempt,
+                    stage,
+                    &spec.unit,
+                );
                 let m = TaskMessage {
                     task_id: task_id.to_string(),
                     parent_job_id: job.job_id.clone(),
@@ -182,7 +277,11 @@ impl Engine {
                     job_attempt: job.attempt,
                 }
                 .stamped();
-                msgs.push(m.to_outbound(&self.settings().queues.tasks, job.traceparent.as_deref(), None));
+                msgs.push(m.to_outbound(
+                    &self.settings().queues.tasks,
+                    job.traceparent.as_deref(),
+                    None,
+                ));
                 ids.push(task_id.to_string());
                 seqs.push(seq);
                 shard_of.push(shard);
@@ -191,24 +290,51 @@ impl Engine {
             let inserted = tx
                 .execute(
                     &insert,
-                    &[&job.job_id, &job.job_type, &stage_def.task_type, &stage, &job.attempt, &ids, &seqs, &params, &shard_of],
+                    &[
+                        &job.job_id,
+                        &job.job_type,
+                        &stage_def.task_type,
+                        &stage,
+                        &job.attempt,
+                        &ids,
+                        &seqs,
+                        &params,
+                        &shard_of,
+                    ],
                 )
                 .await
-                .ctx(|| format!("inserting {} tasks of stage {stage} of job {}", chunk.len(), job.job_id))?;
+                .ctx(|| {
+                    format!(
+                        "inserting {} tasks of stage {stage} of job {}",
+                        chunk.len(),
+                        job.job_id
+                    )
+                })?;
             if inserted as usize != chunk.len() {
                 let reason = format!(
                     "stage {stage}: {} of {} task ids already existed; refusing to run a stage whose counter would not match its tasks",
                     chunk.len() - inserted as usize,
                     chunk.len()
                 );
-                return self.fail_job_in_tx(tx, job, Some(stage), &reason, json!({"reason": "task_id_conflict"})).await;
+                return self
+                    .fail_job_in_tx(
+                        tx,
+                        job,
+                        Some(stage),
+                        &reason,
+                        json!({"reason": "task_id_conflict"}),
+                    )
+                    .await;
             }
             outbox_ids.extend(Outbox::write(tx, &msgs).await?);
         }
         let shard_ids: Vec<i16> = (0..shards).collect();
-        tx.execute(sql::STAGE_COUNTERS_INSERT, &[&job.job_id, &stage, &shard_ids, &shard_sizes])
-            .await
-            .ctx(|| format!("creating the stage {stage} counter of job {}", job.job_id))?;
+        tx.execute(
+            sql::STAGE_COUNTERS_INSERT,
+            &[&job.job_id, &stage, &shard_ids, &shard_sizes],
+        )
+        .await
+        .ctx(|| format!("creating the stage {stage} counter of job {}", job.job_id))?;
         cp::emit(cp::STAGE_TASKS_CREATED, &fields.extra("task_count", n));
         Ok(outbox_ids)
     }
@@ -270,7 +396,9 @@ impl Engine {
                     &serde_json::to_string(msg).unwrap_or_default(),
                 )
                 .await?;
-                Ok(Handled::log(format!("job {job_id} does not exist; message recorded and acknowledged")))
+                Ok(Handled::log(format!(
+                    "job {job_id} does not exist; message recorded and acknowledged"
+                )))
             }
             Some(r) => {
                 let (status, stage, attempt): (String, i32, i32) = (r.get(0), r.get(1), r.get(2));
@@ -278,8 +406,14 @@ impl Engine {
                     cp::JOB_MESSAGE_DUPLICATE,
                     &fields
                         .clone()
-                        .extra("expected", format!("queued stage {} attempt {}", msg.stage, msg.attempt))
-                        .extra("actual", format!("{status} stage {stage} attempt {attempt}")),
+                        .extra(
+                            "expected",
+                            format!("queued stage {} attempt {}", msg.stage, msg.attempt),
+                        )
+                        .extra(
+                            "actual",
+                            format!("{status} stage {stage} attempt {attempt}"),
+                        ),
                 );
                 Ok(Handled::log(format!(
                     "job {job_id} stage {} message is a duplicate or stale (job is {status} at stage {stage}); acknowledged",
@@ -292,7 +426,10 @@ impl Engine {
 
 fn first_duplicate_unit(specs: &[TaskSpec]) -> Option<&str> {
     let mut seen = HashSet::with_capacity(specs.len());
-    specs.iter().map(|s| s.unit.as_str()).find(|u| !seen.insert(*u))
+    specs
+        .iter()
+        .map(|s| s.unit.as_str())
+        .find(|u| !seen.insert(*u))
 }
 
 /// The text of a caught panic payload.

@@ -19,17 +19,22 @@ pub const LOG_EXCERPT: usize = 500;
 /// Characters of a bad message stored with its failure record.
 pub const STORED_EXCERPT: usize = 1000;
 
-/// First `n` characters of `s`.
+/// First `n` characters of `s`, with NUL characters (which PostgreSQL text cannot hold) escaped.
 pub fn excerpt(s: &str, n: usize) -> String {
-    s.chars().take(n).collect()
+    s.chars()
+        .take(n)
+        .map(|c| if c == '\0' { '\u{FFFD}' } else { c })
+        .collect()
 }
 
 static TASK_RE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r#""task_id"\s*:\s*"([0-9a-fA-F]{64})""#).expect("valid regex"));
-static JOB_RE: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r#""(?:parent_job_id|job_id)"\s*:\s*"([0-9a-fA-F]{64})""#).expect("valid regex"));
-static HEX_RE: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"(?:^|[^0-9a-fA-F])([0-9a-fA-F]{64})(?:[^0-9a-fA-F]|$)").expect("valid regex"));
+static JOB_RE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r#""(?:parent_job_id|job_id)"\s*:\s*"([0-9a-fA-F]{64})""#).expect("valid regex")
+});
+static HEX_RE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?:^|[^0-9a-fA-F])([0-9a-fA-F]{64})(?:[^0-9a-fA-F]|$)").expect("valid regex")
+});
 
 /// Ids recovered from a message that could not be parsed.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -75,7 +80,12 @@ pub fn recover_ids(raw: &str, props: &serde_json::Map<String, Value>) -> Recover
 
 impl Engine {
     /// Handles a message whose body could not be parsed or validated.
-    pub async fn on_malformed(&self, raw: &str, d: &Delivery, error: &str) -> Result<Handled, EngineError> {
+    pub async fn on_malformed(
+        &self,
+        raw: &str,
+        d: &Delivery,
+        error: &str,
+    ) -> Result<Handled, EngineError> {
         tracing::warn!(
             checkpoint = cp::MESSAGE_MALFORMED,
             function = %d.function,
@@ -88,26 +98,56 @@ impl Engine {
         let client = store::client(self.pool(), "recording a malformed message").await?;
         // Resolve what the recovered ids really are.
         let mut task: Option<(String, String, i32, i32, String)> = None;
-        for candidate in [ids.task_id.as_deref(), ids.bare.as_deref()].into_iter().flatten() {
-            if let Some(r) = client.query_opt(sql::TASK_PARENT, &[&candidate]).await.ctx(|| format!("looking up task {candidate}"))? {
-                task = Some((candidate.to_string(), r.get(0), r.get(2), r.get(3), r.get(4)));
+        for candidate in [ids.task_id.as_deref(), ids.bare.as_deref()]
+            .into_iter()
+            .flatten()
+        {
+            if let Some(r) = client
+                .query_opt(sql::TASK_PARENT, &[&candidate])
+                .await
+                .ctx(|| format!("looking up task {candidate}"))?
+            {
+                task = Some((
+                    candidate.to_string(),
+                    r.get(0),
+                    r.get(2),
+                    r.get(3),
+                    r.get(4),
+                ));
                 break;
             }
         }
         let mut job_id = task.as_ref().map(|t| t.1.clone());
         if job_id.is_none() {
-            for candidate in [ids.job_id.as_deref(), ids.bare.as_deref()].into_iter().flatten() {
-                if client.query_opt(sql::JOB_STAGE_STATE, &[&candidate]).await.ctx(|| format!("looking up job {candidate}"))?.is_some() {
+            for candidate in [ids.job_id.as_deref(), ids.bare.as_deref()]
+                .into_iter()
+                .flatten()
+            {
+                if client
+                    .query_opt(sql::JOB_STAGE_STATE, &[&candidate])
+                    .await
+                    .ctx(|| format!("looking up job {candidate}"))?
+                    .is_some()
+                {
                     job_id = Some(candidate.to_string());
                     break;
                 }
             }
         }
         drop(client);
-        self.record_message_failure(d, job_id.as_deref(), task.as_ref().map(|t| t.0.as_str()), "malformed", error, raw)
-            .await?;
+        self.record_message_failure(
+            d,
+            job_id.as_deref(),
+            task.as_ref().map(|t| t.0.as_str()),
+            "malformed",
+            error,
+            raw,
+        )
+        .await?;
         let reason = format!("malformed message on {}: {error}", d.function);
-        let mut fields = cp::Fields::job(job_id.as_deref().unwrap_or("")).invocation(d.invocation_id.as_deref()).extra("error", error);
+        let mut fields = cp::Fields::job(job_id.as_deref().unwrap_or(""))
+            .invocation(d.invocation_id.as_deref())
+            .extra("error", error);
         if let Some((task_id, _, stage, seq, task_type)) = &task {
             fields = fields.task(task_id).stage(*stage);
             let ending = Ending {
@@ -126,8 +166,12 @@ impl Engine {
             let (_, out) = self.end_task(task_id, -1, ending, Some(&who)).await?;
             self.publish(&out).await;
         } else if let Some(job_id) = &job_id {
-            let mut client = store::client(self.pool(), "failing a job after a malformed message").await?;
-            let tx = client.transaction().await.ctx(|| format!("starting to fail job {job_id}"))?;
+            let mut client =
+                store::client(self.pool(), "failing a job after a malformed message").await?;
+            let tx = client
+                .transaction()
+                .await
+                .ctx(|| format!("starting to fail job {job_id}"))?;
             if let Some((job, _, _)) = JobCtx::load(&tx, job_id).await? {
                 events::write(
                     &tx,
@@ -136,14 +180,25 @@ impl Engine {
                         .error(Some("permanent"), "MalformedMessage", error)],
                 )
                 .await?;
-                self.fail_job_in_tx(&tx, &job, None, &reason, json!({"reason": "malformed_message"})).await?;
+                self.fail_job_in_tx(
+                    &tx,
+                    &job,
+                    None,
+                    &reason,
+                    json!({"reason": "malformed_message"}),
+                )
+                .await?;
             }
-            tx.commit().await.ctx(|| format!("committing failure of job {job_id}"))?;
+            tx.commit()
+                .await
+                .ctx(|| format!("committing failure of job {job_id}"))?;
         }
         cp::emit_warn(cp::MESSAGE_MALFORMED, &fields);
         Ok(Handled::log(format!(
             "malformed message recorded{}; acknowledged",
-            job_id.map(|j| format!(" against job {j}")).unwrap_or_default()
+            job_id
+                .map(|j| format!(" against job {j}"))
+                .unwrap_or_default()
         )))
     }
 
@@ -161,7 +216,16 @@ impl Engine {
         let row = client
             .query_one(
                 sql::MESSAGE_FAILURE_INSERT,
-                &[&d.function, &d.message_id, &d.delivery_count, &job_id, &task_id, &reason, &error, &excerpt(raw, STORED_EXCERPT)],
+                &[
+                    &d.function,
+                    &d.message_id.as_deref().map(|m| excerpt(m, 128)),
+                    &d.delivery_count,
+                    &job_id,
+                    &task_id,
+                    &reason,
+                    &excerpt(error, 4000),
+                    &excerpt(raw, STORED_EXCERPT),
+                ],
             )
             .await
             .ctx(|| format!("recording a {reason} message on {}", d.function))?;
@@ -183,6 +247,9 @@ mod tests {
         assert_eq!(r.job_id.as_deref(), Some(j.as_str()));
         let bare = recover_ids(&format!("garbage {j} more"), &Default::default());
         assert_eq!(bare.bare.as_deref(), Some(j.as_str()));
-        assert_eq!(recover_ids("nothing here", &Default::default()), RecoveredIds::default());
+        assert_eq!(
+            recover_ids("nothing here", &Default::default()),
+            RecoveredIds::default()
+        );
     }
 }

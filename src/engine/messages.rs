@@ -80,7 +80,12 @@ fn now_iso() -> String {
     Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
-fn props(job_id: &str, task_id: Option<&str>, stage: i32, traceparent: Option<&str>) -> Map<String, Value> {
+fn props(
+    job_id: &str,
+    task_id: Option<&str>,
+    stage: i32,
+    traceparent: Option<&str>,
+) -> Map<String, Value> {
     let mut m = Map::new();
     m.insert("job_id".into(), json!(job_id));
     if let Some(t) = task_id {
@@ -113,7 +118,14 @@ impl JobMessage {
     }
 
     /// A new message for `stage`.
-    pub fn new(job_id: &str, job_type: &str, parameters: Value, stage: i32, attempt: i32, correlation_id: Option<String>) -> Self {
+    pub fn new(
+        job_id: &str,
+        job_type: &str,
+        parameters: Value,
+        stage: i32,
+        attempt: i32,
+        correlation_id: Option<String>,
+    ) -> Self {
         Self {
             job_id: job_id.into(),
             job_type: job_type.into(),
@@ -135,12 +147,22 @@ impl TaskMessage {
     }
 
     /// The outbound envelope for the tasks queue.
-    pub fn to_outbound(&self, queue: &str, traceparent: Option<&str>, scheduled_at: Option<DateTime<Utc>>) -> OutboundMessage {
+    pub fn to_outbound(
+        &self,
+        queue: &str,
+        traceparent: Option<&str>,
+        scheduled_at: Option<DateTime<Utc>>,
+    ) -> OutboundMessage {
         OutboundMessage {
             queue: queue.to_string(),
             message_id: self.message_id(),
             body: serde_json::to_string(self).expect("task message serialises"),
-            properties: props(&self.parent_job_id, Some(&self.task_id), self.stage, traceparent),
+            properties: props(
+                &self.parent_job_id,
+                Some(&self.task_id),
+                self.stage,
+                traceparent,
+            ),
             correlation_id: self.correlation_id.clone(),
             scheduled_at,
             job_id: Some(self.parent_job_id.clone()),

@@ -32,8 +32,8 @@ use crate::transport::SharedTransport;
 use crate::transport::outbox::Outbox;
 
 pub use faults::{Fault, FaultRule, Faults};
-pub(crate) use repair::load_job_ctx;
 pub use ids::{JobId, TaskId};
+pub(crate) use repair::load_job_ctx;
 pub use submit::{SubmitError, Submitted};
 
 /// How the message that triggered an invocation arrived (for records and checkpoints).
@@ -67,7 +67,9 @@ pub struct Handled {
 impl Handled {
     /// One log line.
     pub fn log(line: impl Into<String>) -> Self {
-        Self { logs: vec![line.into()] }
+        Self {
+            logs: vec![line.into()],
+        }
     }
 }
 
@@ -98,7 +100,9 @@ struct Inner {
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Engine").field("registry", &self.inner.registry).finish()
+        f.debug_struct("Engine")
+            .field("registry", &self.inner.registry)
+            .finish()
     }
 }
 

@@ -26,9 +26,16 @@ pub enum PoisonOutcome {
 
 impl Engine {
     /// Reconciles one dead-lettered message.
-    pub async fn on_poison_message(&self, raw: &str, d: &Delivery) -> Result<(Handled, PoisonOutcome), EngineError> {
+    pub async fn on_poison_message(
+        &self,
+        raw: &str,
+        d: &Delivery,
+    ) -> Result<(Handled, PoisonOutcome), EngineError> {
         let ids = recover_ids(raw, &d.properties);
-        let reason = d.dead_letter_reason.clone().unwrap_or_else(|| "unknown".into());
+        let reason = d
+            .dead_letter_reason
+            .clone()
+            .unwrap_or_else(|| "unknown".into());
         let description = d.dead_letter_description.clone().unwrap_or_default();
         let poison = json!({
             "unhandled_poison": true,
@@ -39,14 +46,27 @@ impl Engine {
             "delivery_count": d.delivery_count,
             "message_excerpt": excerpt(raw, STORED_EXCERPT),
         });
-        let base = cp::Fields::default().invocation(d.invocation_id.as_deref()).extra("dead_letter_reason", &reason);
+        let base = cp::Fields::default()
+            .invocation(d.invocation_id.as_deref())
+            .extra("dead_letter_reason", &reason);
         cp::emit_warn(cp::POISON_RECEIVED, &base);
 
         let client = store::client(self.pool(), "reconciling a poison message").await?;
         let task = match ids.task_id.as_deref().or(ids.bare.as_deref()) {
-            Some(t) => client.query_opt(sql::TASK_PARENT, &[&t]).await.ctx(|| format!("looking up task {t}"))?.map(|r| {
-                (t.to_string(), r.get::<_, String>(0), r.get::<_, String>(1), r.get::<_, i32>(2), r.get::<_, i32>(3), r.get::<_, String>(4))
-            }),
+            Some(t) => client
+                .query_opt(sql::TASK_PARENT, &[&t])
+                .await
+                .ctx(|| format!("looking up task {t}"))?
+                .map(|r| {
+                    (
+                        t.to_string(),
+                        r.get::<_, String>(0),
+                        r.get::<_, String>(1),
+                        r.get::<_, i32>(2),
+                        r.get::<_, i32>(3),
+                        r.get::<_, String>(4),
+                    )
+                }),
             None => None,
         };
         let job_id = match &task {
@@ -54,18 +74,35 @@ impl Engine {
             None => ids.job_id.clone().or(ids.bare.clone()),
         };
         let job_state: Option<String> = match &job_id {
-            Some(j) => client.query_opt(sql::JOB_STAGE_STATE, &[j]).await.ctx(|| format!("looking up job {j}"))?.map(|r| r.get(0)),
+            Some(j) => client
+                .query_opt(sql::JOB_STAGE_STATE, &[j])
+                .await
+                .ctx(|| format!("looking up job {j}"))?
+                .map(|r| r.get(0)),
             None => None,
         };
         drop(client);
         let (Some(job_id), Some(job_status)) = (job_id, job_state) else {
             cp::emit_warn(cp::POISON_UNMATCHED, &base);
-            self.record_message_failure(d, None, None, "poison_unmatched", &format!("dead letter ({reason}) matches no job or task"), raw)
-                .await?;
-            return Ok((Handled::log("poison message matches no job or task; recorded"), PoisonOutcome::Unmatched));
+            self.record_message_failure(
+                d,
+                None,
+                None,
+                "poison_unmatched",
+                &format!("dead letter ({reason}) matches no job or task"),
+                raw,
+            )
+            .await?;
+            return Ok((
+                Handled::log("poison message matches no job or task; recorded"),
+                PoisonOutcome::Unmatched,
+            ));
         };
         let fields = base.clone().extra("job_id", &job_id);
-        let subject_status = task.as_ref().map(|t| t.2.clone()).unwrap_or_else(|| job_status.clone());
+        let subject_status = task
+            .as_ref()
+            .map(|t| t.2.clone())
+            .unwrap_or_else(|| job_status.clone());
         let outcome = match subject_status.as_str() {
             "failed" | "cancelled" => PoisonOutcome::Expected,
             "completed" | "completed_with_errors" => PoisonOutcome::AfterCompletion,
@@ -73,8 +110,16 @@ impl Engine {
         };
         let (checkpoint, event_status, event_type) = match outcome {
             PoisonOutcome::Expected => (cp::POISON_EXPECTED, EventStatus::Info, "poison_expected"),
-            PoisonOutcome::AfterCompletion => (cp::POISON_AFTER_COMPLETION, EventStatus::Warning, "poison_after_completion"),
-            _ => (cp::POISON_RECONCILED, EventStatus::Failure, "poison_reconciled"),
+            PoisonOutcome::AfterCompletion => (
+                cp::POISON_AFTER_COMPLETION,
+                EventStatus::Warning,
+                "poison_after_completion",
+            ),
+            _ => (
+                cp::POISON_RECONCILED,
+                EventStatus::Failure,
+                "poison_reconciled",
+            ),
         };
         let mut task_fields = fields.clone();
         if let Some(t) = &task {
@@ -99,38 +144,69 @@ impl Engine {
                 let (_, out) = self.end_task(task_id, -1, ending, Some(&who)).await?;
                 self.publish(&out).await;
             }
-            let mut client = store::client(self.pool(), "failing a job after a poison message").await?;
-            let tx = client.transaction().await.ctx(|| format!("starting poison reconcile of job {job_id}"))?;
-            tx.execute(sql::TASKS_FAIL_PENDING, &[&job_id, &format!("job failed: {details}")])
+            let mut client =
+                store::client(self.pool(), "failing a job after a poison message").await?;
+            let tx = client
+                .transaction()
                 .await
-                .ctx(|| format!("failing pending tasks of job {job_id}"))?;
+                .ctx(|| format!("starting poison reconcile of job {job_id}"))?;
+            tx.execute(
+                sql::TASKS_FAIL_PENDING,
+                &[&job_id, &format!("job failed: {details}")],
+            )
+            .await
+            .ctx(|| format!("failing pending tasks of job {job_id}"))?;
             if let Some((job, _, _)) = JobCtx::load(&tx, &job_id).await? {
-                events::write(&tx, &[Event::job(&job_id, event_type, event_status, checkpoint).data(poison.clone()).error(Some("permanent"), "UnhandledPoison", &details)]).await?;
-                self.fail_job_in_tx(&tx, &job, None, &details, poison.clone()).await?;
+                events::write(
+                    &tx,
+                    &[Event::job(&job_id, event_type, event_status, checkpoint)
+                        .data(poison.clone())
+                        .error(Some("permanent"), "UnhandledPoison", &details)],
+                )
+                .await?;
+                self.fail_job_in_tx(&tx, &job, None, &details, poison.clone())
+                    .await?;
             }
-            tx.commit().await.ctx(|| format!("committing poison reconcile of job {job_id}"))?;
-            cp::emit_at(cp::Level::Error, checkpoint, &task_fields, Some(cp::ErrorFields {
-                class: Some("permanent"),
-                error_type: "UnhandledPoison",
-                message: &details,
-                chain: &details,
-            }));
+            tx.commit()
+                .await
+                .ctx(|| format!("committing poison reconcile of job {job_id}"))?;
+            cp::emit_at(
+                cp::Level::Error,
+                checkpoint,
+                &task_fields,
+                Some(cp::ErrorFields {
+                    class: Some("permanent"),
+                    error_type: "UnhandledPoison",
+                    message: &details,
+                    chain: &details,
+                }),
+            );
         } else {
             let mut client = store::client(self.pool(), "recording a poison message").await?;
-            let tx = client.transaction().await.ctx(|| format!("recording poison for job {job_id}"))?;
-            let mut ev = Event::job(&job_id, event_type, event_status, checkpoint).data(poison.clone());
+            let tx = client
+                .transaction()
+                .await
+                .ctx(|| format!("recording poison for job {job_id}"))?;
+            let mut ev =
+                Event::job(&job_id, event_type, event_status, checkpoint).data(poison.clone());
             if let Some(t) = &task {
                 ev = ev.task(&t.0).stage(t.3);
             }
             events::write(&tx, &[ev]).await?;
-            tx.commit().await.ctx(|| format!("recording poison for job {job_id}"))?;
+            tx.commit()
+                .await
+                .ctx(|| format!("recording poison for job {job_id}"))?;
             if outcome == PoisonOutcome::AfterCompletion {
                 cp::emit_warn(checkpoint, &task_fields);
             } else {
                 cp::emit(checkpoint, &task_fields);
             }
         }
-        Ok((Handled::log(format!("poison message for job {job_id} reconciled: {outcome:?}")), outcome))
+        Ok((
+            Handled::log(format!(
+                "poison message for job {job_id} reconciled: {outcome:?}"
+            )),
+            outcome,
+        ))
     }
 }
-

@@ -38,9 +38,11 @@ pub fn decide(settings: &RetrySettings, class: ErrorClass, retry_count: i32) -> 
         ErrorClass::Permanent => RetryDecision::Fail {
             reason: "permanent error".into(),
         },
-        ErrorClass::Transient if retry_count as u32 >= settings.max_retries => RetryDecision::Fail {
-            reason: format!("retries exhausted ({} retries)", settings.max_retries),
-        },
+        ErrorClass::Transient if retry_count as u32 >= settings.max_retries => {
+            RetryDecision::Fail {
+                reason: format!("retries exhausted ({} retries)", settings.max_retries),
+            }
+        }
         ErrorClass::Transient => RetryDecision::RetryAfter {
             delay: backoff(settings, retry_count as u32, rand::rng().random()),
             next_retry_count: retry_count + 1,
@@ -65,11 +67,20 @@ mod tests {
     #[test]
     fn permanent_fails_and_transient_retries_until_exhausted() {
         let s = RetrySettings::default();
-        assert!(matches!(decide(&s, ErrorClass::Permanent, 0), RetryDecision::Fail { .. }));
+        assert!(matches!(
+            decide(&s, ErrorClass::Permanent, 0),
+            RetryDecision::Fail { .. }
+        ));
         assert!(matches!(
             decide(&s, ErrorClass::Transient, 2),
-            RetryDecision::RetryAfter { next_retry_count: 3, .. }
+            RetryDecision::RetryAfter {
+                next_retry_count: 3,
+                ..
+            }
         ));
-        assert!(matches!(decide(&s, ErrorClass::Transient, 3), RetryDecision::Fail { .. }));
+        assert!(matches!(
+            decide(&s, ErrorClass::Transient, 3),
+            RetryDecision::Fail { .. }
+        ));
     }
 }

@@ -5,12 +5,12 @@ use std::panic::AssertUnwindSafe;
 
 use serde_json::{Map, Value, json};
 
+use super::Engine;
 use super::events::{self, Event, EventStatus};
 use super::fan_in::{self, StageCounts, StageOutcome};
 use super::faults::Fault;
 use super::job_message::panic_text;
 use super::messages::JobMessage;
-use super::Engine;
 use crate::jobs::{FinalizeInput, PreviousResult, StagePolicy, StageSummary};
 use crate::store::{QueryContext, StoreError, Transaction, sql};
 use crate::telemetry::checkpoints as cp;
@@ -37,8 +37,14 @@ impl JobCtx {
     }
 
     /// Reads the job inside `tx`.
-    pub async fn load(tx: &Transaction<'_>, job_id: &str) -> Result<Option<(JobCtx, String, i32)>, StoreError> {
-        let row = tx.query_opt(sql::JOB_GET, &[&job_id]).await.ctx(|| format!("reading job {job_id}"))?;
+    pub async fn load(
+        tx: &Transaction<'_>,
+        job_id: &str,
+    ) -> Result<Option<(JobCtx, String, i32)>, StoreError> {
+        let row = tx
+            .query_opt(sql::JOB_GET, &[&job_id])
+            .await
+            .ctx(|| format!("reading job {job_id}"))?;
         Ok(row.map(|r| {
             (
                 JobCtx {
@@ -107,7 +113,10 @@ impl Engine {
         match outcome {
             StageOutcome::Advance { next_stage } => {
                 let advanced = tx
-                    .query_opt(sql::JOB_ADVANCE, &[&job.job_id, &stage, &job.attempt, &summary])
+                    .query_opt(
+                        sql::JOB_ADVANCE,
+                        &[&job.job_id, &stage, &job.attempt, &summary],
+                    )
                     .await
                     .ctx(|| format!("advancing job {} from stage {stage}", job.job_id))?;
                 if advanced.is_none() {
@@ -117,14 +126,24 @@ impl Engine {
                 events::write(
                     tx,
                     &[
-                        Event::job(&job.job_id, "stage_completed", EventStatus::Success, cp::STAGE_COMPLETED)
-                            .stage(stage)
-                            .attempt(job.attempt)
-                            .data(summary.clone()),
-                        Event::job(&job.job_id, "stage_advanced", EventStatus::Success, cp::STAGE_ADVANCE_QUEUED)
-                            .stage(next_stage)
-                            .attempt(job.attempt)
-                            .data(json!({"from_stage": stage, "to_stage": next_stage})),
+                        Event::job(
+                            &job.job_id,
+                            "stage_completed",
+                            EventStatus::Success,
+                            cp::STAGE_COMPLETED,
+                        )
+                        .stage(stage)
+                        .attempt(job.attempt)
+                        .data(summary.clone()),
+                        Event::job(
+                            &job.job_id,
+                            "stage_advanced",
+                            EventStatus::Success,
+                            cp::STAGE_ADVANCE_QUEUED,
+                        )
+                        .stage(next_stage)
+                        .attempt(job.attempt)
+                        .data(json!({"from_stage": stage, "to_stage": next_stage})),
                     ],
                 )
                 .await?;
@@ -136,9 +155,16 @@ impl Engine {
                     job.attempt,
                     job.correlation_id.clone(),
                 );
-                let ids = Outbox::write(tx, &[msg.to_outbound(&self.settings().queues.jobs, job.traceparent.as_deref())]).await?;
+                let ids = Outbox::write(
+                    tx,
+                    &[msg.to_outbound(&self.settings().queues.jobs, job.traceparent.as_deref())],
+                )
+                .await?;
                 cp::emit(cp::STAGE_COMPLETED, &fields);
-                cp::emit(cp::STAGE_ADVANCE_QUEUED, &fields.clone().extra("next_stage", next_stage));
+                cp::emit(
+                    cp::STAGE_ADVANCE_QUEUED,
+                    &fields.clone().extra("next_stage", next_stage),
+                );
                 Ok(ids)
             }
             StageOutcome::Finalize => self.finalize_job(tx, job, stage, summary).await,
@@ -146,19 +172,37 @@ impl Engine {
                 self.finish_stage_row(tx, job, stage, "failed").await?;
                 events::write(
                     tx,
-                    &[Event::job(&job.job_id, "stage_failed", EventStatus::Failure, cp::STAGE_FAILED)
-                        .stage(stage)
-                        .attempt(job.attempt)
-                        .data(summary.clone())
-                        .error(Some("permanent"), "StagePolicy", &reason)],
+                    &[Event::job(
+                        &job.job_id,
+                        "stage_failed",
+                        EventStatus::Failure,
+                        cp::STAGE_FAILED,
+                    )
+                    .stage(stage)
+                    .attempt(job.attempt)
+                    .data(summary.clone())
+                    .error(Some("permanent"), "StagePolicy", &reason)],
                 )
                 .await?;
-                self.fail_job_in_tx(tx, job, Some(stage), &reason, json!({"stage_summary": summary})).await
+                self.fail_job_in_tx(
+                    tx,
+                    job,
+                    Some(stage),
+                    &reason,
+                    json!({"stage_summary": summary}),
+                )
+                .await
             }
         }
     }
 
-    async fn finish_stage_row(&self, tx: &Transaction<'_>, job: &JobCtx, stage: i32, status: &str) -> Result<(), StoreError> {
+    async fn finish_stage_row(
+        &self,
+        tx: &Transaction<'_>,
+        job: &JobCtx,
+        stage: i32,
+        status: &str,
+    ) -> Result<(), StoreError> {
         tx.execute(sql::STAGE_FINISH, &[&job.job_id, &stage, &status])
             .await
             .ctx(|| format!("closing stage {stage} of job {}", job.job_id))?;
@@ -167,33 +211,60 @@ impl Engine {
 
     /// The job was no longer processing this stage when its last task ended (cancelled, failed by
     /// another task, or a janitor repair got there first): reported, nothing advanced.
-    async fn stage_end_mismatch(&self, tx: &Transaction<'_>, job: &JobCtx, stage: i32, what: &str) -> Result<Vec<i64>, StoreError> {
+    async fn stage_end_mismatch(
+        &self,
+        tx: &Transaction<'_>,
+        job: &JobCtx,
+        stage: i32,
+        what: &str,
+    ) -> Result<Vec<i64>, StoreError> {
         let actual = tx
             .query_opt(sql::JOB_STAGE_STATE, &[&job.job_id])
             .await
             .ctx(|| format!("reading job {}", job.job_id))?
-            .map(|r| format!("{} stage {} attempt {}", r.get::<_, String>(0), r.get::<_, i32>(1), r.get::<_, i32>(2)))
+            .map(|r| {
+                format!(
+                    "{} stage {} attempt {}",
+                    r.get::<_, String>(0),
+                    r.get::<_, i32>(1),
+                    r.get::<_, i32>(2)
+                )
+            })
             .unwrap_or_else(|| "missing".into());
         let fields = job
             .fields()
             .stage(stage)
-            .extra("expected", format!("processing stage {stage} attempt {}", job.attempt))
+            .extra(
+                "expected",
+                format!("processing stage {stage} attempt {}", job.attempt),
+            )
             .extra("actual", &actual)
             .extra("attempted", what);
         cp::emit_warn(cp::STAGE_ADVANCE_SKIPPED, &fields);
         events::write(
             tx,
-            &[Event::job(&job.job_id, "stage_advance_skipped", EventStatus::Warning, cp::STAGE_ADVANCE_SKIPPED)
-                .stage(stage)
-                .attempt(job.attempt)
-                .data(json!({"attempted": what, "job_state": actual}))],
+            &[Event::job(
+                &job.job_id,
+                "stage_advance_skipped",
+                EventStatus::Warning,
+                cp::STAGE_ADVANCE_SKIPPED,
+            )
+            .stage(stage)
+            .attempt(job.attempt)
+            .data(json!({"attempted": what, "job_state": actual}))],
         )
         .await?;
         Ok(Vec::new())
     }
 
     /// Runs the job type's finalize (protected against errors and panics) and completes the job.
-    async fn finalize_job(&self, tx: &Transaction<'_>, job: &JobCtx, stage: i32, summary: Value) -> Result<Vec<i64>, StoreError> {
+    async fn finalize_job(
+        &self,
+        tx: &Transaction<'_>,
+        job: &JobCtx,
+        stage: i32,
+        summary: Value,
+    ) -> Result<Vec<i64>, StoreError> {
         let stages: Vec<StageSummary> = tx
             .query(sql::STAGES_SUMMARY, &[&job.job_id])
             .await
@@ -214,7 +285,11 @@ impl Engine {
                 .await
                 .ctx(|| format!("loading final results of job {}", job.job_id))?
                 .into_iter()
-                .map(|r| PreviousResult { task_id: r.get(0), task_index: r.get(1), result: r.get(2) })
+                .map(|r| PreviousResult {
+                    task_id: r.get(0),
+                    task_index: r.get(1),
+                    result: r.get(2),
+                })
                 .collect()
         } else {
             Vec::new()
@@ -234,7 +309,9 @@ impl Engine {
                     panic!("fault injection: finalize panicked");
                 }
                 if faults.hit(Fault::FinalizeError) {
-                    return Err(crate::jobs::JobError::new("fault injection: finalize failed"));
+                    return Err(crate::jobs::JobError::new(
+                        "fault injection: finalize failed",
+                    ));
                 }
                 def.finalize(&input)
             })) {
@@ -250,9 +327,16 @@ impl Engine {
                 "completed",
                 result,
                 None,
-                vec![Event::job(&job.job_id, "job_completed", EventStatus::Success, cp::JOB_COMPLETED)
+                vec![
+                    Event::job(
+                        &job.job_id,
+                        "job_completed",
+                        EventStatus::Success,
+                        cp::JOB_COMPLETED,
+                    )
                     .stage(stage)
-                    .attempt(job.attempt)],
+                    .attempt(job.attempt),
+                ],
             ),
             Err(err) => {
                 let fallback = json!({
@@ -269,41 +353,74 @@ impl Engine {
                         "app.tasks WHERE parent_job_id = '{}' (GET /api/jobs/{}/tasks)", job.job_id, job.job_id
                     ),
                 });
-                cp::emit_at(cp::Level::Error, cp::FINALIZE_FALLBACK, &fields, Some(cp::ErrorFields {
-                    class: Some("permanent"),
-                    error_type: "FinalizeError",
-                    message: &err,
-                    chain: &err,
-                }));
+                cp::emit_at(
+                    cp::Level::Error,
+                    cp::FINALIZE_FALLBACK,
+                    &fields,
+                    Some(cp::ErrorFields {
+                        class: Some("permanent"),
+                        error_type: "FinalizeError",
+                        message: &err,
+                        chain: &err,
+                    }),
+                );
                 (
                     "completed_with_errors",
                     fallback,
                     Some(err.clone()),
                     vec![
-                        Event::job(&job.job_id, "finalize_failed", EventStatus::Failure, cp::FINALIZE_FALLBACK)
-                            .stage(stage)
-                            .attempt(job.attempt)
-                            .error(Some("permanent"), "FinalizeError", &err),
-                        Event::job(&job.job_id, "job_completed", EventStatus::Warning, cp::JOB_COMPLETED)
-                            .stage(stage)
-                            .attempt(job.attempt)
-                            .data(json!({"status": "completed_with_errors"})),
+                        Event::job(
+                            &job.job_id,
+                            "finalize_failed",
+                            EventStatus::Failure,
+                            cp::FINALIZE_FALLBACK,
+                        )
+                        .stage(stage)
+                        .attempt(job.attempt)
+                        .error(Some("permanent"), "FinalizeError", &err),
+                        Event::job(
+                            &job.job_id,
+                            "job_completed",
+                            EventStatus::Warning,
+                            cp::JOB_COMPLETED,
+                        )
+                        .stage(stage)
+                        .attempt(job.attempt)
+                        .data(json!({"status": "completed_with_errors"})),
                     ],
                 )
             }
         };
         let done = tx
-            .query_opt(sql::JOB_FINISH, &[&job.job_id, &stage, &job.attempt, &status, &result, &summary, &error_details])
+            .query_opt(
+                sql::JOB_FINISH,
+                &[
+                    &job.job_id,
+                    &stage,
+                    &job.attempt,
+                    &status,
+                    &result,
+                    &summary,
+                    &error_details,
+                ],
+            )
             .await
             .ctx(|| format!("completing job {}", job.job_id))?;
         if done.is_none() {
             return self.stage_end_mismatch(tx, job, stage, "finalize").await;
         }
         self.finish_stage_row(tx, job, stage, "completed").await?;
-        let mut all = vec![Event::job(&job.job_id, "stage_completed", EventStatus::Success, cp::STAGE_COMPLETED)
+        let mut all = vec![
+            Event::job(
+                &job.job_id,
+                "stage_completed",
+                EventStatus::Success,
+                cp::STAGE_COMPLETED,
+            )
             .stage(stage)
             .attempt(job.attempt)
-            .data(summary)];
+            .data(summary),
+        ];
         all.extend(events_out);
         events::write(tx, &all).await?;
         cp::emit(cp::STAGE_COMPLETED, &fields);
@@ -322,7 +439,10 @@ impl Engine {
         details: Value,
     ) -> Result<Vec<i64>, StoreError> {
         let changed = tx
-            .query_opt(sql::JOB_FAIL, &[&job.job_id, &reason, &json!({"failure": details})])
+            .query_opt(
+                sql::JOB_FAIL,
+                &[&job.job_id, &reason, &json!({"failure": details})],
+            )
             .await
             .ctx(|| format!("failing job {}", job.job_id))?;
         let mut fields = job.fields();
@@ -338,7 +458,10 @@ impl Engine {
                 .unwrap_or_else(|| "missing".into());
             cp::emit_warn(
                 cp::STATE_MISMATCH,
-                &fields.extra("expected", "queued or processing").extra("actual", &actual).extra("attempted", "fail job"),
+                &fields
+                    .extra("expected", "queued or processing")
+                    .extra("actual", &actual)
+                    .extra("attempted", "fail job"),
             );
             return Ok(Vec::new());
         };
@@ -352,19 +475,29 @@ impl Engine {
             .ctx(|| format!("closing stage {job_stage} of job {}", job.job_id))?;
         events::write(
             tx,
-            &[Event::job(&job.job_id, "job_failed", EventStatus::Failure, cp::JOB_FAILED)
-                .stage(stage.unwrap_or(job_stage))
-                .attempt(job.attempt)
-                .data(json!({"cancelled_tasks": cancelled, "details": details}))
-                .error(Some("permanent"), "JobFailed", reason)],
+            &[Event::job(
+                &job.job_id,
+                "job_failed",
+                EventStatus::Failure,
+                cp::JOB_FAILED,
+            )
+            .stage(stage.unwrap_or(job_stage))
+            .attempt(job.attempt)
+            .data(json!({"cancelled_tasks": cancelled, "details": details}))
+            .error(Some("permanent"), "JobFailed", reason)],
         )
         .await?;
-        cp::emit_at(cp::Level::Error, cp::JOB_FAILED, &fields, Some(cp::ErrorFields {
-            class: Some("permanent"),
-            error_type: "JobFailed",
-            message: reason,
-            chain: reason,
-        }));
+        cp::emit_at(
+            cp::Level::Error,
+            cp::JOB_FAILED,
+            &fields,
+            Some(cp::ErrorFields {
+                class: Some("permanent"),
+                error_type: "JobFailed",
+                message: reason,
+                chain: reason,
+            }),
+        );
         Ok(Vec::new())
     }
 }

@@ -89,7 +89,10 @@ impl TaskStatus {
     }
     /// Whether the task will not change again.
     pub fn is_terminal(&self) -> bool {
-        matches!(self, TaskStatus::Completed | TaskStatus::Failed | TaskStatus::Cancelled)
+        matches!(
+            self,
+            TaskStatus::Completed | TaskStatus::Failed | TaskStatus::Cancelled
+        )
     }
 }
 
@@ -112,14 +115,20 @@ pub struct UnknownStatus(pub String);
 impl FromStr for JobStatus {
     type Err = UnknownStatus;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        JobStatus::ALL.into_iter().find(|x| x.as_str() == s).ok_or_else(|| UnknownStatus(s.into()))
+        JobStatus::ALL
+            .into_iter()
+            .find(|x| x.as_str() == s)
+            .ok_or_else(|| UnknownStatus(s.into()))
     }
 }
 impl FromStr for TaskStatus {
     type Err = UnknownStatus;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         // The earlier schema also declared retrying / pending_retry; they are never written.
-        TaskStatus::ALL.into_iter().find(|x| x.as_str() == s).ok_or_else(|| UnknownStatus(s.into()))
+        TaskStatus::ALL
+            .into_iter()
+            .find(|x| x.as_str() == s)
+            .ok_or_else(|| UnknownStatus(s.into()))
     }
 }
 
@@ -128,12 +137,36 @@ use TaskStatus as T;
 
 /// Allowed job transitions and why each exists.
 pub const JOB_TRANSITIONS: &[(JobStatus, JobStatus, &str)] = &[
-    (J::Queued, J::Processing, "stage message processed: the stage's tasks are created"),
-    (J::Processing, J::Queued, "stage advance: the next stage's message is queued"),
-    (J::Processing, J::Completed, "last stage done and finalize succeeded"),
-    (J::Processing, J::CompletedWithErrors, "last stage done but finalize failed (fallback result)"),
-    (J::Processing, J::Failed, "a task or stage failed under the stage policy"),
-    (J::Queued, J::Failed, "stage message dead-lettered, unknown job type, or janitor"),
+    (
+        J::Queued,
+        J::Processing,
+        "stage message processed: the stage's tasks are created",
+    ),
+    (
+        J::Processing,
+        J::Queued,
+        "stage advance: the next stage's message is queued",
+    ),
+    (
+        J::Processing,
+        J::Completed,
+        "last stage done and finalize succeeded",
+    ),
+    (
+        J::Processing,
+        J::CompletedWithErrors,
+        "last stage done but finalize failed (fallback result)",
+    ),
+    (
+        J::Processing,
+        J::Failed,
+        "a task or stage failed under the stage policy",
+    ),
+    (
+        J::Queued,
+        J::Failed,
+        "stage message dead-lettered, unknown job type, or janitor",
+    ),
     (J::Queued, J::Cancelled, "operator cancel"),
     (J::Processing, J::Cancelled, "operator cancel"),
 ];
@@ -144,22 +177,46 @@ pub const JOB_RESUBMITTABLE: &[JobStatus] = &[J::Failed, J::Cancelled];
 /// Allowed task transitions and why each exists.
 pub const TASK_TRANSITIONS: &[(TaskStatus, TaskStatus, &str)] = &[
     (T::Queued, T::Processing, "claimed by a worker"),
-    (T::Processing, T::Processing, "re-claimed after the previous lease expired"),
+    (
+        T::Processing,
+        T::Processing,
+        "re-claimed after the previous lease expired",
+    ),
     (T::Processing, T::Completed, "handler succeeded"),
-    (T::Processing, T::Failed, "permanent error or retries exhausted"),
-    (T::Processing, T::Queued, "transient error: retry scheduled with attempt + 1"),
-    (T::Queued, T::Cancelled, "its job ended (failed or cancelled) before it ran"),
-    (T::Queued, T::Failed, "its message was malformed or dead-lettered"),
+    (
+        T::Processing,
+        T::Failed,
+        "permanent error or retries exhausted",
+    ),
+    (
+        T::Processing,
+        T::Queued,
+        "transient error: retry scheduled with attempt + 1",
+    ),
+    (
+        T::Queued,
+        T::Cancelled,
+        "its job ended (failed or cancelled) before it ran",
+    ),
+    (
+        T::Queued,
+        T::Failed,
+        "its message was malformed or dead-lettered",
+    ),
 ];
 
 /// Whether `from -> to` is an allowed job transition.
 pub fn job_can_transition(from: JobStatus, to: JobStatus) -> bool {
-    JOB_TRANSITIONS.iter().any(|(f, t, _)| *f == from && *t == to)
+    JOB_TRANSITIONS
+        .iter()
+        .any(|(f, t, _)| *f == from && *t == to)
 }
 
 /// Whether `from -> to` is an allowed task transition.
 pub fn task_can_transition(from: TaskStatus, to: TaskStatus) -> bool {
-    TASK_TRANSITIONS.iter().any(|(f, t, _)| *f == from && *t == to)
+    TASK_TRANSITIONS
+        .iter()
+        .any(|(f, t, _)| *f == from && *t == to)
 }
 
 #[cfg(test)]

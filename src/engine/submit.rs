@@ -3,10 +3,10 @@
 
 use serde_json::{Value, json};
 
+use super::Engine;
 use super::events::{self, Event, EventStatus};
 use super::ids::JobId;
 use super::messages::JobMessage;
-use super::Engine;
 use crate::jobs::{FieldError, params};
 use crate::store::{self, QueryContext, StoreError, sql};
 use crate::telemetry::checkpoints as cp;
@@ -79,7 +79,12 @@ impl Engine {
         let Some(job) = self.registry().job(job_type) else {
             return Err(SubmitError::UnknownJobType {
                 job_type: job_type.chars().take(100).collect(),
-                known: self.registry().job_types().iter().map(|s| s.to_string()).collect(),
+                known: self
+                    .registry()
+                    .job_types()
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect(),
             });
         };
         let specs = job.parameters();
@@ -90,18 +95,36 @@ impl Engine {
         let job_id = JobId::derive(job_type, &params::id_params(&specs, &validated));
         let total_stages = job.stages().len() as i32;
         let params_value = Value::Object(validated);
-        let correlation_id =
-            correlation_id.unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string()[..16].to_string());
-        let msg = JobMessage::new(job_id.as_str(), job_type, params_value.clone(), 1, 1, Some(correlation_id.clone()));
+        let correlation_id = correlation_id
+            .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string()[..16].to_string());
+        let msg = JobMessage::new(
+            job_id.as_str(),
+            job_type,
+            params_value.clone(),
+            1,
+            1,
+            Some(correlation_id.clone()),
+        );
         let queues = &self.settings().queues;
 
         let mut client = store::client(self.pool(), "submitting a job").await?;
-        let tx = client.transaction().await.ctx(|| format!("starting submit of job {job_id}"))?;
+        let tx = client
+            .transaction()
+            .await
+            .ctx(|| format!("starting submit of job {job_id}"))?;
         let metadata = json!({"description": job.description(), "created_by": "coremachine"});
         let inserted = tx
             .query_opt(
                 sql::JOB_INSERT,
-                &[&job_id.as_str(), &job_type, &params_value, &total_stages, &metadata, &correlation_id, &traceparent],
+                &[
+                    &job_id.as_str(),
+                    &job_type,
+                    &params_value,
+                    &total_stages,
+                    &metadata,
+                    &correlation_id,
+                    &traceparent,
+                ],
             )
             .await
             .ctx(|| format!("inserting job {job_id}"))?;
@@ -115,9 +138,15 @@ impl Engine {
                     .data(json!({"job_type": job_type, "parameters": params_value, "total_stages": total_stages, "correlation_id": correlation_id}))],
             )
             .await?;
-            outbox_ids = Outbox::write(&tx, &[msg.to_outbound(&queues.jobs, traceparent.as_deref())]).await?;
+            outbox_ids = Outbox::write(
+                &tx,
+                &[msg.to_outbound(&queues.jobs, traceparent.as_deref())],
+            )
+            .await?;
         }
-        tx.commit().await.ctx(|| format!("committing submit of job {job_id}"))?;
+        tx.commit()
+            .await
+            .ctx(|| format!("committing submit of job {job_id}"))?;
         self.publish(&outbox_ids).await;
 
         let row = client
@@ -125,8 +154,17 @@ impl Engine {
             .await
             .ctx(|| format!("reading job {job_id}"))?;
         let idempotent = inserted.is_none();
-        let fields = cp::Fields::job(&job_id).job_type(job_type).correlation(row.get("correlation_id"));
-        cp::emit(if idempotent { cp::JOB_SUBMIT_IDEMPOTENT } else { cp::JOB_SUBMITTED }, &fields);
+        let fields = cp::Fields::job(&job_id)
+            .job_type(job_type)
+            .correlation(row.get("correlation_id"));
+        cp::emit(
+            if idempotent {
+                cp::JOB_SUBMIT_IDEMPOTENT
+            } else {
+                cp::JOB_SUBMITTED
+            },
+            &fields,
+        );
         Ok(Submitted {
             job_id: job_id.to_string(),
             job_type: job_type.to_string(),

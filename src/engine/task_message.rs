@@ -46,7 +46,11 @@ impl Engine {
     pub async fn on_task_message(&self, body: &str, d: &Delivery) -> Result<Handled, EngineError> {
         let msg: TaskMessage = match serde_json::from_str(body) {
             Ok(m) => m,
-            Err(e) => return self.on_malformed(body, d, &format!("task message is not valid: {e}")).await,
+            Err(e) => {
+                return self
+                    .on_malformed(body, d, &format!("task message is not valid: {e}"))
+                    .await;
+            }
         };
         let task_id = match TaskId::parse(&msg.task_id) {
             Ok(t) => t,
@@ -62,13 +66,26 @@ impl Engine {
 
         let client = store::client(self.pool(), "claiming a task").await?;
         let lease = self.settings().task_lease.as_secs_f64();
-        let claim = client.prepare_cached(sql::TASK_CLAIM).await.ctx(|| "preparing task claim".into())?;
+        let claim = client
+            .prepare_cached(sql::TASK_CLAIM)
+            .await
+            .ctx(|| "preparing task claim".into())?;
         let row = client
-            .query_opt(&claim, &[&task_id.as_str(), &msg.retry_count, &lease, &d.invocation_id])
+            .query_opt(
+                &claim,
+                &[
+                    &task_id.as_str(),
+                    &msg.retry_count,
+                    &lease,
+                    &d.invocation_id,
+                ],
+            )
             .await
             .ctx(|| format!("claiming task {task_id} attempt {}", msg.retry_count + 1))?;
         let Some(row) = row else {
-            return self.task_message_not_applicable(&client, &task_id, &msg, d, &fields, body).await;
+            return self
+                .task_message_not_applicable(&client, &task_id, &msg, d, &fields, body)
+                .await;
         };
         drop(client); // the connection goes back to the pool while the handler runs
         let claimed = Claimed {
@@ -90,7 +107,10 @@ impl Engine {
         let started = Instant::now();
         let result = self.run_handler(&claimed).await;
         let elapsed = started.elapsed().as_millis() as u64;
-        if self.faults().hit_on(Fault::KillAfterHandler, target(&claimed.ctx)) {
+        if self
+            .faults()
+            .hit_on(Fault::KillAfterHandler, target(&claimed.ctx))
+        {
             // Simulated crash: the handler ran, its completion is never committed, and this
             // invocation never answers (the test then stops the process).
             std::future::pending::<()>().await;
@@ -106,20 +126,33 @@ impl Engine {
     async fn run_handler(&self, c: &Claimed) -> Result<Value, TaskError> {
         let t = target(&c.ctx);
         if self.faults().hit_on(Fault::HandlerTransient, t) {
-            return Err(TaskError::transient("InjectedTransient", "fault injection: transient failure"));
+            return Err(TaskError::transient(
+                "InjectedTransient",
+                "fault injection: transient failure",
+            ));
         }
         if self.faults().hit_on(Fault::HandlerPermanent, t) {
-            return Err(TaskError::permanent("InjectedPermanent", "fault injection: permanent failure"));
+            return Err(TaskError::permanent(
+                "InjectedPermanent",
+                "fault injection: permanent failure",
+            ));
         }
         let panic_now = self.faults().hit_on(Fault::HandlerPanic, t);
         let Some(handler) = self.registry().handler(&c.ctx.task_type).cloned() else {
             return Err(TaskError::permanent(
                 "NoHandler",
-                format!("no handler is registered for task type {:?}", c.ctx.task_type),
+                format!(
+                    "no handler is registered for task type {:?}",
+                    c.ctx.task_type
+                ),
             ));
         };
         // A task may not outlive its lease, or the janitor would hand it to a second worker.
-        let limit = self.settings().task_lease.saturating_sub(Duration::from_secs(5)).max(Duration::from_secs(1));
+        let limit = self
+            .settings()
+            .task_lease
+            .saturating_sub(Duration::from_secs(5))
+            .max(Duration::from_secs(1));
         let ctx = c.ctx.clone();
         let fut = async move {
             if panic_now {
@@ -131,17 +164,35 @@ impl Engine {
             Ok(Ok(r)) => r,
             Ok(Err(p)) => {
                 let text = panic_text(&p);
-                cp::emit_warn(cp::TASK_PANICKED, &cp::Fields::job(&c.ctx.job_id).task(&c.ctx.task_id).extra("panic", &text));
-                Err(TaskError::permanent("Panic", format!("handler panicked: {text}")))
+                cp::emit_warn(
+                    cp::TASK_PANICKED,
+                    &cp::Fields::job(&c.ctx.job_id)
+                        .task(&c.ctx.task_id)
+                        .extra("panic", &text),
+                );
+                Err(TaskError::permanent(
+                    "Panic",
+                    format!("handler panicked: {text}"),
+                ))
             }
             Err(_) => Err(TaskError::transient(
                 "Timeout",
-                format!("handler ran longer than {}s (task lease minus 5s)", limit.as_secs()),
+                format!(
+                    "handler ran longer than {}s (task lease minus 5s)",
+                    limit.as_secs()
+                ),
             )),
         }
     }
 
-    async fn complete_task(&self, c: &Claimed, value: Value, elapsed: u64, fields: &cp::Fields) -> Result<Handled, EngineError> {
+    async fn complete_task(
+        &self,
+        c: &Claimed,
+        mut value: Value,
+        elapsed: u64,
+        fields: &cp::Fields,
+    ) -> Result<Handled, EngineError> {
+        strip_nul(&mut value);
         let ending = Ending {
             status: "completed",
             result: Some(value),
@@ -154,23 +205,40 @@ impl Engine {
             event_data: json!({"task_type": c.ctx.task_type, "handler_ms": elapsed}),
             unclaimed: false,
         };
-        let (ended, ids) = self.end_task(&c.ctx.task_id, c.retry_count, ending, None).await?;
+        let (ended, ids) = self
+            .end_task(&c.ctx.task_id, c.retry_count, ending, None)
+            .await?;
         if !ended {
             cp::emit_warn(cp::TASK_COMPLETION_LOST, fields);
-            return Ok(Handled::log(format!("task {} lost its lease before completing; result dropped", c.ctx.task_id)));
+            return Ok(Handled::log(format!(
+                "task {} lost its lease before completing; result dropped",
+                c.ctx.task_id
+            )));
         }
         cp::emit(cp::TASK_COMPLETED, fields);
         self.publish(&ids).await;
         Ok(Handled::log(format!("task {} completed", c.ctx.task_id)))
     }
 
-    pub(crate) async fn task_failed(&self, c: &Claimed, e: TaskError, elapsed: u64, fields: &cp::Fields) -> Result<Handled, EngineError> {
+    pub(crate) async fn task_failed(
+        &self,
+        c: &Claimed,
+        e: TaskError,
+        elapsed: u64,
+        fields: &cp::Fields,
+    ) -> Result<Handled, EngineError> {
         let chain = e.chain();
         let decision = retry::decide(&self.settings().retry, e.class, c.retry_count);
         match decision {
-            RetryDecision::RetryAfter { delay, next_retry_count } => {
+            RetryDecision::RetryAfter {
+                delay,
+                next_retry_count,
+            } => {
                 let mut client = store::client(self.pool(), "scheduling a retry").await?;
-                let tx = client.transaction().await.ctx(|| format!("starting retry of task {}", c.ctx.task_id))?;
+                let tx = client
+                    .transaction()
+                    .await
+                    .ctx(|| format!("starting retry of task {}", c.ctx.task_id))?;
                 let data = json!({
                     "delay_s": delay.as_secs_f64(),
                     "next_attempt": next_retry_count + 1,
@@ -180,16 +248,34 @@ impl Engine {
                 let row = tx
                     .query_opt(
                         sql::TASK_REQUEUE_RETRY,
-                        &[&c.ctx.task_id, &c.retry_count, &format!("[transient] {}: {chain}", e.error_type), &data, &e.error_type],
+                        &[
+                            &c.ctx.task_id,
+                            &c.retry_count,
+                            &format!("[transient] {}: {chain}", e.error_type),
+                            &data,
+                            &e.error_type,
+                        ],
                     )
                     .await
-                    .ctx(|| format!("re-queueing task {} for attempt {}", c.ctx.task_id, next_retry_count + 1))?;
+                    .ctx(|| {
+                        format!(
+                            "re-queueing task {} for attempt {}",
+                            c.ctx.task_id,
+                            next_retry_count + 1
+                        )
+                    })?;
                 let Some(row) = row else {
                     cp::emit_warn(cp::TASK_COMPLETION_LOST, fields);
-                    return Ok(Handled::log(format!("task {} lost its lease before its retry was scheduled", c.ctx.task_id)));
+                    return Ok(Handled::log(format!(
+                        "task {} lost its lease before its retry was scheduled",
+                        c.ctx.task_id
+                    )));
                 };
                 let traceparent: Option<String> = tx
-                    .query_opt("SELECT traceparent FROM app.jobs WHERE job_id = $1", &[&c.ctx.job_id])
+                    .query_opt(
+                        "SELECT traceparent FROM app.jobs WHERE job_id = $1",
+                        &[&c.ctx.job_id],
+                    )
                     .await
                     .ctx(|| format!("reading job {}", c.ctx.job_id))?
                     .and_then(|r| r.get(0));
@@ -209,14 +295,31 @@ impl Engine {
                 }
                 .stamped();
                 let at = chrono::Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
-                let ids = Outbox::write(&tx, &[msg.to_outbound(&self.settings().queues.tasks, traceparent.as_deref(), Some(at))]).await?;
-                tx.commit().await.ctx(|| format!("committing retry of task {}", c.ctx.task_id))?;
-                cp::emit_at(cp::Level::Warn, cp::TASK_RETRY_SCHEDULED, &fields.clone().extra("delay_s", format!("{:.1}", delay.as_secs_f64())), Some(cp::ErrorFields {
-                    class: Some("transient"),
-                    error_type: &e.error_type,
-                    message: &e.message,
-                    chain: &chain,
-                }));
+                let ids = Outbox::write(
+                    &tx,
+                    &[msg.to_outbound(
+                        &self.settings().queues.tasks,
+                        traceparent.as_deref(),
+                        Some(at),
+                    )],
+                )
+                .await?;
+                tx.commit()
+                    .await
+                    .ctx(|| format!("committing retry of task {}", c.ctx.task_id))?;
+                cp::emit_at(
+                    cp::Level::Warn,
+                    cp::TASK_RETRY_SCHEDULED,
+                    &fields
+                        .clone()
+                        .extra("delay_s", format!("{:.1}", delay.as_secs_f64())),
+                    Some(cp::ErrorFields {
+                        class: Some("transient"),
+                        error_type: &e.error_type,
+                        message: &e.message,
+                        chain: &chain,
+                    }),
+                );
                 self.publish(&ids).await;
                 Ok(Handled::log(format!(
                     "task {} failed transiently ({}); attempt {} scheduled in {:.1}s",
@@ -227,7 +330,12 @@ impl Engine {
                 )))
             }
             RetryDecision::Fail { reason } => {
-                let details = format!("[{}] {}: {chain} ({reason} after {} attempt(s))", e.class.as_str(), e.error_type, c.retry_count + 1);
+                let details = format!(
+                    "[{}] {}: {chain} ({reason} after {} attempt(s))",
+                    e.class.as_str(),
+                    e.error_type,
+                    c.retry_count + 1
+                );
                 let ending = Ending {
                     status: "failed",
                     result: None,
@@ -244,17 +352,27 @@ impl Engine {
                     "task {} (stage {}, index {}, type {})",
                     c.ctx.task_id, c.ctx.stage, c.ctx.task_index, c.ctx.task_type
                 );
-                let (ended, ids) = self.end_task(&c.ctx.task_id, c.retry_count, ending, Some(&who)).await?;
+                let (ended, ids) = self
+                    .end_task(&c.ctx.task_id, c.retry_count, ending, Some(&who))
+                    .await?;
                 if !ended {
                     cp::emit_warn(cp::TASK_COMPLETION_LOST, fields);
-                    return Ok(Handled::log(format!("task {} lost its lease before its failure was recorded", c.ctx.task_id)));
+                    return Ok(Handled::log(format!(
+                        "task {} lost its lease before its failure was recorded",
+                        c.ctx.task_id
+                    )));
                 }
-                cp::emit_at(cp::Level::Error, cp::TASK_FAILED, fields, Some(cp::ErrorFields {
-                    class: Some(e.class.as_str()),
-                    error_type: &e.error_type,
-                    message: &e.message,
-                    chain: &chain,
-                }));
+                cp::emit_at(
+                    cp::Level::Error,
+                    cp::TASK_FAILED,
+                    fields,
+                    Some(cp::ErrorFields {
+                        class: Some(e.class.as_str()),
+                        error_type: &e.error_type,
+                        message: &e.message,
+                        chain: &chain,
+                    }),
+                );
                 self.publish(&ids).await;
                 Ok(Handled::log(format!("{who} failed: {details}")))
             }
@@ -272,8 +390,14 @@ impl Engine {
         who: Option<&str>,
     ) -> Result<(bool, Vec<i64>), StoreError> {
         let mut client = store::client(self.pool(), "ending a task").await?;
-        let tx = client.transaction().await.ctx(|| format!("starting completion of task {task_id}"))?;
-        let stmt = tx.prepare_cached(sql::TASK_COMPLETE).await.ctx(|| "preparing task completion".into())?;
+        let tx = client
+            .transaction()
+            .await
+            .ctx(|| format!("starting completion of task {task_id}"))?;
+        let stmt = tx
+            .prepare_cached(sql::TASK_COMPLETE)
+            .await
+            .ctx(|| "preparing task completion".into())?;
         let row = tx
             .query_opt(
                 &stmt,
@@ -330,7 +454,9 @@ impl Engine {
                 ids = self.end_stage(&tx, &job, stage, policy).await?;
             }
         }
-        tx.commit().await.ctx(|| format!("committing task {task_id} as {}", e.status))?;
+        tx.commit()
+            .await
+            .ctx(|| format!("committing task {task_id} as {}", e.status))?;
         Ok((true, ids))
     }
 
@@ -350,30 +476,71 @@ impl Engine {
         let Some(r) = state else {
             cp::emit_warn(cp::MESSAGE_UNKNOWN_TASK, fields);
             let job = crate::engine::JobId::parse(&msg.parent_job_id).ok();
-            self.record_message_failure(d, job.as_ref().map(|j| j.as_str()), Some(task_id.as_str()), "unknown_task", &format!("task {task_id} does not exist"), body)
-                .await?;
-            return Ok(Handled::log(format!("task {task_id} does not exist; message recorded and acknowledged")));
+            self.record_message_failure(
+                d,
+                job.as_ref().map(|j| j.as_str()),
+                Some(task_id.as_str()),
+                "unknown_task",
+                &format!("task {task_id} does not exist"),
+                body,
+            )
+            .await?;
+            return Ok(Handled::log(format!(
+                "task {task_id} does not exist; message recorded and acknowledged"
+            )));
         };
         let status: String = r.get(0);
         let current_retry: i32 = r.get(1);
         let lease_live: Option<bool> = r.get(2);
         let job_status: String = r.get(3);
         let why = if msg.retry_count < current_retry {
-            format!("stale copy of attempt {} (task is at attempt {})", msg.retry_count + 1, current_retry + 1)
+            format!(
+                "stale copy of attempt {} (task is at attempt {})",
+                msg.retry_count + 1,
+                current_retry + 1
+            )
         } else if status == "processing" && lease_live == Some(true) {
             "another worker holds the task's lease".to_string()
         } else if job_status != "processing" {
             format!("its job is {job_status}")
         } else if status == "queued" && msg.retry_count > current_retry {
-            format!("message for attempt {} but the task is at attempt {}", msg.retry_count + 1, current_retry + 1)
+            format!(
+                "message for attempt {} but the task is at attempt {}",
+                msg.retry_count + 1,
+                current_retry + 1
+            )
         } else {
             format!("task is already {status}")
         };
         cp::emit(
             cp::TASK_MESSAGE_DUPLICATE,
-            &fields.clone().extra("actual", format!("{status} attempt {}", current_retry + 1)).extra("reason", &why),
+            &fields
+                .clone()
+                .extra("actual", format!("{status} attempt {}", current_retry + 1))
+                .extra("reason", &why),
         );
-        Ok(Handled::log(format!("task {task_id}: nothing to do ({why}); acknowledged")))
+        Ok(Handled::log(format!(
+            "task {task_id}: nothing to do ({why}); acknowledged"
+        )))
+    }
+}
+
+/// jsonb cannot store U+0000; a handler result containing it would fail its own completion forever.
+fn strip_nul(v: &mut Value) {
+    match v {
+        Value::String(s) if s.contains('\0') => *s = s.replace('\0', "\u{FFFD}"),
+        Value::Array(a) => a.iter_mut().for_each(strip_nul),
+        Value::Object(o) => {
+            if o.keys().any(|k| k.contains('\0')) {
+                let cleaned = std::mem::take(o)
+                    .into_iter()
+                    .map(|(k, v)| (k.replace('\0', "\u{FFFD}"), v))
+                    .collect();
+                *o = cleaned;
+            }
+            o.values_mut().for_each(strip_nul)
+        }
+        _ => {}
     }
 }
 
@@ -384,4 +551,3 @@ fn target(ctx: &TaskContext) -> Target<'_> {
         stage: Some(ctx.stage),
     }
 }
-

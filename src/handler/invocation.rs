@@ -37,10 +37,10 @@ fn decode_string(s: &str) -> String {
         _ => {}
     }
     // base64 of the raw body (dataType: binary).
-    if let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(trimmed) {
-        if let Ok(text) = String::from_utf8(bytes) {
-            return text;
-        }
+    if let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(trimmed)
+        && let Ok(text) = String::from_utf8(bytes)
+    {
+        return text;
     }
     s.to_string()
 }
@@ -84,7 +84,11 @@ pub fn meta_obj(m: &Map<String, Value>, key: &str) -> Option<Map<String, Value>>
 ///
 /// A payload that is not the host's envelope at all is returned as the message body itself, so
 /// the engine records it as malformed instead of the handler failing.
-pub fn decode_queue_invocation(function: &str, raw: &[u8], invocation_id: Option<String>) -> QueueInvocation {
+pub fn decode_queue_invocation(
+    function: &str,
+    raw: &[u8],
+    invocation_id: Option<String>,
+) -> QueueInvocation {
     let text = String::from_utf8_lossy(raw);
     let envelope: Option<Map<String, Value>> = match serde_json::from_str::<Value>(&text) {
         Ok(Value::Object(o)) if o.contains_key("Data") || o.contains_key("Metadata") => Some(o),
@@ -100,11 +104,25 @@ pub fn decode_queue_invocation(function: &str, raw: &[u8], invocation_id: Option
             },
         };
     };
-    let data = envelope.get("Data").and_then(Value::as_object).cloned().unwrap_or_default();
-    let meta = envelope.get("Metadata").and_then(Value::as_object).cloned().unwrap_or_default();
+    let data = envelope
+        .get("Data")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    let meta = envelope
+        .get("Metadata")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
     // Our bindings are named "msg"; accept any single trigger value.
-    let value = data.get("msg").or_else(|| data.values().next()).cloned().unwrap_or(Value::Null);
-    let props = meta_obj(&meta, "ApplicationProperties").or_else(|| meta_obj(&meta, "UserProperties")).unwrap_or_default();
+    let value = data
+        .get("msg")
+        .or_else(|| data.values().next())
+        .cloned()
+        .unwrap_or(Value::Null);
+    let props = meta_obj(&meta, "ApplicationProperties")
+        .or_else(|| meta_obj(&meta, "UserProperties"))
+        .unwrap_or_default();
     let prop_str = |k: &str| props.get(k).and_then(|v| v.as_str().map(str::to_string));
     QueueInvocation {
         body: decode_data(&value),
@@ -113,7 +131,8 @@ pub fn decode_queue_invocation(function: &str, raw: &[u8], invocation_id: Option
             message_id: meta_str(&meta, "MessageId"),
             delivery_count: meta_i32(&meta, "DeliveryCount"),
             invocation_id,
-            dead_letter_reason: prop_str("DeadLetterReason").or_else(|| meta_str(&meta, "DeadLetterReason")),
+            dead_letter_reason: prop_str("DeadLetterReason")
+                .or_else(|| meta_str(&meta, "DeadLetterReason")),
             dead_letter_description: prop_str("DeadLetterErrorDescription")
                 .or_else(|| meta_str(&meta, "DeadLetterErrorDescription")),
             dead_letter_source: meta_str(&meta, "DeadLetterSource"),
@@ -136,7 +155,10 @@ mod tests {
         let body = r#"{"a":1}"#;
         let b64 = base64::engine::general_purpose::STANDARD.encode(body);
         assert_eq!(decode_data(&json!(b64)), body);
-        assert_eq!(decode_data(&json!(serde_json::to_string(body).unwrap())), body);
+        assert_eq!(
+            decode_data(&json!(serde_json::to_string(body).unwrap())),
+            body
+        );
         assert_eq!(decode_data(&json!(body)), body);
         assert_eq!(decode_data(&json!({"a": 1})), body);
     }

@@ -32,18 +32,38 @@ enum Kind {
 pub fn router(engine: Engine) -> Router {
     Router::new()
         .route("/", get(|| async { "CoreMachine custom handler" }))
-        .route("/jobs-queue-trigger", post(|s, h, b| invoke(s, h, b, "jobs-queue-trigger", Kind::Jobs)))
-        .route("/tasks-queue-trigger", post(|s, h, b| invoke(s, h, b, "tasks-queue-trigger", Kind::Tasks)))
-        .route("/poison-queue-trigger", post(|s, h, b| invoke(s, h, b, "poison-queue-trigger", Kind::Poison)))
+        .route(
+            "/jobs-queue-trigger",
+            post(|s, h, b| invoke(s, h, b, "jobs-queue-trigger", Kind::Jobs)),
+        )
+        .route(
+            "/tasks-queue-trigger",
+            post(|s, h, b| invoke(s, h, b, "tasks-queue-trigger", Kind::Tasks)),
+        )
+        .route(
+            "/poison-queue-trigger",
+            post(|s, h, b| invoke(s, h, b, "poison-queue-trigger", Kind::Poison)),
+        )
         .route("/janitor-timer-trigger", post(janitor))
         .with_state(engine)
 }
 
 fn json_response(status: StatusCode, body: serde_json::Value) -> Response {
-    (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
-async fn invoke(State(engine): State<Engine>, headers: HeaderMap, body: Bytes, function: &'static str, kind: Kind) -> Response {
+async fn invoke(
+    State(engine): State<Engine>,
+    headers: HeaderMap,
+    body: Bytes,
+    function: &'static str,
+    kind: Kind,
+) -> Response {
     let invocation_id = headers
         .get("x-azure-functions-invocationid")
         .and_then(|v| v.to_str().ok())
@@ -60,7 +80,10 @@ async fn invoke(State(engine): State<Engine>, headers: HeaderMap, body: Bytes, f
         match kind {
             Kind::Jobs => engine.on_job_message(&inv.body, &inv.delivery).await,
             Kind::Tasks => engine.on_task_message(&inv.body, &inv.delivery).await,
-            Kind::Poison => engine.on_poison_message(&inv.body, &inv.delivery).await.map(|(h, _)| h),
+            Kind::Poison => engine
+                .on_poison_message(&inv.body, &inv.delivery)
+                .await
+                .map(|(h, _)| h),
         }
     }
     .instrument(span)
@@ -68,7 +91,11 @@ async fn invoke(State(engine): State<Engine>, headers: HeaderMap, body: Bytes, f
     settle(function, &inv.delivery.message_id, result)
 }
 
-fn settle(function: &str, message_id: &Option<String>, result: Result<Handled, EngineError>) -> Response {
+fn settle(
+    function: &str,
+    message_id: &Option<String>,
+    result: Result<Handled, EngineError>,
+) -> Response {
     match result {
         Ok(h) => json_response(StatusCode::OK, response_body(&h.logs)),
         Err(e) => {
@@ -93,7 +120,10 @@ async fn janitor(State(engine): State<Engine>) -> Response {
     match crate::janitor::run_once(&engine).await {
         Ok(report) => json_response(
             StatusCode::OK,
-            response_body(&[format!("janitor run {}: found {}, fixed {}", report.run_id, report.found, report.fixed)]),
+            response_body(&[format!(
+                "janitor run {}: found {}, fixed {}",
+                report.run_id, report.found, report.fixed
+            )]),
         ),
         Err(e) => settle("janitor-timer-trigger", &None, Err(EngineError::Store(e))),
     }

@@ -7,8 +7,8 @@ use rand::Rng;
 use serde_json::{Value, json};
 
 use super::{
-    FinalizeInput, Job, JobError, ParamKind, ParamSpec, Registry, StageDef, StageInput, TaskContext,
-    TaskError, TaskSpec,
+    FinalizeInput, Job, JobError, ParamKind, ParamSpec, Registry, StageDef, StageInput,
+    TaskContext, TaskError, TaskSpec,
 };
 
 /// The hello_world job type.
@@ -29,14 +29,22 @@ impl Job for HelloWorld {
             ParamSpec::new("message", ParamKind::String, "Greeting text")
                 .max(1000.0)
                 .default(json!("Hello World")),
-            ParamSpec::new("failure_rate", ParamKind::Number, "Probability that a greeting fails transiently")
-                .range(0.0, 1.0)
-                .default(json!(0))
-                .not_in_job_id(),
-            ParamSpec::new("delay_ms", ParamKind::Integer, "Milliseconds each task sleeps")
-                .range(0.0, 60000.0)
-                .default(json!(0))
-                .not_in_job_id(),
+            ParamSpec::new(
+                "failure_rate",
+                ParamKind::Number,
+                "Probability that a greeting fails transiently",
+            )
+            .range(0.0, 1.0)
+            .default(json!(0))
+            .not_in_job_id(),
+            ParamSpec::new(
+                "delay_ms",
+                ParamKind::Integer,
+                "Milliseconds each task sleeps",
+            )
+            .range(0.0, 60000.0)
+            .default(json!(0))
+            .not_in_job_id(),
         ]
     }
     fn stages(&self) -> Vec<StageDef> {
@@ -96,33 +104,56 @@ impl Job for HelloWorld {
 }
 
 async fn sleep_param(ctx: &TaskContext) {
-    if let Some(ms) = ctx.parameters.get("delay_ms").and_then(Value::as_u64) {
-        if ms > 0 {
-            tokio::time::sleep(Duration::from_millis(ms)).await;
-        }
+    if let Some(ms) = ctx.parameters.get("delay_ms").and_then(Value::as_u64)
+        && ms > 0
+    {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
     }
 }
 
 async fn greeting(ctx: TaskContext) -> Result<Value, TaskError> {
     sleep_param(&ctx).await;
-    let rate = ctx.parameters.get("failure_rate").and_then(Value::as_f64).unwrap_or(0.0);
+    let rate = ctx
+        .parameters
+        .get("failure_rate")
+        .and_then(Value::as_f64)
+        .unwrap_or(0.0);
     if rate > 0.0 && rand::rng().random::<f64>() < rate {
         return Err(TaskError::transient(
             "RandomFailure",
-            format!("greeting {} failed at random (failure_rate {rate})", ctx.task_index),
+            format!(
+                "greeting {} failed at random (failure_rate {rate})",
+                ctx.task_index
+            ),
         ));
     }
-    let msg = ctx.parameters.get("message").and_then(Value::as_str).unwrap_or("Hello World");
-    let index = ctx.parameters.get("index").cloned().unwrap_or(json!(ctx.task_index));
+    let msg = ctx
+        .parameters
+        .get("message")
+        .and_then(Value::as_str)
+        .unwrap_or("Hello World");
+    let index = ctx
+        .parameters
+        .get("index")
+        .cloned()
+        .unwrap_or(json!(ctx.task_index));
     Ok(json!({"greeting": format!("{msg} from task {index}!"), "index": index}))
 }
 
 async fn reply(ctx: TaskContext) -> Result<Value, TaskError> {
     sleep_param(&ctx).await;
-    let greeting = ctx.parameters.get("greeting").and_then(Value::as_str).ok_or_else(|| {
-        TaskError::permanent("MissingInput", "reply task has no greeting from stage 1")
-    })?;
-    let index = ctx.parameters.get("index").cloned().unwrap_or(json!(ctx.task_index));
+    let greeting = ctx
+        .parameters
+        .get("greeting")
+        .and_then(Value::as_str)
+        .ok_or_else(|| {
+            TaskError::permanent("MissingInput", "reply task has no greeting from stage 1")
+        })?;
+    let index = ctx
+        .parameters
+        .get("index")
+        .cloned()
+        .unwrap_or(json!(ctx.task_index));
     Ok(json!({"reply": format!("Reply to: {greeting}"), "index": index}))
 }
 

@@ -240,8 +240,10 @@ impl TaskError {
     /// The message followed by every source in the chain.
     pub fn chain(&self) -> String {
         let mut s = self.message.clone();
-        let mut cur: Option<&(dyn std::error::Error + 'static)> =
-            self.source.as_deref().map(|e| e as &(dyn std::error::Error + 'static));
+        let mut cur: Option<&(dyn std::error::Error + 'static)> = self
+            .source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static));
         while let Some(e) = cur {
             s.push_str(": ");
             s.push_str(&e.to_string());
@@ -292,7 +294,8 @@ pub struct TaskContext {
 }
 
 /// A task handler.
-pub type Handler = Arc<dyn Fn(TaskContext) -> BoxFuture<'static, Result<Value, TaskError>> + Send + Sync>;
+pub type Handler =
+    Arc<dyn Fn(TaskContext) -> BoxFuture<'static, Result<Value, TaskError>> + Send + Sync>;
 
 /// Why a registry is inconsistent.
 #[derive(Debug, thiserror::Error)]

@@ -4,7 +4,9 @@
 
 use serde_json::{Value, json};
 
-use super::{FinalizeInput, Job, JobError, ParamKind, ParamSpec, Registry, StageDef, StageInput, TaskSpec};
+use super::{
+    FinalizeInput, Job, JobError, ParamKind, ParamSpec, Registry, StageDef, StageInput, TaskSpec,
+};
 
 /// The noop_fanout job type.
 pub struct NoopFanout;
@@ -18,18 +20,30 @@ impl Job for NoopFanout {
     }
     fn parameters(&self) -> Vec<ParamSpec> {
         vec![
-            ParamSpec::new("n", ParamKind::Integer, "Tasks per stage").range(1.0, 1_000_000.0).required(),
-            ParamSpec::new("run", ParamKind::String, "Free label that makes the job id unique per run").max(100.0),
+            ParamSpec::new("n", ParamKind::Integer, "Tasks per stage")
+                .range(1.0, 1_000_000.0)
+                .required(),
+            ParamSpec::new(
+                "run",
+                ParamKind::String,
+                "Free label that makes the job id unique per run",
+            )
+            .max(100.0),
         ]
     }
     fn stages(&self) -> Vec<StageDef> {
-        vec![StageDef::new("fan_out", "noop"), StageDef::new("fan_out_again", "noop")]
+        vec![
+            StageDef::new("fan_out", "noop"),
+            StageDef::new("fan_out_again", "noop"),
+        ]
     }
     fn create_tasks(&self, input: &StageInput<'_>) -> Result<Vec<TaskSpec>, JobError> {
         match input.stage {
             1 => {
                 let n = input.params.get("n").and_then(Value::as_i64).unwrap_or(1);
-                Ok((0..n).map(|i| TaskSpec::new(i.to_string(), json!({"i": i}))).collect())
+                Ok((0..n)
+                    .map(|i| TaskSpec::new(i.to_string(), json!({"i": i})))
+                    .collect())
             }
             _ => Ok(input
                 .previous
@@ -49,5 +63,7 @@ impl Job for NoopFanout {
 /// Registers the job type and the `noop` handler.
 pub fn register(r: &mut Registry) {
     r.add_job(NoopFanout);
-    r.add_handler("noop", |ctx| async move { Ok(json!({"i": ctx.parameters.get("i")})) });
+    r.add_handler("noop", |ctx| async move {
+        Ok(json!({"i": ctx.parameters.get("i")}))
+    });
 }

@@ -122,11 +122,19 @@ pub const DEFAULT_MAX_STRING: usize = 4096;
 pub fn validate(specs: &[ParamSpec], input: &Value) -> Result<Map<String, Value>, Vec<FieldError>> {
     let mut errors = Vec::new();
     let out = validate_object(specs, input, "", &mut errors);
-    if errors.is_empty() { Ok(out) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
 }
 
 fn path(prefix: &str, name: &str) -> String {
-    if prefix.is_empty() { name.to_string() } else { format!("{prefix}.{name}") }
+    if prefix.is_empty() {
+        name.to_string()
+    } else {
+        format!("{prefix}.{name}")
+    }
 }
 
 fn err(field: String, rule: &str, value: &Value, message: String) -> FieldError {
@@ -141,11 +149,15 @@ fn err(field: String, rule: &str, value: &Value, message: String) -> FieldError 
 /// Keeps echoed values short (a 1 MB string is not sent back).
 fn truncate_value(v: &Value) -> Value {
     match v {
-        Value::String(s) if s.len() > 200 => {
-            Value::String(format!("{}… ({} bytes)", s.chars().take(100).collect::<String>(), s.len()))
-        }
+        Value::String(s) if s.len() > 200 => Value::String(format!(
+            "{}… ({} bytes)",
+            s.chars().take(100).collect::<String>(),
+            s.len()
+        )),
         Value::Array(a) if a.len() > 10 => Value::String(format!("array of {} items", a.len())),
-        Value::Object(o) if o.len() > 10 => Value::String(format!("object with {} fields", o.len())),
+        Value::Object(o) if o.len() > 10 => {
+            Value::String(format!("object with {} fields", o.len()))
+        }
         other => other.clone(),
     }
 }
@@ -159,7 +171,11 @@ fn validate_object(
     let mut out = Map::new();
     let Some(obj) = input.as_object() else {
         errors.push(err(
-            if prefix.is_empty() { "(body)".into() } else { prefix.into() },
+            if prefix.is_empty() {
+                "(body)".into()
+            } else {
+                prefix.into()
+            },
             "type",
             input,
             "expected a JSON object".into(),
@@ -221,58 +237,99 @@ fn validate_value(
             check_range(spec, n as f64, v, field, errors).then(|| v.clone())
         }
         ParamKind::Number => {
-            let Some(n) = v.as_f64() else { return type_err(errors, "a number") };
+            let Some(n) = v.as_f64() else {
+                return type_err(errors, "a number");
+            };
             check_range(spec, n, v, field, errors).then(|| v.clone())
         }
         ParamKind::Boolean => {
-            if v.is_boolean() { Some(v.clone()) } else { type_err(errors, "true or false") }
+            if v.is_boolean() {
+                Some(v.clone())
+            } else {
+                type_err(errors, "true or false")
+            }
         }
         ParamKind::String => {
-            let Some(s) = v.as_str() else { return type_err(errors, "a string") };
+            let Some(s) = v.as_str() else {
+                return type_err(errors, "a string");
+            };
             let len = s.chars().count();
             let max = spec.max.map(|m| m as usize).unwrap_or(DEFAULT_MAX_STRING);
             if len > max {
-                errors.push(err(field.into(), "max_length", v, format!("at most {max} characters, got {len}")));
+                errors.push(err(
+                    field.into(),
+                    "max_length",
+                    v,
+                    format!("at most {max} characters, got {len}"),
+                ));
                 return None;
             }
-            if let Some(min) = spec.min {
-                if (len as f64) < min {
-                    errors.push(err(field.into(), "min_length", v, format!("at least {min} characters")));
-                    return None;
-                }
+            if let Some(min) = spec.min
+                && (len as f64) < min
+            {
+                errors.push(err(
+                    field.into(),
+                    "min_length",
+                    v,
+                    format!("at least {min} characters"),
+                ));
+                return None;
             }
             if s.contains('\0') {
-                errors.push(err(field.into(), "no_nul", v, "must not contain NUL characters".into()));
+                errors.push(err(
+                    field.into(),
+                    "no_nul",
+                    v,
+                    "must not contain NUL characters".into(),
+                ));
                 return None;
             }
-            if let Some(allowed) = spec.allowed {
-                if !allowed.contains(&s) {
-                    errors.push(err(field.into(), "enum", v, format!("must be one of: {}", allowed.join(", "))));
-                    return None;
-                }
+            if let Some(allowed) = spec.allowed
+                && !allowed.contains(&s)
+            {
+                errors.push(err(
+                    field.into(),
+                    "enum",
+                    v,
+                    format!("must be one of: {}", allowed.join(", ")),
+                ));
+                return None;
             }
-            if let Some(check) = spec.check {
-                if let Err((rule, msg)) = check(s) {
-                    errors.push(err(field.into(), rule, v, msg));
-                    return None;
-                }
+            if let Some(check) = spec.check
+                && let Err((rule, msg)) = check(s)
+            {
+                errors.push(err(field.into(), rule, v, msg));
+                return None;
             }
             Some(v.clone())
         }
         ParamKind::Array(item) => {
-            let Some(a) = v.as_array() else { return type_err(errors, "an array") };
-            if let Some(max) = spec.max {
-                if a.len() as f64 > max {
-                    errors.push(err(field.into(), "max_items", v, format!("at most {max} items")));
-                    return None;
-                }
+            let Some(a) = v.as_array() else {
+                return type_err(errors, "an array");
+            };
+            if let Some(max) = spec.max
+                && a.len() as f64 > max
+            {
+                errors.push(err(
+                    field.into(),
+                    "max_items",
+                    v,
+                    format!("at most {max} items"),
+                ));
+                return None;
             }
             let before = errors.len();
-            let item_spec = ParamSpec { min: None, max: None, ..spec.clone() };
+            let item_spec = ParamSpec {
+                min: None,
+                max: None,
+                ..spec.clone()
+            };
             let items: Vec<Value> = a
                 .iter()
                 .enumerate()
-                .filter_map(|(i, x)| validate_value(&item_spec, item, x, &format!("{field}[{i}]"), errors))
+                .filter_map(|(i, x)| {
+                    validate_value(&item_spec, item, x, &format!("{field}[{i}]"), errors)
+                })
                 .collect();
             (errors.len() == before).then_some(Value::Array(items))
         }
@@ -284,22 +341,33 @@ fn validate_value(
     }
 }
 
-fn check_range(spec: &ParamSpec, n: f64, v: &Value, field: &str, errors: &mut Vec<FieldError>) -> bool {
+fn check_range(
+    spec: &ParamSpec,
+    n: f64,
+    v: &Value,
+    field: &str,
+    errors: &mut Vec<FieldError>,
+) -> bool {
     if !n.is_finite() {
-        errors.push(err(field.into(), "type", v, "expected a finite number".into()));
+        errors.push(err(
+            field.into(),
+            "type",
+            v,
+            "expected a finite number".into(),
+        ));
         return false;
     }
-    if let Some(min) = spec.min {
-        if n < min {
-            errors.push(err(field.into(), "minimum", v, format!("must be >= {min}")));
-            return false;
-        }
+    if let Some(min) = spec.min
+        && n < min
+    {
+        errors.push(err(field.into(), "minimum", v, format!("must be >= {min}")));
+        return false;
     }
-    if let Some(max) = spec.max {
-        if n > max {
-            errors.push(err(field.into(), "maximum", v, format!("must be <= {max}")));
-            return false;
-        }
+    if let Some(max) = spec.max
+        && n > max
+    {
+        errors.push(err(field.into(), "maximum", v, format!("must be <= {max}")));
+        return false;
     }
     true
 }
@@ -333,7 +401,14 @@ fn kind_schema(s: &ParamSpec, kind: &ParamKind) -> Value {
     }
     match kind {
         ParamKind::Integer | ParamKind::Number => {
-            m.insert("type".into(), json!(if matches!(kind, ParamKind::Integer) { "integer" } else { "number" }));
+            m.insert(
+                "type".into(),
+                json!(if matches!(kind, ParamKind::Integer) {
+                    "integer"
+                } else {
+                    "number"
+                }),
+            );
             if let Some(min) = s.min {
                 m.insert("minimum".into(), json!(min));
             }
@@ -343,7 +418,10 @@ fn kind_schema(s: &ParamSpec, kind: &ParamKind) -> Value {
         }
         ParamKind::String => {
             m.insert("type".into(), json!("string"));
-            m.insert("maxLength".into(), json!(s.max.map(|x| x as usize).unwrap_or(DEFAULT_MAX_STRING)));
+            m.insert(
+                "maxLength".into(),
+                json!(s.max.map(|x| x as usize).unwrap_or(DEFAULT_MAX_STRING)),
+            );
             if let Some(min) = s.min {
                 m.insert("minLength".into(), json!(min as usize));
             }
@@ -356,7 +434,12 @@ fn kind_schema(s: &ParamSpec, kind: &ParamKind) -> Value {
         }
         ParamKind::Array(item) => {
             m.insert("type".into(), json!("array"));
-            let item_spec = ParamSpec { min: None, max: None, description: "", ..s.clone() };
+            let item_spec = ParamSpec {
+                min: None,
+                max: None,
+                description: "",
+                ..s.clone()
+            };
             m.insert("items".into(), kind_schema(&item_spec, item));
             if let Some(max) = s.max {
                 m.insert("maxItems".into(), json!(max as usize));
@@ -381,12 +464,20 @@ mod tests {
 
     fn specs() -> Vec<ParamSpec> {
         vec![
-            ParamSpec::new("n", ParamKind::Integer, "").range(1.0, 10.0).default(json!(3)),
+            ParamSpec::new("n", ParamKind::Integer, "")
+                .range(1.0, 10.0)
+                .default(json!(3)),
             ParamSpec::new("name", ParamKind::String, "").required(),
-            ParamSpec::new("rate", ParamKind::Number, "").range(0.0, 1.0).default(json!(0)),
+            ParamSpec::new("rate", ParamKind::Number, "")
+                .range(0.0, 1.0)
+                .default(json!(0)),
             ParamSpec::new(
                 "filter",
-                ParamKind::Object(vec![ParamSpec::new("exts", ParamKind::Array(Box::new(ParamKind::String)), "")]),
+                ParamKind::Object(vec![ParamSpec::new(
+                    "exts",
+                    ParamKind::Array(Box::new(ParamKind::String)),
+                    "",
+                )]),
                 "",
             ),
         ]
@@ -396,8 +487,15 @@ mod tests {
     fn defaults_applied_and_errors_name_the_field() {
         let ok = validate(&specs(), &json!({"name": "x"})).unwrap();
         assert_eq!(ok["n"], json!(3));
-        let e = validate(&specs(), &json!({"n": "3", "rate": 2, "bogus": 1, "filter": {"exts": [1]}})).unwrap_err();
-        let got: Vec<(&str, &str)> = e.iter().map(|e| (e.field.as_str(), e.rule.as_str())).collect();
+        let e = validate(
+            &specs(),
+            &json!({"n": "3", "rate": 2, "bogus": 1, "filter": {"exts": [1]}}),
+        )
+        .unwrap_err();
+        let got: Vec<(&str, &str)> = e
+            .iter()
+            .map(|e| (e.field.as_str(), e.rule.as_str()))
+            .collect();
         assert!(got.contains(&("bogus", "unknown_field")), "{got:?}");
         assert!(got.contains(&("name", "required")));
         assert!(got.contains(&("n", "type")));

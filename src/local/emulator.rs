@@ -161,7 +161,12 @@ impl Pump {
             for m in leased {
                 let p = match permit.take() {
                     Some(p) => p,
-                    None => me.slots.clone().acquire_owned().await.expect("semaphore open"),
+                    None => me
+                        .slots
+                        .clone()
+                        .acquire_owned()
+                        .await
+                        .expect("semaphore open"),
                 };
                 let me2 = me.clone();
                 tokio::spawn(async move {
@@ -176,17 +181,32 @@ impl Pump {
         let client = self.pool.get().await.map_err(|e| e.to_string())?;
         // Dead-letter what is out of deliveries first (lock expired or abandoned at the limit).
         let dead = client
-            .query(sql::LOCAL_QUEUE_DEAD_LETTER, &[&self.queue, &self.cfg.queue.max_delivery_count, &self.dead_letter_target()])
+            .query(
+                sql::LOCAL_QUEUE_DEAD_LETTER,
+                &[
+                    &self.queue,
+                    &self.cfg.queue.max_delivery_count,
+                    &self.dead_letter_target(),
+                ],
+            )
             .await
             .map_err(|e| e.to_string())?;
         if !dead.is_empty() {
             tracing::warn!(queue = %self.queue, count = dead.len(), "messages dead-lettered (MaxDeliveryCountExceeded)");
         }
-        let stmt = client.prepare_cached(sql::LOCAL_QUEUE_LEASE).await.map_err(|e| e.to_string())?;
+        let stmt = client
+            .prepare_cached(sql::LOCAL_QUEUE_LEASE)
+            .await
+            .map_err(|e| e.to_string())?;
         let rows = client
             .query(
                 &stmt,
-                &[&self.queue, &(n as i64), &self.cfg.queue.lock_duration.as_secs_f64(), &self.cfg.queue.max_delivery_count],
+                &[
+                    &self.queue,
+                    &(n as i64),
+                    &self.cfg.queue.lock_duration.as_secs_f64(),
+                    &self.cfg.queue.max_delivery_count,
+                ],
             )
             .await
             .map_err(|e| e.to_string())?;
@@ -227,7 +247,10 @@ impl Pump {
         meta.insert("LockToken".into(), json!(q(&m.lock_token.to_string())));
         meta.insert("SequenceNumber".into(), json!(m.id.to_string()));
         meta.insert("ContentType".into(), json!(q("application/json")));
-        meta.insert("EnqueuedTimeUtc".into(), json!(m.enqueued_at.format("%Y-%m-%dT%H:%M:%S").to_string()));
+        meta.insert(
+            "EnqueuedTimeUtc".into(),
+            json!(m.enqueued_at.format("%Y-%m-%dT%H:%M:%S").to_string()),
+        );
         meta.insert("ExpiresAtUtc".into(), json!("9999-12-31T23:59:59"));
         if let Some(c) = &m.correlation_id {
             meta.insert("CorrelationId".into(), json!(q(c)));
@@ -235,7 +258,10 @@ impl Pump {
         if let Some(src) = &m.dead_letter_source {
             meta.insert("DeadLetterSource".into(), json!(q(src)));
         }
-        meta.insert("ApplicationProperties".into(), Value::Object(m.properties.clone()));
+        meta.insert(
+            "ApplicationProperties".into(),
+            Value::Object(m.properties.clone()),
+        );
         meta.insert("UserProperties".into(), Value::Object(m.properties.clone()));
         meta.insert("MessageActions".into(), json!({}));
         meta.insert(
@@ -243,7 +269,10 @@ impl Pump {
             json!({"MethodName": self.function, "UtcNow": chrono::Utc::now().to_rfc3339(), "RandGuid": uuid::Uuid::new_v4().to_string()}),
         );
         let mut data = Map::new();
-        data.insert(self.binding.clone(), json!(base64::engine::general_purpose::STANDARD.encode(m.body.as_bytes())));
+        data.insert(
+            self.binding.clone(),
+            json!(base64::engine::general_purpose::STANDARD.encode(m.body.as_bytes())),
+        );
         json!({"Data": data, "Metadata": meta})
     }
 
@@ -252,8 +281,14 @@ impl Pump {
         let req = self
             .http
             .post(&url)
-            .header("X-Azure-Functions-InvocationId", uuid::Uuid::new_v4().to_string())
-            .header("X-Azure-Functions-HostVersion", "4.1037.0.0 (coremachine-emulator)")
+            .header(
+                "X-Azure-Functions-InvocationId",
+                uuid::Uuid::new_v4().to_string(),
+            )
+            .header(
+                "X-Azure-Functions-HostVersion",
+                "4.1037.0.0 (coremachine-emulator)",
+            )
             .header("User-Agent", "Azure-Functions-Host/4.1037.0.0")
             .json(payload)
             .timeout(self.cfg.function_timeout)
@@ -286,9 +321,16 @@ impl Pump {
             return; // the lock expires and the message is delivered again
         };
         let result = if ok {
-            client.execute(sql::LOCAL_QUEUE_COMPLETE, &[&vec![m.id], &vec![m.lock_token]]).await
+            client
+                .execute(
+                    sql::LOCAL_QUEUE_COMPLETE,
+                    &[&vec![m.id], &vec![m.lock_token]],
+                )
+                .await
         } else {
-            client.execute(sql::LOCAL_QUEUE_ABANDON, &[&m.id, &m.lock_token]).await
+            client
+                .execute(sql::LOCAL_QUEUE_ABANDON, &[&m.id, &m.lock_token])
+                .await
         };
         if let Err(e) = result {
             tracing::warn!(queue = %self.queue, error = %e, "settling a local queue message failed; its lock will expire");

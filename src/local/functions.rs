@@ -78,8 +78,14 @@ pub struct AppLayout {
 }
 
 fn read_json(path: &Path) -> Result<Value, LayoutError> {
-    let text = std::fs::read_to_string(path).map_err(|e| LayoutError { path: path.display().to_string(), reason: e.to_string() })?;
-    serde_json::from_str(&text).map_err(|e| LayoutError { path: path.display().to_string(), reason: format!("invalid JSON: {e}") })
+    let text = std::fs::read_to_string(path).map_err(|e| LayoutError {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    serde_json::from_str(&text).map_err(|e| LayoutError {
+        path: path.display().to_string(),
+        reason: format!("invalid JSON: {e}"),
+    })
 }
 
 /// Parses `hh:mm:ss` (optionally `d.hh:mm:ss`).
@@ -112,7 +118,10 @@ impl AppLayout {
             .and_then(parse_timespan)
             .unwrap_or(Duration::from_secs(600));
         let mut functions = Vec::new();
-        let entries = std::fs::read_dir(root).map_err(|e| LayoutError { path: root.display().to_string(), reason: e.to_string() })?;
+        let entries = std::fs::read_dir(root).map_err(|e| LayoutError {
+            path: root.display().to_string(),
+            reason: e.to_string(),
+        })?;
         for entry in entries.flatten() {
             let fj = entry.path().join("function.json");
             if !fj.is_file() {
@@ -120,15 +129,25 @@ impl AppLayout {
             }
             let name = entry.file_name().to_string_lossy().to_string();
             let raw = read_json(&fj)?;
-            let bindings = raw.get("bindings").and_then(Value::as_array).cloned().unwrap_or_default();
+            let bindings = raw
+                .get("bindings")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
             let trigger = bindings
                 .iter()
                 .find(|b| b.get("direction").and_then(Value::as_str) == Some("in"))
-                .ok_or_else(|| LayoutError { path: fj.display().to_string(), reason: "no input (trigger) binding".into() })?;
+                .ok_or_else(|| LayoutError {
+                    path: fj.display().to_string(),
+                    reason: "no input (trigger) binding".into(),
+                })?;
             let s = |k: &str| trigger.get(k).and_then(Value::as_str).map(str::to_string);
             let trigger = match s("type").as_deref() {
                 Some("serviceBusTrigger") => Trigger::ServiceBus {
-                    queue: s("queueName").ok_or_else(|| LayoutError { path: fj.display().to_string(), reason: "serviceBusTrigger without queueName".into() })?,
+                    queue: s("queueName").ok_or_else(|| LayoutError {
+                        path: fj.display().to_string(),
+                        reason: "serviceBusTrigger without queueName".into(),
+                    })?,
                     binding: s("name").unwrap_or_else(|| "msg".into()),
                     data_type: s("dataType"),
                 },
@@ -137,13 +156,22 @@ impl AppLayout {
                     methods: trigger
                         .get("methods")
                         .and_then(Value::as_array)
-                        .map(|a| a.iter().filter_map(|m| m.as_str().map(str::to_ascii_uppercase)).collect())
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(|m| m.as_str().map(str::to_ascii_uppercase))
+                                .collect()
+                        })
                         .unwrap_or_default(),
                     auth_level: s("authLevel").unwrap_or_else(|| "function".into()),
                 },
-                Some("timerTrigger") => Trigger::Timer { schedule: s("schedule").unwrap_or_default() },
+                Some("timerTrigger") => Trigger::Timer {
+                    schedule: s("schedule").unwrap_or_default(),
+                },
                 other => {
-                    return Err(LayoutError { path: fj.display().to_string(), reason: format!("unsupported trigger type {other:?}") });
+                    return Err(LayoutError {
+                        path: fj.display().to_string(),
+                        reason: format!("unsupported trigger type {other:?}"),
+                    });
                 }
             };
             functions.push(FunctionDef { name, trigger, raw });
@@ -151,7 +179,11 @@ impl AppLayout {
         functions.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(Self {
             root: root.to_path_buf(),
-            host: HostConfig { max_concurrent_calls, function_timeout, raw: host_raw },
+            host: HostConfig {
+                max_concurrent_calls,
+                function_timeout,
+                raw: host_raw,
+            },
             functions,
         })
     }
@@ -176,7 +208,10 @@ mod tests {
     #[test]
     fn timespans_and_schedules() {
         assert_eq!(parse_timespan("00:10:00"), Some(Duration::from_secs(600)));
-        assert_eq!(parse_timespan("1.00:00:01"), Some(Duration::from_secs(86401)));
+        assert_eq!(
+            parse_timespan("1.00:00:01"),
+            Some(Duration::from_secs(86401))
+        );
         assert_eq!(timer_period("0 */5 * * * *"), Duration::from_secs(300));
         assert_eq!(timer_period("*/10 * * * * *"), Duration::from_secs(10));
     }

@@ -45,7 +45,9 @@ pub struct LocalApp {
 
 impl std::fmt::Debug for LocalApp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LocalApp").field("addr", &self.addr).finish()
+        f.debug_struct("LocalApp")
+            .field("addr", &self.addr)
+            .finish()
     }
 }
 
@@ -98,7 +100,11 @@ impl LocalApp {
 }
 
 /// Starts local mode in this process.
-pub async fn start(opts: LocalOptions, registry: Registry, faults: Arc<Faults>) -> Result<LocalApp, StartError> {
+pub async fn start(
+    opts: LocalOptions,
+    registry: Registry,
+    faults: Arc<Faults>,
+) -> Result<LocalApp, StartError> {
     registry.validate()?;
     let layout = functions::AppLayout::read(&opts.app_root)?;
     let settings = Arc::new(opts.settings.clone());
@@ -109,26 +115,54 @@ pub async fn start(opts: LocalOptions, registry: Registry, faults: Arc<Faults>) 
     }
     let q = &settings.queues;
     let local = LocalQueue::new(pool.clone(), &[&q.jobs, &q.tasks, &q.poison]);
-    let engine = Engine::new(pool.clone(), registry, settings.clone(), Arc::new(local.clone()), faults.clone());
+    let engine = Engine::new(
+        pool.clone(),
+        registry,
+        settings.clone(),
+        Arc::new(local.clone()),
+        faults.clone(),
+    );
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", opts.port))
         .await
-        .map_err(|source| StartError::Bind { port: opts.port, source })?;
-    let addr = listener.local_addr().map_err(|source| StartError::Bind { port: opts.port, source })?;
+        .map_err(|source| StartError::Bind {
+            port: opts.port,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Bind {
+        port: opts.port,
+        source,
+    })?;
     let shutdown = CancellationToken::new();
     let app = crate::app_router(engine.clone());
     let sd = shutdown.clone();
     let mut tasks = vec![tokio::spawn(async move {
-        let _ = axum::serve(listener, app).with_graceful_shutdown(async move { sd.cancelled().await }).await;
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { sd.cancelled().await })
+            .await;
     })];
     if opts.emulator {
         let cfg = emulator::EmulatorConfig {
             handler_url: format!("http://{addr}"),
             queue: settings.local_queue.clone(),
             poison_queue: q.poison.clone(),
-            max_concurrent_calls: opts.max_concurrent_calls.unwrap_or(layout.host.max_concurrent_calls),
+            max_concurrent_calls: opts
+                .max_concurrent_calls
+                .unwrap_or(layout.host.max_concurrent_calls),
             function_timeout: layout.host.function_timeout,
         };
-        tasks.extend(emulator::start(&layout, cfg, pool, |name| local.waker(name), faults, shutdown.clone()));
+        tasks.extend(emulator::start(
+            &layout,
+            cfg,
+            pool,
+            |name| local.waker(name),
+            faults,
+            shutdown.clone(),
+        ));
     }
-    Ok(LocalApp { engine, addr, shutdown, tasks })
+    Ok(LocalApp {
+        engine,
+        addr,
+        shutdown,
+        tasks,
+    })
 }

@@ -20,11 +20,18 @@ pub struct Migration {
 }
 
 /// Every migration, in order.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "init",
-    sql: include_str!("../../migrations/0001_init.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "init",
+        sql: include_str!("../../migrations/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "transitions",
+        sql: include_str!("../../migrations/0002_transitions.sql"),
+    },
+];
 
 /// The state of one migration in a database.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -43,7 +50,7 @@ fn checksum(sql: &str) -> String {
     hex::encode(Sha256::digest(sql.as_bytes()))
 }
 
-const LOCK_KEY: i64 = 0x636f_7265_6d69_67; // "coremig"
+const LOCK_KEY: i64 = 0x0063_6f72_656d_6967; // "coremig"
 
 const HISTORY_DDL: &str = "CREATE SCHEMA IF NOT EXISTS app;
 CREATE TABLE IF NOT EXISTS app.schema_migrations (
@@ -94,18 +101,25 @@ async fn migrate_locked(client: &mut tokio_postgres::Client) -> Result<Vec<i32>,
             .transaction()
             .await
             .ctx(|| format!("starting migration {}", m.version))?;
-        tx.batch_execute(m.sql).await.map_err(|e| StoreError::Migration {
-            version: m.version,
-            name: m.name,
-            reason: e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string()),
-        })?;
+        tx.batch_execute(m.sql)
+            .await
+            .map_err(|e| StoreError::Migration {
+                version: m.version,
+                name: m.name,
+                reason: e
+                    .as_db_error()
+                    .map(|d| d.message().to_string())
+                    .unwrap_or_else(|| e.to_string()),
+            })?;
         tx.execute(
             "INSERT INTO app.schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
             &[&m.version, &m.name, &sum],
         )
         .await
         .ctx(|| format!("recording migration {}", m.version))?;
-        tx.commit().await.ctx(|| format!("committing migration {}", m.version))?;
+        tx.commit()
+            .await
+            .ctx(|| format!("committing migration {}", m.version))?;
         now_applied.push(m.version);
     }
     Ok(now_applied)
@@ -114,13 +128,19 @@ async fn migrate_locked(client: &mut tokio_postgres::Client) -> Result<Vec<i32>,
 /// Lists every embedded migration with whether and when it was applied.
 pub async fn status(client: &tokio_postgres::Client) -> Result<Vec<MigrationStatus>, StoreError> {
     let exists: bool = client
-        .query_one("SELECT to_regclass('app.schema_migrations') IS NOT NULL", &[])
+        .query_one(
+            "SELECT to_regclass('app.schema_migrations') IS NOT NULL",
+            &[],
+        )
         .await
         .ctx(|| "checking for app.schema_migrations".into())?
         .get(0);
     let rows = if exists {
         client
-            .query("SELECT version, checksum, applied_at FROM app.schema_migrations", &[])
+            .query(
+                "SELECT version, checksum, applied_at FROM app.schema_migrations",
+                &[],
+            )
             .await
             .ctx(|| "reading app.schema_migrations".into())?
     } else {

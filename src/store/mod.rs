@@ -27,7 +27,7 @@ pub enum StoreError {
         source: deadpool_postgres::PoolError,
     },
     /// A statement failed.
-    #[error("database error while {context}: {source}")]
+    #[error("database error while {context}: {}", describe(source))]
     Query {
         /// What was attempted (statement name, job/task ids).
         context: String,
@@ -56,12 +56,32 @@ impl StoreError {
     pub fn is_unavailable(&self) -> bool {
         match self {
             StoreError::Unavailable { .. } => true,
-            StoreError::Query { source, .. } => source.is_closed() || source.code().is_none_or(|c| {
-                // class 08 = connection exception, 57P = operator intervention (shutdown)
-                c.code().starts_with("08") || c.code().starts_with("57P")
-            }) && source.as_db_error().is_none(),
+            StoreError::Query { source, .. } => {
+                // No server error at all (I/O), a closed connection, class 08 (connection
+                // exception) or 57P (operator intervention: shutdown, crash recovery).
+                source.is_closed()
+                    || source.as_db_error().is_none()
+                    || source
+                        .code()
+                        .is_some_and(|c| c.code().starts_with("08") || c.code().starts_with("57P"))
+            }
             _ => false,
         }
+    }
+}
+
+/// The driver error with the server's message, code and detail (the driver's own Display says
+/// only "db error").
+pub fn describe(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(d) => {
+            let mut s = format!("{} (SQLSTATE {})", d.message(), d.code().code());
+            if let Some(detail) = d.detail() {
+                s.push_str(&format!("; {detail}"));
+            }
+            s
+        }
+        None => e.to_string(),
     }
 }
 

@@ -160,7 +160,12 @@ impl Fields {
         let m: serde_json::Map<String, serde_json::Value> = self
             .extra
             .iter()
-            .map(|(k, v)| (k.to_string(), serde_json::Value::String(truncate_chars(v, 2000).into_owned())))
+            .map(|(k, v)| {
+                (
+                    k.to_string(),
+                    serde_json::Value::String(truncate_chars(v, 2000).into_owned()),
+                )
+            })
             .collect();
         serde_json::Value::Object(m).to_string()
     }
@@ -188,7 +193,12 @@ pub fn emit_warn(name: &'static str, f: &Fields) {
 }
 
 /// Emits an error checkpoint with the error's type, message and chain.
-pub fn emit_error(name: &'static str, f: &Fields, error_type: &str, e: &(dyn std::error::Error + 'static)) {
+pub fn emit_error(
+    name: &'static str,
+    f: &Fields,
+    error_type: &str,
+    e: &(dyn std::error::Error + 'static),
+) {
     let mut chain = e.to_string();
     let mut cur = e.source();
     while let Some(s) = cur {
@@ -224,7 +234,10 @@ pub struct ErrorFields<'a> {
 
 /// Emits a checkpoint with explicit level and optional error fields.
 pub fn emit_at(level: Level, name: &'static str, f: &Fields, err: Option<ErrorFields<'_>>) {
-    let t = |s: &Option<String>| s.as_deref().map(|v| truncate_chars(v, MAX_FIELD_BYTES).into_owned());
+    let t = |s: &Option<String>| {
+        s.as_deref()
+            .map(|v| truncate_chars(v, MAX_FIELD_BYTES).into_owned())
+    };
     let (class, etype, emsg, echain) = match err {
         Some(e) => (
             e.class.map(str::to_string),
@@ -251,7 +264,11 @@ pub fn emit_at(level: Level, name: &'static str, f: &Fields, err: Option<ErrorFi
                 error_type = etype,
                 error_message = emsg,
                 error_chain = echain,
-                extra = if extra.is_empty() { None } else { Some(extra.as_str()) },
+                extra = if extra.is_empty() {
+                    None
+                } else {
+                    Some(extra.as_str())
+                },
                 "{name}"
             )
         };

@@ -22,7 +22,10 @@ pub struct LocalQueue {
 impl LocalQueue {
     /// A local queue over `pool`, with a waker for each named queue.
     pub fn new(pool: Pool, queues: &[&str]) -> Self {
-        let wakers = queues.iter().map(|q| (q.to_string(), Arc::new(Notify::new()))).collect();
+        let wakers = queues
+            .iter()
+            .map(|q| (q.to_string(), Arc::new(Notify::new())))
+            .collect();
         Self {
             pool,
             wakers: Arc::new(wakers),
@@ -52,7 +55,10 @@ impl LocalQueue {
 
     async fn insert(&self, messages: &[OutboundMessage]) -> Result<(), TransportError> {
         let err = |message: String| TransportError {
-            queue: messages.first().map(|m| m.queue.clone()).unwrap_or_default(),
+            queue: messages
+                .first()
+                .map(|m| m.queue.clone())
+                .unwrap_or_default(),
             status: None,
             message,
             retryable: true,
@@ -71,10 +77,16 @@ impl LocalQueue {
         let q: Vec<&str> = messages.iter().map(|m| m.queue.as_str()).collect();
         let id: Vec<&str> = messages.iter().map(|m| m.message_id.as_str()).collect();
         let b: Vec<&str> = messages.iter().map(|m| m.body.as_str()).collect();
-        let p: Vec<serde_json::Value> =
-            messages.iter().map(|m| serde_json::Value::Object(m.properties.clone())).collect();
-        let c: Vec<Option<&str>> = messages.iter().map(|m| m.correlation_id.as_deref()).collect();
-        let v: Vec<Option<chrono::DateTime<chrono::Utc>>> = messages.iter().map(|m| m.scheduled_at).collect();
+        let p: Vec<serde_json::Value> = messages
+            .iter()
+            .map(|m| serde_json::Value::Object(m.properties.clone()))
+            .collect();
+        let c: Vec<Option<&str>> = messages
+            .iter()
+            .map(|m| m.correlation_id.as_deref())
+            .collect();
+        let v: Vec<Option<chrono::DateTime<chrono::Utc>>> =
+            messages.iter().map(|m| m.scheduled_at).collect();
         client
             .execute(&stmt, &[&q, &id, &b, &p, &c, &v])
             .await
@@ -88,7 +100,10 @@ impl Transport for LocalQueue {
     fn name(&self) -> &'static str {
         "local_queue"
     }
-    fn send<'a>(&'a self, messages: &'a [OutboundMessage]) -> BoxFuture<'a, Result<(), TransportError>> {
+    fn send<'a>(
+        &'a self,
+        messages: &'a [OutboundMessage],
+    ) -> BoxFuture<'a, Result<(), TransportError>> {
         Box::pin(self.insert(messages))
     }
     fn as_local(&self) -> Option<&LocalQueue> {

@@ -52,7 +52,10 @@ pub trait Transport: Send + Sync + std::fmt::Debug {
     /// Short name for health and logs ("local_queue", "service_bus").
     fn name(&self) -> &'static str;
     /// Sends messages (any queues); all or an error.
-    fn send<'a>(&'a self, messages: &'a [OutboundMessage]) -> BoxFuture<'a, Result<(), TransportError>>;
+    fn send<'a>(
+        &'a self,
+        messages: &'a [OutboundMessage],
+    ) -> BoxFuture<'a, Result<(), TransportError>>;
     /// The local queue, when messages are PostgreSQL rows (lets the outbox move rows in one statement).
     fn as_local(&self) -> Option<&local_queue::LocalQueue> {
         None

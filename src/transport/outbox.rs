@@ -34,7 +34,11 @@ pub enum PublishError {
 impl Outbox {
     /// An outbox publishing through `transport`.
     pub fn new(pool: Pool, transport: SharedTransport, faults: Arc<Faults>) -> Self {
-        Self { pool, transport, faults }
+        Self {
+            pool,
+            transport,
+            faults,
+        }
     }
 
     /// The transport.
@@ -43,18 +47,31 @@ impl Outbox {
     }
 
     /// Writes `messages` into the outbox as part of `tx`; returns their row ids.
-    pub async fn write(tx: &Transaction<'_>, messages: &[OutboundMessage]) -> Result<Vec<i64>, StoreError> {
+    pub async fn write(
+        tx: &Transaction<'_>,
+        messages: &[OutboundMessage],
+    ) -> Result<Vec<i64>, StoreError> {
         if messages.is_empty() {
             return Ok(Vec::new());
         }
         let job = messages[0].job_id.clone().unwrap_or_default();
-        let stmt = tx.prepare_cached(sql::OUTBOX_INSERT_BATCH).await.ctx(|| "preparing outbox insert".into())?;
+        let stmt = tx
+            .prepare_cached(sql::OUTBOX_INSERT_BATCH)
+            .await
+            .ctx(|| "preparing outbox insert".into())?;
         let q: Vec<&str> = messages.iter().map(|m| m.queue.as_str()).collect();
         let id: Vec<&str> = messages.iter().map(|m| m.message_id.as_str()).collect();
         let b: Vec<&str> = messages.iter().map(|m| m.body.as_str()).collect();
-        let p: Vec<Value> = messages.iter().map(|m| Value::Object(m.properties.clone())).collect();
-        let c: Vec<Option<&str>> = messages.iter().map(|m| m.correlation_id.as_deref()).collect();
-        let v: Vec<Option<chrono::DateTime<chrono::Utc>>> = messages.iter().map(|m| m.scheduled_at).collect();
+        let p: Vec<Value> = messages
+            .iter()
+            .map(|m| Value::Object(m.properties.clone()))
+            .collect();
+        let c: Vec<Option<&str>> = messages
+            .iter()
+            .map(|m| m.correlation_id.as_deref())
+            .collect();
+        let v: Vec<Option<chrono::DateTime<chrono::Utc>>> =
+            messages.iter().map(|m| m.scheduled_at).collect();
         let j: Vec<Option<&str>> = messages.iter().map(|m| m.job_id.as_deref()).collect();
         let rows = tx
             .query(&stmt, &[&q, &id, &b, &p, &c, &v, &j])
@@ -78,7 +95,9 @@ impl Outbox {
                 e,
             );
             if let Ok(client) = self.pool.get().await {
-                let _ = client.execute(sql::OUTBOX_MARK_FAILED, &[&ids, &e.to_string()]).await;
+                let _ = client
+                    .execute(sql::OUTBOX_MARK_FAILED, &[&ids, &e.to_string()])
+                    .await;
             }
         }
         result
@@ -96,13 +115,25 @@ impl Outbox {
         }
         let mut client = crate::store::client(&self.pool, "publishing the outbox").await?;
         if let Some(local) = self.transport.as_local() {
-            let stmt = client.prepare_cached(sql::OUTBOX_TO_LOCAL_QUEUE).await.ctx(|| "preparing outbox move".into())?;
-            let n = client.execute(&stmt, &[&ids]).await.ctx(|| format!("moving {} outbox rows to the local queue", ids.len()))?;
+            let stmt = client
+                .prepare_cached(sql::OUTBOX_TO_LOCAL_QUEUE)
+                .await
+                .ctx(|| "preparing outbox move".into())?;
+            let n = client
+                .execute(&stmt, &[&ids])
+                .await
+                .ctx(|| format!("moving {} outbox rows to the local queue", ids.len()))?;
             local.wake_all();
             return Ok(n as usize);
         }
-        let tx = client.transaction().await.ctx(|| "starting outbox publish".into())?;
-        let rows = tx.query(sql::OUTBOX_SELECT, &[&ids]).await.ctx(|| "reading outbox rows".into())?;
+        let tx = client
+            .transaction()
+            .await
+            .ctx(|| "starting outbox publish".into())?;
+        let rows = tx
+            .query(sql::OUTBOX_SELECT, &[&ids])
+            .await
+            .ctx(|| "reading outbox rows".into())?;
         let messages: Vec<OutboundMessage> = rows
             .iter()
             .map(|r| OutboundMessage {
@@ -123,8 +154,12 @@ impl Outbox {
             return Ok(0);
         }
         self.transport.send(&messages).await?;
-        tx.execute(sql::OUTBOX_DELETE, &[&locked]).await.ctx(|| "deleting published outbox rows".into())?;
-        tx.commit().await.ctx(|| "committing outbox publish".into())?;
+        tx.execute(sql::OUTBOX_DELETE, &[&locked])
+            .await
+            .ctx(|| "deleting published outbox rows".into())?;
+        tx.commit()
+            .await
+            .ctx(|| "committing outbox publish".into())?;
         Ok(messages.len())
     }
 

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The whole test suite on a fresh Debian machine: installs what it needs, starts a private
+# PostgreSQL, checks formatting and lints, then runs every test against the real database.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck source=lib/pg.sh
+source scripts/lib/pg.sh
+ensure_postgres_running
+export TEST_DATABASE_URL="$PG_ADMIN_URL"
+
+echo "==> cargo fmt --check"
+cargo fmt --all -- --check
+echo "==> cargo clippy"
+cargo clippy --all-targets -- -D warnings
+echo "==> cargo test"
+RUST_TEST_THREADS=${RUST_TEST_THREADS:-4} cargo test --all-targets -- "$@" 2>&1 | tee target/test-output.log
+grep -q "test result: ok" target/test-output.log
