@@ -3,6 +3,9 @@
 mod common;
 
 mod decoding;
+mod failures;
 mod local_queue;
+mod messages;
+mod soak;
 mod spine;
 mod state_machine;

@@ -46,6 +46,8 @@ pub struct FaultRule {
     pub task_index: Option<i32>,
     /// Only on this stage.
     pub stage: Option<i32>,
+    /// Only for deliveries to this function (emulator faults).
+    pub function: Option<String>,
 }
 
 impl FaultRule {
@@ -58,6 +60,7 @@ impl FaultRule {
             task_type: None,
             task_index: None,
             stage: None,
+            function: None,
         }
     }
     /// A rule that fires `n` times.
@@ -89,6 +92,11 @@ impl FaultRule {
         self.task_type = Some(t.to_string());
         self
     }
+    /// Restricts to deliveries to one function (e.g. "tasks-queue-trigger").
+    pub fn on_function(mut self, f: &str) -> Self {
+        self.function = Some(f.to_string());
+        self
+    }
 }
 
 /// What a fault check knows about the current task (all optional).
@@ -100,6 +108,8 @@ pub struct Target<'a> {
     pub task_index: Option<i32>,
     /// Stage.
     pub stage: Option<i32>,
+    /// Function the delivery goes to.
+    pub function: Option<&'a str>,
 }
 
 /// The active fault rules of one process (none in production).
@@ -145,6 +155,9 @@ impl Faults {
                     .is_some_and(|t| Some(t) != target.task_type)
                 || r.task_index.is_some_and(|i| Some(i) != target.task_index)
                 || r.stage.is_some_and(|s| Some(s) != target.stage)
+                || r.function
+                    .as_deref()
+                    .is_some_and(|f| Some(f) != target.function)
             {
                 continue;
             }

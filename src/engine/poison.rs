@@ -127,6 +127,20 @@ impl Engine {
         }
         if outcome == PoisonOutcome::Reconciled {
             let details = format!("unhandled poison message ({reason}): {description}");
+            // One transaction: pending tasks failed, the poisoned task failed, the job failed.
+            let mut client = store::client(self.pool(), "reconciling a poison message").await?;
+            let tx = client
+                .transaction()
+                .await
+                .ctx(|| format!("starting poison reconcile of job {job_id}"))?;
+            let poisoned_task = task.as_ref().map(|t| t.0.clone());
+            tx.execute(
+                sql::TASKS_FAIL_PENDING,
+                &[&job_id, &format!("job failed: {details}"), &poisoned_task],
+            )
+            .await
+            .ctx(|| format!("failing pending tasks of job {job_id}"))?;
+            let mut ids = Vec::new();
             if let Some((task_id, _, _, stage, seq, task_type)) = &task {
                 let ending = Ending {
                     status: "failed",
@@ -141,35 +155,28 @@ impl Engine {
                     unclaimed: true,
                 };
                 let who = format!("task {task_id} (stage {stage}, index {seq}, type {task_type})");
-                let (_, out) = self.end_task(task_id, -1, ending, Some(&who)).await?;
-                self.publish(&out).await;
+                ids = self
+                    .end_task_in_tx(&tx, task_id, -1, ending, Some(&who))
+                    .await?
+                    .1;
             }
-            let mut client =
-                store::client(self.pool(), "failing a job after a poison message").await?;
-            let tx = client
-                .transaction()
-                .await
-                .ctx(|| format!("starting poison reconcile of job {job_id}"))?;
-            tx.execute(
-                sql::TASKS_FAIL_PENDING,
-                &[&job_id, &format!("job failed: {details}")],
+            events::write(
+                &tx,
+                &[Event::job(&job_id, event_type, event_status, checkpoint)
+                    .data(poison.clone())
+                    .error(Some("permanent"), "UnhandledPoison", &details)],
             )
-            .await
-            .ctx(|| format!("failing pending tasks of job {job_id}"))?;
-            if let Some((job, _, _)) = JobCtx::load(&tx, &job_id).await? {
-                events::write(
-                    &tx,
-                    &[Event::job(&job_id, event_type, event_status, checkpoint)
-                        .data(poison.clone())
-                        .error(Some("permanent"), "UnhandledPoison", &details)],
-                )
-                .await?;
+            .await?;
+            if let Some((job, status, _)) = JobCtx::load(&tx, &job_id).await?
+                && (status == "queued" || status == "processing")
+            {
                 self.fail_job_in_tx(&tx, &job, None, &details, poison.clone())
                     .await?;
             }
             tx.commit()
                 .await
                 .ctx(|| format!("committing poison reconcile of job {job_id}"))?;
+            self.publish(&ids).await;
             cp::emit_at(
                 cp::Level::Error,
                 checkpoint,

@@ -228,107 +228,26 @@ impl Engine {
         fields: &cp::Fields,
     ) -> Result<Handled, EngineError> {
         let chain = e.chain();
-        let decision = retry::decide(&self.settings().retry, e.class, c.retry_count);
-        match decision {
-            RetryDecision::RetryAfter {
-                delay,
-                next_retry_count,
-            } => {
-                let mut client = store::client(self.pool(), "scheduling a retry").await?;
-                let tx = client
-                    .transaction()
-                    .await
-                    .ctx(|| format!("starting retry of task {}", c.ctx.task_id))?;
-                let data = json!({
-                    "delay_s": delay.as_secs_f64(),
-                    "next_attempt": next_retry_count + 1,
-                    "error_type": e.error_type,
-                    "handler_ms": elapsed,
-                });
-                let row = tx
-                    .query_opt(
-                        sql::TASK_REQUEUE_RETRY,
-                        &[
-                            &c.ctx.task_id,
-                            &c.retry_count,
-                            &format!("[transient] {}: {chain}", e.error_type),
-                            &data,
-                            &e.error_type,
-                        ],
-                    )
-                    .await
-                    .ctx(|| {
-                        format!(
-                            "re-queueing task {} for attempt {}",
-                            c.ctx.task_id,
-                            next_retry_count + 1
-                        )
-                    })?;
-                let Some(row) = row else {
-                    cp::emit_warn(cp::TASK_COMPLETION_LOST, fields);
-                    return Ok(Handled::log(format!(
-                        "task {} lost its lease before its retry was scheduled",
-                        c.ctx.task_id
-                    )));
-                };
-                let traceparent: Option<String> = tx
-                    .query_opt(
-                        "SELECT traceparent FROM app.jobs WHERE job_id = $1",
-                        &[&c.ctx.job_id],
-                    )
-                    .await
-                    .ctx(|| format!("reading job {}", c.ctx.job_id))?
-                    .and_then(|r| r.get(0));
-                let msg = TaskMessage {
-                    task_id: row.get(0),
-                    parent_job_id: row.get(1),
-                    job_type: row.get(2),
-                    task_type: row.get(3),
-                    stage: row.get(4),
-                    task_index: row.get::<_, i32>(5).to_string(),
-                    parameters: row.get(6),
-                    parent_task_id: None,
-                    retry_count: row.get(7),
-                    timestamp: None,
-                    correlation_id: c.ctx.correlation_id.clone(),
-                    job_attempt: row.get(8),
+        let mut decision = retry::decide(&self.settings().retry, e.class, c.retry_count);
+        if let RetryDecision::RetryAfter {
+            delay,
+            next_retry_count,
+        } = decision
+        {
+            match self
+                .schedule_retry(c, &e, &chain, delay, next_retry_count, elapsed, fields)
+                .await?
+            {
+                Some(h) => return Ok(h),
+                None => {
+                    decision = RetryDecision::Fail {
+                        reason: "not retried: its job is no longer processing".into(),
+                    }
                 }
-                .stamped();
-                let at = chrono::Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
-                let ids = Outbox::write(
-                    &tx,
-                    &[msg.to_outbound(
-                        &self.settings().queues.tasks,
-                        traceparent.as_deref(),
-                        Some(at),
-                    )],
-                )
-                .await?;
-                tx.commit()
-                    .await
-                    .ctx(|| format!("committing retry of task {}", c.ctx.task_id))?;
-                cp::emit_at(
-                    cp::Level::Warn,
-                    cp::TASK_RETRY_SCHEDULED,
-                    &fields
-                        .clone()
-                        .extra("delay_s", format!("{:.1}", delay.as_secs_f64())),
-                    Some(cp::ErrorFields {
-                        class: Some("transient"),
-                        error_type: &e.error_type,
-                        message: &e.message,
-                        chain: &chain,
-                    }),
-                );
-                self.publish(&ids).await;
-                Ok(Handled::log(format!(
-                    "task {} failed transiently ({}); attempt {} scheduled in {:.1}s",
-                    c.ctx.task_id,
-                    e.message,
-                    next_retry_count + 1,
-                    delay.as_secs_f64()
-                )))
             }
+        }
+        match decision {
+            RetryDecision::RetryAfter { .. } => unreachable!("retries return above"),
             RetryDecision::Fail { reason } => {
                 let details = format!(
                     "[{}] {}: {chain} ({reason} after {} attempt(s))",
@@ -379,6 +298,124 @@ impl Engine {
         }
     }
 
+    /// Re-queues a task for its next attempt; `None` when its job is no longer processing.
+    #[allow(clippy::too_many_arguments)]
+    async fn schedule_retry(
+        &self,
+        c: &Claimed,
+        e: &TaskError,
+        chain: &str,
+        delay: Duration,
+        next_retry_count: i32,
+        elapsed: u64,
+        fields: &cp::Fields,
+    ) -> Result<Option<Handled>, EngineError> {
+        let mut client = store::client(self.pool(), "scheduling a retry").await?;
+        let tx = client
+            .transaction()
+            .await
+            .ctx(|| format!("starting retry of task {}", c.ctx.task_id))?;
+        let data = json!({
+            "delay_s": delay.as_secs_f64(),
+            "next_attempt": next_retry_count + 1,
+            "error_type": e.error_type,
+            "handler_ms": elapsed,
+        });
+        let row = tx
+            .query_opt(
+                sql::TASK_REQUEUE_RETRY,
+                &[
+                    &c.ctx.task_id,
+                    &c.retry_count,
+                    &format!("[transient] {}: {chain}", e.error_type),
+                    &data,
+                    &e.error_type,
+                ],
+            )
+            .await
+            .ctx(|| {
+                format!(
+                    "re-queueing task {} for attempt {}",
+                    c.ctx.task_id,
+                    next_retry_count + 1
+                )
+            })?;
+        let Some(row) = row else {
+            // Either the job stopped processing (then the caller fails the task) or the lease was lost.
+            let state = tx
+                .query_opt(sql::TASK_STATE, &[&c.ctx.task_id])
+                .await
+                .ctx(|| format!("reading task {}", c.ctx.task_id))?;
+            if state.is_some_and(|r| {
+                r.get::<_, String>(0) == "processing" && r.get::<_, i32>(1) == c.retry_count
+            }) {
+                return Ok(None);
+            }
+            cp::emit_warn(cp::TASK_COMPLETION_LOST, fields);
+            return Ok(Some(Handled::log(format!(
+                "task {} lost its lease before its retry was scheduled",
+                c.ctx.task_id
+            ))));
+        };
+        let traceparent: Option<String> = tx
+            .query_opt(
+                "SELECT traceparent FROM app.jobs WHERE job_id = $1",
+                &[&c.ctx.job_id],
+            )
+            .await
+            .ctx(|| format!("reading job {}", c.ctx.job_id))?
+            .and_then(|r| r.get(0));
+        let msg = TaskMessage {
+            task_id: row.get(0),
+            parent_job_id: row.get(1),
+            job_type: row.get(2),
+            task_type: row.get(3),
+            stage: row.get(4),
+            task_index: row.get::<_, i32>(5).to_string(),
+            parameters: row.get(6),
+            parent_task_id: None,
+            retry_count: row.get(7),
+            timestamp: None,
+            correlation_id: c.ctx.correlation_id.clone(),
+            job_attempt: row.get(8),
+        }
+        .stamped();
+        let at = chrono::Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
+        let ids = Outbox::write(
+            &tx,
+            &[msg.to_outbound(
+                &self.settings().queues.tasks,
+                traceparent.as_deref(),
+                Some(at),
+            )],
+        )
+        .await?;
+        tx.commit()
+            .await
+            .ctx(|| format!("committing retry of task {}", c.ctx.task_id))?;
+        cp::emit_at(
+            cp::Level::Warn,
+            cp::TASK_RETRY_SCHEDULED,
+            &fields
+                .clone()
+                .extra("delay_s", format!("{:.1}", delay.as_secs_f64())),
+            Some(cp::ErrorFields {
+                class: Some("transient"),
+                error_type: &e.error_type,
+                message: &e.message,
+                chain,
+            }),
+        );
+        self.publish(&ids).await;
+        Ok(Some(Handled::log(format!(
+            "task {} failed transiently ({}); attempt {} scheduled in {:.1}s",
+            c.ctx.task_id,
+            e.message,
+            next_retry_count + 1,
+            delay.as_secs_f64()
+        ))))
+    }
+
     /// Ends a task (completed or failed) in one transaction with its event and fan-in; when it is
     /// the last of its stage, ends the stage too. A failed task under fail_fast fails the job.
     /// Returns whether the task was ended by this call, and the outbox ids to publish.
@@ -394,6 +431,27 @@ impl Engine {
             .transaction()
             .await
             .ctx(|| format!("starting completion of task {task_id}"))?;
+        let (ended, ids) = self
+            .end_task_in_tx(&tx, task_id, retry_count, e, who)
+            .await?;
+        if !ended {
+            return Ok((false, Vec::new()));
+        }
+        tx.commit()
+            .await
+            .ctx(|| format!("committing the end of task {task_id}"))?;
+        Ok((true, ids))
+    }
+
+    /// [`Engine::end_task`] inside a caller's transaction.
+    pub(crate) async fn end_task_in_tx(
+        &self,
+        tx: &crate::store::Transaction<'_>,
+        task_id: &str,
+        retry_count: i32,
+        e: Ending<'_>,
+        who: Option<&str>,
+    ) -> Result<(bool, Vec<i64>), StoreError> {
         let stmt = tx
             .prepare_cached(sql::TASK_COMPLETE)
             .await
@@ -426,8 +484,10 @@ impl Engine {
         let shards_left: Option<i16> = row.get(5);
         let mut ids = Vec::new();
         let job_and_policy = if e.status == "failed" || shards_left == Some(0) {
-            match JobCtx::load(&tx, &job_id).await? {
-                Some((job, _, _)) => {
+            // A task that ends after its job stopped processing this stage (failed, cancelled) is
+            // recorded, but it neither fails nor advances the job.
+            match JobCtx::load(tx, &job_id).await? {
+                Some((job, status, job_stage)) if status == "processing" && job_stage == stage => {
                     let policy = self
                         .registry()
                         .job(&job.job_type)
@@ -435,7 +495,7 @@ impl Engine {
                         .unwrap_or(StagePolicy::FailFast);
                     Some((job, policy))
                 }
-                None => None,
+                _ => None,
             }
         } else {
             None
@@ -448,15 +508,12 @@ impl Engine {
                     e.error_details.as_deref().unwrap_or("(no details)")
                 );
                 ids = self
-                    .fail_job_in_tx(&tx, &job, Some(stage), &reason, json!({"task_id": task_id, "error_class": e.error_class, "error_type": e.error_type}))
+                    .fail_job_in_tx(tx, &job, Some(stage), &reason, json!({"task_id": task_id, "error_class": e.error_class, "error_type": e.error_type}))
                     .await?;
             } else if shards_left == Some(0) {
-                ids = self.end_stage(&tx, &job, stage, policy).await?;
+                ids = self.end_stage(tx, &job, stage, policy).await?;
             }
         }
-        tx.commit()
-            .await
-            .ctx(|| format!("committing task {task_id} as {}", e.status))?;
         Ok((true, ids))
     }
 
@@ -549,5 +606,6 @@ fn target(ctx: &TaskContext) -> Target<'_> {
         task_type: Some(&ctx.task_type),
         task_index: Some(ctx.task_index),
         stage: Some(ctx.stage),
+        function: None,
     }
 }

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::functions::{AppLayout, Trigger, timer_period};
 use crate::config::LocalQueueSettings;
-use crate::engine::faults::{Fault, Faults};
+use crate::engine::faults::{Fault, Faults, Target};
 use crate::store::sql;
 
 /// One leased message.
@@ -310,13 +310,17 @@ impl Pump {
 
     async fn deliver(&self, m: Leased) {
         let payload = self.payload(&m);
-        let ok = if self.faults.hit(Fault::DeliverTwice) {
+        let target = Target {
+            function: Some(&self.function),
+            ..Target::default()
+        };
+        let ok = if self.faults.hit_on(Fault::DeliverTwice, target) {
             let (a, b) = tokio::join!(self.invoke(&payload), self.invoke(&payload));
             a && b
         } else {
             self.invoke(&payload).await
         };
-        let ok = ok && !self.faults.hit(Fault::AbandonAfterHandler);
+        let ok = ok && !self.faults.hit_on(Fault::AbandonAfterHandler, target);
         let Ok(client) = self.pool.get().await else {
             return; // the lock expires and the message is delivered again
         };

@@ -1,0 +1,402 @@
+//! Nothing silent, nothing lost: retries, classification, stage policies, panics, malformed and
+//! poison messages, protected finalize, outbox publish failure, a killed worker, and a soak — all
+//! through local mode with fault injection.
+
+use std::time::Duration;
+
+use coremachine::engine::{Fault, FaultRule};
+use serde_json::{Value, json};
+
+use crate::common::TestApp;
+
+const T: Duration = Duration::from_secs(60);
+
+async fn job_row(t: &TestApp, job: &str) -> (String, Option<String>, Value, Value) {
+    let r = t
+        .db()
+        .await
+        .query_one(
+            "SELECT status::text, error_details, COALESCE(result_data, 'null'), stage_results FROM app.jobs WHERE job_id = $1",
+            &[&job],
+        )
+        .await
+        .unwrap();
+    (r.get(0), r.get(1), r.get(2), r.get(3))
+}
+
+async fn count_events(t: &TestApp, job: &str, event_type: &str) -> i64 {
+    t.db()
+        .await
+        .query_one(
+            "SELECT count(*) FROM app.job_events WHERE job_id = $1 AND event_type = $2",
+            &[&job, &event_type],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test]
+async fn a_transient_failure_is_retried_after_its_backoff_and_the_job_completes() {
+    let t = TestApp::start().await;
+    t.fault(
+        FaultRule::times(Fault::HandlerTransient, 1)
+            .on_index(0)
+            .on_stage(1),
+    );
+    let job = t.submit("hello_world", json!({"n": 3})).await;
+    assert_eq!(t.wait_terminal(&job, T).await, "completed");
+    let c = t.db().await;
+    let r = c
+        .query_one(
+            "SELECT retry_count, status::text, error_class FROM app.tasks WHERE parent_job_id = $1 AND stage = 1 AND task_seq = 0",
+            &[&job],
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.get::<_, i32>(0), 1, "two attempts: retry_count 1");
+    assert_eq!(r.get::<_, String>(1), "completed");
+    assert_eq!(
+        r.get::<_, Option<String>>(2),
+        None,
+        "a completed task carries no error; the events keep the history"
+    );
+    // The retry was not delivered before its backoff.
+    let rows = c
+        .query(
+            "SELECT e.event_type, e.created_at, (e.event_data->>'delay_s')::float8, e.attempt, e.error_class FROM app.job_events e
+             JOIN app.tasks t ON t.task_id = e.task_id
+             WHERE e.job_id = $1 AND t.stage = 1 AND t.task_seq = 0 ORDER BY e.event_id",
+            &[&job],
+        )
+        .await
+        .unwrap();
+    let kinds: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            "task_started",
+            "task_retrying",
+            "task_started",
+            "task_completed"
+        ]
+    );
+    assert_eq!(
+        rows[1].get::<_, Option<String>>(4).as_deref(),
+        Some("transient")
+    );
+    assert_eq!(
+        rows[2].get::<_, Option<i32>>(3),
+        Some(2),
+        "the second start is attempt 2"
+    );
+    let delay: f64 = rows[1].get(2);
+    let retried_at: chrono::DateTime<chrono::Utc> = rows[1].get(1);
+    let restarted_at: chrono::DateTime<chrono::Utc> = rows[2].get(1);
+    assert!(delay > 0.0);
+    assert!(
+        (restarted_at - retried_at).num_milliseconds() as f64 >= delay * 1000.0 - 5.0,
+        "retry delivered after {} ms, backoff was {delay} s",
+        (restarted_at - retried_at).num_milliseconds()
+    );
+    t.cleanup().await;
+}
+
+#[tokio::test]
+async fn exhausted_retries_fail_the_task_and_the_job_and_nothing_advances() {
+    let t = TestApp::start_opts(|o| o.settings.retry.max_retries = 2).await;
+    t.fault(
+        FaultRule::always(Fault::HandlerTransient)
+            .on_index(1)
+            .on_stage(1),
+    );
+    let job = t
+        .submit("hello_world", json!({"n": 4, "delay_ms": 20}))
+        .await;
+    assert_eq!(t.wait_terminal(&job, T).await, "failed");
+    t.wait_quiet(T).await;
+    let (_, err, _, _) = job_row(&t, &job).await;
+    let err = err.unwrap();
+    assert!(err.contains("stage 1, index 1"), "{err}");
+    assert!(err.contains("[transient] InjectedTransient"), "{err}");
+    assert!(
+        err.contains("retries exhausted (2 retries) after 3 attempt(s)"),
+        "{err}"
+    );
+    let c = t.db().await;
+    let (status, retries): (String, i32) = c
+        .query_one("SELECT status::text, retry_count FROM app.tasks WHERE parent_job_id = $1 AND stage = 1 AND task_seq = 1", &[&job])
+        .await
+        .map(|r| (r.get(0), r.get(1)))
+        .unwrap();
+    assert_eq!((status.as_str(), retries), ("failed", 2));
+    assert_eq!(count_events(&t, &job, "stage_advanced").await, 0);
+    assert_eq!(
+        t.count(
+            "SELECT count(*) FROM app.tasks WHERE parent_job_id = $1 AND stage = 2",
+            &job
+        )
+        .await,
+        0
+    );
+    assert_eq!(count_events(&t, &job, "job_failed").await, 1);
+    t.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_permanent_error_fails_at_once_and_the_remaining_tasks_never_advance_the_job() {
+    let t = TestApp::start().await;
+    t.fault(
+        FaultRule::always(Fault::HandlerPermanent)
+            .on_index(0)
+            .on_stage(1),
+    );
+    let job = t
+        .submit("hello_world", json!({"n": 30, "delay_ms": 30}))
+        .await;
+    assert_eq!(t.wait_terminal(&job, T).await, "failed");
+    t.wait_quiet(T).await;
+    let (_, err, _, _) = job_row(&t, &job).await;
+    assert!(
+        err.as_deref()
+            .unwrap()
+            .contains("[permanent] InjectedPermanent"),
+        "{err:?}"
+    );
+    let retries: i32 = t
+        .db()
+        .await
+        .query_one("SELECT retry_count FROM app.tasks WHERE parent_job_id = $1 AND stage = 1 AND task_seq = 0", &[&job])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(retries, 0, "a permanent error is not retried");
+    // Whatever was in flight finished, whatever was queued was cancelled; the job never advanced.
+    assert_eq!(count_events(&t, &job, "stage_advanced").await, 0);
+    assert_eq!(t.count("SELECT count(*) FROM app.tasks WHERE parent_job_id = $1 AND status IN ('queued', 'processing')", &job).await, 0);
+    assert_eq!(job_row(&t, &job).await.0, "failed");
+    t.cleanup().await;
+}
+
+#[tokio::test]
+async fn stage_policies_tolerate_failures_and_min_success_k() {
+    let t = TestApp::start().await;
+    // tolerate_failures: the stage advances once every task is terminal; failures are listed.
+    let tolerant = t
+        .submit("shapes_tolerant", json!({"tasks": 5, "fail": [1, 3]}))
+        .await;
+    // min_success(2) with exactly k successes (3 tasks, one fails) completes...
+    let k_ok = t
+        .submit("shapes_min2", json!({"tasks": 3, "fail": [0]}))
+        .await;
+    // ...and with k-1 successes fails.
+    let k_minus_1 = t
+        .submit("shapes_min2", json!({"tasks": 3, "fail": [0, 2]}))
+        .await;
+    // min_success(3) with 2 of 3 fails, naming the shortfall.
+    let k3 = t
+        .submit("shapes_min3", json!({"tasks": 3, "fail": [1]}))
+        .await;
+
+    assert_eq!(t.wait_terminal(&tolerant, T).await, "completed");
+    let (_, _, _, stages) = job_row(&t, &tolerant).await;
+    assert_eq!(stages["1"]["failed"], 2);
+    let listed: Vec<i64> = stages["1"]["failed_tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["task_index"].as_i64().unwrap())
+        .collect();
+    assert_eq!(listed, vec![1, 3]);
+    assert_eq!(
+        t.count(
+            "SELECT count(*) FROM app.tasks WHERE parent_job_id = $1 AND stage = 2",
+            &tolerant
+        )
+        .await,
+        3
+    );
+
+    assert_eq!(t.wait_terminal(&k_ok, T).await, "completed");
+    assert_eq!(t.wait_terminal(&k_minus_1, T).await, "failed");
+    let (_, err, _, _) = job_row(&t, &k_minus_1).await;
+    assert!(
+        err.as_deref()
+            .unwrap()
+            .contains("only 1 of 3 tasks succeeded, at least 2 required"),
+        "{err:?}"
+    );
+    assert_eq!(t.wait_terminal(&k3, T).await, "failed");
+    let (_, err, _, _) = job_row(&t, &k3).await;
+    assert!(
+        err.as_deref()
+            .unwrap()
+            .contains("only 2 of 3 tasks succeeded, at least 3 required"),
+        "{err:?}"
+    );
+    t.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_handler_panic_is_a_permanent_failure_and_the_process_keeps_serving() {
+    let t = TestApp::start().await;
+    t.fault(
+        FaultRule::times(Fault::HandlerPanic, 1)
+            .on_index(2)
+            .on_stage(1),
+    );
+    let job = t.submit("hello_world", json!({"n": 3})).await;
+    assert_eq!(t.wait_terminal(&job, T).await, "failed");
+    let (_, err, _, _) = job_row(&t, &job).await;
+    assert!(
+        err.as_deref()
+            .unwrap()
+            .contains("handler panicked: fault injection: handler panicked"),
+        "{err:?}"
+    );
+    let ec: Option<String> = t
+        .db()
+        .await
+        .query_one("SELECT error_class FROM app.tasks WHERE parent_job_id = $1 AND stage = 1 AND task_seq = 2", &[&job])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(ec.as_deref(), Some("permanent"));
+    let next = t
+        .submit("hello_world", json!({"n": 2, "message": "still alive"}))
+        .await;
+    assert_eq!(t.wait_terminal(&next, T).await, "completed");
+    t.cleanup().await;
+}
+
+#[tokio::test]
+async fn finalize_errors_and_panics_end_completed_with_errors_with_a_fallback_result() {
+    let t = TestApp::start().await;
+    for (fault, n, expect) in [
+        (Fault::FinalizeError, 2, "finalize failed"),
+        (Fault::FinalizePanic, 3, "finalize panicked"),
+    ] {
+        t.faults.clear();
+        t.fault(FaultRule::times(fault, 1));
+        let job = t.submit("hello_world", json!({"n": n})).await;
+        assert_eq!(t.wait_terminal(&job, T).await, "completed_with_errors");
+        let (_, err, result, _) = job_row(&t, &job).await;
+        assert!(err.as_deref().unwrap().contains(expect), "{err:?}");
+        assert_eq!(result["status"], "completed_with_errors");
+        assert!(result["finalize_error"].as_str().unwrap().contains(expect));
+        assert_eq!(result["task_counts"]["completed"], 2 * n);
+        assert!(result["results_location"].as_str().unwrap().contains(&job));
+        assert_eq!(count_events(&t, &job, "finalize_failed").await, 1);
+    }
+    t.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_failed_outbox_publish_is_published_by_the_janitor_and_the_job_completes() {
+    let t = TestApp::start_opts(|o| o.settings.outbox_republish_after = Duration::ZERO).await;
+    t.fault(FaultRule::times(Fault::FailOutboxPublish, 1));
+    let job = t.submit("hello_world", json!({"n": 2})).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let c = t.db().await;
+    let (status, outbox): (String, i64) = c
+        .query_one("SELECT (SELECT status::text FROM app.jobs WHERE job_id = $1), (SELECT count(*) FROM app.outbox WHERE job_id = $1)", &[&job])
+        .await
+        .map(|r| (r.get(0), r.get(1)))
+        .unwrap();
+    assert_eq!(status, "queued", "the stage message was never sent");
+    assert_eq!(outbox, 1, "but it is safe in the outbox");
+    let err: Option<String> = c
+        .query_one("SELECT last_error FROM app.outbox", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(err.unwrap().contains("fault injection"));
+    let report = coremachine::janitor::run_once(t.engine()).await.unwrap();
+    assert!(
+        report
+            .actions
+            .iter()
+            .any(|a| a["action"] == "outbox_republished"),
+        "{:?}",
+        report.actions
+    );
+    assert_eq!(t.wait_terminal(&job, T).await, "completed");
+    t.wait_quiet(T).await;
+    let runs: i64 = c
+        .query_one(
+            "SELECT count(*) FROM app.janitor_runs WHERE status = 'completed' AND items_fixed >= 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(runs, 1);
+    t.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_worker_killed_mid_task_is_recovered_by_lease_expiry_and_the_janitor() {
+    let t = TestApp::start_opts(|o| {
+        o.settings.task_lease = Duration::from_secs(2);
+        o.settings.local_queue.lock_duration = Duration::from_secs(1);
+    })
+    .await;
+    t.fault(
+        FaultRule::times(Fault::KillAfterHandler, 1)
+            .on_index(1)
+            .on_stage(1),
+    );
+    let job = t.submit("hello_world", json!({"n": 3})).await;
+    // Wait until the victim's handler has run and the invocation is hanging (task still processing).
+    let c = t.db().await;
+    let start = std::time::Instant::now();
+    loop {
+        let (done, processing): (i64, i64) = c
+            .query_one(
+                "SELECT count(*) FILTER (WHERE status = 'completed'), count(*) FILTER (WHERE status = 'processing') FROM app.tasks WHERE parent_job_id = $1 AND stage = 1",
+                &[&job],
+            )
+            .await
+            .map(|r| (r.get(0), r.get(1)))
+            .unwrap();
+        if done == 2 && processing == 1 {
+            break;
+        }
+        assert!(
+            start.elapsed() < T,
+            "victim never hung: {}",
+            t.dump(&job).await
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The process dies; a new one starts on the same database.
+    let t = t.restart_after_kill(|_| {}).await;
+    tokio::time::sleep(Duration::from_millis(2200)).await; // the lease runs out
+    let report = coremachine::janitor::run_once(t.engine()).await.unwrap();
+    assert!(
+        report
+            .actions
+            .iter()
+            .any(|a| a["action"] == "lease_expired_requeued"),
+        "{:?}",
+        report.actions
+    );
+    assert_eq!(t.wait_terminal(&job, T).await, "completed");
+    t.wait_quiet(T).await;
+    assert_eq!(count_events(&t, &job, "stage_advanced").await, 1);
+    assert_eq!(count_events(&t, &job, "job_completed").await, 1);
+    let (retries, completions): (i32, i64) = t
+        .db()
+        .await
+        .query_one(
+            "SELECT t.retry_count, (SELECT count(*) FROM app.job_events e WHERE e.task_id = t.task_id AND e.event_type = 'task_completed')
+             FROM app.tasks t WHERE t.parent_job_id = $1 AND t.stage = 1 AND t.task_seq = 1",
+            &[&job],
+        )
+        .await
+        .map(|r| (r.get(0), r.get(1)))
+        .unwrap();
+    assert_eq!(retries, 1, "the lost attempt was replaced by attempt 2");
+    assert_eq!(completions, 1, "the task completed exactly once");
+    t.cleanup().await;
+}
