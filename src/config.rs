@@ -117,6 +117,9 @@ pub struct Settings {
     pub local_queue: LocalQueueSettings,
     /// Age after which an unpublished outbox row is republished by the janitor (`OUTBOX_REPUBLISH_AFTER_S`, default 60).
     pub outbox_republish_after: Duration,
+    /// How long a queued job may sit untouched before the janitor re-drives its stage message
+    /// (`JANITOR_STUCK_AFTER_S`, default 900 s: longer than the longest retry backoff).
+    pub janitor_stuck_after: Duration,
 }
 
 impl Settings {
@@ -131,6 +134,7 @@ impl Settings {
             task_lease: Duration::from_secs(600),
             local_queue: LocalQueueSettings::default(),
             outbox_republish_after: Duration::from_secs(60),
+            janitor_stuck_after: Duration::from_secs(900),
         }
     }
 
@@ -188,6 +192,13 @@ impl Settings {
             Duration::from_millis(num(&get, "LOCAL_QUEUE_POLL_MS", 200, 1, 60_000)? as u64);
         s.outbox_republish_after =
             Duration::from_secs_f64(num_f(&get, "OUTBOX_REPUBLISH_AFTER_S", 60.0, 0.0, 86400.0)?);
+        s.janitor_stuck_after = Duration::from_secs_f64(num_f(
+            &get,
+            "JANITOR_STUCK_AFTER_S",
+            900.0,
+            0.0,
+            7.0 * 86400.0,
+        )?);
         Ok(s)
     }
 }

@@ -208,9 +208,12 @@ async fn stalled_stages(engine: &Engine, report: &mut JanitorReport) -> Result<(
 async fn stuck_queued_jobs(engine: &Engine, report: &mut JanitorReport) -> Result<(), StoreError> {
     let rows = {
         let c = store::client(engine.pool(), "finding stuck queued jobs").await?;
-        c.query(sql::JANITOR_STUCK_QUEUED_JOBS, &[&stuck_after_s(), &BATCH])
-            .await
-            .ctx(|| "finding stuck queued jobs".into())?
+        c.query(
+            sql::JANITOR_STUCK_QUEUED_JOBS,
+            &[&engine.settings().janitor_stuck_after.as_secs_f64(), &BATCH],
+        )
+        .await
+        .ctx(|| "finding stuck queued jobs".into())?
     };
     for r in rows {
         let job_id: String = r.get(0);

@@ -400,3 +400,78 @@ async fn a_worker_killed_mid_task_is_recovered_by_lease_expiry_and_the_janitor()
     assert_eq!(completions, 1, "the task completed exactly once");
     t.cleanup().await;
 }
+
+#[tokio::test]
+async fn the_janitor_redrives_a_lost_stage_message_and_ends_a_stalled_stage() {
+    let t = TestApp::start_opts(|o| o.settings.janitor_stuck_after = Duration::ZERO).await;
+    let c = t.db().await;
+    // A lost stage message: the job is queued and nothing will ever deliver it.
+    t.fault(FaultRule::times(Fault::FailOutboxPublish, 1));
+    let lost = t
+        .submit("hello_world", json!({"n": 2, "message": "lost"}))
+        .await;
+    c.execute("DELETE FROM app.outbox WHERE job_id = $1", &[&lost])
+        .await
+        .unwrap();
+    // A stalled stage: every task of stage 1 is terminal but the stage's end was never applied
+    // (simulated by ending a task behind the engine's back, without the fan-in decrement).
+    let stalled = t
+        .submit(
+            "shapes2",
+            json!({"tasks": 3, "sleep_ms": 300, "run": "stalled"}),
+        )
+        .await;
+    let start = std::time::Instant::now();
+    while t
+        .count(
+            "SELECT count(*) FROM app.tasks WHERE parent_job_id = $1 AND status = 'processing'",
+            &stalled,
+        )
+        .await
+        < 3
+    {
+        assert!(start.elapsed() < T, "{}", t.dump(&stalled).await);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    c.execute(
+        "UPDATE app.tasks SET status = 'completed', lease_expires_at = NULL, result_data = '{\"i\": 0}' WHERE parent_job_id = $1 AND task_seq = 0",
+        &[&stalled],
+    )
+    .await
+    .unwrap();
+    // The handler's own completion of task 0 is now lost (guard) and never decrements the counter.
+    let start = std::time::Instant::now();
+    while t.count("SELECT count(*) FROM app.tasks WHERE parent_job_id = $1 AND stage = 1 AND status = 'completed'", &stalled).await < 3 {
+        assert!(start.elapsed() < T);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        job_row(&t, &stalled).await.0,
+        "processing",
+        "stuck: counter never reached zero"
+    );
+
+    let report = coremachine::janitor::run_once(t.engine()).await.unwrap();
+    let actions: Vec<&str> = report
+        .actions
+        .iter()
+        .filter_map(|a| a["action"].as_str())
+        .collect();
+    assert!(actions.contains(&"job_redriven"), "{actions:?}");
+    assert!(actions.contains(&"stage_ended"), "{actions:?}");
+    assert_eq!(t.wait_terminal(&lost, T).await, "completed");
+    assert_eq!(t.wait_terminal(&stalled, T).await, "completed");
+    assert_eq!(count_events(&t, &stalled, "stage_advanced").await, 1);
+    assert_eq!(count_events(&t, &lost, "job_redriven").await, 1);
+    let (found, fixed): (i32, i32) = c
+        .query_one(
+            "SELECT items_scanned, items_fixed FROM app.janitor_runs",
+            &[],
+        )
+        .await
+        .map(|r| (r.get(0), r.get(1)))
+        .unwrap();
+    assert!(found >= 2 && fixed >= 2, "found {found} fixed {fixed}");
+    t.cleanup().await;
+}
