@@ -34,15 +34,6 @@ pub struct JanitorReport {
     pub actions: Vec<Value>,
 }
 
-/// How long a queued job may sit untouched before its message counts as lost
-/// (`JANITOR_STUCK_AFTER_S`, default 900 s: longer than the longest retry backoff).
-fn stuck_after_s() -> f64 {
-    std::env::var("JANITOR_STUCK_AFTER_S")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(900.0)
-}
-
 const BATCH: i64 = 500;
 const MAX_REDRIVES: i64 = 3;
 
