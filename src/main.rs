@@ -85,7 +85,7 @@ async fn main() -> ExitCode {
                 .ok()
                 .and_then(|p| p.parse().ok())
                 .unwrap_or(8080);
-            let settings = match Settings::from_env(TransportMode::LocalQueue) {
+            let settings = match Settings::from_env(TransportMode::ServiceBus) {
                 Ok(s) => s,
                 Err(e) => return fail(e),
             };
@@ -114,7 +114,7 @@ async fn main() -> ExitCode {
                 Ok(s) => s,
                 Err(e) => return fail(e),
             };
-            let pool = match store::connect_pool(&settings.database_url, 1) {
+            let pool = match store::connect::pool_for_settings(&settings) {
                 Ok(p) => p,
                 Err(e) => return fail(e),
             };
@@ -130,7 +130,7 @@ async fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Janitor { once: _ } => {
-            let settings = match Settings::from_env(TransportMode::LocalQueue) {
+            let settings = match Settings::from_env(TransportMode::for_janitor()) {
                 Ok(s) => s,
                 Err(e) => return fail(e),
             };

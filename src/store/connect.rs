@@ -586,16 +586,23 @@ pub fn build_pool(
         .map_err(|e| StoreError::Config(e.to_string()))
 }
 
-/// The pool for these settings: managed-identity tokens when `entra` is set.
-pub fn pool_for(db: &DatabaseSettings, max_size: usize) -> Result<Pool, StoreError> {
-    let tokens: Option<SharedTokenSource> = match &db.entra {
+/// The pool of a process: `DATABASE_URL` (TLS per its sslmode), managed-identity tokens when
+/// `USE_MANAGED_IDENTITY` is set, `DB_POOL_MAX_SIZE` connections retired after
+/// `DB_POOL_MAX_LIFETIME_S`.
+pub fn pool_for_settings(s: &crate::config::Settings) -> Result<Pool, StoreError> {
+    let tokens: Option<SharedTokenSource> = match &s.db_identity {
         None => None,
         Some(e) => Some(Arc::new(
             ManagedIdentity::new(e.client_id.clone())
                 .map_err(|err| StoreError::Config(err.to_string()))?,
         )),
     };
-    build_pool(&db.url, max_size, tokens, Some(db.max_lifetime))
+    build_pool(
+        &s.database_url,
+        s.db_pool_size,
+        tokens,
+        Some(s.db_pool_max_lifetime),
+    )
 }
 
 #[cfg(test)]
