@@ -2,6 +2,9 @@
 
 mod common;
 
+mod azure_fakes;
+mod azure_service_bus;
+
 mod decoding;
 mod failures;
 mod local_queue;
