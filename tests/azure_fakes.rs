@@ -115,6 +115,20 @@ pub struct FakeServiceBus {
 }
 
 struct StopOnDrop(CancellationToken);
+
+/// Serves `app` on 127.0.0.1, port 0, until the returned guard is dropped.
+async fn serve(app: axum::Router) -> (String, Arc<StopOnDrop>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let stop = CancellationToken::new();
+    let s = stop.clone();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { s.cancelled().await })
+            .await;
+    });
+    (url, Arc::new(StopOnDrop(stop)))
+}
 impl Drop for StopOnDrop {
     fn drop(&mut self) {
         self.0.cancel();
@@ -139,19 +153,11 @@ impl FakeServiceBus {
         let app = axum::Router::new()
             .fallback(sb_handle)
             .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let stop = CancellationToken::new();
-        let s = stop.clone();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async move { s.cancelled().await })
-                .await;
-        });
+        let (url, stop) = serve(app).await;
         Self {
             state,
             url,
-            _stop: Arc::new(StopOnDrop(stop)),
+            _stop: stop,
         }
     }
 
@@ -573,20 +579,12 @@ impl FakeIdentity {
         let app = axum::Router::new()
             .route("/msi/token", axum::routing::get(id_handle))
             .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let endpoint = format!("http://{}/msi/token", listener.local_addr().unwrap());
-        let stop = CancellationToken::new();
-        let s = stop.clone();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async move { s.cancelled().await })
-                .await;
-        });
+        let (url, stop) = serve(app).await;
         Self {
             state,
-            endpoint,
+            endpoint: format!("{url}/msi/token"),
             header,
-            _stop: Arc::new(StopOnDrop(stop)),
+            _stop: stop,
         }
     }
     pub fn set_lifetime(&self, lifetime: Duration) {

@@ -399,6 +399,30 @@ async fn a_sas_connection_string_signs_tokens_the_broker_accepts() {
     );
 }
 
+/// CoreMachine in Azure mode (`serve`: no emulator, Service Bus transport) talking to `fake`
+/// with the SAS connection string.
+async fn azure_mode_app(
+    fake: &FakeServiceBus,
+    extra: &[(&str, &str)],
+    f: impl FnOnce(&mut crate::common::Opts),
+) -> TestApp {
+    let mut m: HashMap<&str, String> = HashMap::from([
+        ("ServiceBusConnection", sas_connection()),
+        ("SERVICE_BUS_REST_ENDPOINT", fake.url.clone()),
+    ]);
+    for (k, v) in extra {
+        m.insert(k, v.to_string());
+    }
+    let sb = ServiceBusSettings::from_lookup(&|k: &str| m.get(k).cloned()).unwrap();
+    TestApp::start_opts(|o| {
+        o.emulator = false;
+        o.settings.transport = TransportMode::ServiceBus;
+        o.settings.service_bus = Some(sb);
+        f(o);
+    })
+    .await
+}
+
 /// Delivers what the fake broker holds to the handler as the Functions host would
 /// (`dataType: binary`, functions-protocol.md §3), until nothing is left.
 async fn play_host(app: &TestApp, fake: &FakeServiceBus) -> usize {
@@ -450,18 +474,7 @@ async fn play_host(app: &TestApp, fake: &FakeServiceBus) -> usize {
 #[tokio::test]
 async fn serve_mode_runs_a_job_end_to_end_through_the_service_bus_rest_api() {
     let fake = FakeServiceBus::start(sas_fake_auth()).await;
-    let url = fake.url.clone();
-    let app = TestApp::start_opts(|o| {
-        o.emulator = false;
-        o.settings.transport = TransportMode::ServiceBus;
-        let m: HashMap<&str, String> = HashMap::from([
-            ("ServiceBusConnection", sas_connection()),
-            ("SERVICE_BUS_REST_ENDPOINT", url),
-        ]);
-        o.settings.service_bus =
-            Some(ServiceBusSettings::from_lookup(&|k: &str| m.get(k).cloned()).unwrap());
-    })
-    .await;
+    let app = azure_mode_app(&fake, &[], |_| {}).await;
     let (s, health) = app.get("/api/health").await;
     assert_eq!(s, 200, "{health}");
     assert!(health.to_string().contains("service_bus"), "{health}");
@@ -479,21 +492,11 @@ async fn serve_mode_runs_a_job_end_to_end_through_the_service_bus_rest_api() {
         started.elapsed()
     );
     assert_eq!(fake.duplicates(), 0);
-    let outbox: i64 = app
-        .db()
-        .await
-        .query_one("SELECT count(*) FROM app.outbox", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let c = app.db().await;
+    let count = async |sql: &str| -> i64 { c.query_one(sql, &[]).await.unwrap().get(0) };
+    let outbox = count("SELECT count(*) FROM app.outbox").await;
     assert_eq!(outbox, 0, "every outbox row was published and deleted");
-    let local: i64 = app
-        .db()
-        .await
-        .query_one("SELECT count(*) FROM app.queue_messages", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let local = count("SELECT count(*) FROM app.queue_messages").await;
     assert_eq!(local, 0, "nothing went to the local queue");
     app.cleanup().await;
 }
@@ -503,17 +506,7 @@ async fn a_failed_send_leaves_the_outbox_row_and_the_janitor_republishes_it() {
     let fake = FakeServiceBus::start(sas_fake_auth()).await;
     // The submit's publish is throttled until the sender gives up (no retries allowed).
     fake.script([Scripted::status(503, "busy")]);
-    let url = fake.url.clone();
-    let app = TestApp::start_opts(|o| {
-        o.emulator = false;
-        o.settings.transport = TransportMode::ServiceBus;
-        let m: HashMap<&str, String> = HashMap::from([
-            ("ServiceBusConnection", sas_connection()),
-            ("SERVICE_BUS_REST_ENDPOINT", url),
-            ("SERVICE_BUS_SEND_MAX_RETRIES", "0".into()),
-        ]);
-        o.settings.service_bus =
-            Some(ServiceBusSettings::from_lookup(&|k: &str| m.get(k).cloned()).unwrap());
+    let app = azure_mode_app(&fake, &[("SERVICE_BUS_SEND_MAX_RETRIES", "0")], |o| {
         o.settings.outbox_republish_after = Duration::ZERO;
     })
     .await;
