@@ -2,6 +2,7 @@
 
 mod common;
 
+mod api_control;
 mod decoding;
 mod failures;
 mod local_queue;
