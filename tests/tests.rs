@@ -3,6 +3,7 @@
 mod common;
 
 mod api_control;
+mod api_routes;
 mod decoding;
 mod failures;
 mod local_queue;
