@@ -2,7 +2,9 @@
 
 mod common;
 
+mod api_auth;
 mod api_control;
+mod api_hostile;
 mod api_routes;
 mod decoding;
 mod failures;
