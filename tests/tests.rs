@@ -3,6 +3,7 @@
 mod common;
 
 mod api_auth;
+mod api_cli;
 mod api_control;
 mod api_hostile;
 mod api_routes;
