@@ -7,6 +7,7 @@ mod api_cli;
 mod api_control;
 mod api_hostile;
 mod api_routes;
+mod api_secrets;
 mod decoding;
 mod failures;
 mod local_queue;
