@@ -139,6 +139,8 @@ pub struct Settings {
     pub db_pool_max_lifetime: Duration,
     /// Service Bus settings (Azure mode only).
     pub service_bus: Option<crate::transport::service_bus::ServiceBusSettings>,
+    /// HTTP API keys and the admin switch.
+    pub http: HttpSettings,
 }
 
 impl Settings {
@@ -157,6 +159,7 @@ impl Settings {
             db_identity: None,
             db_pool_max_lifetime: Duration::from_secs(1800),
             service_bus: None,
+            http: HttpSettings::default(),
         }
     }
 
@@ -223,7 +226,85 @@ impl Settings {
             0.0,
             7.0 * 86400.0,
         )?);
+        s.http = HttpSettings::from_lookup(&get)?;
         Ok(s)
+    }
+}
+
+/// A key or token: compared in constant time and never printed (`Debug` shows `***`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(v: impl Into<String>) -> Self {
+        Self(v.into())
+    }
+    /// Whether `candidate` equals the secret (time independent of where they differ).
+    pub fn matches(&self, candidate: &str) -> bool {
+        let (a, b) = (self.0.as_bytes(), candidate.as_bytes());
+        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    }
+    /// The value, for sending it (never for logging).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// HTTP keys and switches. In Azure the Functions host checks keys itself; in local mode the host
+/// emulator checks them against these (`src/local/auth.rs`). With no key configured, local mode
+/// does not check keys, as `func start` does not.
+#[derive(Debug, Clone, Default)]
+pub struct HttpSettings {
+    /// Keys accepted at `authLevel: function` (`LOCAL_FUNCTION_KEYS`, comma-separated).
+    pub function_keys: Vec<Secret>,
+    /// The master key, accepted at every level and the only one at `admin` (`LOCAL_ADMIN_KEY`).
+    pub admin_key: Option<Secret>,
+    /// Whether the admin routes (migrations, redeploy) run at all (`COREMACHINE_ADMIN_ENABLED=true`).
+    pub admin_enabled: bool,
+}
+
+impl HttpSettings {
+    fn from_lookup(get: &impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let function_keys = get("LOCAL_FUNCTION_KEYS")
+            .map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|k| !k.is_empty())
+                    .map(Secret::new)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let admin_key = get("LOCAL_ADMIN_KEY")
+            .map(|k| k.trim().to_string())
+            .filter(|k| !k.is_empty())
+            .map(Secret::new);
+        let admin_enabled = match get("COREMACHINE_ADMIN_ENABLED").as_deref().map(str::trim) {
+            None | Some("") | Some("false") | Some("0") => false,
+            Some("true") | Some("1") => true,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    name: "COREMACHINE_ADMIN_ENABLED",
+                    reason: format!("expected true or false, got {other:?}"),
+                });
+            }
+        };
+        Ok(Self {
+            function_keys,
+            admin_key,
+            admin_enabled,
+        })
+    }
+
+    /// Whether any key is configured (local mode then checks keys like the host).
+    pub fn keys_configured(&self) -> bool {
+        !self.function_keys.is_empty() || self.admin_key.is_some()
     }
 }
 

@@ -5,6 +5,7 @@
 //! - [`handler`]: the custom-handler adapter (invocation payloads, one route per function folder).
 //! - [`api`]: the HTTP API under `/api`.
 //! - [`azure`]: shared Azure plumbing (retry classification, managed-identity tokens).
+//! - [`cli`]: the client subcommands (submit, status, jobs, events, cancel, resubmit, watch).
 //! - [`engine`]: state machines, job and task message processing, fan-in, finalize, failures.
 //! - [`jobs`]: the `Job` trait, the registry and the built-in job types.
 //! - [`store`]: PostgreSQL pool, migrations and SQL statements.
@@ -18,6 +19,7 @@
 
 pub mod api;
 pub mod azure;
+pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod handler;

@@ -38,6 +38,9 @@ enum Command {
     },
     /// Apply pending database migrations.
     Migrate,
+    /// Client subcommands that talk to a running service over HTTP.
+    #[command(flatten)]
+    Client(coremachine::cli::ClientCommand),
     /// Run the janitor.
     Janitor {
         /// Run one pass and exit.
@@ -56,6 +59,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     telemetry::init();
     match cli.command.unwrap_or(Command::Serve) {
+        Command::Client(cmd) => coremachine::cli::run(cmd).await,
         Command::Local { port, app_root } => {
             let settings = match Settings::from_env(TransportMode::LocalQueue) {
                 Ok(s) => s,

@@ -5,6 +5,12 @@ mod common;
 mod azure_fakes;
 mod azure_service_bus;
 
+mod api_auth;
+mod api_cli;
+mod api_control;
+mod api_hostile;
+mod api_routes;
+mod api_secrets;
 mod decoding;
 mod failures;
 mod local_queue;

@@ -6,6 +6,7 @@
 //! The engine does not know whether it runs under the Functions host or the local emulator.
 
 pub mod canonical_json;
+pub mod control;
 pub mod events;
 pub mod fan_in;
 pub mod faults;
@@ -31,6 +32,7 @@ use crate::store::StoreError;
 use crate::transport::SharedTransport;
 use crate::transport::outbox::Outbox;
 
+pub use control::{Cancelled, ControlError, ResubmitFrom, Resubmitted};
 pub use faults::{Fault, FaultRule, Faults};
 pub use ids::{JobId, TaskId};
 pub(crate) use repair::load_job_ctx;

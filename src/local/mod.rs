@@ -1,6 +1,7 @@
 //! Local mode: the custom handler plus a host emulator on one port, queues in PostgreSQL.
 //! Tests start the same thing in-process with [`start`].
 
+pub mod auth;
 pub mod emulator;
 pub mod functions;
 
@@ -138,6 +139,12 @@ pub async fn start(
     })?;
     let shutdown = CancellationToken::new();
     let app = crate::app_router(engine.clone());
+    // Playing the host: its HTTP front door checks function keys (not under the real host).
+    let app = if opts.emulator {
+        auth::guard(app, &layout, &settings.http)
+    } else {
+        app
+    };
     let sd = shutdown.clone();
     let mut tasks = vec![tokio::spawn(async move {
         let _ = axum::serve(listener, app)

@@ -31,6 +31,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "transitions",
         sql: include_str!("../../migrations/0002_transitions.sql"),
     },
+    Migration {
+        version: 3,
+        name: "cancel_resubmit",
+        sql: include_str!("../../migrations/0003_cancel_resubmit.sql"),
+    },
 ];
 
 /// The state of one migration in a database.

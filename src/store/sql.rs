@@ -84,6 +84,28 @@ pub const TASKS_FAIL_PENDING: &str = include_str!("sql/tasks_fail_pending.sql");
 /// Create a stage's tasks in one statement.
 pub const TASKS_INSERT_BATCH: &str = include_str!("sql/tasks_insert_batch.sql");
 
+/// Operator cancel: queued | processing -> cancelled, under the row lock.
+pub const JOB_CANCEL: &str = include_str!("sql/job_cancel.sql");
+/// Cancel / resubmit: the job state under its row lock.
+pub const JOB_CONTROL_STATE: &str = include_str!("sql/job_control_state.sql");
+/// Resubmit: failed | cancelled -> queued at a stage, attempt + 1.
+pub const JOB_RESUBMIT: &str = include_str!("sql/job_resubmit.sql");
+/// Resubmit: drop the stage rows (and counters) that run again.
+pub const STAGES_DELETE_FROM: &str = include_str!("sql/stages_delete_from.sql");
+/// Resubmit: move the previous attempt's tasks of the stages that run again to app.task_archive.
+pub const TASKS_ARCHIVE_FROM_STAGE: &str = include_str!("sql/tasks_archive_from_stage.sql");
+/// Tasks of a job being run right now.
+pub const TASKS_IN_FLIGHT: &str = include_str!("sql/tasks_in_flight.sql");
+
+/// Jobs newest first, optional filters, keyset cursor.
+pub const JOBS_LIST: &str = include_str!("sql/jobs_list.sql");
+/// Per-stage task counts of a job.
+pub const JOB_STAGE_PROGRESS: &str = include_str!("sql/job_stage_progress.sql");
+/// Tasks of a job in stage and task order, optional filters, keyset cursor.
+pub const TASKS_LIST: &str = include_str!("sql/tasks_list.sql");
+/// The most recent janitor run.
+pub const JANITOR_LAST_RUN: &str = include_str!("sql/janitor_last_run.sql");
+
 /// Every statement with its name (prepared against the schema by a test).
 pub const ALL: &[(&str, &str)] = &[
     ("event_insert_batch", EVENT_INSERT_BATCH),
@@ -127,4 +149,14 @@ pub const ALL: &[(&str, &str)] = &[
     ("tasks_cancel_queued", TASKS_CANCEL_QUEUED),
     ("tasks_fail_pending", TASKS_FAIL_PENDING),
     ("tasks_insert_batch", TASKS_INSERT_BATCH),
+    ("job_cancel", JOB_CANCEL),
+    ("job_control_state", JOB_CONTROL_STATE),
+    ("job_resubmit", JOB_RESUBMIT),
+    ("stages_delete_from", STAGES_DELETE_FROM),
+    ("tasks_archive_from_stage", TASKS_ARCHIVE_FROM_STAGE),
+    ("tasks_in_flight", TASKS_IN_FLIGHT),
+    ("jobs_list", JOBS_LIST),
+    ("job_stage_progress", JOB_STAGE_PROGRESS),
+    ("tasks_list", TASKS_LIST),
+    ("janitor_last_run", JANITOR_LAST_RUN),
 ];

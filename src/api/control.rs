@@ -1,0 +1,143 @@
+//! `POST /api/jobs/{job_id}/cancel` and `POST /api/jobs/{job_id}/resubmit` (see engine/control.rs).
+
+use axum::Json;
+use axum::extract::State;
+use serde_json::json;
+
+use super::error::{ApiError, ErrorEnvelope, detail};
+use super::input::{PathParams, QueryParams};
+use crate::engine::{Cancelled, ControlError, Engine, ResubmitFrom, Resubmitted};
+
+/// Where a resubmit starts (query parameter `from`).
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ResubmitFromName {
+    /// The stage where the previous attempt stopped (completed stages are kept).
+    FailedStage,
+    /// Stage 1.
+    Start,
+}
+
+/// The cancel response: what the engine did, and a sentence about it.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct CancelResponse {
+    /// Always `cancelled`.
+    pub status: String,
+    /// What the cancel did.
+    #[serde(flatten)]
+    pub cancelled: Cancelled,
+    /// What happened, in words.
+    pub message: String,
+}
+
+/// The resubmit response.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ResubmitResponse {
+    /// Always `queued`.
+    pub status: String,
+    /// What the resubmit did.
+    #[serde(flatten)]
+    pub resubmitted: Resubmitted,
+    /// Where to poll.
+    pub status_url: String,
+}
+
+fn control_error(e: ControlError) -> ApiError {
+    match e {
+        ControlError::NotFound { job_id } => ApiError::not_found(format!("job {job_id} not found")),
+        ControlError::Conflict {
+            ref status,
+            allowed,
+            ..
+        } => ApiError::conflict(e.to_string()).with_details(vec![detail(
+            "status",
+            "job_status",
+            json!(status),
+            format!("the job must be {}", allowed.join(" or ")),
+        )]),
+        ControlError::Store(s) => s.into(),
+    }
+}
+
+/// Cancels a queued or processing job.
+#[utoipa::path(
+    post, path = "/api/jobs/{job_id}/cancel", tag = "control", operation_id = "cancel_job",
+    params(
+        ("job_id" = String, Path, description = "Job id (64 hex)", pattern = "^[0-9a-fA-F]{64}$"),
+        ("reason" = Option<String>, Query, description = "Why (recorded with the event)", max_length = 500),
+    ),
+    responses(
+        (status = 200, description = "Cancelled", body = CancelResponse),
+        (status = 400, description = "job_id is not 64 hex", body = ErrorEnvelope),
+        (status = 401, description = "Missing or wrong function key", body = ErrorEnvelope),
+        (status = 404, description = "No such job", body = ErrorEnvelope),
+        (status = 409, description = "The job is already terminal", body = ErrorEnvelope),
+        (status = 503, description = "Database unavailable", body = ErrorEnvelope),
+    ),
+    security(("function_key" = []), ("function_code" = []))
+)]
+pub async fn cancel(
+    State(engine): State<Engine>,
+    p: PathParams,
+    q: QueryParams,
+) -> Result<Json<CancelResponse>, ApiError> {
+    let job_id = p.job_id("job_id")?;
+    q.only(&["reason"])?;
+    let reason = q
+        .text("reason", 500)?
+        .unwrap_or_else(|| "requested through the API".into());
+    let c: Cancelled = engine
+        .cancel(&job_id, &reason)
+        .await
+        .map_err(control_error)?;
+    Ok(Json(CancelResponse {
+        status: "cancelled".into(),
+        message: format!(
+            "job cancelled at stage {}: {} queued task(s) cancelled, {} running task(s) will be recorded but not advance the job",
+            c.stage, c.cancelled_tasks, c.in_flight_tasks
+        ),
+        cancelled: c,
+    }))
+}
+
+/// Starts a new attempt of a failed or cancelled job.
+#[utoipa::path(
+    post, path = "/api/jobs/{job_id}/resubmit", tag = "control", operation_id = "resubmit_job",
+    params(
+        ("job_id" = String, Path, description = "Job id (64 hex)", pattern = "^[0-9a-fA-F]{64}$"),
+        ("from" = Option<ResubmitFromName>, Query, description = "`failed_stage` (default: keep completed stages) or `start`"),
+    ),
+    responses(
+        (status = 202, description = "New attempt queued", body = ResubmitResponse),
+        (status = 400, description = "Invalid id or `from`", body = ErrorEnvelope),
+        (status = 401, description = "Missing or wrong function key", body = ErrorEnvelope),
+        (status = 404, description = "No such job", body = ErrorEnvelope),
+        (status = 409, description = "The job is not failed or cancelled", body = ErrorEnvelope),
+        (status = 503, description = "Database unavailable", body = ErrorEnvelope),
+    ),
+    security(("function_key" = []), ("function_code" = []))
+)]
+pub async fn resubmit(
+    State(engine): State<Engine>,
+    p: PathParams,
+    q: QueryParams,
+) -> Result<(axum::http::StatusCode, Json<ResubmitResponse>), ApiError> {
+    let job_id = p.job_id("job_id")?;
+    q.only(&["from"])?;
+    let from = match q.one_of("from", &["failed_stage", "start"])? {
+        Some("start") => ResubmitFrom::Start,
+        _ => ResubmitFrom::FailedStage,
+    };
+    let r: Resubmitted = engine
+        .resubmit(&job_id, from)
+        .await
+        .map_err(control_error)?;
+    Ok((
+        axum::http::StatusCode::ACCEPTED,
+        Json(ResubmitResponse {
+            status: "queued".into(),
+            status_url: format!("/api/jobs/status/{}", r.job_id),
+            resubmitted: r,
+        }),
+    ))
+}

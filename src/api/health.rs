@@ -1,0 +1,127 @@
+//! `GET /api/health` (anonymous): database reachable and migrated, sender configured, janitor's
+//! last run. 200 when every part is healthy, 503 naming the failing parts otherwise.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+
+use super::error::ErrorEnvelope;
+use crate::engine::Engine;
+use crate::store::{self, sql};
+
+/// The health report.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Health {
+    /// `healthy` or `unhealthy`.
+    pub status: String,
+    /// One entry per part: `database`, `transport`, `janitor`, `jobs`.
+    pub components: Value,
+    /// What is failing, in words.
+    pub errors: Vec<String>,
+    /// Identifier of this response.
+    pub request_id: String,
+    /// When the check ran.
+    pub timestamp: String,
+}
+
+async fn database(engine: &Engine, errors: &mut Vec<String>) -> (Value, Value) {
+    let client = match store::client(engine.pool(), "health check").await {
+        Ok(c) => c,
+        Err(e) => {
+            errors.push(format!("database unreachable: {e}"));
+            return (
+                json!({"status": "unhealthy", "error": e.to_string()}),
+                json!({"status": "unknown"}),
+            );
+        }
+    };
+    let db = match store::migrations::status(&client).await {
+        Ok(list) => {
+            let pending: Vec<i32> = list
+                .iter()
+                .filter(|m| m.applied_at.is_none())
+                .map(|m| m.version)
+                .collect();
+            let edited: Vec<i32> = list
+                .iter()
+                .filter(|m| !m.checksum_ok)
+                .map(|m| m.version)
+                .collect();
+            let version = list
+                .iter()
+                .filter(|m| m.applied_at.is_some())
+                .map(|m| m.version)
+                .max()
+                .unwrap_or(0);
+            let ok = pending.is_empty() && edited.is_empty();
+            if !pending.is_empty() {
+                errors.push(format!(
+                    "database schema has pending migrations {pending:?} (run `coremachine migrate`)"
+                ));
+            }
+            if !edited.is_empty() {
+                errors.push(format!(
+                    "applied migrations {edited:?} differ from the embedded SQL"
+                ));
+            }
+            json!({"status": if ok { "healthy" } else { "unhealthy" }, "migrated": ok, "schema_version": version, "pending_migrations": pending})
+        }
+        Err(e) => {
+            errors.push(format!("database: {e}"));
+            json!({"status": "unhealthy", "error": e.to_string()})
+        }
+    };
+    let janitor = match client.query_opt(sql::JANITOR_LAST_RUN, &[]).await {
+        Ok(Some(r)) => json!({
+            "status": "healthy",
+            "last_run_id": r.get::<_, String>(0),
+            "last_run_status": r.get::<_, String>(1),
+            "last_run_at": r.get::<_, chrono::DateTime<chrono::Utc>>(2),
+            "last_run_completed_at": r.get::<_, Option<chrono::DateTime<chrono::Utc>>>(3),
+            "found": r.get::<_, i32>(4),
+            "fixed": r.get::<_, i32>(5),
+        }),
+        Ok(None) => {
+            json!({"status": "healthy", "last_run_at": null, "note": "the janitor has not run yet"})
+        }
+        Err(e) => json!({"status": "unknown", "error": store::describe(&e)}),
+    };
+    (db, janitor)
+}
+
+/// Health of the instance.
+#[utoipa::path(
+    get, path = "/api/health", tag = "operations", operation_id = "health",
+    responses(
+        (status = 200, description = "Every part is healthy", body = Health),
+        (status = 503, description = "Some part is failing (listed in errors)", body = Health),
+        (status = 400, description = "Bad request", body = ErrorEnvelope),
+    ),
+    security(())
+)]
+pub async fn health(State(engine): State<Engine>) -> (StatusCode, Json<Health>) {
+    let mut errors = Vec::new();
+    let (db, janitor) = database(&engine, &mut errors).await;
+    let transport = engine.outbox().transport().name();
+    let components = json!({
+        "database": db,
+        "transport": {"status": "healthy", "kind": transport, "jobs_queue": engine.settings().queues.jobs, "tasks_queue": engine.settings().queues.tasks},
+        "janitor": janitor,
+        "jobs": {"available_jobs": engine.registry().job_types()},
+    });
+    let healthy = errors.is_empty();
+    let body = Health {
+        status: if healthy { "healthy" } else { "unhealthy" }.into(),
+        components,
+        errors,
+        request_id: uuid::Uuid::new_v4().simple().to_string()[..8].to_string(),
+        timestamp: chrono::Utc::now().to_rfc3339(),
+    };
+    let code = if healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(body))
+}

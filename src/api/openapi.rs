@@ -1,0 +1,98 @@
+//! The OpenAPI 3.1 document, generated from the route annotations and response types, served at
+//! `GET /api/openapi.json`. Adding a route = one `#[utoipa::path]` on its handler plus one line in
+//! `paths(...)` below; schemathesis (`scripts/lib/schemathesis.sh`) checks the running service
+//! against it.
+
+use axum::Json;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use super::{admin, control, error, health, job_types, jobs, submit};
+
+/// The document.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "CoreMachine API",
+        description = "Multi-stage job orchestration: submit jobs, follow their stages and tasks, cancel and resubmit. Every 4xx/5xx body is an ErrorEnvelope.",
+        license(name = "MIT"),
+    ),
+    paths(
+        submit::submit,
+        submit::status,
+        jobs::list_jobs,
+        jobs::get_job,
+        jobs::list_tasks,
+        job_types::job_types,
+        control::cancel,
+        control::resubmit,
+        jobs::dbadmin_jobs,
+        jobs::dbadmin_job,
+        jobs::dbadmin_tasks,
+        health::health,
+        admin::migration_status,
+        admin::apply_migrations,
+        admin::redeploy,
+        openapi_json,
+    ),
+    components(schemas(error::ErrorEnvelope, error::FieldDetail)),
+    modifiers(&Keys),
+    tags(
+        (name = "jobs", description = "Submit and read jobs"),
+        (name = "control", description = "Cancel and resubmit"),
+        (name = "compatibility", description = "Routes of the earlier implementation"),
+        (name = "operations", description = "Health and the API description"),
+        (name = "admin", description = "Schema administration (admin key, COREMACHINE_ADMIN_ENABLED=true)"),
+    )
+)]
+pub struct ApiDoc;
+
+/// Adds the Functions key schemes (`x-functions-key` header or `code` query parameter).
+struct Keys;
+
+impl Modify for Keys {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let c = doc.components.get_or_insert_with(Default::default);
+        let header = |d: &str| {
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "x-functions-key",
+                d,
+            )))
+        };
+        let query = |d: &str| {
+            SecurityScheme::ApiKey(ApiKey::Query(ApiKeyValue::with_description("code", d)))
+        };
+        c.add_security_scheme("function_key", header("A function key (or the master key)"));
+        c.add_security_scheme("function_code", query("A function key (or the master key)"));
+        c.add_security_scheme("admin_key", header("The master (admin) key"));
+        c.add_security_scheme("admin_code", query("The master (admin) key"));
+    }
+}
+
+/// The document as JSON.
+pub fn document() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
+
+/// This document.
+#[utoipa::path(
+    get, path = "/api/openapi.json", tag = "operations", operation_id = "openapi",
+    responses((status = 200, description = "The OpenAPI 3.1 document", content_type = "application/json", body = Object)),
+    security(())
+)]
+pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
+    Json(document())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_document_is_openapi_3_1_and_names_every_error_schema() {
+        let doc = serde_json::to_value(super::document()).unwrap();
+        assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+        if std::env::var("PRINT_OPENAPI").is_ok() {
+            println!("{}", serde_json::to_string_pretty(&doc).unwrap());
+        }
+        assert!(doc.pointer("/components/schemas/ErrorEnvelope").is_some());
+    }
+}

@@ -1,0 +1,306 @@
+//! Operator control of a job: cancel and resubmit (`POST /api/jobs/{id}/cancel|resubmit`).
+//!
+//! Cancel ends a live job at once: the job becomes `cancelled` (terminal), its queued tasks are
+//! cancelled, and tasks already running finish and are recorded, but the guards elsewhere in the
+//! engine (stage start, claim, stage end, retry) all require the job to be live, so nothing they
+//! do advances it and no later stage is ever created.
+//!
+//! Resubmit starts a new attempt of a failed or cancelled job, from the stage where it stopped
+//! (completed stages and their results are kept) or from stage 1. The previous attempt's tasks of
+//! the stages that run again move to `app.task_archive`; its events stay where they are.
+
+use serde_json::json;
+
+use super::Engine;
+use super::events::{self, Event, EventStatus};
+use super::ids::JobId;
+use super::messages::JobMessage;
+use crate::store::{self, QueryContext, StoreError, sql};
+use crate::telemetry::checkpoints as cp;
+use crate::transport::outbox::Outbox;
+
+/// Why a cancel or resubmit was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// No such job.
+    #[error("job {job_id} not found")]
+    NotFound {
+        /// The job asked for.
+        job_id: String,
+    },
+    /// The job's status does not allow the action.
+    #[error("cannot {action} job {job_id}: it is {status} (allowed only when {})", allowed.join(" or "))]
+    Conflict {
+        /// The job.
+        job_id: String,
+        /// "cancel" or "resubmit".
+        action: &'static str,
+        /// Its current status.
+        status: String,
+        /// Statuses the action accepts.
+        allowed: &'static [&'static str],
+    },
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What a cancel did.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct Cancelled {
+    /// The job.
+    pub job_id: String,
+    /// Status before the cancel (`queued` or `processing`).
+    pub previous_status: String,
+    /// Stage the job was at.
+    pub stage: i32,
+    /// Attempt that was cancelled.
+    pub attempt: i32,
+    /// Queued tasks that will never run.
+    pub cancelled_tasks: u64,
+    /// Tasks running now: their completions are recorded but never advance the job.
+    pub in_flight_tasks: i64,
+}
+
+/// Where a resubmitted attempt starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResubmitFrom {
+    /// The stage where the previous attempt stopped; earlier stages are kept.
+    FailedStage,
+    /// Stage 1; nothing is kept.
+    Start,
+}
+
+/// What a resubmit did.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct Resubmitted {
+    /// The job.
+    pub job_id: String,
+    /// Status of the previous attempt (`failed` or `cancelled`).
+    pub previous_status: String,
+    /// The previous attempt's error, if any.
+    pub previous_error: Option<String>,
+    /// The new attempt number.
+    pub attempt: i32,
+    /// The stage the new attempt starts at.
+    pub from_stage: i32,
+    /// Stages whose completed results are kept.
+    pub kept_stages: Vec<i32>,
+    /// Previous-attempt tasks moved to `app.task_archive`.
+    pub archived_tasks: u64,
+    /// MessageId of the new attempt's stage message.
+    pub message_id: String,
+}
+
+const CANCELLABLE: &[&str] = &["queued", "processing"];
+const RESUBMITTABLE: &[&str] = &["failed", "cancelled"];
+
+/// Locks the job row and checks that `action` is allowed from its status.
+async fn lock_for(
+    tx: &store::Transaction<'_>,
+    job_id: &JobId,
+    action: &'static str,
+    allowed: &'static [&'static str],
+) -> Result<tokio_postgres::Row, ControlError> {
+    let state = tx
+        .query_opt(sql::JOB_CONTROL_STATE, &[&job_id.as_str()])
+        .await
+        .ctx(|| format!("locking job {job_id} to {action} it"))?
+        .ok_or_else(|| ControlError::NotFound {
+            job_id: job_id.to_string(),
+        })?;
+    let status: String = state.get(0);
+    if !allowed.contains(&status.as_str()) {
+        return Err(ControlError::Conflict {
+            job_id: job_id.to_string(),
+            action,
+            status,
+            allowed,
+        });
+    }
+    Ok(state)
+}
+
+impl Engine {
+    /// Cancels a queued or processing job (409-style [`ControlError::Conflict`] when terminal).
+    pub async fn cancel(&self, job_id: &JobId, reason: &str) -> Result<Cancelled, ControlError> {
+        let mut client = store::client(self.pool(), "cancelling a job").await?;
+        let tx = client
+            .transaction()
+            .await
+            .ctx(|| format!("starting cancel of job {job_id}"))?;
+        let state = lock_for(&tx, job_id, "cancel", CANCELLABLE).await?;
+        let previous_status: String = state.get(0);
+        let details = format!("cancelled by operator: {reason}");
+        let row = tx
+            .query_opt(sql::JOB_CANCEL, &[&job_id.as_str(), &details])
+            .await
+            .ctx(|| format!("cancelling job {job_id}"))?
+            .ok_or_else(|| {
+                StoreError::Config(format!("job {job_id} changed under its row lock"))
+            })?;
+        let (stage, attempt, job_type, correlation): (i32, i32, String, Option<String>) =
+            (row.get(0), row.get(1), row.get(2), row.get(3));
+        let cancelled_tasks = tx
+            .execute(sql::TASKS_CANCEL_QUEUED, &[&job_id.as_str()])
+            .await
+            .ctx(|| format!("cancelling queued tasks of job {job_id}"))?;
+        let in_flight_tasks: i64 = tx
+            .query_one(sql::TASKS_IN_FLIGHT, &[&job_id.as_str()])
+            .await
+            .ctx(|| format!("counting running tasks of job {job_id}"))?
+            .get(0);
+        tx.execute(sql::STAGE_FINISH, &[&job_id.as_str(), &stage, &"cancelled"])
+            .await
+            .ctx(|| format!("closing stage {stage} of job {job_id}"))?;
+        events::write(
+            &tx,
+            &[Event::job(
+                job_id.as_str(),
+                "job_cancelled",
+                EventStatus::Warning,
+                cp::JOB_CANCELLED,
+            )
+            .stage(stage)
+            .attempt(attempt)
+            .data(json!({
+                "previous_status": previous_status,
+                "reason": reason,
+                "cancelled_tasks": cancelled_tasks,
+                "in_flight_tasks": in_flight_tasks,
+            }))],
+        )
+        .await?;
+        tx.commit()
+            .await
+            .ctx(|| format!("committing cancel of job {job_id}"))?;
+        cp::emit_warn(
+            cp::JOB_CANCELLED,
+            &cp::Fields::job(job_id)
+                .job_type(&job_type)
+                .stage(stage)
+                .attempt(attempt)
+                .correlation(correlation.as_deref())
+                .extra("cancelled_tasks", cancelled_tasks)
+                .extra("in_flight_tasks", in_flight_tasks),
+        );
+        Ok(Cancelled {
+            job_id: job_id.to_string(),
+            previous_status,
+            stage,
+            attempt,
+            cancelled_tasks,
+            in_flight_tasks,
+        })
+    }
+
+    /// Starts a new attempt of a failed or cancelled job.
+    pub async fn resubmit(
+        &self,
+        job_id: &JobId,
+        from: ResubmitFrom,
+    ) -> Result<Resubmitted, ControlError> {
+        let mut client = store::client(self.pool(), "resubmitting a job").await?;
+        let tx = client
+            .transaction()
+            .await
+            .ctx(|| format!("starting resubmit of job {job_id}"))?;
+        let state = lock_for(&tx, job_id, "resubmit", RESUBMITTABLE).await?;
+        let previous_status: String = state.get(0);
+        let stopped_at: i32 = state.get(1);
+        let previous_attempt: i32 = state.get(2);
+        let previous_error: Option<String> = state.get(3);
+        let ended_at: Option<chrono::DateTime<chrono::Utc>> = state.get(4);
+        let total_stages: i32 = state.get(5);
+        let from_stage = match from {
+            ResubmitFrom::Start => 1,
+            ResubmitFrom::FailedStage => stopped_at.clamp(1, total_stages.max(1)),
+        };
+        let archived_tasks = tx
+            .execute(
+                sql::TASKS_ARCHIVE_FROM_STAGE,
+                &[&job_id.as_str(), &from_stage],
+            )
+            .await
+            .ctx(|| format!("archiving attempt {previous_attempt} tasks of job {job_id}"))?;
+        tx.execute(sql::STAGES_DELETE_FROM, &[&job_id.as_str(), &from_stage])
+            .await
+            .ctx(|| format!("resetting stages {from_stage}.. of job {job_id}"))?;
+        let previous = json!({
+            "attempt": previous_attempt,
+            "status": previous_status,
+            "stage": stopped_at,
+            "error_details": previous_error,
+            "ended_at": ended_at,
+        });
+        let row = tx
+            .query_opt(
+                sql::JOB_RESUBMIT,
+                &[&job_id.as_str(), &from_stage, &previous],
+            )
+            .await
+            .ctx(|| format!("starting attempt {} of job {job_id}", previous_attempt + 1))?
+            .ok_or_else(|| {
+                StoreError::Config(format!("job {job_id} changed under its row lock"))
+            })?;
+        let attempt: i32 = row.get(0);
+        let job_type: String = row.get(1);
+        let correlation: Option<String> = row.get(3);
+        let traceparent: Option<String> = row.get(4);
+        let msg = JobMessage::new(
+            job_id.as_str(),
+            &job_type,
+            row.get(2),
+            from_stage,
+            attempt,
+            correlation.clone(),
+        );
+        let kept_stages: Vec<i32> = (1..from_stage).collect();
+        events::write(
+            &tx,
+            &[Event::job(
+                job_id.as_str(),
+                "job_resubmitted",
+                EventStatus::Info,
+                cp::JOB_RESUBMITTED,
+            )
+            .stage(from_stage)
+            .attempt(attempt)
+            .data(json!({
+                "previous": previous,
+                "from_stage": from_stage,
+                "kept_stages": kept_stages,
+                "archived_tasks": archived_tasks,
+            }))],
+        )
+        .await?;
+        let ids = Outbox::write(
+            &tx,
+            &[msg.to_outbound(&self.settings().queues.jobs, traceparent.as_deref())],
+        )
+        .await?;
+        tx.commit()
+            .await
+            .ctx(|| format!("committing resubmit of job {job_id}"))?;
+        self.publish(&ids).await;
+        cp::emit(
+            cp::JOB_RESUBMITTED,
+            &cp::Fields::job(job_id)
+                .job_type(&job_type)
+                .stage(from_stage)
+                .attempt(attempt)
+                .correlation(correlation.as_deref())
+                .extra("previous_status", &previous_status),
+        );
+        Ok(Resubmitted {
+            job_id: job_id.to_string(),
+            previous_status,
+            previous_error,
+            attempt,
+            from_stage,
+            kept_stages,
+            archived_tasks,
+            message_id: msg.message_id(),
+        })
+    }
+}

@@ -1,0 +1,8 @@
+-- Resubmit: the previous attempt's tasks of stage $2 and later leave app.tasks for app.task_archive.
+WITH moved AS (
+  DELETE FROM app.tasks t WHERE t.parent_job_id = $1 AND t.stage >= $2
+  RETURNING t.*
+)
+INSERT INTO app.task_archive (task_id, parent_job_id, job_attempt, stage, status, task_row)
+SELECT m.task_id, m.parent_job_id, m.job_attempt, m.stage, m.status::text, to_jsonb(m) FROM moved m
+ON CONFLICT (task_id, job_attempt) DO NOTHING

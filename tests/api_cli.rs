@@ -1,0 +1,161 @@
+//! The client subcommands against local mode: exit codes 0 completed, 1 failed/cancelled,
+//! 2 usage error.
+
+use std::time::Duration;
+
+use coremachine::config::{HttpSettings, Secret};
+use serde_json::json;
+
+use crate::common::TestApp;
+
+const KEY: &str = "cli-test-key";
+
+async fn keyed() -> TestApp {
+    TestApp::start_opts(|o| {
+        o.settings.http = HttpSettings {
+            function_keys: vec![Secret::new(KEY)],
+            admin_key: None,
+            admin_enabled: false,
+        }
+    })
+    .await
+}
+
+/// Runs the binary with the test app's URL and key; returns (exit code, stdout, stderr).
+async fn cli(t: &TestApp, args: &[&str]) -> (i32, String, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_coremachine"))
+        .args(args)
+        .env("COREMACHINE_URL", &t.base)
+        .env("COREMACHINE_KEY", KEY)
+        .env("RUST_LOG", "off")
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(60), out)
+        .await
+        .expect("the CLI finishes")
+        .expect("the CLI runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn submit_wait_exits_0_when_completed_and_1_when_failed() {
+    let t = keyed().await;
+    let (code, out, err) = cli(
+        &t,
+        &[
+            "submit",
+            "hello_world",
+            "n=2",
+            "message=from the cli",
+            "--wait",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("completed"), "{out}");
+    let (code, out, err) = cli(
+        &t,
+        &[
+            "submit",
+            "shapes1",
+            "tasks=3",
+            "fail=[1]",
+            "run=cli-fail",
+            "--wait",
+        ],
+    )
+    .await;
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(out.contains("failed"), "{out}");
+    // The parameters were typed by the schema: n is an integer, run stays a string.
+    let (code, out, _) = cli(&t, &["jobs", "--job-type", "shapes1"]).await;
+    assert_eq!(code, 0);
+    assert!(out.contains("failed"), "{out}");
+    t.cleanup().await;
+}
+
+#[tokio::test]
+async fn watch_follows_a_job_to_its_end_and_cancel_makes_it_exit_1() {
+    let t = keyed().await;
+    let id = {
+        let r = t
+            .http
+            .post(format!("{}/api/jobs/submit/shapes2", t.base))
+            .header("x-functions-key", KEY)
+            .json(&json!({"tasks": 4, "sleep_ms": 1500, "run": "cli-watch"}))
+            .send()
+            .await
+            .unwrap();
+        let b: serde_json::Value = r.json().await.unwrap();
+        b["job_id"].as_str().unwrap().to_string()
+    };
+    let watcher = {
+        let base = t.base.clone();
+        let id = id.clone();
+        tokio::spawn(async move {
+            tokio::process::Command::new(env!("CARGO_BIN_EXE_coremachine"))
+                .args(["watch", &id, "--timeout", "60"])
+                .env("COREMACHINE_URL", base)
+                .env("COREMACHINE_KEY", KEY)
+                .env("RUST_LOG", "off")
+                .kill_on_drop(true)
+                .output()
+                .await
+                .unwrap()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (code, out, err) = cli(&t, &["cancel", &id, "--reason", "cli test"]).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("\"cancelled\""), "{out}");
+    let w = watcher.await.unwrap();
+    let wout = String::from_utf8_lossy(&w.stdout);
+    assert_eq!(w.status.code(), Some(1), "{wout}");
+    assert!(wout.contains("cancelled"), "{wout}");
+    // Resubmit from the start and wait: it completes this time.
+    let (code, out, err) = cli(&t, &["resubmit", &id, "--from-start", "--wait"]).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    let (code, out, _) = cli(&t, &["watch", &id]).await;
+    assert_eq!(code, 0, "{out}");
+    let (code, out, _) = cli(&t, &["status", &id]).await;
+    assert_eq!(code, 0);
+    assert!(out.contains("\"attempt\": 2"), "{out}");
+    t.cleanup().await;
+}
+
+#[tokio::test]
+async fn usage_errors_exit_2() {
+    let t = keyed().await;
+    for args in [
+        vec!["submit", "hello_world", "no-equals-sign"],
+        vec!["submit", "hello_world", "n=many"],
+        vec!["submit", "no_such_type"],
+        vec!["status", "not-a-job-id"],
+        vec!["status"],
+        vec!["cancel", &"0".repeat(64)],
+        vec!["bogus-subcommand"],
+    ] {
+        let (code, out, err) = cli(&t, &args).await;
+        assert_eq!(code, 2, "{args:?}: {out}\n{err}");
+    }
+    // A wrong key is refused by the service: a usage error too.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_coremachine"))
+        .args(["jobs", "--url", &t.base, "--key", "wrong"])
+        .env_remove("COREMACHINE_KEY")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    // No service at all: exit 1.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_coremachine"))
+        .args(["jobs", "--url", "http://127.0.0.1:9"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    t.cleanup().await;
+}

@@ -1,0 +1,306 @@
+//! Cancel and resubmit through the HTTP routes.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use coremachine::jobs::{
+    FinalizeInput, Job, JobError, ParamKind, ParamSpec, StageDef, StageInput, TaskError, TaskSpec,
+};
+use serde_json::{Value, json};
+
+use crate::common::{TestApp, jobs::test_registry};
+
+/// A two-stage job whose stage-2 tasks fail permanently while their `run` label is in `BROKEN`
+/// (the outside input is bad), and succeed once it is removed (the input was fixed).
+struct Fixable;
+
+static BROKEN: Mutex<Option<HashSet<String>>> = Mutex::new(None);
+
+fn broken(run: &str) -> bool {
+    BROKEN
+        .lock()
+        .unwrap()
+        .as_ref()
+        .is_some_and(|s| s.contains(run))
+}
+
+fn set_broken(run: &str, on: bool) {
+    let mut g = BROKEN.lock().unwrap();
+    let s = g.get_or_insert_with(HashSet::new);
+    if on {
+        s.insert(run.to_string());
+    } else {
+        s.remove(run);
+    }
+}
+
+impl Job for Fixable {
+    fn job_type(&self) -> &'static str {
+        "fixable"
+    }
+    fn description(&self) -> &'static str {
+        "test job: stage 2 fails while its input is broken"
+    }
+    fn parameters(&self) -> Vec<ParamSpec> {
+        vec![ParamSpec::new("run", ParamKind::String, "").required()]
+    }
+    fn stages(&self) -> Vec<StageDef> {
+        vec![
+            StageDef::new("prepare", "fixable_task"),
+            StageDef::new("load", "fixable_task"),
+        ]
+    }
+    fn create_tasks(&self, input: &StageInput<'_>) -> Result<Vec<TaskSpec>, JobError> {
+        let run = input.params["run"].clone();
+        Ok((0..4)
+            .map(|i| {
+                TaskSpec::new(
+                    i.to_string(),
+                    json!({"run": run, "stage": input.stage, "i": i}),
+                )
+            })
+            .collect())
+    }
+    fn finalize(&self, input: &FinalizeInput<'_>) -> Result<Value, JobError> {
+        Ok(json!({"stages": input.stages}))
+    }
+}
+
+async fn app_with_fixable() -> TestApp {
+    TestApp::start_opts(|o| {
+        let mut r = test_registry();
+        r.add_job(Fixable);
+        r.add_handler("fixable_task", |ctx| async move {
+            let run = ctx.parameters["run"].as_str().unwrap_or("").to_string();
+            if ctx.stage == 2 && broken(&run) {
+                return Err(TaskError::permanent(
+                    "BadInput",
+                    "the input file is corrupt",
+                ));
+            }
+            Ok(json!({"i": ctx.parameters["i"], "attempt_seen": ctx.attempt}))
+        });
+        o.registry = r;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn cancel_during_stage_one_of_a_200_task_job_never_creates_a_stage_two_task() {
+    let t = TestApp::start().await;
+    let id = t
+        .submit(
+            "shapes2",
+            json!({"tasks": 200, "sleep_ms": 40, "run": "cancel200"}),
+        )
+        .await;
+    // Wait until stage 1 is running with some tasks done and many still queued.
+    let db = t.db().await;
+    for _ in 0..400 {
+        let done: i64 = db
+            .query_one(
+                "SELECT count(*) FROM app.tasks WHERE parent_job_id = $1 AND status = 'completed'",
+                &[&id],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if done >= 5 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (s, b) = t.post(&format!("/api/jobs/{id}/cancel"), &json!({})).await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["status"], "cancelled");
+    assert_eq!(b["previous_status"], "processing");
+    assert!(b["cancelled_tasks"].as_u64().unwrap() > 0, "{b}");
+
+    assert_eq!(
+        t.wait_terminal(&id, Duration::from_secs(30)).await,
+        "cancelled"
+    );
+    t.wait_quiet(Duration::from_secs(60)).await;
+    // In-flight tasks finished and were recorded; nothing advanced.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stage2 = t
+        .count(
+            "SELECT count(*) FROM app.tasks WHERE parent_job_id = $1 AND stage = 2",
+            &id,
+        )
+        .await;
+    assert_eq!(stage2, 0, "{}", t.dump(&id).await);
+    let live = t
+        .count("SELECT count(*) FROM app.tasks WHERE parent_job_id = $1 AND status IN ('queued', 'processing')", &id)
+        .await;
+    assert_eq!(live, 0);
+    let total = t
+        .count(
+            "SELECT count(*) FROM app.tasks WHERE parent_job_id = $1",
+            &id,
+        )
+        .await;
+    assert_eq!(total, 200);
+    let (s, job) = t.get(&format!("/api/jobs/{id}")).await;
+    assert_eq!(s, 200);
+    assert_eq!(job["status"], "cancelled");
+    assert_eq!(job["stages"][1]["status"], "pending");
+    assert_eq!(job["stages"][0]["status"], "cancelled");
+    let events = t.event_types(&id).await;
+    assert!(events.contains(&"job_cancelled".to_string()));
+    assert!(
+        !events.contains(&"stage_advanced".to_string()),
+        "{events:?}"
+    );
+
+    // A second cancel is a conflict with the envelope; resubmit of a finished job too.
+    let (s, b) = t.post(&format!("/api/jobs/{id}/cancel"), &json!({})).await;
+    assert_eq!(s, 409, "{b}");
+    assert_eq!(b["error"], "conflict");
+    assert_eq!(b["details"][0]["field"], "status");
+    assert_eq!(b["details"][0]["value"], "cancelled");
+    t.cleanup().await;
+}
+
+#[tokio::test]
+async fn resubmit_after_a_permanent_failure_then_fixed_input_completes_and_keeps_the_first_attempts_events()
+ {
+    let t = app_with_fixable().await;
+    set_broken("r1", true);
+    let id = t.submit("fixable", json!({"run": "r1"})).await;
+    assert_eq!(
+        t.wait_terminal(&id, Duration::from_secs(30)).await,
+        "failed"
+    );
+    let first_events = t.event_types(&id).await;
+    assert!(first_events.contains(&"job_failed".to_string()));
+
+    // Resubmitting a job that is not failed/cancelled is refused; so is a bad `from`.
+    let (s, b) = t
+        .post(&format!("/api/jobs/{id}/resubmit?from=middle"), &json!({}))
+        .await;
+    assert_eq!(s, 400, "{b}");
+    assert_eq!(b["details"][0]["field"], "query.from");
+
+    set_broken("r1", false);
+    let (s, b) = t
+        .post(&format!("/api/jobs/{id}/resubmit"), &json!({}))
+        .await;
+    assert_eq!(s, 202, "{b}");
+    assert_eq!(b["attempt"], 2);
+    assert_eq!(b["from_stage"], 2);
+    assert_eq!(b["kept_stages"], json!([1]));
+    assert_eq!(b["previous_status"], "failed");
+    assert!(b["previous_error"].as_str().unwrap().contains("corrupt"));
+    assert_eq!(
+        t.wait_terminal(&id, Duration::from_secs(30)).await,
+        "completed"
+    );
+
+    // Stage 1 ran once (attempt 1 kept), stage 2 ran again as attempt 2.
+    let db = t.db().await;
+    let rows = db
+        .query(
+            "SELECT stage, job_attempt, status::text, count(*) FROM app.tasks WHERE parent_job_id = $1 GROUP BY 1, 2, 3 ORDER BY 1",
+            &[&id],
+        )
+        .await
+        .unwrap();
+    let got: Vec<(i32, i32, String, i64)> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect();
+    assert_eq!(
+        got,
+        vec![(1, 1, "completed".into(), 4), (2, 2, "completed".into(), 4)]
+    );
+    let archived: i64 = db
+        .query_one(
+            "SELECT count(*) FROM app.task_archive WHERE parent_job_id = $1 AND job_attempt = 1 AND stage = 2",
+            &[&id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(archived, 4);
+    // The first attempt's events are all still there, in order, before the new ones.
+    let all = t.event_types(&id).await;
+    assert_eq!(&all[..first_events.len()], &first_events[..]);
+    assert!(all.contains(&"job_resubmitted".to_string()));
+    assert_eq!(all.last().unwrap(), "job_completed");
+
+    let (s, job) = t.get(&format!("/api/jobs/{id}")).await;
+    assert_eq!(s, 200);
+    assert_eq!(job["attempt"], 2);
+    assert_eq!(job["previous_attempts"][0]["status"], "failed");
+    assert_eq!(job["previous_attempts"][0]["attempt"], 1);
+
+    // Completed: neither cancel nor resubmit applies.
+    let (s, _) = t
+        .post(&format!("/api/jobs/{id}/resubmit"), &json!({}))
+        .await;
+    assert_eq!(s, 409);
+    let (s, _) = t.post(&format!("/api/jobs/{id}/cancel"), &json!({})).await;
+    assert_eq!(s, 409);
+    t.cleanup().await;
+}
+
+#[tokio::test]
+async fn resubmit_from_start_reruns_every_stage_of_a_cancelled_job() {
+    let t = TestApp::start().await;
+    let id = t
+        .submit(
+            "shapes2",
+            json!({"tasks": 3, "sleep_ms": 3000, "run": "fromstart"}),
+        )
+        .await;
+    let (s, b) = t
+        .post(&format!("/api/jobs/{id}/cancel?reason=testing"), &json!({}))
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let (s, b) = t
+        .post(&format!("/api/jobs/{id}/resubmit?from=start"), &json!({}))
+        .await;
+    assert_eq!(s, 202, "{b}");
+    assert_eq!(b["from_stage"], 1);
+    assert_eq!(b["kept_stages"], json!([]));
+    // The new attempt runs with sleeping tasks; cancel it again, then check the state is clean.
+    let (s, b) = t.post(&format!("/api/jobs/{id}/cancel"), &json!({})).await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["attempt"], 2);
+    t.cleanup().await;
+}
+
+#[tokio::test]
+async fn cancel_and_resubmit_answer_404_and_400_with_the_envelope() {
+    let t = TestApp::start().await;
+    let missing = "0".repeat(64);
+    for path in [
+        format!("/api/jobs/{missing}/cancel"),
+        format!("/api/jobs/{missing}/resubmit"),
+    ] {
+        let (s, b) = t.post(&path, &json!({})).await;
+        assert_eq!(s, 404, "{path}: {b}");
+        assert_eq!(b["error"], "not_found");
+        assert!(b["request_id"].is_string() && b["timestamp"].is_string());
+        let (s, b) = t.post(&path.replace(&missing, "nothex"), &json!({})).await;
+        assert_eq!(s, 400, "{b}");
+        assert_eq!(b["error"], "invalid_job_id");
+        assert_eq!(b["details"][0]["field"], "path.job_id");
+        assert_eq!(b["details"][0]["value"], "nothex");
+    }
+    t.cleanup().await;
+}
+
+#[tokio::test]
+async fn every_sql_statement_prepares_against_the_migrated_schema() {
+    let t = TestApp::start().await;
+    let db = t.db().await;
+    for (name, text) in coremachine::store::sql::ALL {
+        db.prepare(text)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e:?}"));
+    }
+    t.cleanup().await;
+}
