@@ -3,9 +3,11 @@
 mod common;
 
 mod decoding;
+mod events_api;
 mod failures;
 mod local_queue;
 mod messages;
 mod soak;
 mod spine;
 mod state_machine;
+mod telemetry;

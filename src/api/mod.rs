@@ -1,6 +1,8 @@
 //! The HTTP API under `/api` (forwarded HTTP functions): submit, status, health.
 
 pub mod error;
+pub mod events;
+pub mod ui;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -20,6 +22,8 @@ pub fn router(engine: Engine) -> Router {
         .route("/api/jobs/submit/{job_type}", post(submit))
         .route("/api/jobs/status/{job_id}", get(status))
         .route("/api/health", get(health))
+        .merge(events::routes())
+        .merge(ui::routes())
         .with_state(engine)
 }
 

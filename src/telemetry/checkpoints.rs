@@ -66,21 +66,7 @@ checkpoints!(
     SERVICE_BUS_SEND_FAILED,
 );
 
-/// Longest value exported in one field (Application Insights cuts at 8192 bytes by slicing bytes,
-/// which can panic inside a multi-byte character; we cut first, at a character boundary).
-pub const MAX_FIELD_BYTES: usize = 8000;
-
-/// Cuts `s` to at most `max` bytes at a character boundary, marking the cut.
-pub fn truncate_chars(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
-    if s.len() <= max {
-        return std::borrow::Cow::Borrowed(s);
-    }
-    let mut end = max.saturating_sub(3);
-    while end > 0 && !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    std::borrow::Cow::Owned(format!("{}...", &s[..end]))
-}
+pub use super::truncate::{MAX_FIELD_BYTES, truncate_chars};
 
 /// The standard fields of a checkpoint (empty ones are left out).
 #[derive(Debug, Default, Clone)]
@@ -277,19 +263,5 @@ pub fn emit_at(level: Level, name: &'static str, f: &Fields, err: Option<ErrorFi
         Level::Info => ev!(info),
         Level::Warn => ev!(warn),
         Level::Error => ev!(error),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn truncation_respects_character_boundaries() {
-        let s = "é".repeat(10_000); // 20 KB of two-byte characters
-        let cut = truncate_chars(&s, 8001);
-        assert!(cut.len() <= 8001);
-        assert!(cut.ends_with("..."));
-        assert_eq!(truncate_chars("short", 10), "short");
     }
 }
