@@ -2,6 +2,7 @@
 
 mod common;
 
+mod browser;
 mod decoding;
 mod events_api;
 mod failures;

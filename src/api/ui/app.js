@@ -28,12 +28,20 @@ function esc(v) {
 function when(ts) {
   if (!ts) return "";
   const d = new Date(ts);
-  return isNaN(d) ? esc(ts) : d.toISOString().replace("T", " ").replace(/\.\d+Z$/, "Z");
+  return isNaN(d) ? esc(ts) : d.toISOString().replace("T", " ");
 }
 
 function ms(v) {
   if (v === null || v === undefined) return "";
   return v < 1000 ? `${v} ms` : `${(v / 1000).toFixed(1)} s`;
+}
+
+// "[class] type: message", without repeating what the message already says.
+function errorText(cls, type, message) {
+  let text = message || "";
+  if (type && !text.includes(type)) text = text ? `${type}: ${text}` : type;
+  if (cls && !text.startsWith("[")) text = `[${cls}] ${text}`;
+  return esc(text);
 }
 
 function badge(status) {
@@ -163,7 +171,7 @@ async function renderJob(jobId) {
       (t) => `<tr data-testid="task-row" data-task-id="${esc(t.task_id)}" data-status="${esc(t.status)}" class="${esc(t.status)}">
         <td>${esc(t.stage)}</td><td>${esc(t.task_index)}</td><td>${esc(t.task_type)}</td><td>${badge(t.status)}</td>
         <td>${esc(t.attempts)}</td><td>${ms(t.duration_ms)}</td>
-        <td class="error" data-testid="task-error">${t.error_class ? `[${esc(t.error_class)}] ` : ""}${esc(t.error_details || "")}</td>
+        <td class="error" data-testid="task-error">${t.error_details ? errorText(t.error_class, null, t.error_details) : ""}</td>
         <td class="mono" title="${esc(t.task_id)}">${short(t.task_id)}</td></tr>`
     )
     .join("");
@@ -171,7 +179,7 @@ async function renderJob(jobId) {
     .map((e) => {
       const isLast = last && e.event_id === last.event_id;
       const isFirstFail = firstFail && e.event_id === firstFail.event_id;
-      const err = e.error_message || e.error_type ? `${e.error_class ? "[" + esc(e.error_class) + "] " : ""}${esc(e.error_type || "")}${e.error_type && e.error_message ? ": " : ""}${esc(e.error_message || "")}` : "";
+      const err = e.error_message || e.error_type ? errorText(e.error_class, e.error_type, e.error_message) : "";
       return `<tr data-testid="event-row" data-event-id="${esc(e.event_id)}" data-status="${esc(e.status)}"
           class="event ${esc(e.status)}${isLast ? " last-success" : ""}${isFirstFail ? " first-failure" : ""}">
         <td>${when(e.created_at)}</td><td>${esc(e.event_type)}${isLast ? ` <span class="marker" data-testid="last-success-marker">◀ last successful step</span>` : ""}${isFirstFail ? ` <span class="marker fail" data-testid="first-failure-marker">◀ first failure</span>` : ""}</td>
