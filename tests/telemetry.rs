@@ -200,6 +200,7 @@ async fn checkpoints_of_a_job_with_one_retry_reach_application_insights_as_one_o
         .unwrap();
     let p = props(retry);
     assert_eq!(p["job_type"], "hello_world");
+    assert_eq!(p["task_type"], "hello_world_greeting");
     assert_eq!(p["stage"], "1");
     assert_eq!(p["attempt"], "1");
     assert_eq!(p["correlation_id"], "corr-telemetry-1");
@@ -397,4 +398,74 @@ async fn a_20_kb_non_ascii_error_message_is_cut_at_a_character_boundary_and_expo
             .iter()
             .any(|e| props(e)["checkpoint"] == "AFTER")
     );
+}
+
+/// Field names a checkpoint can carry in `customDimensions` (see telemetry/checkpoints.rs).
+const CHECKPOINT_FIELDS: &[&str] = &[
+    "checkpoint",
+    "job_id",
+    "job_type",
+    "task_id",
+    "task_type",
+    "stage",
+    "attempt",
+    "correlation_id",
+    "invocation_id",
+    "duration_ms",
+    "error_class",
+    "error_type",
+    "error_message",
+    "error_chain",
+    "extra",
+];
+
+#[test]
+fn the_kql_pack_uses_only_checkpoint_names_and_fields_that_exist() {
+    use coremachine::telemetry::checkpoints as cp;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/kql");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "kql"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 7, "{files:?}");
+    let field = regex::Regex::new(r"customDimensions\.([A-Za-z_]+)").unwrap();
+    let name = regex::Regex::new(r#""([A-Z][A-Z_]+)""#).unwrap();
+    let prefix = regex::Regex::new(r#"startswith "([A-Z_]+)""#).unwrap();
+    for f in &files {
+        let text = std::fs::read_to_string(f).unwrap();
+        assert!(
+            text.starts_with("// When to use:"),
+            "{} must start with a `// When to use:` comment",
+            f.display()
+        );
+        for c in field.captures_iter(&text) {
+            assert!(
+                CHECKPOINT_FIELDS.contains(&&c[1]),
+                "{}: customDimensions.{} is not a checkpoint field",
+                f.display(),
+                &c[1]
+            );
+        }
+        for c in name.captures_iter(&text) {
+            let n = &c[1];
+            if n == "PENDING" || n.ends_with('_') {
+                continue; // an outcome label, or a prefix (checked below)
+            }
+            assert!(
+                cp::ALL.contains(&n),
+                "{}: {n} is not a checkpoint",
+                f.display()
+            );
+        }
+        for c in prefix.captures_iter(&text) {
+            assert!(
+                cp::ALL.iter().any(|n| n.starts_with(&c[1])),
+                "{}: no checkpoint starts with {}",
+                f.display(),
+                &c[1]
+            );
+        }
+    }
 }

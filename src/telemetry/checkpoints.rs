@@ -77,6 +77,8 @@ pub struct Fields {
     pub job_type: Option<String>,
     /// Task id.
     pub task_id: Option<String>,
+    /// Task type (for task checkpoints).
+    pub task_type: Option<String>,
     /// Stage.
     pub stage: Option<i32>,
     /// Attempt.
@@ -102,6 +104,11 @@ impl Fields {
     /// Adds the task id.
     pub fn task(mut self, task_id: impl Display) -> Self {
         self.task_id = Some(task_id.to_string());
+        self
+    }
+    /// Adds the task type.
+    pub fn task_type(mut self, t: impl Display) -> Self {
+        self.task_type = Some(t.to_string());
         self
     }
     /// Adds the stage.
@@ -241,6 +248,7 @@ pub fn emit_at(level: Level, name: &'static str, f: &Fields, err: Option<ErrorFi
                 job_id = t(&f.job_id),
                 job_type = t(&f.job_type),
                 task_id = t(&f.task_id),
+                task_type = t(&f.task_type),
                 stage = f.stage,
                 attempt = f.attempt,
                 correlation_id = t(&f.correlation_id),
