@@ -469,3 +469,122 @@ fn the_kql_pack_uses_only_checkpoint_names_and_fields_that_exist() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_exports_to_application_insights_only_and_flushes_on_sigterm() {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt};
+    let ingestion = FakeIngestion::start();
+    let (db_name, db_url) = crate::common::fresh_db().await;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_coremachine"))
+        .args([
+            "local",
+            "--port",
+            "0",
+            "--app-root",
+            env!("CARGO_MANIFEST_DIR"),
+        ])
+        .env("DATABASE_URL", &db_url)
+        .env(
+            coremachine::telemetry::CONNECTION_STRING_VAR,
+            ingestion.connection_string(),
+        )
+        .env("LOCAL_QUEUE_POLL_MS", "25")
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the binary starts");
+    let mut stderr = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let base = tokio::time::timeout(T, async {
+        while let Some(line) = stderr.next_line().await.unwrap() {
+            if let Some(url) = line.split("listening on ").nth(1) {
+                return url.trim().to_string();
+            }
+        }
+        panic!("the binary exited before listening");
+    })
+    .await
+    .expect("the binary listens within a minute");
+    let mut stdout = child.stdout.take().unwrap();
+
+    let http = reqwest::Client::new();
+    let r = http
+        .post(format!("{base}/api/jobs/submit/hello_world"))
+        .json(&json!({"n": 1, "message": "from the binary"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let job = r.json::<Value>().await.unwrap()["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let status = tokio::time::timeout(T, async {
+        loop {
+            let s: Value = http
+                .get(format!("{base}/api/jobs/status/{job}"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if s["status"] == "completed" || s["status"] == "failed" {
+                return s["status"].clone();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the job ends");
+    assert_eq!(status, "completed");
+
+    // SIGTERM (what the Functions host sends): the process stops and uploads what it buffered.
+    let pid = child.id().unwrap().to_string();
+    let killed = tokio::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(killed.success());
+    let exit = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("the binary stops within 30 s of SIGTERM")
+        .unwrap();
+    assert!(exit.success(), "exit status {exit}");
+    let mut out = String::new();
+    stdout.read_to_string(&mut out).await.unwrap();
+    assert!(
+        !out.contains("JOB_SUBMITTED") && !out.contains("\"checkpoint\""),
+        "with a connection string nothing is printed on stdout (the host would forward it \
+         to Application Insights a second time): {}",
+        out.chars().take(2000).collect::<String>()
+    );
+
+    // Everything arrived, spans included (their batch interval is 5 s: they came with the
+    // shutdown flush), all in the job's one operation.
+    let items = ingestion.items();
+    let of_job: Vec<&Value> = items
+        .iter()
+        .filter(|e| props(e)["job_id"] == job.as_str())
+        .collect();
+    let names: Vec<&str> = of_job
+        .iter()
+        .filter_map(|e| props(e)["checkpoint"].as_str())
+        .collect();
+    for n in ["JOB_SUBMITTED", "TASK_COMPLETED", "JOB_COMPLETED"] {
+        assert!(names.contains(&n), "{n} missing from {names:?}");
+    }
+    let op = operation_id(of_job[0]).unwrap();
+    assert!(of_job.iter().all(|e| operation_id(e) == Some(op)));
+    let invocations = items
+        .iter()
+        .filter(|e| base_type(e) == "RequestData" && operation_id(e) == Some(op))
+        .count();
+    assert!(
+        invocations >= 5,
+        "submit + 2 job + 2 task invocations, got {invocations}"
+    );
+    crate::common::drop_db(&db_name).await;
+}
