@@ -198,7 +198,7 @@ async function renderJob(jobId) {
       <dt>created</dt><dd>${when(timeline.created_at)}</dd>
       <dt>finished</dt><dd>${when(timeline.completed_at)}</dd>
       <dt>last successful step</dt><dd data-testid="last-success">${last ? `${esc(last.event_type)} (${esc(last.checkpoint || "")}${last.stage != null ? ", stage " + esc(last.stage) : ""}) at ${when(last.created_at)}` : "none"}</dd>
-      ${firstFail ? `<dt>first failure</dt><dd class="error" data-testid="first-failure">${esc(firstFail.event_type)}${firstFail.stage != null ? " in stage " + esc(firstFail.stage) : ""}: ${esc(firstFail.error_type || "")} ${esc(firstFail.error_message || "")}</dd>` : ""}
+      ${firstFail ? `<dt>first failure</dt><dd class="error" data-testid="first-failure">${esc(firstFail.event_type)}${firstFail.stage != null ? " in stage " + esc(firstFail.stage) : ""}: ${errorText(firstFail.error_class, firstFail.error_type, firstFail.error_message)}</dd>` : ""}
       ${timeline.error_details ? `<dt>error</dt><dd class="error" data-testid="job-error">${esc(timeline.error_details)}</dd>` : ""}
     </dl>
     <h2>Stages</h2>
