@@ -121,7 +121,23 @@ fn operation_id(e: &Value) -> Option<&str> {
     e["tags"]["ai.operation.id"].as_str()
 }
 
+/// Keeps a second dispatcher registered for the whole test binary.
+///
+/// Why: while exactly one dispatcher is registered, tracing-core computes a callsite's cached
+/// interest with whatever dispatcher is current on the thread that hits it first. A test thread
+/// without one would cache "never" for a callsite (say, the warn-level checkpoint) that this
+/// test's thread-scoped pipeline wants, and its events would silently disappear.
+fn keep_interest_cache_multi_dispatcher() {
+    static SECOND: std::sync::OnceLock<tracing::Dispatch> = std::sync::OnceLock::new();
+    SECOND.get_or_init(|| {
+        let d = tracing::Dispatch::new(tracing_subscriber::registry());
+        drop(tracing::dispatcher::set_default(&d)); // registers it; it stays registered while alive
+        d
+    });
+}
+
 fn pipeline(ingestion: &FakeIngestion) -> Telemetry {
+    keep_interest_cache_multi_dispatcher();
     Telemetry::application_insights(&ingestion.connection_string(), EnvFilter::new("info"))
         .expect("connection string is accepted")
 }
@@ -587,4 +603,28 @@ async fn the_binary_exports_to_application_insights_only_and_flushes_on_sigterm(
         "submit + 2 job + 2 task invocations, got {invocations}"
     );
     crate::common::drop_db(&db_name).await;
+}
+
+/// Regression: the capture of a test lost warn-level checkpoints that another test's thread had
+/// hit first (see [`keep_interest_cache_multi_dispatcher`]; without it this test fails).
+#[test]
+fn a_thread_scoped_pipeline_sees_a_callsite_another_thread_hit_first() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tracing_subscriber::prelude::*;
+    static SEEN: AtomicUsize = AtomicUsize::new(0);
+    struct Count;
+    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Count {
+        fn on_event(&self, _: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+            SEEN.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    fn callsite() {
+        tracing::warn!(x = 1, "first hit on a thread without a subscriber");
+    }
+    keep_interest_cache_multi_dispatcher();
+    let d = tracing::Dispatch::new(tracing_subscriber::registry().with(Count));
+    let _g = tracing::dispatcher::set_default(&d);
+    std::thread::spawn(callsite).join().unwrap();
+    callsite();
+    assert_eq!(SEEN.load(Ordering::SeqCst), 1);
 }
