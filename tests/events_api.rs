@@ -15,7 +15,7 @@ const T: Duration = Duration::from_secs(60);
 async fn story(t: &TestApp, job: &str) -> Vec<(String, String, String, i64, i64)> {
     let (s, b) = t.get(&format!("/api/jobs/{job}/events?limit=1000")).await;
     assert_eq!(s, 200, "{b}");
-    assert_eq!(b["next_after"], Value::Null);
+    assert_eq!(b["next_cursor"], Value::Null);
     b["events"]
         .as_array()
         .unwrap()
@@ -23,7 +23,7 @@ async fn story(t: &TestApp, job: &str) -> Vec<(String, String, String, i64, i64)
         .map(|e| {
             (
                 e["event_type"].as_str().unwrap().to_string(),
-                e["status"].as_str().unwrap().to_string(),
+                e["event_status"].as_str().unwrap().to_string(),
                 e["checkpoint"].as_str().unwrap_or("").to_string(),
                 e["stage"].as_i64().unwrap_or(0),
                 e["attempt"].as_i64().unwrap_or(0),
@@ -201,22 +201,28 @@ async fn events_page_oldest_first_and_every_checkpoint_is_in_the_catalogue() {
     assert_eq!(all.len() as i64, 1 + 2 * (1 + 3 + 3 + 1) + 1 + 1);
 
     let mut paged = Vec::new();
-    let mut after = 0i64;
+    let mut cursor = "0".to_string();
     let mut pages = 0;
     loop {
         let (s, p) = t
-            .get(&format!("/api/jobs/{job}/events?limit=4&after={after}"))
+            .get(&format!("/api/jobs/{job}/events?limit=4&cursor={cursor}"))
             .await;
         assert_eq!(s, 200, "{p}");
         pages += 1;
         let evs = p["events"].as_array().unwrap();
         assert!(evs.len() <= 4);
         paged.extend(evs.iter().cloned());
-        match p["next_after"].as_i64() {
-            Some(n) => after = n,
+        match p["next_cursor"].as_str() {
+            Some(c) => cursor = c.to_string(),
             None => break,
         }
     }
+    // `after=<event_id>` is the same as the cursor.
+    let second = all[1]["event_id"].as_i64().unwrap();
+    let (_, p) = t
+        .get(&format!("/api/jobs/{job}/events?limit=1&after={second}"))
+        .await;
+    assert_eq!(p["events"][0], all[2]);
     assert_eq!(paged, all, "pages joined are the whole story");
     assert_eq!(pages, all.len().div_ceil(4));
     let ids: Vec<i64> = all

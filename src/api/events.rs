@@ -1,7 +1,8 @@
 //! A job's story over HTTP, read from `app.job_events`, `app.job_stages` and `app.tasks`:
 //!
-//! - `GET /api/jobs/{job_id}/events?after=&limit=&task_id=`: events oldest first, paged by event id
-//!   (`next_after` is the `after` of the next page, `null` on the last one).
+//! - `GET /api/jobs/{job_id}/events?cursor=&limit=&task_id=`: events oldest first, keyset-paged
+//!   like the other lists (`next_cursor`, `null` on the last page; the cursor is the last event id
+//!   seen, so `after=<event_id>` is accepted too).
 //! - `GET /api/jobs/{job_id}/events/summary`: counts per event type and status, the last successful
 //!   step, and the first failure with its error.
 //! - `GET /api/jobs/{job_id}/timeline`: every stage of the job type with its start, end and task
@@ -94,7 +95,7 @@ fn event_json(row: &Row, offset: usize) -> Value {
         "event_id": row.get::<_, i64>(offset),
         "created_at": row.get::<_, DateTime<Utc>>(offset + 1),
         "event_type": row.get::<_, String>(offset + 2),
-        "status": row.get::<_, String>(offset + 3),
+        "event_status": row.get::<_, String>(offset + 3),
         "checkpoint": row.get::<_, Option<String>>(offset + 4),
         "task_id": row.get::<_, Option<String>>(offset + 5),
         "stage": row.get::<_, Option<i32>>(offset + 6),
@@ -114,7 +115,11 @@ async fn events(
 ) -> Result<Response, ApiError> {
     let job_id = parse_job_id(&job_id)?;
     let limit = int_param(&q, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)?;
-    let after = int_param(&q, "after", 0, 0, i64::MAX)?;
+    // `cursor` (what `next_cursor` returned) and `after` (an event id) are the same thing.
+    let after = match q.get("cursor") {
+        Some(_) => int_param(&q, "cursor", 0, 0, i64::MAX)?,
+        None => int_param(&q, "after", 0, 0, i64::MAX)?,
+    };
     let task_id = q.get("task_id").map(|s| s.trim().to_string());
     if let Some(t) = &task_id
         && (t.is_empty() || t.len() > 100)
@@ -141,8 +146,10 @@ async fn events(
         .take(limit as usize)
         .map(|r| event_json(r, 0))
         .collect();
-    let next_after = if more {
-        page.last().map(|e| e["event_id"].clone())
+    let next_cursor = if more {
+        page.last()
+            .and_then(|e| e["event_id"].as_i64())
+            .map(|id| id.to_string())
     } else {
         None
     };
@@ -151,7 +158,7 @@ async fn events(
         "count": page.len(),
         "limit": limit,
         "after": after,
-        "next_after": next_after,
+        "next_cursor": next_cursor,
         "events": page,
     }))
     .into_response())

@@ -137,12 +137,12 @@ function stageBar(s) {
 
 async function allEvents(jobId) {
   const events = [];
-  let after = 0;
+  let cursor = "0";
   for (let page = 0; page < 20; page++) {
-    const p = await api(`/api/jobs/${jobId}/events?limit=1000&after=${after}`);
+    const p = await api(`/api/jobs/${jobId}/events?limit=1000&cursor=${encodeURIComponent(cursor)}`);
     events.push(...p.events);
-    if (p.next_after === null || p.next_after === undefined) break;
-    after = p.next_after;
+    if (!p.next_cursor) break;
+    cursor = p.next_cursor;
   }
   return events;
 }
@@ -180,10 +180,10 @@ async function renderJob(jobId) {
       const isLast = last && e.event_id === last.event_id;
       const isFirstFail = firstFail && e.event_id === firstFail.event_id;
       const err = e.error_message || e.error_type ? errorText(e.error_class, e.error_type, e.error_message) : "";
-      return `<tr data-testid="event-row" data-event-id="${esc(e.event_id)}" data-status="${esc(e.status)}"
-          class="event ${esc(e.status)}${isLast ? " last-success" : ""}${isFirstFail ? " first-failure" : ""}">
+      return `<tr data-testid="event-row" data-event-id="${esc(e.event_id)}" data-status="${esc(e.event_status)}"
+          class="event ${esc(e.event_status)}${isLast ? " last-success" : ""}${isFirstFail ? " first-failure" : ""}">
         <td>${when(e.created_at)}</td><td>${esc(e.event_type)}${isLast ? ` <span class="marker" data-testid="last-success-marker">◀ last successful step</span>` : ""}${isFirstFail ? ` <span class="marker fail" data-testid="first-failure-marker">◀ first failure</span>` : ""}</td>
-        <td>${badge(e.status)}</td><td class="mono">${esc(e.checkpoint || "")}</td><td>${esc(e.stage ?? "")}</td>
+        <td>${badge(e.event_status)}</td><td class="mono">${esc(e.checkpoint || "")}</td><td>${esc(e.stage ?? "")}</td>
         <td class="mono" title="${esc(e.task_id || "")}">${short(e.task_id)}</td><td>${esc(e.attempt ?? "")}</td><td>${ms(e.duration_ms)}</td>
         <td class="error">${err}</td></tr>`;
     })
