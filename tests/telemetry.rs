@@ -150,6 +150,26 @@ async fn flush(t: &Arc<Telemetry>) {
         .unwrap();
 }
 
+/// SQL and KQL tell the same story: every `job_events` row has its checkpoint exported for the
+/// job, exactly as many times as it was written.
+async fn assert_sql_and_telemetry_agree(t: &TestApp, job: &str, exported: &[&str]) {
+    let rows = t
+        .db()
+        .await
+        .query(
+            "SELECT checkpoint_name, count(*) FROM app.job_events WHERE job_id = $1 GROUP BY 1",
+            &[&job],
+        )
+        .await
+        .unwrap();
+    assert!(rows.len() >= 5, "{} checkpoints in job_events", rows.len());
+    for r in &rows {
+        let (c, n): (String, i64) = (r.get(0), r.get(1));
+        let got = exported.iter().filter(|x| **x == c).count() as i64;
+        assert_eq!(got, n, "{c}: {n} job_events rows but {got} exported traces");
+    }
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn checkpoints_of_a_job_with_one_retry_reach_application_insights_as_one_operation() {
     let ingestion = FakeIngestion::start();
@@ -248,6 +268,8 @@ async fn checkpoints_of_a_job_with_one_retry_reach_application_insights_as_one_o
         );
     }
 
+    assert_sql_and_telemetry_agree(&t, &job, &names).await;
+
     // One trace: every record of the job shares one operation_Id, which is the trace id stored
     // on the job and sent in every message.
     let ops: std::collections::BTreeSet<&str> = traces
@@ -344,6 +366,11 @@ async fn a_permanent_failure_is_exported_as_an_error_with_its_chain() {
     let ops: std::collections::BTreeSet<&str> =
         of_job.iter().filter_map(|e| operation_id(e)).collect();
     assert_eq!(ops.len(), 1, "{ops:?}");
+    let names: Vec<&str> = of_job
+        .iter()
+        .filter_map(|e| props(e)["checkpoint"].as_str())
+        .collect();
+    assert_sql_and_telemetry_agree(&t, &job, &names).await;
     t.cleanup().await;
 }
 
