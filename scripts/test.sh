@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 source scripts/lib/pg.sh
 ensure_postgres_running
 export TEST_DATABASE_URL="$PG_ADMIN_URL"
+# shellcheck source=lib/browser.sh
+source scripts/lib/browser.sh && ensure_browser_test_tools
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check

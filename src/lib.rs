@@ -36,6 +36,7 @@ use axum::Router;
 pub fn app_router(engine: engine::Engine) -> Router {
     handler::router(engine.clone())
         .merge(api::router(engine))
+        .layer(axum::middleware::from_fn(telemetry::http::trace_request))
         .fallback(|uri: axum::http::Uri| async move {
             api::ApiError::not_found(format!(
                 "no route for {}",

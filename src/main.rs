@@ -57,7 +57,29 @@ fn fail(msg: impl std::fmt::Display) -> ExitCode {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    telemetry::init();
+    let telemetry = telemetry::init_from_env();
+    let code = run(cli).await;
+    // Upload the last batches (blocking: the exporter threads finish their uploads).
+    let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
+    code
+}
+
+/// Resolves on ctrl-c or SIGTERM (what the Functions host sends to stop the worker).
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+async fn run(cli: Cli) -> ExitCode {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Client(cmd) => coremachine::cli::run(cmd).await,
         Command::Local { port, app_root } => {
@@ -80,7 +102,7 @@ async fn main() -> ExitCode {
                 Err(e) => return fail(e),
             };
             eprintln!("coremachine local mode listening on {}", app.url());
-            let _ = tokio::signal::ctrl_c().await;
+            shutdown_signal().await;
             app.stop().await;
             ExitCode::SUCCESS
         }
@@ -109,7 +131,7 @@ async fn main() -> ExitCode {
                 Ok(a) => a,
                 Err(e) => return fail(e),
             };
-            let _ = tokio::signal::ctrl_c().await;
+            shutdown_signal().await;
             app.stop().await;
             ExitCode::SUCCESS
         }

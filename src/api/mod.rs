@@ -6,16 +6,19 @@
 //! - [`job_types`], [`health`], [`admin`] (migrations, redeploy).
 //! - [`input`]: body, query and path limits; [`error`]: the one error envelope.
 //! - [`openapi`]: the OpenAPI 3.1 document at `/api/openapi.json`.
+//! - [`events`]: a job's events, their summary and its timeline; [`ui`]: the operator web page.
 
 pub mod admin;
 pub mod control;
 pub mod error;
+pub mod events;
 pub mod health;
 pub mod input;
 pub mod job_types;
 pub mod jobs;
 pub mod openapi;
 pub mod submit;
+pub mod ui;
 
 use axum::Router;
 use axum::routing::{get, post};
@@ -46,6 +49,8 @@ pub fn router(engine: Engine) -> Router {
         )
         .route("/api/dbadmin/maintenance/redeploy", post(admin::redeploy))
         .route("/api/openapi.json", get(openapi::openapi_json))
+        .merge(events::routes())
+        .merge(ui::routes())
         .layer(axum::middleware::from_fn(error::envelope_layer))
         .with_state(engine)
 }

@@ -97,6 +97,9 @@ impl Engine {
         let params_value = Value::Object(validated);
         let correlation_id = correlation_id
             .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string()[..16].to_string());
+        let traceparent = Some(crate::telemetry::trace_context::for_new_job(
+            traceparent.as_deref(),
+        ));
         let msg = JobMessage::new(
             job_id.as_str(),
             job_type,

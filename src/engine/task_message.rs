@@ -59,6 +59,7 @@ impl Engine {
         let fields = cp::Fields::job(&msg.parent_job_id)
             .job_type(&msg.job_type)
             .task(&task_id)
+            .task_type(&msg.task_type)
             .stage(msg.stage)
             .attempt(msg.retry_count + 1)
             .correlation(msg.correlation_id.as_deref())

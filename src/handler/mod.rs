@@ -18,6 +18,7 @@ use tracing::Instrument;
 
 use crate::engine::{Engine, EngineError, Handled};
 use crate::telemetry::checkpoints as cp;
+use crate::telemetry::trace_context;
 use invocation::{decode_queue_invocation, response_body};
 
 /// Which engine entry point a function folder maps to.
@@ -69,13 +70,22 @@ async fn invoke(
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     let inv = decode_queue_invocation(function, &body, invocation_id.clone());
+    let prop = |k: &str| inv.delivery.properties.get(k).and_then(|v| v.as_str());
     let span = tracing::info_span!(
         "invocation",
+        otel.name = function,
+        otel.kind = "consumer",
+        otel.status_code = tracing::field::Empty,
         function,
         invocation_id = invocation_id.as_deref().unwrap_or(""),
         message_id = inv.delivery.message_id.as_deref().unwrap_or(""),
         delivery_count = inv.delivery.delivery_count.unwrap_or(0),
+        job_id = prop("job_id"),
+        task_id = prop("task_id"),
     );
+    // One trace per job: the message carries the job's trace context (else the host's header).
+    let header_tp = headers.get("traceparent").and_then(|v| v.to_str().ok());
+    trace_context::continue_trace(&span, prop(trace_context::TRACEPARENT).or(header_tp));
     let result = async {
         match kind {
             Kind::Jobs => engine.on_job_message(&inv.body, &inv.delivery).await,
@@ -86,8 +96,11 @@ async fn invoke(
                 .map(|(h, _)| h),
         }
     }
-    .instrument(span)
+    .instrument(span.clone())
     .await;
+    if result.is_err() {
+        span.record("otel.status_code", "ERROR");
+    }
     settle(function, &inv.delivery.message_id, result)
 }
 

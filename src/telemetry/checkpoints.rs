@@ -69,21 +69,7 @@ checkpoints!(
     DB_TOKEN_FAILED,
 );
 
-/// Longest value exported in one field (Application Insights cuts at 8192 bytes by slicing bytes,
-/// which can panic inside a multi-byte character; we cut first, at a character boundary).
-pub const MAX_FIELD_BYTES: usize = 8000;
-
-/// Cuts `s` to at most `max` bytes at a character boundary, marking the cut.
-pub fn truncate_chars(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
-    if s.len() <= max {
-        return std::borrow::Cow::Borrowed(s);
-    }
-    let mut end = max.saturating_sub(3);
-    while end > 0 && !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    std::borrow::Cow::Owned(format!("{}...", &s[..end]))
-}
+pub use super::truncate::{MAX_FIELD_BYTES, truncate_chars};
 
 /// The standard fields of a checkpoint (empty ones are left out).
 #[derive(Debug, Default, Clone)]
@@ -94,6 +80,8 @@ pub struct Fields {
     pub job_type: Option<String>,
     /// Task id.
     pub task_id: Option<String>,
+    /// Task type (for task checkpoints).
+    pub task_type: Option<String>,
     /// Stage.
     pub stage: Option<i32>,
     /// Attempt.
@@ -119,6 +107,11 @@ impl Fields {
     /// Adds the task id.
     pub fn task(mut self, task_id: impl Display) -> Self {
         self.task_id = Some(task_id.to_string());
+        self
+    }
+    /// Adds the task type.
+    pub fn task_type(mut self, t: impl Display) -> Self {
+        self.task_type = Some(t.to_string());
         self
     }
     /// Adds the stage.
@@ -258,6 +251,7 @@ pub fn emit_at(level: Level, name: &'static str, f: &Fields, err: Option<ErrorFi
                 job_id = t(&f.job_id),
                 job_type = t(&f.job_type),
                 task_id = t(&f.task_id),
+                task_type = t(&f.task_type),
                 stage = f.stage,
                 attempt = f.attempt,
                 correlation_id = t(&f.correlation_id),
@@ -280,19 +274,5 @@ pub fn emit_at(level: Level, name: &'static str, f: &Fields, err: Option<ErrorFi
         Level::Info => ev!(info),
         Level::Warn => ev!(warn),
         Level::Error => ev!(error),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn truncation_respects_character_boundaries() {
-        let s = "é".repeat(10_000); // 20 KB of two-byte characters
-        let cut = truncate_chars(&s, 8001);
-        assert!(cut.len() <= 8001);
-        assert!(cut.ends_with("..."));
-        assert_eq!(truncate_chars("short", 10), "short");
     }
 }

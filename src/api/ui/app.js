@@ -1,0 +1,223 @@
+// CoreMachine operator page: the job list (/api/ui) and a job page (/api/ui/jobs/{job_id}).
+// Plain browser JavaScript, no build step; every value from the API is escaped before display.
+"use strict";
+
+const REFRESH_MS = 5000;
+const TERMINAL = ["completed", "completed_with_errors", "failed", "cancelled"];
+const params = new URLSearchParams(location.search);
+// In Azure the page is reached with ?code=<function key>; the API calls need the same key.
+const code = params.get("code");
+
+function withCode(path) {
+  if (!code) return path;
+  return path + (path.includes("?") ? "&" : "?") + "code=" + encodeURIComponent(code);
+}
+
+async function api(path) {
+  const r = await fetch(withCode(path), { headers: { Accept: "application/json" } });
+  const body = await r.json().catch(() => ({}));
+  if (!r.ok) throw new Error(`${r.status} ${body.error || ""}: ${body.message || r.statusText}`);
+  return body;
+}
+
+function esc(v) {
+  if (v === null || v === undefined) return "";
+  return String(v).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
+}
+
+function when(ts) {
+  if (!ts) return "";
+  const d = new Date(ts);
+  return isNaN(d) ? esc(ts) : d.toISOString().replace("T", " ");
+}
+
+function ms(v) {
+  if (v === null || v === undefined) return "";
+  return v < 1000 ? `${v} ms` : `${(v / 1000).toFixed(1)} s`;
+}
+
+// "[class] type: message", without repeating what the message already says.
+function errorText(cls, type, message) {
+  let text = message || "";
+  if (type && !text.includes(type)) text = text ? `${type}: ${text}` : type;
+  if (cls && !text.startsWith("[")) text = `[${cls}] ${text}`;
+  return esc(text);
+}
+
+function badge(status) {
+  return `<span class="badge ${esc(status)}">${esc(status)}</span>`;
+}
+
+function short(id) {
+  return id ? `${esc(id.slice(0, 12))}…` : "";
+}
+
+let timer = null;
+function schedule(fn) {
+  clearTimeout(timer);
+  if (document.getElementById("auto-refresh").checked) timer = setTimeout(fn, REFRESH_MS);
+}
+
+function stamp() {
+  document.getElementById("updated").textContent = "updated " + new Date().toLocaleTimeString();
+}
+
+// ---------------------------------------------------------------- job list
+
+async function renderList() {
+  const app = document.getElementById("app");
+  document.getElementById("where").textContent = "jobs";
+  const status = params.get("status") || "";
+  const jobType = params.get("job_type") || "";
+  let data;
+  try {
+    const q = new URLSearchParams();
+    if (status) q.set("status", status);
+    if (jobType) q.set("job_type", jobType);
+    q.set("limit", "100");
+    data = await api("/api/ui/data/jobs?" + q.toString());
+  } catch (e) {
+    app.innerHTML = `<p class="error" data-testid="load-error">Could not load jobs: ${esc(e.message)}</p>`;
+    schedule(renderList);
+    return;
+  }
+  const opt = (v, cur) => `<option value="${esc(v)}"${v === cur ? " selected" : ""}>${esc(v || "any")}</option>`;
+  const rows = data.jobs
+    .map(
+      (j) => `<tr data-testid="job-row" data-job-id="${esc(j.job_id)}" data-status="${esc(j.status)}" class="${esc(j.status)}">
+        <td class="mono"><a href="${esc(withCode("/api/ui/jobs/" + j.job_id))}">${short(j.job_id)}</a></td>
+        <td>${esc(j.job_type)}</td>
+        <td>${badge(j.status)}</td>
+        <td>${esc(j.stage)} / ${esc(j.total_stages)}</td>
+        <td>${esc(j.task_count)}${j.failed_tasks ? ` <span class="error">(${esc(j.failed_tasks)} failed)</span>` : ""}</td>
+        <td>${when(j.created_at)}</td>
+        <td>${when(j.updated_at)}</td>
+        <td class="error">${esc(j.error_details || "")}</td>
+      </tr>`
+    )
+    .join("");
+  app.innerHTML = `
+    <h1>Jobs</h1>
+    <form class="filters" id="filters">
+      <label>status <select name="status">${["", ...data.statuses].map((s) => opt(s, status)).join("")}</select></label>
+      <label>type <select name="job_type">${["", ...data.job_types].map((t) => opt(t, jobType)).join("")}</select></label>
+      <span class="muted">${esc(data.count)} job(s), newest first</span>
+    </form>
+    ${data.jobs.length ? `<table data-testid="job-list"><thead><tr><th>job</th><th>type</th><th>status</th><th>stage</th>
+      <th>tasks</th><th>created</th><th>updated</th><th>error</th></tr></thead><tbody>${rows}</tbody></table>`
+      : `<p class="empty" data-testid="job-list-empty">No jobs match.</p>`}`;
+  document.getElementById("filters").addEventListener("change", (ev) => {
+    const f = new FormData(ev.currentTarget);
+    const q = new URLSearchParams();
+    for (const [k, v] of f.entries()) if (v) q.set(k, v);
+    if (code) q.set("code", code);
+    location.search = q.toString();
+  });
+  stamp();
+  schedule(renderList);
+}
+
+// ---------------------------------------------------------------- job page
+
+function stageBar(s) {
+  const total = Math.max(s.task_count || 0, 1);
+  const order = ["completed", "failed", "processing", "queued", "cancelled"];
+  const segs = order
+    .filter((k) => s.tasks && s.tasks[k])
+    .map((k) => `<span class="${k}" title="${k}: ${esc(s.tasks[k])}" style="width:${(100 * s.tasks[k]) / total}%"></span>`)
+    .join("");
+  const counts = order.filter((k) => s.tasks && s.tasks[k]).map((k) => `${k} ${esc(s.tasks[k])}`).join(", ");
+  return `<div class="stage" data-testid="stage" data-stage="${esc(s.stage)}" data-status="${esc(s.status)}">
+    <div><b>Stage ${esc(s.stage)}</b> ${esc(s.name || "")} ${badge(s.status)}</div>
+    <div class="bar" data-testid="stage-bar" role="progressbar" aria-valuemin="0" aria-valuemax="${esc(total)}"
+      aria-valuenow="${esc((s.tasks && (s.tasks.completed || 0) + (s.tasks.failed || 0)) || 0)}">${segs}</div>
+    <div class="muted">${esc(s.task_count)} task(s)${counts ? ": " + counts : ""}${s.retries ? `, ${esc(s.retries)} retr${s.retries === 1 ? "y" : "ies"}` : ""}${s.duration_ms != null ? ", " + ms(s.duration_ms) : ""}</div>
+  </div>`;
+}
+
+async function allEvents(jobId) {
+  const events = [];
+  let cursor = "0";
+  for (let page = 0; page < 20; page++) {
+    const p = await api(`/api/jobs/${jobId}/events?limit=1000&cursor=${encodeURIComponent(cursor)}`);
+    events.push(...p.events);
+    if (!p.next_cursor) break;
+    cursor = p.next_cursor;
+  }
+  return events;
+}
+
+async function renderJob(jobId) {
+  const app = document.getElementById("app");
+  document.getElementById("where").textContent = "job " + jobId.slice(0, 12) + "…";
+  let timeline, summary, tasks, events;
+  try {
+    [timeline, summary, tasks, events] = await Promise.all([
+      api(`/api/jobs/${jobId}/timeline`),
+      api(`/api/jobs/${jobId}/events/summary`),
+      api(`/api/ui/data/jobs/${jobId}/tasks`),
+      allEvents(jobId),
+    ]);
+  } catch (e) {
+    app.innerHTML = `<p><a href="${esc(withCode("/api/ui"))}">← all jobs</a></p>
+      <p class="error" data-testid="load-error">Could not load job ${esc(jobId)}: ${esc(e.message)}</p>`;
+    schedule(() => renderJob(jobId));
+    return;
+  }
+  const last = summary.last_successful_step;
+  const firstFail = summary.first_failure;
+  const taskRows = tasks.tasks
+    .map(
+      (t) => `<tr data-testid="task-row" data-task-id="${esc(t.task_id)}" data-status="${esc(t.status)}" class="${esc(t.status)}">
+        <td>${esc(t.stage)}</td><td>${esc(t.task_index)}</td><td>${esc(t.task_type)}</td><td>${badge(t.status)}</td>
+        <td>${esc(t.attempts)}</td><td>${ms(t.duration_ms)}</td>
+        <td class="error" data-testid="task-error">${t.error_details ? errorText(t.error_class, null, t.error_details) : ""}</td>
+        <td class="mono" title="${esc(t.task_id)}">${short(t.task_id)}</td></tr>`
+    )
+    .join("");
+  const eventRows = events
+    .map((e) => {
+      const isLast = last && e.event_id === last.event_id;
+      const isFirstFail = firstFail && e.event_id === firstFail.event_id;
+      const err = e.error_message || e.error_type ? errorText(e.error_class, e.error_type, e.error_message) : "";
+      return `<tr data-testid="event-row" data-event-id="${esc(e.event_id)}" data-status="${esc(e.event_status)}"
+          class="event ${esc(e.event_status)}${isLast ? " last-success" : ""}${isFirstFail ? " first-failure" : ""}">
+        <td>${when(e.created_at)}</td><td>${esc(e.event_type)}${isLast ? ` <span class="marker" data-testid="last-success-marker">◀ last successful step</span>` : ""}${isFirstFail ? ` <span class="marker fail" data-testid="first-failure-marker">◀ first failure</span>` : ""}</td>
+        <td>${badge(e.event_status)}</td><td class="mono">${esc(e.checkpoint || "")}</td><td>${esc(e.stage ?? "")}</td>
+        <td class="mono" title="${esc(e.task_id || "")}">${short(e.task_id)}</td><td>${esc(e.attempt ?? "")}</td><td>${ms(e.duration_ms)}</td>
+        <td class="error">${err}</td></tr>`;
+    })
+    .join("");
+  app.innerHTML = `
+    <p><a href="${esc(withCode("/api/ui"))}">← all jobs</a></p>
+    <h1 data-testid="job-title">${esc(timeline.job_type)} ${badge(timeline.status)}</h1>
+    <dl class="facts">
+      <dt>job id</dt><dd class="mono" data-testid="job-id">${esc(timeline.job_id)}</dd>
+      <dt>stage</dt><dd>${esc(timeline.current_stage)} of ${esc(timeline.total_stages)} (attempt ${esc(timeline.attempt)})</dd>
+      <dt>correlation id</dt><dd class="mono">${esc(timeline.correlation_id || "")}</dd>
+      <dt>created</dt><dd>${when(timeline.created_at)}</dd>
+      <dt>finished</dt><dd>${when(timeline.completed_at)}</dd>
+      <dt>last successful step</dt><dd data-testid="last-success">${last ? `${esc(last.event_type)} (${esc(last.checkpoint || "")}${last.stage != null ? ", stage " + esc(last.stage) : ""}) at ${when(last.created_at)}` : "none"}</dd>
+      ${firstFail ? `<dt>first failure</dt><dd class="error" data-testid="first-failure">${esc(firstFail.event_type)}${firstFail.stage != null ? " in stage " + esc(firstFail.stage) : ""}: ${errorText(firstFail.error_class, firstFail.error_type, firstFail.error_message)}</dd>` : ""}
+      ${timeline.error_details ? `<dt>error</dt><dd class="error" data-testid="job-error">${esc(timeline.error_details)}</dd>` : ""}
+    </dl>
+    <h2>Stages</h2>
+    <div data-testid="stages">${timeline.stages.map(stageBar).join("")}</div>
+    <h2>Tasks (${esc(tasks.count)})</h2>
+    ${tasks.tasks.length ? `<table data-testid="task-table"><thead><tr><th>stage</th><th>index</th><th>type</th><th>status</th><th>attempts</th>
+      <th>duration</th><th>error</th><th>task</th></tr></thead><tbody>${taskRows}</tbody></table>` : `<p class="empty">No tasks yet.</p>`}
+    <h2>Events (${esc(events.length)})</h2>
+    <table data-testid="event-timeline"><thead><tr><th>time</th><th>event</th><th>status</th><th>checkpoint</th><th>stage</th>
+      <th>task</th><th>attempt</th><th>duration</th><th>error</th></tr></thead><tbody>${eventRows}</tbody></table>`;
+  stamp();
+  if (!TERMINAL.includes(timeline.status)) schedule(() => renderJob(jobId));
+}
+
+function route() {
+  const m = location.pathname.match(/\/api\/ui\/jobs\/([^/]+)\/?$/);
+  if (m) renderJob(decodeURIComponent(m[1]));
+  else renderList();
+}
+
+document.getElementById("auto-refresh").addEventListener("change", route);
+route();

@@ -1,0 +1,657 @@
+//! What reaches Application Insights: a fake ingestion endpoint (the connection string's
+//! `IngestionEndpoint` points at it) decodes what the real exporter uploads (gzip JSON envelopes)
+//! while jobs run through local mode.
+//!
+//! Each test installs its pipeline for its own thread only (`set_default` on a current-thread
+//! runtime, where the handler, the emulator and the engine all run), so parallel tests do not
+//! leak records into each other's capture.
+
+use std::io::Read;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::http::HeaderMap;
+use coremachine::engine::{Fault, FaultRule};
+use coremachine::telemetry::Telemetry;
+use serde_json::{Value, json};
+use tracing_subscriber::EnvFilter;
+
+use crate::common::TestApp;
+
+const T: Duration = Duration::from_secs(60);
+
+/// A local stand-in for the Application Insights ingestion endpoint (`POST /v2/track`), on its own
+/// thread and runtime so it answers while a test thread blocks in a flush.
+pub struct FakeIngestion {
+    /// Every envelope received, in order.
+    pub items: Arc<Mutex<Vec<Value>>>,
+    /// Base URL (the connection string's IngestionEndpoint).
+    pub url: String,
+    /// Requests that were not valid gzip JSON arrays.
+    pub bad_requests: Arc<Mutex<Vec<String>>>,
+}
+
+impl FakeIngestion {
+    pub fn start() -> Self {
+        let items = Arc::new(Mutex::new(Vec::new()));
+        let bad_requests = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (it, bad) = (items.clone(), bad_requests.clone());
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                tx.send(listener.local_addr().unwrap()).unwrap();
+                let app = axum::Router::new().route(
+                    "/v2/track",
+                    axum::routing::post(move |headers: HeaderMap, body: Bytes| {
+                        let (it, bad) = (it.clone(), bad.clone());
+                        async move {
+                            match decode(&headers, &body) {
+                                Ok(envelopes) => {
+                                    let n = envelopes.len();
+                                    it.lock().unwrap().extend(envelopes);
+                                    axum::Json(json!({"itemsReceived": n, "itemsAccepted": n, "errors": []}))
+                                }
+                                Err(e) => {
+                                    bad.lock().unwrap().push(e);
+                                    axum::Json(json!({"itemsReceived": 0, "itemsAccepted": 0, "errors": []}))
+                                }
+                            }
+                        }
+                    }),
+                );
+                axum::serve(listener, app).await.unwrap();
+            });
+        });
+        let addr = rx.recv().unwrap();
+        Self {
+            items,
+            url: format!("http://{addr}/"),
+            bad_requests,
+        }
+    }
+
+    pub fn connection_string(&self) -> String {
+        format!(
+            "InstrumentationKey=00000000-0000-0000-0000-000000000000;IngestionEndpoint={}",
+            self.url
+        )
+    }
+
+    pub fn items(&self) -> Vec<Value> {
+        self.items.lock().unwrap().clone()
+    }
+}
+
+fn decode(headers: &HeaderMap, body: &[u8]) -> Result<Vec<Value>, String> {
+    let gz = headers
+        .get("content-encoding")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("gzip"));
+    let text = if gz {
+        let mut s = String::new();
+        flate2::read::GzDecoder::new(body)
+            .read_to_string(&mut s)
+            .map_err(|e| format!("not gzip: {e}"))?;
+        s
+    } else {
+        String::from_utf8(body.to_vec()).map_err(|e| e.to_string())?
+    };
+    match serde_json::from_str::<Value>(&text).map_err(|e| e.to_string())? {
+        Value::Array(a) => Ok(a),
+        other => Err(format!("not an array: {other}")),
+    }
+}
+
+/// `baseType` of an envelope (`MessageData` = traces, `RequestData` = requests, ...).
+fn base_type(e: &Value) -> &str {
+    e["data"]["baseType"].as_str().unwrap_or("")
+}
+
+fn props(e: &Value) -> &Value {
+    &e["data"]["baseData"]["properties"]
+}
+
+fn operation_id(e: &Value) -> Option<&str> {
+    e["tags"]["ai.operation.id"].as_str()
+}
+
+/// Keeps a second dispatcher registered for the whole test binary.
+///
+/// Why: while exactly one dispatcher is registered, tracing-core computes a callsite's cached
+/// interest with whatever dispatcher is current on the thread that hits it first. A test thread
+/// without one would cache "never" for a callsite (say, the warn-level checkpoint) that this
+/// test's thread-scoped pipeline wants, and its events would silently disappear.
+fn keep_interest_cache_multi_dispatcher() {
+    static SECOND: std::sync::OnceLock<tracing::Dispatch> = std::sync::OnceLock::new();
+    SECOND.get_or_init(|| {
+        let d = tracing::Dispatch::new(tracing_subscriber::registry());
+        drop(tracing::dispatcher::set_default(&d)); // registers it; it stays registered while alive
+        d
+    });
+}
+
+fn pipeline(ingestion: &FakeIngestion) -> Telemetry {
+    keep_interest_cache_multi_dispatcher();
+    Telemetry::application_insights(&ingestion.connection_string(), EnvFilter::new("info"))
+        .expect("connection string is accepted")
+}
+
+/// Flushes on a blocking thread (the exporter uploads from its own threads meanwhile).
+async fn flush(t: &Arc<Telemetry>) {
+    let t = t.clone();
+    tokio::task::spawn_blocking(move || t.flush())
+        .await
+        .unwrap();
+}
+
+/// SQL and KQL tell the same story: every `job_events` row has its checkpoint exported for the
+/// job, exactly as many times as it was written.
+async fn assert_sql_and_telemetry_agree(t: &TestApp, job: &str, exported: &[&str]) {
+    let rows = t
+        .db()
+        .await
+        .query(
+            "SELECT checkpoint_name, count(*) FROM app.job_events WHERE job_id = $1 GROUP BY 1",
+            &[&job],
+        )
+        .await
+        .unwrap();
+    assert!(rows.len() >= 5, "{} checkpoints in job_events", rows.len());
+    for r in &rows {
+        let (c, n): (String, i64) = (r.get(0), r.get(1));
+        let got = exported.iter().filter(|x| **x == c).count() as i64;
+        assert_eq!(got, n, "{c}: {n} job_events rows but {got} exported traces");
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn checkpoints_of_a_job_with_one_retry_reach_application_insights_as_one_operation() {
+    let ingestion = FakeIngestion::start();
+    let telemetry = Arc::new(pipeline(&ingestion));
+    let _guard = tracing::dispatcher::set_default(telemetry.dispatch());
+
+    let t = TestApp::start().await;
+    t.fault(
+        FaultRule::times(Fault::HandlerTransient, 1)
+            .on_index(0)
+            .on_stage(1),
+    );
+    let r = t
+        .http
+        .post(format!("{}/api/jobs/submit/hello_world", t.base))
+        .header("X-Correlation-Id", "corr-telemetry-1")
+        .json(&json!({"n": 2, "message": "telemetry"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let job = r.json::<Value>().await.unwrap()["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(t.wait_terminal(&job, T).await, "completed");
+    t.wait_quiet(T).await;
+    flush(&telemetry).await;
+
+    let items = ingestion.items();
+    assert!(ingestion.bad_requests.lock().unwrap().is_empty());
+    let traces: Vec<&Value> = items
+        .iter()
+        .filter(|e| base_type(e) == "MessageData" && props(e)["job_id"] == job.as_str())
+        .collect();
+    let names: Vec<&str> = traces
+        .iter()
+        .filter_map(|e| props(e)["checkpoint"].as_str())
+        .collect();
+    for expected in [
+        "JOB_SUBMITTED",
+        "JOB_MESSAGE_RECEIVED",
+        "STAGE_TASKS_CREATED",
+        "TASK_CLAIMED",
+        "TASK_RETRY_SCHEDULED",
+        "TASK_COMPLETED",
+        "STAGE_COMPLETED",
+        "STAGE_ADVANCE_QUEUED",
+        "JOB_COMPLETED",
+    ] {
+        assert!(
+            names.contains(&expected),
+            "{expected} missing from {names:?}"
+        );
+    }
+    // Two stages x two tasks, one of them run twice.
+    assert_eq!(names.iter().filter(|n| **n == "TASK_CLAIMED").count(), 5);
+    assert_eq!(names.iter().filter(|n| **n == "TASK_COMPLETED").count(), 4);
+
+    // customDimensions carry the catalogue's fields.
+    let retry = traces
+        .iter()
+        .find(|e| props(e)["checkpoint"] == "TASK_RETRY_SCHEDULED")
+        .unwrap();
+    let p = props(retry);
+    assert_eq!(p["job_type"], "hello_world");
+    assert_eq!(p["task_type"], "hello_world_greeting");
+    assert_eq!(p["stage"], "1");
+    assert_eq!(p["attempt"], "1");
+    assert_eq!(p["correlation_id"], "corr-telemetry-1");
+    assert_eq!(p["error_class"], "transient");
+    assert_eq!(p["error_type"], "InjectedTransient");
+    assert!(
+        p["error_message"]
+            .as_str()
+            .unwrap()
+            .contains("transient failure")
+    );
+    assert!(p["error_chain"].is_string());
+    assert!(p["task_id"].as_str().is_some_and(|s| s.len() == 64));
+    assert!(p["invocation_id"].as_str().is_some_and(|s| !s.is_empty()));
+    assert!(p["duration_ms"].is_string());
+    // Severity: info for progress, warning for the retry.
+    assert_eq!(retry["data"]["baseData"]["severityLevel"], 2);
+    let completed = traces
+        .iter()
+        .find(|e| props(e)["checkpoint"] == "JOB_COMPLETED")
+        .unwrap();
+    assert_eq!(completed["data"]["baseData"]["severityLevel"], 1);
+    assert_eq!(completed["data"]["baseData"]["message"], "JOB_COMPLETED");
+    for e in &traces {
+        assert_eq!(
+            props(e)["correlation_id"],
+            "corr-telemetry-1",
+            "every checkpoint of the job carries its correlation id: {e}"
+        );
+    }
+
+    assert_sql_and_telemetry_agree(&t, &job, &names).await;
+
+    // One trace: every record of the job shares one operation_Id, which is the trace id stored
+    // on the job and sent in every message.
+    let ops: std::collections::BTreeSet<&str> = traces
+        .iter()
+        .map(|e| operation_id(e).expect("operation id"))
+        .collect();
+    assert_eq!(ops.len(), 1, "one operation_Id per job, got {ops:?}");
+    let op = *ops.iter().next().unwrap();
+    let stored: String = t
+        .db()
+        .await
+        .query_one(
+            "SELECT traceparent FROM app.jobs WHERE job_id = $1",
+            &[&job],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(stored.split('-').nth(1), Some(op));
+    // The submit request and every invocation (2 job messages, 5 task deliveries) are requests
+    // rows of that operation.
+    let requests: Vec<&Value> = items
+        .iter()
+        .filter(|e| base_type(e) == "RequestData" && operation_id(e) == Some(op))
+        .collect();
+    let req_names: Vec<&str> = requests
+        .iter()
+        .filter_map(|e| e["data"]["baseData"]["name"].as_str())
+        .collect();
+    assert!(
+        req_names.iter().any(|n| n.contains("/api/jobs/submit")),
+        "{req_names:?}"
+    );
+    assert_eq!(
+        req_names
+            .iter()
+            .filter(|n| **n == "jobs-queue-trigger")
+            .count(),
+        2
+    );
+    assert_eq!(
+        req_names
+            .iter()
+            .filter(|n| **n == "tasks-queue-trigger")
+            .count(),
+        5
+    );
+    assert!(
+        items
+            .iter()
+            .filter(|e| base_type(e) == "RequestData")
+            .all(|e| e["tags"]["ai.cloud.role"] == "coremachine"),
+        "cloud_RoleName is the service name"
+    );
+    t.cleanup().await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_permanent_failure_is_exported_as_an_error_with_its_chain() {
+    let ingestion = FakeIngestion::start();
+    let telemetry = Arc::new(pipeline(&ingestion));
+    let _guard = tracing::dispatcher::set_default(telemetry.dispatch());
+
+    let t = TestApp::start().await;
+    t.fault(
+        FaultRule::times(Fault::HandlerPermanent, 1)
+            .on_index(1)
+            .on_stage(1),
+    );
+    let job = t
+        .submit("hello_world", json!({"n": 2, "message": "fail"}))
+        .await;
+    assert_eq!(t.wait_terminal(&job, T).await, "failed");
+    t.wait_quiet(T).await;
+    flush(&telemetry).await;
+
+    let items = ingestion.items();
+    let of_job: Vec<&Value> = items
+        .iter()
+        .filter(|e| base_type(e) == "MessageData" && props(e)["job_id"] == job.as_str())
+        .collect();
+    let failed = of_job
+        .iter()
+        .find(|e| props(e)["checkpoint"] == "TASK_FAILED")
+        .expect("TASK_FAILED exported");
+    assert_eq!(failed["data"]["baseData"]["severityLevel"], 3);
+    assert_eq!(props(failed)["error_class"], "permanent");
+    assert_eq!(props(failed)["error_type"], "InjectedPermanent");
+    let job_failed = of_job
+        .iter()
+        .find(|e| props(e)["checkpoint"] == "JOB_FAILED")
+        .expect("JOB_FAILED exported");
+    assert_eq!(job_failed["data"]["baseData"]["severityLevel"], 3);
+    let ops: std::collections::BTreeSet<&str> =
+        of_job.iter().filter_map(|e| operation_id(e)).collect();
+    assert_eq!(ops.len(), 1, "{ops:?}");
+    let names: Vec<&str> = of_job
+        .iter()
+        .filter_map(|e| props(e)["checkpoint"].as_str())
+        .collect();
+    assert_sql_and_telemetry_agree(&t, &job, &names).await;
+    t.cleanup().await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_20_kb_non_ascii_error_message_is_cut_at_a_character_boundary_and_exported() {
+    let ingestion = FakeIngestion::start();
+    let telemetry = Arc::new(pipeline(&ingestion));
+    let _guard = tracing::dispatcher::set_default(telemetry.dispatch());
+
+    // 20 KB of two-, three- and four-byte characters, shifted by one byte so that the exporter's
+    // byte limits (8192 for values, 32768 for messages) fall inside a character.
+    let long = format!("a{}", "é€🦀".repeat(20_000 / 9 + 1));
+    assert!(long.len() >= 20_000 && !long.is_char_boundary(8192));
+    let longer = format!("a{}", "é€🦀".repeat(33_000 / 9 + 1));
+    assert!(!longer.is_char_boundary(32768));
+    #[derive(Debug)]
+    struct Long(String);
+    impl std::fmt::Display for Long {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(&self.0)
+        }
+    }
+    impl std::error::Error for Long {}
+    use coremachine::telemetry::checkpoints as cp;
+    cp::emit_error(
+        cp::TASK_FAILED,
+        &cp::Fields::job("a".repeat(64)).extra("raw", &long),
+        "LongError",
+        &Long(long.clone()),
+    );
+    // A plain event with a long non-ASCII field and message: cut by the exporter wrapper.
+    tracing::error!(detail = %long, "{longer}");
+    // A span with a long attribute.
+    tracing::info_span!("long_span", otel.kind = "server", detail = %long).in_scope(|| {});
+    flush(&telemetry).await;
+
+    let items = ingestion.items();
+    let cp_item = items
+        .iter()
+        .find(|e| props(e)["checkpoint"] == "TASK_FAILED")
+        .expect("the checkpoint was exported (the exporter did not panic)");
+    let msg = props(cp_item)["error_message"].as_str().unwrap();
+    assert!(msg.len() <= 8192 && msg.ends_with("..."), "{}", msg.len());
+    assert!(msg.starts_with("aé€🦀"));
+    let plain = items
+        .iter()
+        .find(|e| base_type(e) == "MessageData" && props(e)["detail"].is_string())
+        .expect("the plain event was exported");
+    assert!(props(plain)["detail"].as_str().unwrap().len() <= 8192);
+    assert!(
+        plain["data"]["baseData"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("aé€🦀")
+    );
+    let span = items
+        .iter()
+        .find(|e| base_type(e) == "RequestData" && e["data"]["baseData"]["name"] == "long_span")
+        .expect("the span was exported");
+    assert!(props(span)["detail"].as_str().unwrap().len() <= 8192);
+
+    // The pipeline still works after the long records.
+    tracing::info!(checkpoint = "AFTER", "after");
+    flush(&telemetry).await;
+    assert!(
+        ingestion
+            .items()
+            .iter()
+            .any(|e| props(e)["checkpoint"] == "AFTER")
+    );
+}
+
+/// Field names a checkpoint can carry in `customDimensions` (see telemetry/checkpoints.rs).
+const CHECKPOINT_FIELDS: &[&str] = &[
+    "checkpoint",
+    "job_id",
+    "job_type",
+    "task_id",
+    "task_type",
+    "stage",
+    "attempt",
+    "correlation_id",
+    "invocation_id",
+    "duration_ms",
+    "error_class",
+    "error_type",
+    "error_message",
+    "error_chain",
+    "extra",
+];
+
+#[test]
+fn the_kql_pack_uses_only_checkpoint_names_and_fields_that_exist() {
+    use coremachine::telemetry::checkpoints as cp;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/kql");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "kql"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 7, "{files:?}");
+    let field = regex::Regex::new(r"customDimensions\.([A-Za-z_]+)").unwrap();
+    let name = regex::Regex::new(r#""([A-Z][A-Z_]+)""#).unwrap();
+    let prefix = regex::Regex::new(r#"startswith "([A-Z_]+)""#).unwrap();
+    for f in &files {
+        let text = std::fs::read_to_string(f).unwrap();
+        assert!(
+            text.starts_with("// When to use:"),
+            "{} must start with a `// When to use:` comment",
+            f.display()
+        );
+        for c in field.captures_iter(&text) {
+            assert!(
+                CHECKPOINT_FIELDS.contains(&&c[1]),
+                "{}: customDimensions.{} is not a checkpoint field",
+                f.display(),
+                &c[1]
+            );
+        }
+        for c in name.captures_iter(&text) {
+            let n = &c[1];
+            if n == "PENDING" || n.ends_with('_') {
+                continue; // an outcome label, or a prefix (checked below)
+            }
+            assert!(
+                cp::ALL.contains(&n),
+                "{}: {n} is not a checkpoint",
+                f.display()
+            );
+        }
+        for c in prefix.captures_iter(&text) {
+            assert!(
+                cp::ALL.iter().any(|n| n.starts_with(&c[1])),
+                "{}: no checkpoint starts with {}",
+                f.display(),
+                &c[1]
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_exports_to_application_insights_only_and_flushes_on_sigterm() {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt};
+    let ingestion = FakeIngestion::start();
+    let (db_name, db_url) = crate::common::fresh_db().await;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_coremachine"))
+        .args([
+            "local",
+            "--port",
+            "0",
+            "--app-root",
+            env!("CARGO_MANIFEST_DIR"),
+        ])
+        .env("DATABASE_URL", &db_url)
+        .env(
+            coremachine::telemetry::CONNECTION_STRING_VAR,
+            ingestion.connection_string(),
+        )
+        .env("LOCAL_QUEUE_POLL_MS", "25")
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the binary starts");
+    let mut stderr = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let base = tokio::time::timeout(T, async {
+        while let Some(line) = stderr.next_line().await.unwrap() {
+            if let Some(url) = line.split("listening on ").nth(1) {
+                return url.trim().to_string();
+            }
+        }
+        panic!("the binary exited before listening");
+    })
+    .await
+    .expect("the binary listens within a minute");
+    let mut stdout = child.stdout.take().unwrap();
+
+    let http = reqwest::Client::new();
+    let r = http
+        .post(format!("{base}/api/jobs/submit/hello_world"))
+        .json(&json!({"n": 1, "message": "from the binary"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let job = r.json::<Value>().await.unwrap()["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let status = tokio::time::timeout(T, async {
+        loop {
+            let s: Value = http
+                .get(format!("{base}/api/jobs/status/{job}"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if s["status"] == "completed" || s["status"] == "failed" {
+                return s["status"].clone();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the job ends");
+    assert_eq!(status, "completed");
+
+    // SIGTERM (what the Functions host sends): the process stops and uploads what it buffered.
+    let pid = child.id().unwrap().to_string();
+    let killed = tokio::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(killed.success());
+    let exit = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("the binary stops within 30 s of SIGTERM")
+        .unwrap();
+    assert!(exit.success(), "exit status {exit}");
+    let mut out = String::new();
+    stdout.read_to_string(&mut out).await.unwrap();
+    assert!(
+        !out.contains("JOB_SUBMITTED") && !out.contains("\"checkpoint\""),
+        "with a connection string nothing is printed on stdout (the host would forward it \
+         to Application Insights a second time): {}",
+        out.chars().take(2000).collect::<String>()
+    );
+
+    // Everything arrived, spans included (their batch interval is 5 s: they came with the
+    // shutdown flush), all in the job's one operation.
+    let items = ingestion.items();
+    let of_job: Vec<&Value> = items
+        .iter()
+        .filter(|e| props(e)["job_id"] == job.as_str())
+        .collect();
+    let names: Vec<&str> = of_job
+        .iter()
+        .filter_map(|e| props(e)["checkpoint"].as_str())
+        .collect();
+    for n in ["JOB_SUBMITTED", "TASK_COMPLETED", "JOB_COMPLETED"] {
+        assert!(names.contains(&n), "{n} missing from {names:?}");
+    }
+    let op = operation_id(of_job[0]).unwrap();
+    assert!(of_job.iter().all(|e| operation_id(e) == Some(op)));
+    let invocations = items
+        .iter()
+        .filter(|e| base_type(e) == "RequestData" && operation_id(e) == Some(op))
+        .count();
+    assert!(
+        invocations >= 5,
+        "submit + 2 job + 2 task invocations, got {invocations}"
+    );
+    crate::common::drop_db(&db_name).await;
+}
+
+/// Regression: the capture of a test lost warn-level checkpoints that another test's thread had
+/// hit first (see [`keep_interest_cache_multi_dispatcher`]; without it this test fails).
+#[test]
+fn a_thread_scoped_pipeline_sees_a_callsite_another_thread_hit_first() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tracing_subscriber::prelude::*;
+    static SEEN: AtomicUsize = AtomicUsize::new(0);
+    struct Count;
+    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Count {
+        fn on_event(&self, _: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+            SEEN.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    fn callsite() {
+        tracing::warn!(x = 1, "first hit on a thread without a subscriber");
+    }
+    keep_interest_cache_multi_dispatcher();
+    let d = tracing::Dispatch::new(tracing_subscriber::registry().with(Count));
+    let _g = tracing::dispatcher::set_default(&d);
+    std::thread::spawn(callsite).join().unwrap();
+    callsite();
+    assert_eq!(SEEN.load(Ordering::SeqCst), 1);
+}
