@@ -130,7 +130,14 @@ fn settle(
 }
 
 async fn janitor(State(engine): State<Engine>) -> Response {
-    match crate::janitor::run_once(&engine).await {
+    // One trace per janitor run: its checkpoints share the run's operation_Id.
+    let span = tracing::info_span!(
+        "invocation",
+        otel.name = "janitor-timer-trigger",
+        otel.kind = "consumer",
+        function = "janitor-timer-trigger"
+    );
+    match crate::janitor::run_once(&engine).instrument(span).await {
         Ok(report) => json_response(
             StatusCode::OK,
             response_body(&[format!(
