@@ -1,5 +1,6 @@
 //! Logs never contain a connection string, key or token: `coremachine local` runs a job with fake
-//! secrets configured and debug logging, and everything it printed is searched.
+//! secrets configured and debug logging, and everything it printed or exported to (a stand-in
+//! of) Application Insights is searched.
 
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -7,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
+
+use crate::common::ingestion::FakeIngestion;
 
 const DB_PASSWORD: &str = "S3cretDbPassw0rd";
 const FUNCTION_KEY: &str = "fk-Secret-111";
@@ -31,6 +34,8 @@ fn capture(
 #[tokio::test]
 async fn no_secret_reaches_the_logs_of_a_local_run() {
     let (db_name, url) = crate::common::fresh_db().await;
+    // With a connection string the records go to Application Insights, not stdout: both are logs.
+    let ingestion = FakeIngestion::start();
     let with_password = url.replacen("postgres@", &format!("postgres:{DB_PASSWORD}@"), 1);
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_coremachine"))
         .args(["local", "--port", "0", "--app-root", env!("CARGO_MANIFEST_DIR")])
@@ -44,7 +49,7 @@ async fn no_secret_reaches_the_logs_of_a_local_run() {
         )
         .env(
             "APPLICATIONINSIGHTS_CONNECTION_STRING",
-            format!("InstrumentationKey={IKEY};IngestionEndpoint=http://127.0.0.1:9/"),
+            format!("InstrumentationKey={IKEY};IngestionEndpoint={}", ingestion.url),
         )
         .env("RUST_LOG", "debug")
         .env("LOCAL_QUEUE_POLL_MS", "25")
@@ -117,17 +122,40 @@ async fn no_secret_reaches_the_logs_of_a_local_run() {
         assert!(Instant::now() < deadline, "job did not complete: {v}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // SIGTERM, as the Functions host stops a worker: the exporter flushes what it buffered.
+    let pid = child.id().expect("child pid").to_string();
+    let term = tokio::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(term.success());
+    let _ = tokio::time::timeout(Duration::from_secs(30), child.wait()).await;
     let _ = child.start_kill();
-    let _ = child.wait().await;
     let _ = tokio::join!(h1, h2);
     let log = out.lock().unwrap().clone();
+    // What was exported, less each envelope's `iKey`: the ingestion endpoint must be told that one.
+    let exported: Vec<String> = ingestion
+        .items()
+        .into_iter()
+        .map(|mut item| {
+            if let Some(o) = item.as_object_mut() {
+                o.remove("iKey");
+            }
+            item.to_string()
+        })
+        .collect();
     assert!(
-        log.contains("JOB_COMPLETED"),
-        "the run's logs were captured:\n{log}"
+        exported.iter().any(|e| e.contains("JOB_COMPLETED")),
+        "the run's telemetry was captured ({} records); its output was:\n{log}",
+        exported.len()
     );
     for s in [DB_PASSWORD, FUNCTION_KEY, ADMIN_KEY, SAS_KEY, IKEY] {
         if let Some(line) = log.lines().find(|l| l.contains(s)) {
             panic!("a secret reached the logs: {line}");
+        }
+        if let Some(e) = exported.iter().find(|e| e.contains(s)) {
+            panic!("a secret reached Application Insights: {e}");
         }
     }
     let (c, conn) = tokio_postgres::connect(&crate::common::admin_url(), tokio_postgres::NoTls)

@@ -265,17 +265,17 @@ async fn bad_requests_get_a_4xx_naming_the_field() {
         (
             "/api/jobs/not-a-job/events".to_string(),
             400,
-            Some("job_id"),
+            Some("path.job_id"),
         ),
         (
             "/api/jobs/not-a-job/timeline".to_string(),
             400,
-            Some("job_id"),
+            Some("path.job_id"),
         ),
         (
             "/api/jobs/not-a-job/events/summary".to_string(),
             400,
-            Some("job_id"),
+            Some("path.job_id"),
         ),
         (format!("/api/jobs/{missing}/events"), 404, None),
         (format!("/api/jobs/{missing}/events/summary"), 404, None),
@@ -283,29 +283,33 @@ async fn bad_requests_get_a_4xx_naming_the_field() {
         (
             format!("/api/jobs/{missing}/events?limit=0"),
             400,
-            Some("limit"),
+            Some("query.limit"),
         ),
         (
             format!("/api/jobs/{missing}/events?limit=abc"),
             400,
-            Some("limit"),
+            Some("query.limit"),
         ),
         (
             format!("/api/jobs/{missing}/events?limit=1001"),
             400,
-            Some("limit"),
+            Some("query.limit"),
         ),
         (
             format!("/api/jobs/{missing}/events?after=-1"),
             400,
-            Some("after"),
+            Some("query.after"),
         ),
         (
             "/api/ui/data/jobs?status=bogus".to_string(),
             400,
-            Some("status"),
+            Some("query.status"),
         ),
-        ("/api/ui/data/jobs?limit=0".to_string(), 400, Some("limit")),
+        (
+            "/api/ui/data/jobs?limit=0".to_string(),
+            400,
+            Some("query.limit"),
+        ),
         (format!("/api/ui/data/jobs/{missing}/tasks"), 404, None),
     ] {
         let (s, b) = t.get(&path).await;

@@ -10,16 +10,16 @@
 //!
 //! The shapes are documented in docs/observability.md.
 
-use std::collections::BTreeMap;
-
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use tokio_postgres::Row;
 
+use super::error::ErrorEnvelope;
+use super::input::QueryParams;
 use super::{ApiError, parse_job_id};
 use crate::engine::{Engine, JobId};
 use crate::store::{self, QueryContext, sql};
@@ -56,30 +56,6 @@ pub fn routes() -> Router<Engine> {
         .route("/api/jobs/{job_id}/timeline", get(timeline))
 }
 
-/// Parses an optional integer query parameter within `min..=max` (400 naming the field).
-pub(crate) fn int_param(
-    q: &BTreeMap<String, String>,
-    field: &'static str,
-    default: i64,
-    min: i64,
-    max: i64,
-) -> Result<i64, ApiError> {
-    let Some(raw) = q.get(field) else {
-        return Ok(default);
-    };
-    match raw.trim().parse::<i64>() {
-        Ok(v) if (min..=max).contains(&v) => Ok(v),
-        _ => Err(ApiError::bad_request(
-            "validation_error",
-            format!("query parameter {field} must be an integer from {min} to {max}"),
-        )
-        .with_details(vec![json!({
-            "field": field, "rule": format!("integer {min}..={max}"),
-            "value": raw.chars().take(80).collect::<String>(),
-        })])),
-    }
-}
-
 /// 404 unless the job exists; returns its row (`job_get.sql`).
 pub(crate) async fn job_row(client: &store::Client, job_id: &JobId) -> Result<Row, ApiError> {
     client
@@ -108,27 +84,47 @@ fn event_json(row: &Row, offset: usize) -> Value {
     })
 }
 
-async fn events(
+/// A page of the job's events, oldest first.
+#[utoipa::path(
+    get, path = "/api/jobs/{job_id}/events", tag = "events", operation_id = "job_events",
+    params(
+        ("job_id" = String, Path, description = "Job id (64 hex)", pattern = "^[0-9a-fA-F]{64}$"),
+        ("limit" = Option<i64>, Query, description = "Page size (default 100)", minimum = 1, maximum = 1000),
+        ("cursor" = Option<i64>, Query, description = "next_cursor of the previous page", minimum = 0),
+        ("after" = Option<i64>, Query, description = "Only events after this event id (same as cursor)", minimum = 0),
+        ("task_id" = Option<String>, Query, description = "Only this task's events", min_length = 1, max_length = 100),
+    ),
+    responses(
+        (status = 200, description = "{job_id, count, limit, after, next_cursor, events[]}; see docs/observability.md", body = Object),
+        (status = 400, description = "job_id is not 64 hex, or a bad query parameter", body = ErrorEnvelope),
+        (status = 401, description = "Missing or wrong function key", body = ErrorEnvelope),
+        (status = 404, description = "No such job", body = ErrorEnvelope),
+        (status = 503, description = "Database unavailable", body = ErrorEnvelope),
+    ),
+    security(("function_key" = []), ("function_code" = []))
+)]
+pub async fn events(
     State(engine): State<Engine>,
     Path(job_id): Path<String>,
-    Query(q): Query<BTreeMap<String, String>>,
+    q: QueryParams,
 ) -> Result<Response, ApiError> {
     let job_id = parse_job_id(&job_id)?;
-    let limit = int_param(&q, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)?;
+    q.only(&["limit", "cursor", "after", "task_id"])?;
+    let limit = q.int("limit", 1, MAX_LIMIT)?.unwrap_or(DEFAULT_LIMIT);
     // `cursor` (what `next_cursor` returned) and `after` (an event id) are the same thing.
-    let after = match q.get("cursor") {
-        Some(_) => int_param(&q, "cursor", 0, 0, i64::MAX)?,
-        None => int_param(&q, "after", 0, 0, i64::MAX)?,
+    let after = match q.int("cursor", 0, i64::MAX)? {
+        Some(c) => c,
+        None => q.int("after", 0, i64::MAX)?.unwrap_or(0),
     };
-    let task_id = q.get("task_id").map(|s| s.trim().to_string());
-    if let Some(t) = &task_id
-        && (t.is_empty() || t.len() > 100)
-    {
-        return Err(ApiError::bad_request(
-            "validation_error",
-            "query parameter task_id must be a task id (1 to 100 characters)",
-        )
-        .with_details(vec![json!({"field": "task_id", "rule": "length 1..=100"})]));
+    let task_id = q.text("task_id", 100)?.map(|s| s.trim().to_string());
+    if task_id.as_deref() == Some("") {
+        return Err(ApiError::field(
+            "invalid_query",
+            "query.task_id",
+            "min_length",
+            json!(""),
+            "task_id must not be empty",
+        ));
     }
     let client = store::client(engine.pool(), "reading job events").await?;
     job_row(&client, &job_id).await?;
@@ -164,7 +160,20 @@ async fn events(
     .into_response())
 }
 
-async fn summary(
+/// Event counts per type and status, the last successful step and the first failure.
+#[utoipa::path(
+    get, path = "/api/jobs/{job_id}/events/summary", tag = "events", operation_id = "job_events_summary",
+    params(("job_id" = String, Path, description = "Job id (64 hex)", pattern = "^[0-9a-fA-F]{64}$")),
+    responses(
+        (status = 200, description = "Counts, last successful step, first failure; see docs/observability.md", body = Object),
+        (status = 400, description = "job_id is not 64 hex, or a bad query parameter", body = ErrorEnvelope),
+        (status = 401, description = "Missing or wrong function key", body = ErrorEnvelope),
+        (status = 404, description = "No such job", body = ErrorEnvelope),
+        (status = 503, description = "Database unavailable", body = ErrorEnvelope),
+    ),
+    security(("function_key" = []), ("function_code" = []))
+)]
+pub async fn summary(
     State(engine): State<Engine>,
     Path(job_id): Path<String>,
 ) -> Result<Response, ApiError> {
@@ -218,7 +227,20 @@ async fn summary(
     .into_response())
 }
 
-async fn timeline(
+/// Every stage with its start, end and task counts by status.
+#[utoipa::path(
+    get, path = "/api/jobs/{job_id}/timeline", tag = "events", operation_id = "job_timeline",
+    params(("job_id" = String, Path, description = "Job id (64 hex)", pattern = "^[0-9a-fA-F]{64}$")),
+    responses(
+        (status = 200, description = "Stages with start/end and task counts; see docs/observability.md", body = Object),
+        (status = 400, description = "job_id is not 64 hex, or a bad query parameter", body = ErrorEnvelope),
+        (status = 401, description = "Missing or wrong function key", body = ErrorEnvelope),
+        (status = 404, description = "No such job", body = ErrorEnvelope),
+        (status = 503, description = "Database unavailable", body = ErrorEnvelope),
+    ),
+    security(("function_key" = []), ("function_code" = []))
+)]
+pub async fn timeline(
     State(engine): State<Engine>,
     Path(job_id): Path<String>,
 ) -> Result<Response, ApiError> {

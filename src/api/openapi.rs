@@ -7,7 +7,7 @@ use axum::Json;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, control, error, health, job_types, jobs, submit};
+use super::{admin, control, error, events, health, job_types, jobs, submit, ui};
 
 /// The document.
 #[derive(OpenApi)]
@@ -26,6 +26,12 @@ use super::{admin, control, error, health, job_types, jobs, submit};
         job_types::job_types,
         control::cancel,
         control::resubmit,
+        events::events,
+        events::summary,
+        events::timeline,
+        ui::index,
+        ui::jobs,
+        ui::tasks,
         jobs::dbadmin_jobs,
         jobs::dbadmin_job,
         jobs::dbadmin_tasks,
@@ -40,6 +46,8 @@ use super::{admin, control, error, health, job_types, jobs, submit};
     tags(
         (name = "jobs", description = "Submit and read jobs"),
         (name = "control", description = "Cancel and resubmit"),
+        (name = "events", description = "A job's events, their summary and its timeline"),
+        (name = "ui", description = "The operator web page and its data reads"),
         (name = "compatibility", description = "Routes of the earlier implementation"),
         (name = "operations", description = "Health and the API description"),
         (name = "admin", description = "Schema administration (admin key, COREMACHINE_ADMIN_ENABLED=true)"),

@@ -11,17 +11,17 @@
 //! In Azure the page is one HTTP function (`http-ui`, route `ui/{*path}`); it passes its own
 //! `?code=` function key on to the API calls it makes.
 
-use std::collections::BTreeMap;
-
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
-use super::events::{int_param, job_row};
+use super::error::ErrorEnvelope;
+use super::events::job_row;
+use super::input::QueryParams;
 use super::{ApiError, parse_job_id};
 use crate::engine::Engine;
 use crate::store::{self, QueryContext};
@@ -73,7 +73,13 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
         .into_response()
 }
 
-async fn index() -> Response {
+/// The web page (job list, and a job's page under `/api/ui/jobs/{job_id}`).
+#[utoipa::path(
+    get, path = "/api/ui", tag = "ui", operation_id = "ui_page",
+    responses((status = 200, description = "The page", content_type = "text/html", body = String)),
+    security(("function_key" = []), ("function_code" = []))
+)]
+pub async fn index() -> Response {
     asset("text/html; charset=utf-8", INDEX_HTML)
 }
 
@@ -85,33 +91,34 @@ async fn app_css() -> Response {
     asset("text/css; charset=utf-8", APP_CSS)
 }
 
-async fn jobs(
-    State(engine): State<Engine>,
-    Query(q): Query<BTreeMap<String, String>>,
-) -> Result<Response, ApiError> {
-    let limit = int_param(&q, "limit", 50, 1, 500)?;
-    let non_empty = |k: &str| {
-        q.get(k)
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty())
+/// The page's job list: newest first with task counts.
+#[utoipa::path(
+    get, path = "/api/ui/data/jobs", tag = "ui", operation_id = "ui_jobs",
+    params(
+        ("limit" = Option<i64>, Query, description = "Rows at most (default 50)", minimum = 1, maximum = 500),
+        ("status" = Option<String>, Query, description = "Status filter (empty: any)", max_length = 100),
+        ("job_type" = Option<String>, Query, description = "Job type filter (empty: any)", max_length = 100),
+    ),
+    responses(
+        (status = 200, description = "{jobs[], count, limit, filters, statuses, job_types}", body = Object),
+        (status = 400, description = "A bad query parameter", body = ErrorEnvelope),
+        (status = 401, description = "Missing or wrong function key", body = ErrorEnvelope),
+        (status = 503, description = "Database unavailable", body = ErrorEnvelope),
+    ),
+    security(("function_key" = []), ("function_code" = []))
+)]
+pub async fn jobs(State(engine): State<Engine>, q: QueryParams) -> Result<Response, ApiError> {
+    q.only(&["limit", "status", "job_type"])?;
+    let limit = q.int("limit", 1, 500)?.unwrap_or(50);
+    // An empty filter (the page's "any" choice) means no filter.
+    let status = match q.text("status", 100)?.filter(|s| !s.trim().is_empty()) {
+        Some(_) => q.one_of("status", JOB_STATUSES)?.map(str::to_string),
+        None => None,
     };
-    let status = non_empty("status");
-    if let Some(s) = &status
-        && !JOB_STATUSES.contains(&s.as_str())
-    {
-        return Err(ApiError::bad_request(
-            "validation_error",
-            format!(
-                "status must be one of {}; got {:?}",
-                JOB_STATUSES.join(", "),
-                s.chars().take(40).collect::<String>()
-            ),
-        )
-        .with_details(vec![
-            json!({"field": "status", "rule": "enum", "allowed": JOB_STATUSES}),
-        ]));
-    }
-    let job_type = non_empty("job_type").map(|s| s.chars().take(100).collect::<String>());
+    let job_type = q
+        .text("job_type", 100)?
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty());
     let client = store::client(engine.pool(), "listing jobs for the web page").await?;
     let rows = client
         .query(statements::UI_JOBS, &[&status, &job_type, &limit])
@@ -148,13 +155,30 @@ async fn jobs(
     .into_response())
 }
 
-async fn tasks(
+/// The page's task table of one job.
+#[utoipa::path(
+    get, path = "/api/ui/data/jobs/{job_id}/tasks", tag = "ui", operation_id = "ui_job_tasks",
+    params(
+        ("job_id" = String, Path, description = "Job id (64 hex)", pattern = "^[0-9a-fA-F]{64}$"),
+        ("limit" = Option<i64>, Query, description = "Rows at most (default 500)", minimum = 1, maximum = 5000),
+    ),
+    responses(
+        (status = 200, description = "{job_id, count, limit, tasks[]}", body = Object),
+        (status = 400, description = "job_id is not 64 hex, or a bad query parameter", body = ErrorEnvelope),
+        (status = 401, description = "Missing or wrong function key", body = ErrorEnvelope),
+        (status = 404, description = "No such job", body = ErrorEnvelope),
+        (status = 503, description = "Database unavailable", body = ErrorEnvelope),
+    ),
+    security(("function_key" = []), ("function_code" = []))
+)]
+pub async fn tasks(
     State(engine): State<Engine>,
     Path(job_id): Path<String>,
-    Query(q): Query<BTreeMap<String, String>>,
+    q: QueryParams,
 ) -> Result<Response, ApiError> {
     let job_id = parse_job_id(&job_id)?;
-    let limit = int_param(&q, "limit", 500, 1, 5000)?;
+    q.only(&["limit"])?;
+    let limit = q.int("limit", 1, 5000)?.unwrap_or(500);
     let client = store::client(engine.pool(), "listing tasks for the web page").await?;
     job_row(&client, &job_id).await?;
     let rows = client

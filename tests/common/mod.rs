@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod ingestion;
 pub mod jobs;
 
 use std::sync::Arc;
