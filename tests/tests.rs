@@ -3,6 +3,7 @@
 mod common;
 
 mod azure_fakes;
+mod azure_pg_tls;
 mod azure_service_bus;
 
 mod decoding;

@@ -486,6 +486,29 @@ impl ServerCertVerifier for NoCertificateCheck {
     }
 }
 
+/// A driver error that is not a server error (I/O, TLS), with its causes, and a hint for the
+/// usual certificate mistakes. (The driver's own `Display` stops at "error performing TLS
+/// handshake".)
+pub fn describe_connect_error(e: &tokio_postgres::Error) -> String {
+    let mut s = crate::azure::error_chain(e);
+    if s.contains("UnknownIssuer") {
+        s.push_str(" (sslmode=verify-full: the server certificate does not chain to a trusted root; set sslrootcert / DATABASE_SSL_ROOT_CERT to the CA that signed it; Azure Database for PostgreSQL uses DigiCert Global Root G2 and Microsoft RSA Root CA 2017)");
+    } else if s.contains("NotValidForName") || s.contains("not valid for name") {
+        s.push_str(" (sslmode=verify-full: the certificate does not name the host in the URL; connect with the server's own host name)");
+    }
+    s
+}
+
+/// A pool error with the driver's or server's detail.
+pub fn describe_pool_error(e: &deadpool_postgres::PoolError) -> String {
+    match e {
+        deadpool_postgres::PoolError::Backend(pg) => {
+            format!("cannot open a connection: {}", super::describe(pg))
+        }
+        other => other.to_string(),
+    }
+}
+
 /// Opens connections: TLS per the settings, and the Entra token as password when configured.
 struct Connector {
     tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
