@@ -2,6 +2,7 @@
 
 mod common;
 
+mod azure_credential;
 mod azure_fakes;
 mod azure_pg_tls;
 mod azure_service_bus;
