@@ -6,6 +6,7 @@ mod azure_credential;
 mod azure_fakes;
 mod azure_pg_tls;
 mod azure_service_bus;
+mod azure_startup;
 
 mod decoding;
 mod failures;
