@@ -139,6 +139,9 @@ pub struct Settings {
     pub db_pool_max_lifetime: Duration,
     /// Service Bus settings (Azure mode only).
     pub service_bus: Option<crate::transport::service_bus::ServiceBusSettings>,
+    /// `serve` applies pending migrations before listening (`MIGRATE_ON_START`, default false);
+    /// the Function App's identity then owns the schema it creates.
+    pub migrate_on_start: bool,
 }
 
 impl Settings {
@@ -157,6 +160,7 @@ impl Settings {
             db_identity: None,
             db_pool_max_lifetime: Duration::from_secs(1800),
             service_bus: None,
+            migrate_on_start: false,
         }
     }
 
@@ -177,6 +181,7 @@ impl Settings {
         s.transport = transport;
         s.db_identity = db.entra;
         s.db_pool_max_lifetime = db.max_lifetime;
+        s.migrate_on_start = crate::store::connect::flag(&get, "MIGRATE_ON_START")?;
         if s.transport == TransportMode::ServiceBus {
             s.service_bus =
                 Some(crate::transport::service_bus::ServiceBusSettings::from_lookup(&get)?);

@@ -36,6 +36,39 @@ fn serve(env: &[(&str, String)]) -> tokio::process::Command {
     cmd
 }
 
+/// The Service Bus stand-in, checking SAS tokens signed with [`SAS_KEY`].
+async fn leaktest_broker() -> FakeServiceBus {
+    FakeServiceBus::start(FakeAuth::Sas {
+        namespace: "leaktest.servicebus.windows.net".into(),
+        key_name: "send".into(),
+        key: SAS_KEY.into(),
+    })
+    .await
+}
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// The host's readiness probe: `GET /` until any response (30 s, as the host allows).
+async fn wait_ready(port: u16) {
+    let http = reqwest::Client::new();
+    let start = Instant::now();
+    while http
+        .get(format!("http://127.0.0.1:{port}/"))
+        .send()
+        .await
+        .is_err()
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "serve answers GET /"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
 fn assert_no_secret(output: &str) {
     for secret in [DB_PASSWORD, SAS_KEY, "SharedAccessSignature sr=", "sig="] {
         assert!(
@@ -116,19 +149,11 @@ async fn serve_fails_fast_on_missing_or_contradictory_settings_without_showing_s
 
 #[tokio::test]
 async fn serve_sends_through_service_bus_and_never_logs_a_secret() {
-    let fake = FakeServiceBus::start(FakeAuth::Sas {
-        namespace: "leaktest.servicebus.windows.net".into(),
-        key_name: "send".into(),
-        key: SAS_KEY.into(),
-    })
-    .await;
+    let fake = leaktest_broker().await;
     fake.script([Scripted::status(503, "busy")]); // one retry, logged
     let (db_name, db_url) = fresh_db().await;
     let url = db_url.replace("postgres@", &format!("postgres:{DB_PASSWORD}@"));
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let port = free_port();
     let mut child = serve(&[
         ("DATABASE_URL", url),
         ("ServiceBusConnection", connection_string()),
@@ -139,15 +164,7 @@ async fn serve_sends_through_service_bus_and_never_logs_a_secret() {
     .expect("serve starts");
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
-    // The host's readiness probe: GET / until any response.
-    let start = Instant::now();
-    while http.get(format!("{base}/")).send().await.is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "serve answers GET /"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    wait_ready(port).await;
     let r = http
         .post(format!("{base}/api/jobs/submit/hello_world"))
         .json(&serde_json::json!({"n": 2}))
@@ -185,4 +202,48 @@ async fn serve_sends_through_service_bus_and_never_logs_a_secret() {
     assert!(output.contains("SERVICE_BUS_SEND"), "{output}");
     assert_no_secret(&output);
     crate::common::drop_db(&db_name).await;
+}
+
+#[tokio::test]
+async fn serve_with_migrate_on_start_creates_the_schema_in_an_empty_database() {
+    let fake = leaktest_broker().await;
+    let name = format!("cm_empty_{}", uuid::Uuid::new_v4().simple());
+    let admin_url = crate::common::admin_url();
+    let (admin, conn) = tokio_postgres::connect(&admin_url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .unwrap();
+    let url = format!("{}/{name}", admin_url.rsplit_once('/').unwrap().0);
+    let port = free_port();
+    let mut child = serve(&[
+        ("DATABASE_URL", url.clone()),
+        ("MIGRATE_ON_START", "true".into()),
+        ("ServiceBusConnection", connection_string()),
+        ("SERVICE_BUS_REST_ENDPOINT", fake.url.clone()),
+        ("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string()),
+    ])
+    .spawn()
+    .expect("serve starts");
+    wait_ready(port).await;
+    let (db, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let jobs: i64 = db
+        .query_one(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'app' AND table_name = 'jobs'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(jobs, 1, "the migrations ran before the handler listened");
+    child.start_kill().unwrap();
+    let _ = child.wait().await;
+    drop(db);
+    crate::common::drop_db(&name).await;
 }

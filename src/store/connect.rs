@@ -120,6 +120,14 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// A boolean setting (`true/false`, `1/0`, `yes/no`, `on/off`; absent or empty = false).
+pub fn flag(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+) -> Result<bool, ConfigError> {
+    truthy(name, get(name))
+}
+
 fn truthy(name: &'static str, v: Option<String>) -> Result<bool, ConfigError> {
     match v.as_deref().map(|s| s.trim().to_ascii_lowercase()) {
         None => Ok(false),
