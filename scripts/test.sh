@@ -9,6 +9,8 @@ ensure_postgres_running
 export TEST_DATABASE_URL="$PG_ADMIN_URL"
 # shellcheck source=lib/browser.sh
 source scripts/lib/browser.sh && ensure_browser_test_tools
+# shellcheck source=lib/pg_tls.sh
+source scripts/lib/pg_tls.sh && ensure_pg_tls_running && pg_tls_stop_on_exit
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check

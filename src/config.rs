@@ -141,6 +141,9 @@ pub struct Settings {
     pub service_bus: Option<crate::transport::service_bus::ServiceBusSettings>,
     /// HTTP API keys and the admin switch.
     pub http: HttpSettings,
+    /// `serve` applies pending migrations before listening (`MIGRATE_ON_START`, default false);
+    /// the Function App's identity then owns the schema it creates.
+    pub migrate_on_start: bool,
 }
 
 impl Settings {
@@ -160,6 +163,7 @@ impl Settings {
             db_pool_max_lifetime: Duration::from_secs(1800),
             service_bus: None,
             http: HttpSettings::default(),
+            migrate_on_start: false,
         }
     }
 
@@ -180,6 +184,7 @@ impl Settings {
         s.transport = transport;
         s.db_identity = db.entra;
         s.db_pool_max_lifetime = db.max_lifetime;
+        s.migrate_on_start = crate::store::connect::flag(&get, "MIGRATE_ON_START")?;
         if s.transport == TransportMode::ServiceBus {
             s.service_bus =
                 Some(crate::transport::service_bus::ServiceBusSettings::from_lookup(&get)?);

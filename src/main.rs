@@ -118,12 +118,13 @@ async fn run(cli: Cli) -> ExitCode {
             let root = std::env::var("FUNCTIONS_APP_ROOT_PATH")
                 .map(PathBuf::from)
                 .unwrap_or_else(|_| std::env::current_dir().unwrap_or_default());
+            let migrate = settings.migrate_on_start;
             let opts = LocalOptions {
                 settings,
                 port,
                 app_root: root,
                 emulator: false,
-                migrate: false,
+                migrate,
                 max_concurrent_calls: None,
             };
             let app = match local::start(opts, Registry::builtin(), Arc::new(Faults::none())).await

@@ -550,8 +550,11 @@ pub struct TokenRequest {
 struct IdState {
     secret_header: String,
     lifetime_s: i64,
+    lifetimes: VecDeque<i64>,
+    fixed: HashMap<String, String>,
+    stale_first: HashSet<String>,
     requests: Vec<TokenRequest>,
-    issued: usize,
+    issued: HashMap<String, usize>,
     fail_next: VecDeque<u16>,
     violations: Vec<String>,
 }
@@ -571,8 +574,11 @@ impl FakeIdentity {
         let state = Arc::new(Mutex::new(IdState {
             secret_header: header.clone(),
             lifetime_s: lifetime.as_secs() as i64,
+            lifetimes: VecDeque::new(),
+            fixed: HashMap::new(),
+            stale_first: HashSet::new(),
             requests: Vec::new(),
-            issued: 0,
+            issued: HashMap::new(),
             fail_next: VecDeque::new(),
             violations: Vec::new(),
         }));
@@ -589,6 +595,26 @@ impl FakeIdentity {
     }
     pub fn set_lifetime(&self, lifetime: Duration) {
         self.state.lock().unwrap().lifetime_s = lifetime.as_secs() as i64;
+    }
+    /// Lifetimes of the next tokens issued, in order (then the default).
+    pub fn next_lifetimes(&self, secs: &[i64]) {
+        self.state.lock().unwrap().lifetimes.extend(secs);
+    }
+    /// Always issue `token` for `resource`.
+    pub fn fixed_token(&self, resource: &str, token: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .fixed
+            .insert(resource.into(), token.into());
+    }
+    /// The first token issued for `resource` is one no service accepts.
+    pub fn stale_first(&self, resource: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .stale_first
+            .insert(resource.into());
     }
     pub fn fail_next(&self, statuses: &[u16]) {
         self.state.lock().unwrap().fail_next.extend(statuses);
@@ -640,10 +666,22 @@ async fn id_handle(
         )
             .into_response();
     }
-    st.issued += 1;
-    let expires_on = chrono::Utc::now().timestamp() + st.lifetime_s;
+    let n = {
+        let c = st.issued.entry(resource.clone()).or_default();
+        *c += 1;
+        *c
+    };
+    let lifetime = st.lifetimes.pop_front().unwrap_or(st.lifetime_s);
+    let expires_on = chrono::Utc::now().timestamp() + lifetime;
+    let stale = n == 1 && st.stale_first.contains(&resource);
+    let token = st
+        .fixed
+        .get(&resource)
+        .filter(|_| !stale)
+        .cloned()
+        .unwrap_or_else(|| format!("mi-token-{}-{n}", resource.trim_start_matches("https://")));
     axum::Json(json!({
-        "access_token": format!("mi-token-{}-{}", resource.trim_start_matches("https://"), st.issued),
+        "access_token": token,
         "expires_on": expires_on.to_string(),
         "resource": resource,
         "token_type": "Bearer",

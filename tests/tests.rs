@@ -2,8 +2,12 @@
 
 mod common;
 
+mod azure_credential;
 mod azure_fakes;
+mod azure_layout;
+mod azure_pg_tls;
 mod azure_service_bus;
+mod azure_startup;
 
 mod api_auth;
 mod api_cli;

@@ -120,6 +120,14 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// A boolean setting (`true/false`, `1/0`, `yes/no`, `on/off`; absent or empty = false).
+pub fn flag(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+) -> Result<bool, ConfigError> {
+    truthy(name, get(name))
+}
+
 fn truthy(name: &'static str, v: Option<String>) -> Result<bool, ConfigError> {
     match v.as_deref().map(|s| s.trim().to_ascii_lowercase()) {
         None => Ok(false),
@@ -486,6 +494,29 @@ impl ServerCertVerifier for NoCertificateCheck {
     }
 }
 
+/// A driver error that is not a server error (I/O, TLS), with its causes, and a hint for the
+/// usual certificate mistakes. (The driver's own `Display` stops at "error performing TLS
+/// handshake".)
+pub fn describe_connect_error(e: &tokio_postgres::Error) -> String {
+    let mut s = crate::azure::error_chain(e);
+    if s.contains("UnknownIssuer") {
+        s.push_str(" (sslmode=verify-full: the server certificate does not chain to a trusted root; set sslrootcert / DATABASE_SSL_ROOT_CERT to the CA that signed it; Azure Database for PostgreSQL uses DigiCert Global Root G2 and Microsoft RSA Root CA 2017)");
+    } else if s.contains("NotValidForName") || s.contains("not valid for name") {
+        s.push_str(" (sslmode=verify-full: the certificate does not name the host in the URL; connect with the server's own host name)");
+    }
+    s
+}
+
+/// A pool error with the driver's or server's detail.
+pub fn describe_pool_error(e: &deadpool_postgres::PoolError) -> String {
+    match e {
+        deadpool_postgres::PoolError::Backend(pg) => {
+            format!("cannot open a connection: {}", super::describe(pg))
+        }
+        other => other.to_string(),
+    }
+}
+
 /// Opens connections: TLS per the settings, and the Entra token as password when configured.
 struct Connector {
     tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
@@ -500,41 +531,82 @@ impl deadpool_postgres::Connect for Connector {
         '_,
         Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>), tokio_postgres::Error>,
     > {
-        let mut cfg = pg_config.clone();
+        let cfg = pg_config.clone();
         Box::pin(async move {
-            if let Some(tokens) = &self.tokens {
-                match tokens.token(scopes::POSTGRESQL).await {
-                    Ok(t) => {
-                        cfg.password(t.secret());
-                    }
-                    // The driver's error type cannot carry this; the connection attempt below
-                    // then fails on authentication, and this checkpoint says why.
-                    Err(e) => cp::emit_error(
-                        cp::DB_TOKEN_FAILED,
-                        &cp::Fields::default().extra("credential", tokens.describe()),
-                        "CredentialError",
-                        &e,
-                    ),
-                }
-            }
-            let spawn = |fut: BoxFuture<'static, Result<(), tokio_postgres::Error>>| {
-                tokio::spawn(async move {
-                    if let Err(e) = fut.await {
-                        tracing::warn!(target: "coremachine::store", "database connection closed with an error: {e}");
-                    }
-                })
+            let Some(tokens) = &self.tokens else {
+                return self.open(cfg).await;
             };
-            match &self.tls {
-                Some(tls) => {
-                    let (client, conn) = cfg.connect(tls.clone()).await?;
-                    Ok((client, spawn(Box::pin(conn))))
+            let first = self
+                .open(with_token(cfg.clone(), tokens, false).await)
+                .await;
+            match first {
+                // Refused login (28P01 invalid password, 28000 invalid authorization): the cached
+                // token may be stale or revoked, so fetch a new one and try once more, as a 401
+                // does for the HTTP clients.
+                Err(e) if e.code().is_some_and(|c| c.code().starts_with("28")) => {
+                    cp::emit_warn(
+                        cp::DB_TOKEN_REFRESHED,
+                        &cp::Fields::default()
+                            .extra("credential", tokens.describe())
+                            .extra("reason", super::describe(&e)),
+                    );
+                    self.open(with_token(cfg, tokens, true).await).await
                 }
-                None => {
-                    let (client, conn) = cfg.connect(tokio_postgres::NoTls).await?;
-                    Ok((client, spawn(Box::pin(conn))))
-                }
+                other => other,
             }
         })
+    }
+}
+
+/// `cfg` with the Entra token as password (`refresh`: a newly acquired one).
+async fn with_token(
+    mut cfg: tokio_postgres::Config,
+    tokens: &SharedTokenSource,
+    refresh: bool,
+) -> tokio_postgres::Config {
+    let token = if refresh {
+        tokens.refresh(scopes::POSTGRESQL).await
+    } else {
+        tokens.token(scopes::POSTGRESQL).await
+    };
+    match token {
+        Ok(t) => {
+            cfg.password(t.secret());
+        }
+        // The driver's error type cannot carry this; the connection attempt then fails on
+        // authentication, and this checkpoint says why.
+        Err(e) => cp::emit_error(
+            cp::DB_TOKEN_FAILED,
+            &cp::Fields::default().extra("credential", tokens.describe()),
+            "CredentialError",
+            &e,
+        ),
+    }
+    cfg
+}
+
+impl Connector {
+    async fn open(
+        &self,
+        cfg: tokio_postgres::Config,
+    ) -> Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>), tokio_postgres::Error> {
+        let spawn = |fut: BoxFuture<'static, Result<(), tokio_postgres::Error>>| {
+            tokio::spawn(async move {
+                if let Err(e) = fut.await {
+                    tracing::warn!(target: "coremachine::store", "database connection closed with an error: {e}");
+                }
+            })
+        };
+        match &self.tls {
+            Some(tls) => {
+                let (client, conn) = cfg.connect(tls.clone()).await?;
+                Ok((client, spawn(Box::pin(conn))))
+            }
+            None => {
+                let (client, conn) = cfg.connect(tokio_postgres::NoTls).await?;
+                Ok((client, spawn(Box::pin(conn))))
+            }
+        }
     }
 }
 

@@ -16,7 +16,10 @@ pub use deadpool_postgres::{Object as Client, Transaction};
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// No connection could be obtained (the database is unreachable or the pool is exhausted).
-    #[error("database unavailable while {context}: {source}")]
+    #[error(
+        "database unavailable while {context}: {}",
+        connect::describe_pool_error(source)
+    )]
     Unavailable {
         /// What was attempted.
         context: String,
@@ -79,7 +82,7 @@ pub fn describe(e: &tokio_postgres::Error) -> String {
             }
             s
         }
-        None => e.to_string(),
+        None => connect::describe_connect_error(e),
     }
 }
 

@@ -67,6 +67,7 @@ checkpoints!(
     AZURE_CALL_RETRY,
     AZURE_CALL_FAILED,
     DB_TOKEN_FAILED,
+    DB_TOKEN_REFRESHED,
 );
 
 pub use super::truncate::{MAX_FIELD_BYTES, truncate_chars};

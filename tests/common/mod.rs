@@ -376,7 +376,7 @@ pub fn fixture(name: &str) -> String {
     .expect("fixture exists")
 }
 
-/// Drops a database made by [`fresh_db`] (for tests that run the binary instead of a [`TestApp`]).
+/// Drops a database made by [`fresh_db`] (for tests that do not use [`TestApp`]).
 pub async fn drop_db(name: &str) {
     let _ = admin()
         .await
