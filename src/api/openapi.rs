@@ -35,7 +35,13 @@ use super::{admin, control, error, health, job_types, jobs, submit};
         admin::redeploy,
         openapi_json,
     ),
-    components(schemas(error::ErrorEnvelope, error::FieldDetail)),
+    components(schemas(
+        error::ErrorEnvelope,
+        error::FieldDetail,
+        crate::engine::state::JobStatus,
+        crate::engine::state::TaskStatus,
+        control::ResubmitFromName,
+    )),
     modifiers(&Keys),
     tags(
         (name = "jobs", description = "Submit and read jobs"),
