@@ -304,3 +304,47 @@ async fn every_sql_statement_prepares_against_the_migrated_schema() {
     }
     t.cleanup().await;
 }
+
+#[tokio::test]
+async fn late_messages_of_a_replaced_attempt_are_acknowledged_without_a_failure_record() {
+    let t = TestApp::start().await;
+    let id = t
+        .submit(
+            "shapes2",
+            json!({"tasks": 24, "sleep_ms": 200, "run": "late"}),
+        )
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (s, b) = t.post(&format!("/api/jobs/{id}/cancel"), &json!({})).await;
+    assert_eq!(s, 200, "{b}");
+    let (s, b) = t
+        .post(&format!("/api/jobs/{id}/resubmit?from=start"), &json!({}))
+        .await;
+    assert_eq!(s, 202, "{b}");
+    assert_eq!(
+        t.wait_terminal(&id, Duration::from_secs(60)).await,
+        "completed"
+    );
+    t.wait_quiet(Duration::from_secs(60)).await;
+    let failures = t
+        .count(
+            "SELECT count(*) FROM app.message_failures WHERE job_id = $1 OR $1 = ''",
+            &id,
+        )
+        .await;
+    assert_eq!(failures, 0, "{}", t.dump(&id).await);
+    let attempt2 = t
+        .count("SELECT count(*) FROM app.tasks WHERE parent_job_id = $1 AND job_attempt = 2 AND status = 'completed'", &id)
+        .await;
+    assert_eq!(attempt2, 48);
+    // A 1 MB body on a route that takes none is still refused, before anything happens.
+    let (s, b) = t
+        .post_raw(
+            &format!("/api/jobs/{id}/cancel"),
+            vec![b' '; 1 << 20],
+            "application/json",
+        )
+        .await;
+    assert_eq!(s, 413, "{b}");
+    t.cleanup().await;
+}

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
 use super::error::{ApiError, ErrorEnvelope, detail};
-use super::input::QueryParams;
+use super::input::{JsonBody, QueryParams};
 use crate::engine::Engine;
 use crate::store::{self, QueryContext, migrations};
 
@@ -139,6 +139,7 @@ pub async fn migration_status(
 pub async fn apply_migrations(
     State(engine): State<Engine>,
     q: QueryParams,
+    _body: JsonBody,
 ) -> Result<Json<Migrations>, ApiError> {
     require_enabled(&engine)?;
     q.only(&[])?;
@@ -164,6 +165,7 @@ pub async fn apply_migrations(
 pub async fn redeploy(
     State(engine): State<Engine>,
     q: QueryParams,
+    _body: JsonBody,
 ) -> Result<Json<Redeploy>, ApiError> {
     require_enabled(&engine)?;
     q.only(&["confirm"])?;

@@ -5,7 +5,7 @@ use axum::extract::State;
 use serde_json::json;
 
 use super::error::{ApiError, ErrorEnvelope, detail};
-use super::input::{PathParams, QueryParams};
+use super::input::{JsonBody, PathParams, QueryParams};
 use crate::engine::{Cancelled, ControlError, Engine, ResubmitFrom, Resubmitted};
 
 /// Where a resubmit starts (query parameter `from`).
@@ -80,6 +80,7 @@ pub async fn cancel(
     State(engine): State<Engine>,
     p: PathParams,
     q: QueryParams,
+    _body: JsonBody,
 ) -> Result<Json<CancelResponse>, ApiError> {
     let job_id = p.job_id("job_id")?;
     q.only(&["reason"])?;
@@ -121,6 +122,7 @@ pub async fn resubmit(
     State(engine): State<Engine>,
     p: PathParams,
     q: QueryParams,
+    _body: JsonBody,
 ) -> Result<(axum::http::StatusCode, Json<ResubmitResponse>), ApiError> {
     let job_id = p.job_id("job_id")?;
     q.only(&["from"])?;

@@ -95,6 +95,18 @@ pub struct Resubmitted {
 const CANCELLABLE: &[&str] = &["queued", "processing"];
 const RESUBMITTABLE: &[&str] = &["failed", "cancelled"];
 
+/// Whether a task's row was archived by a resubmit (its late messages are expected, not unknown).
+pub(crate) async fn task_was_archived(
+    client: &store::Client,
+    task_id: &str,
+) -> Result<bool, StoreError> {
+    Ok(client
+        .query_one(sql::TASK_ARCHIVED, &[&task_id])
+        .await
+        .ctx(|| format!("looking for task {task_id} in the archive"))?
+        .get(0))
+}
+
 /// Locks the job row and checks that `action` is allowed from its status.
 async fn lock_for(
     tx: &store::Transaction<'_>,
