@@ -132,6 +132,8 @@ pub async fn migration_status(
         (status = 400, description = "Unknown query parameter", body = ErrorEnvelope),
         (status = 401, description = "Missing key, or not the admin key", body = ErrorEnvelope),
         (status = 403, description = "Admin routes disabled", body = ErrorEnvelope),
+        (status = 413, description = "Body larger than 64 KB", body = ErrorEnvelope),
+        (status = 415, description = "Body is not JSON", body = ErrorEnvelope),
         (status = 503, description = "Database unavailable", body = ErrorEnvelope),
     ),
     security(("admin_key" = []), ("admin_code" = []))
@@ -158,6 +160,8 @@ pub async fn apply_migrations(
         (status = 400, description = "confirm=yes missing", body = ErrorEnvelope),
         (status = 401, description = "Missing key, or not the admin key", body = ErrorEnvelope),
         (status = 403, description = "Admin routes disabled", body = ErrorEnvelope),
+        (status = 413, description = "Body larger than 64 KB", body = ErrorEnvelope),
+        (status = 415, description = "Body is not JSON", body = ErrorEnvelope),
         (status = 503, description = "Database unavailable", body = ErrorEnvelope),
     ),
     security(("admin_key" = []), ("admin_code" = []))

@@ -72,6 +72,8 @@ fn control_error(e: ControlError) -> ApiError {
         (status = 401, description = "Missing or wrong function key", body = ErrorEnvelope),
         (status = 404, description = "No such job", body = ErrorEnvelope),
         (status = 409, description = "The job is already terminal", body = ErrorEnvelope),
+        (status = 413, description = "Body larger than 64 KB", body = ErrorEnvelope),
+        (status = 415, description = "Body is not JSON", body = ErrorEnvelope),
         (status = 503, description = "Database unavailable", body = ErrorEnvelope),
     ),
     security(("function_key" = []), ("function_code" = []))
@@ -114,6 +116,8 @@ pub async fn cancel(
         (status = 401, description = "Missing or wrong function key", body = ErrorEnvelope),
         (status = 404, description = "No such job", body = ErrorEnvelope),
         (status = 409, description = "The job is not failed or cancelled", body = ErrorEnvelope),
+        (status = 413, description = "Body larger than 64 KB", body = ErrorEnvelope),
+        (status = 415, description = "Body is not JSON", body = ErrorEnvelope),
         (status = 503, description = "Database unavailable", body = ErrorEnvelope),
     ),
     security(("function_key" = []), ("function_code" = []))
