@@ -254,6 +254,30 @@ async fn hostile_bodies_are_4xx_with_the_envelope_and_nothing_is_stored() {
     let inj = INJECTIONS[0];
     let (s, b) = t
         .post(
+            "/api/jobs/submit/shapes2",
+            &json!({"tasks": 2, "sleep_ms": 2000, "run": inj}),
+        )
+        .await;
+    assert_eq!(s, 201, "{b}");
+    let job = b["job_id"].as_str().unwrap().to_string();
+    let enc = percent_encoding::utf8_percent_encode(inj, percent_encoding::NON_ALPHANUMERIC);
+    let (s, b) = t
+        .post(&format!("/api/jobs/{job}/cancel?reason={enc}"), &json!({}))
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let reason: String = t
+        .db()
+        .await
+        .query_one(
+            "SELECT event_data->>'reason' FROM app.job_events WHERE job_id = $1 AND event_type = 'job_cancelled'",
+            &[&job],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(reason, inj);
+    let (s, b) = t
+        .post(
             "/api/jobs/submit/hello_world",
             &json!({"n": 1, "message": inj}),
         )
@@ -262,7 +286,10 @@ async fn hostile_bodies_are_4xx_with_the_envelope_and_nothing_is_stored() {
     let stored: String = t
         .db()
         .await
-        .query_one("SELECT parameters->>'message' FROM app.jobs", &[])
+        .query_one(
+            "SELECT parameters->>'message' FROM app.jobs WHERE job_type = 'hello_world'",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
