@@ -19,3 +19,5 @@ cargo clippy --all-targets -- -D warnings
 echo "==> cargo test"
 RUST_TEST_THREADS=${RUST_TEST_THREADS:-4} cargo test --all-targets -- "$@" 2>&1 | tee target/test-output.log
 grep -q "test result: ok" target/test-output.log
+# shellcheck source=lib/schemathesis.sh
+source scripts/lib/schemathesis.sh

@@ -159,3 +159,52 @@ async fn usage_errors_exit_2() {
     assert_eq!(out.status.code(), Some(1));
     t.cleanup().await;
 }
+
+/// A stand-in for `GET /api/jobs/{id}/events` (served by another part of the API): the client
+/// follows `next_cursor` pages and also reads a bare array.
+#[tokio::test]
+async fn events_follows_pages_oldest_first_and_tolerates_a_bare_array() {
+    use axum::extract::{Path, Query};
+    use std::collections::HashMap;
+    let app = axum::Router::new().route(
+        "/api/jobs/{id}/events",
+        axum::routing::get(
+            |Path(id): Path<String>, Query(q): Query<HashMap<String, String>>| async move {
+                let ev = |n: i64, t: &str| json!({"event_id": n, "job_id": id, "event_type": t, "event_status": "info", "stage": 1, "created_at": format!("2026-01-01T00:00:0{n}Z")});
+                if id.starts_with('b') {
+                    return axum::Json(json!([ev(1, "job_created")]));
+                }
+                axum::Json(match q.get("cursor").map(String::as_str) {
+                    None => json!({"events": [ev(1, "job_created"), ev(2, "stage_started")], "next_cursor": "p2"}),
+                    Some("p2") => json!({"events": [ev(3, "job_completed")], "next_cursor": null}),
+                    Some(_) => json!({"events": []}),
+                })
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let run = |id: String| {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_coremachine"))
+            .args(["events", &id, "--url", &format!("http://{addr}")])
+            .env("RUST_LOG", "off")
+            .output()
+    };
+    let out = run("a".repeat(64)).await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let types: Vec<&str> = stdout
+        .lines()
+        .map(|l| l.split_whitespace().nth(1).unwrap_or(""))
+        .collect();
+    assert_eq!(
+        types,
+        ["job_created", "stage_started", "job_completed"],
+        "{stdout}"
+    );
+    let out = run("b".repeat(64)).await.unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("job_created"));
+    server.abort();
+}

@@ -304,3 +304,121 @@ async fn every_sql_statement_prepares_against_the_migrated_schema() {
     }
     t.cleanup().await;
 }
+
+#[tokio::test]
+async fn late_messages_of_a_replaced_attempt_are_acknowledged_without_a_failure_record() {
+    let t = TestApp::start().await;
+    let id = t
+        .submit(
+            "shapes2",
+            json!({"tasks": 24, "sleep_ms": 200, "run": "late"}),
+        )
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (s, b) = t.post(&format!("/api/jobs/{id}/cancel"), &json!({})).await;
+    assert_eq!(s, 200, "{b}");
+    let (s, b) = t
+        .post(&format!("/api/jobs/{id}/resubmit?from=start"), &json!({}))
+        .await;
+    assert_eq!(s, 202, "{b}");
+    assert_eq!(
+        t.wait_terminal(&id, Duration::from_secs(60)).await,
+        "completed"
+    );
+    t.wait_quiet(Duration::from_secs(60)).await;
+    let failures = t
+        .count(
+            "SELECT count(*) FROM app.message_failures WHERE job_id = $1 OR $1 = ''",
+            &id,
+        )
+        .await;
+    assert_eq!(failures, 0, "{}", t.dump(&id).await);
+    let attempt2 = t
+        .count("SELECT count(*) FROM app.tasks WHERE parent_job_id = $1 AND job_attempt = 2 AND status = 'completed'", &id)
+        .await;
+    assert_eq!(attempt2, 48);
+    // A 1 MB body on a route that takes none is still refused, before anything happens.
+    let (s, b) = t
+        .post_raw(
+            &format!("/api/jobs/{id}/cancel"),
+            vec![b' '; 1 << 20],
+            "application/json",
+        )
+        .await;
+    assert_eq!(s, 413, "{b}");
+    t.cleanup().await;
+}
+
+#[tokio::test]
+async fn cancels_racing_stage_advances_leave_no_live_work_and_no_stage_after_the_cancel() {
+    let t = TestApp::start().await;
+    let mut ids = Vec::new();
+    for i in 0..12 {
+        ids.push(
+            t.submit(
+                "shapes3",
+                json!({"tasks": 6, "sleep_ms": 5 + i, "run": format!("race{i}")}),
+            )
+            .await,
+        );
+    }
+    let mut set = tokio::task::JoinSet::new();
+    for (i, id) in ids.iter().enumerate() {
+        let (http, base, id) = (t.http.clone(), t.base.clone(), id.clone());
+        set.spawn(async move {
+            tokio::time::sleep(Duration::from_millis(15 * i as u64)).await;
+            let r = http
+                .post(format!("{base}/api/jobs/{id}/cancel"))
+                .send()
+                .await
+                .unwrap();
+            r.status().as_u16()
+        });
+    }
+    while let Some(code) = set.join_next().await {
+        let code = code.unwrap();
+        assert!(code == 200 || code == 409, "cancel answered {code}");
+    }
+    for id in &ids {
+        t.wait_terminal(id, Duration::from_secs(60)).await;
+    }
+    t.wait_quiet(Duration::from_secs(60)).await;
+    let db = t.db().await;
+    for id in &ids {
+        let status: String = db
+            .query_one("SELECT status::text FROM app.jobs WHERE job_id = $1", &[id])
+            .await
+            .unwrap()
+            .get(0);
+        assert!(status == "cancelled" || status == "completed", "{status}");
+        let live = t
+            .count("SELECT count(*) FROM app.tasks WHERE parent_job_id = $1 AND status IN ('queued', 'processing')", id)
+            .await;
+        assert_eq!(live, 0, "{}", t.dump(id).await);
+        let running = t
+            .count(
+                "SELECT count(*) FROM app.job_stages WHERE job_id = $1 AND status = 'running'",
+                id,
+            )
+            .await;
+        assert_eq!(running, 0, "{}", t.dump(id).await);
+        if status == "cancelled" {
+            // Every stage that has tasks was started before the cancel.
+            let late = t
+                .count(
+                    "SELECT count(*) FROM app.job_events s, app.job_events c
+                     WHERE s.job_id = $1 AND c.job_id = $1 AND s.event_type = 'stage_started'
+                       AND c.event_type = 'job_cancelled' AND s.event_id > c.event_id",
+                    id,
+                )
+                .await;
+            assert_eq!(
+                late,
+                0,
+                "a stage started after the cancel: {}",
+                t.dump(id).await
+            );
+        }
+    }
+    t.cleanup().await;
+}

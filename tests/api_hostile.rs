@@ -254,6 +254,30 @@ async fn hostile_bodies_are_4xx_with_the_envelope_and_nothing_is_stored() {
     let inj = INJECTIONS[0];
     let (s, b) = t
         .post(
+            "/api/jobs/submit/shapes2",
+            &json!({"tasks": 2, "sleep_ms": 2000, "run": inj}),
+        )
+        .await;
+    assert_eq!(s, 201, "{b}");
+    let job = b["job_id"].as_str().unwrap().to_string();
+    let enc = percent_encoding::utf8_percent_encode(inj, percent_encoding::NON_ALPHANUMERIC);
+    let (s, b) = t
+        .post(&format!("/api/jobs/{job}/cancel?reason={enc}"), &json!({}))
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let reason: String = t
+        .db()
+        .await
+        .query_one(
+            "SELECT event_data->>'reason' FROM app.job_events WHERE job_id = $1 AND event_type = 'job_cancelled'",
+            &[&job],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(reason, inj);
+    let (s, b) = t
+        .post(
             "/api/jobs/submit/hello_world",
             &json!({"n": 1, "message": inj}),
         )
@@ -262,10 +286,80 @@ async fn hostile_bodies_are_4xx_with_the_envelope_and_nothing_is_stored() {
     let stored: String = t
         .db()
         .await
-        .query_one("SELECT parameters->>'message' FROM app.jobs", &[])
+        .query_one(
+            "SELECT parameters->>'message' FROM app.jobs WHERE job_type = 'hello_world'",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
     assert_eq!(stored, inj);
+    t.cleanup().await;
+}
+
+/// A job type whose schema allows a string longer than the 4 KB default.
+struct LongText;
+
+impl coremachine::jobs::Job for LongText {
+    fn job_type(&self) -> &'static str {
+        "long_text"
+    }
+    fn description(&self) -> &'static str {
+        "test job: one 10 KB string parameter, no tasks"
+    }
+    fn parameters(&self) -> Vec<coremachine::jobs::ParamSpec> {
+        vec![
+            coremachine::jobs::ParamSpec::new("text", coremachine::jobs::ParamKind::String, "")
+                .max(10_000.0)
+                .required(),
+            coremachine::jobs::ParamSpec::new("short", coremachine::jobs::ParamKind::String, ""),
+        ]
+    }
+    fn stages(&self) -> Vec<coremachine::jobs::StageDef> {
+        vec![coremachine::jobs::StageDef::new("none", "shape_task")]
+    }
+    fn create_tasks(
+        &self,
+        _: &coremachine::jobs::StageInput<'_>,
+    ) -> Result<Vec<coremachine::jobs::TaskSpec>, coremachine::jobs::JobError> {
+        Ok(Vec::new())
+    }
+    fn finalize(
+        &self,
+        _: &coremachine::jobs::FinalizeInput<'_>,
+    ) -> Result<Value, coremachine::jobs::JobError> {
+        Ok(json!({}))
+    }
+}
+
+#[tokio::test]
+async fn strings_longer_than_4kb_pass_only_where_the_schema_allows_them() {
+    let t = TestApp::start_opts(|o| {
+        let mut r = crate::common::jobs::test_registry();
+        r.add_job(LongText);
+        o.registry = r;
+    })
+    .await;
+    let long = "z".repeat(6000);
+    let (s, b) = t
+        .post("/api/jobs/submit/long_text", &json!({"text": long}))
+        .await;
+    assert_eq!(s, 201, "{b}");
+    let (s, b) = t
+        .post(
+            "/api/jobs/submit/long_text",
+            &json!({"text": "x", "short": long}),
+        )
+        .await;
+    assert_eq!(s, 400, "{b}");
+    assert_eq!(b["details"][0]["field"], "short");
+    assert_eq!(b["details"][0]["rule"], "max_length");
+    let (s, b) = t
+        .post(
+            "/api/jobs/submit/long_text",
+            &json!({"text": "z".repeat(10_001)}),
+        )
+        .await;
+    assert_eq!(s, 400, "{b}");
     t.cleanup().await;
 }

@@ -296,3 +296,15 @@ async fn every_documented_route_has_a_function_folder_and_unknown_methods_get_th
     assert_eq!(b["error"], "method_not_allowed");
     t.cleanup().await;
 }
+
+#[tokio::test]
+async fn docs_api_md_lists_every_operation_of_the_openapi_document() {
+    let doc = serde_json::to_value(coremachine::api::openapi::document()).unwrap();
+    let md = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/api.md")).unwrap();
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for method in ops.as_object().unwrap().keys() {
+            let row = format!("| {} | `{path}` |", method.to_uppercase());
+            assert!(md.contains(&row), "docs/api.md has no row {row}");
+        }
+    }
+}

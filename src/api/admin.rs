@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
 use super::error::{ApiError, ErrorEnvelope, detail};
-use super::input::QueryParams;
+use super::input::{JsonBody, QueryParams};
 use crate::engine::Engine;
 use crate::store::{self, QueryContext, migrations};
 
@@ -132,6 +132,8 @@ pub async fn migration_status(
         (status = 400, description = "Unknown query parameter", body = ErrorEnvelope),
         (status = 401, description = "Missing key, or not the admin key", body = ErrorEnvelope),
         (status = 403, description = "Admin routes disabled", body = ErrorEnvelope),
+        (status = 413, description = "Body larger than 64 KB", body = ErrorEnvelope),
+        (status = 415, description = "Body is not JSON", body = ErrorEnvelope),
         (status = 503, description = "Database unavailable", body = ErrorEnvelope),
     ),
     security(("admin_key" = []), ("admin_code" = []))
@@ -139,6 +141,7 @@ pub async fn migration_status(
 pub async fn apply_migrations(
     State(engine): State<Engine>,
     q: QueryParams,
+    _body: JsonBody,
 ) -> Result<Json<Migrations>, ApiError> {
     require_enabled(&engine)?;
     q.only(&[])?;
@@ -157,6 +160,8 @@ pub async fn apply_migrations(
         (status = 400, description = "confirm=yes missing", body = ErrorEnvelope),
         (status = 401, description = "Missing key, or not the admin key", body = ErrorEnvelope),
         (status = 403, description = "Admin routes disabled", body = ErrorEnvelope),
+        (status = 413, description = "Body larger than 64 KB", body = ErrorEnvelope),
+        (status = 415, description = "Body is not JSON", body = ErrorEnvelope),
         (status = 503, description = "Database unavailable", body = ErrorEnvelope),
     ),
     security(("admin_key" = []), ("admin_code" = []))
@@ -164,6 +169,7 @@ pub async fn apply_migrations(
 pub async fn redeploy(
     State(engine): State<Engine>,
     q: QueryParams,
+    _body: JsonBody,
 ) -> Result<Json<Redeploy>, ApiError> {
     require_enabled(&engine)?;
     q.only(&["confirm"])?;

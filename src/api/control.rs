@@ -5,7 +5,7 @@ use axum::extract::State;
 use serde_json::json;
 
 use super::error::{ApiError, ErrorEnvelope, detail};
-use super::input::{PathParams, QueryParams};
+use super::input::{JsonBody, PathParams, QueryParams};
 use crate::engine::{Cancelled, ControlError, Engine, ResubmitFrom, Resubmitted};
 
 /// Where a resubmit starts (query parameter `from`).
@@ -72,6 +72,8 @@ fn control_error(e: ControlError) -> ApiError {
         (status = 401, description = "Missing or wrong function key", body = ErrorEnvelope),
         (status = 404, description = "No such job", body = ErrorEnvelope),
         (status = 409, description = "The job is already terminal", body = ErrorEnvelope),
+        (status = 413, description = "Body larger than 64 KB", body = ErrorEnvelope),
+        (status = 415, description = "Body is not JSON", body = ErrorEnvelope),
         (status = 503, description = "Database unavailable", body = ErrorEnvelope),
     ),
     security(("function_key" = []), ("function_code" = []))
@@ -80,6 +82,7 @@ pub async fn cancel(
     State(engine): State<Engine>,
     p: PathParams,
     q: QueryParams,
+    _body: JsonBody,
 ) -> Result<Json<CancelResponse>, ApiError> {
     let job_id = p.job_id("job_id")?;
     q.only(&["reason"])?;
@@ -113,6 +116,8 @@ pub async fn cancel(
         (status = 401, description = "Missing or wrong function key", body = ErrorEnvelope),
         (status = 404, description = "No such job", body = ErrorEnvelope),
         (status = 409, description = "The job is not failed or cancelled", body = ErrorEnvelope),
+        (status = 413, description = "Body larger than 64 KB", body = ErrorEnvelope),
+        (status = 415, description = "Body is not JSON", body = ErrorEnvelope),
         (status = 503, description = "Database unavailable", body = ErrorEnvelope),
     ),
     security(("function_key" = []), ("function_code" = []))
@@ -121,6 +126,7 @@ pub async fn resubmit(
     State(engine): State<Engine>,
     p: PathParams,
     q: QueryParams,
+    _body: JsonBody,
 ) -> Result<(axum::http::StatusCode, Json<ResubmitResponse>), ApiError> {
     let job_id = p.job_id("job_id")?;
     q.only(&["from"])?;

@@ -150,6 +150,8 @@ impl IntoResponse for ApiError {
         let request_id = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
         if self.status.is_server_error() {
             tracing::warn!(request_id, status = self.status.as_u16(), error = self.error, message = %self.message, "API request failed");
+        } else {
+            tracing::debug!(request_id, status = self.status.as_u16(), error = self.error, message = %self.message, "API request refused");
         }
         let body = json!({
             "error": self.error,
@@ -188,6 +190,7 @@ fn code_for(status: StatusCode) -> &'static str {
 pub async fn envelope_layer(req: Request, next: Next) -> Response {
     let path: String = req.uri().path().chars().take(200).collect();
     let method = req.method().clone();
+    let started = std::time::Instant::now();
     let resp = match AssertUnwindSafe(next.run(req)).catch_unwind().await {
         Ok(r) => r,
         Err(panic) => {
@@ -204,6 +207,14 @@ pub async fn envelope_layer(req: Request, next: Next) -> Response {
         }
     };
     let status = resp.status();
+    // The path only: a `code` query parameter is a key and must never reach the logs.
+    tracing::info!(
+        %method,
+        path,
+        status = status.as_u16(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "API request"
+    );
     if !(status.is_client_error() || status.is_server_error()) {
         return resp;
     }

@@ -25,25 +25,44 @@ pub const MAX_QUERY_VALUE_BYTES: usize = 512;
 #[derive(Debug)]
 pub struct JsonBody(pub Value);
 
+/// Like [`JsonBody`], for bodies validated against a parameter schema afterwards: string values
+/// may be longer than [`MAX_STRING_BYTES`] when the schema allows it (the schema's own maximum,
+/// 4 KB by default, is applied by the validator). Names, NUL, nesting and size are checked here.
+#[derive(Debug)]
+pub struct SchemaBody(pub Value);
+
 impl<S: Send + Sync> FromRequest<S> for JsonBody {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
-        let (parts, body) = req.into_parts();
-        if let Some(len) = parts
-            .headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok())
-            && len > MAX_BODY_BYTES as u64
-        {
-            return Err(too_large(len));
-        }
-        let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
-            .await
-            .map_err(|_| too_large((MAX_BODY_BYTES + 1) as u64))?;
-        parse_json_body(&parts.headers, &bytes).map(JsonBody)
+        read_body(req, true).await.map(JsonBody)
     }
+}
+
+impl<S: Send + Sync> FromRequest<S> for SchemaBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        read_body(req, false).await.map(SchemaBody)
+    }
+}
+
+/// Reads a body up to the size limit and checks it.
+async fn read_body(req: Request, string_limit: bool) -> Result<Value, ApiError> {
+    let (parts, body) = req.into_parts();
+    if let Some(len) = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        && len > MAX_BODY_BYTES as u64
+    {
+        return Err(too_large(len));
+    }
+    let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|_| too_large((MAX_BODY_BYTES + 1) as u64))?;
+    parse_body_with(&parts.headers, &bytes, string_limit)
 }
 
 fn too_large(len: u64) -> ApiError {
@@ -62,6 +81,14 @@ fn too_large(len: u64) -> ApiError {
 
 /// Checks and parses a body: content type, UTF-8, nesting, string lengths, NUL characters.
 pub fn parse_json_body(headers: &HeaderMap, body: &Bytes) -> Result<Value, ApiError> {
+    parse_body_with(headers, body, true)
+}
+
+fn parse_body_with(
+    headers: &HeaderMap,
+    body: &Bytes,
+    string_limit: bool,
+) -> Result<Value, ApiError> {
     if body.is_empty() {
         return Ok(json!({}));
     }
@@ -114,7 +141,7 @@ pub fn parse_json_body(headers: &HeaderMap, body: &Bytes) -> Result<Value, ApiEr
         .with_details(vec![json!({"field": "(body)", "rule": "json", "value": format!("line {} column {}", e.line(), e.column()), "message": e.to_string()})])
     })?;
     let mut problems = Vec::new();
-    check_strings(&value, "", &mut problems);
+    check_strings(&value, "", string_limit, &mut problems);
     if !problems.is_empty() {
         return Err(ApiError::bad_request(
             "validation_error",
@@ -161,31 +188,31 @@ fn join(prefix: &str, key: &str) -> String {
     }
 }
 
-fn check_strings(v: &Value, at: &str, out: &mut Vec<Value>) {
+fn check_strings(v: &Value, at: &str, limit: bool, out: &mut Vec<Value>) {
     if out.len() >= 20 {
         return;
     }
     let field = if at.is_empty() { "(body)" } else { at };
     match v {
-        Value::String(s) => check_str(s, field, out),
+        Value::String(s) => check_str(s, field, limit, out),
         Value::Array(a) => {
             for (i, x) in a.iter().enumerate() {
-                check_strings(x, &format!("{field}[{i}]"), out);
+                check_strings(x, &format!("{field}[{i}]"), limit, out);
             }
         }
         Value::Object(o) => {
             for (k, x) in o {
                 let path = join(at, k);
-                check_str(k, &format!("{path} (name)"), out);
-                check_strings(x, &path, out);
+                check_str(k, &format!("{path} (name)"), true, out);
+                check_strings(x, &path, limit, out);
             }
         }
         _ => {}
     }
 }
 
-fn check_str(s: &str, field: &str, out: &mut Vec<Value>) {
-    if s.len() > MAX_STRING_BYTES {
+fn check_str(s: &str, field: &str, limit: bool, out: &mut Vec<Value>) {
+    if limit && s.len() > MAX_STRING_BYTES {
         out.push(detail(
             field,
             "max_length",

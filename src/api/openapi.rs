@@ -41,7 +41,13 @@ use super::{admin, control, error, events, health, job_types, jobs, submit, ui};
         admin::redeploy,
         openapi_json,
     ),
-    components(schemas(error::ErrorEnvelope, error::FieldDetail)),
+    components(schemas(
+        error::ErrorEnvelope,
+        error::FieldDetail,
+        crate::engine::state::JobStatus,
+        crate::engine::state::TaskStatus,
+        control::ResubmitFromName,
+    )),
     modifiers(&Keys),
     tags(
         (name = "jobs", description = "Submit and read jobs"),
@@ -77,9 +83,35 @@ impl Modify for Keys {
     }
 }
 
-/// The document as JSON.
-pub fn document() -> utoipa::openapi::OpenApi {
-    ApiDoc::openapi()
+/// The document as JSON, with links from a submit response to the operations that take its
+/// `job_id`, so a stateful client (schemathesis' stateful phase) can follow a real job through
+/// status, tasks, cancel and resubmit. (Added as JSON: utoipa 5 writes `operation_id` where
+/// OpenAPI says `operationId`.)
+pub fn document() -> serde_json::Value {
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+    let links: serde_json::Map<String, serde_json::Value> = [
+        ("status", "job_status"),
+        ("job", "get_job"),
+        ("tasks", "list_tasks"),
+        ("cancel", "cancel_job"),
+        ("resubmit", "resubmit_job"),
+    ]
+    .into_iter()
+    .map(|(name, op)| {
+        (
+            name.to_string(),
+            serde_json::json!({"operationId": op, "parameters": {"job_id": "$response.body#/job_id"}}),
+        )
+    })
+    .collect();
+    for code in ["200", "201"] {
+        if let Some(r) = doc.pointer_mut(&format!(
+            "/paths/~1api~1jobs~1submit~1{{job_type}}/post/responses/{code}"
+        )) {
+            r["links"] = serde_json::Value::Object(links.clone());
+        }
+    }
+    doc
 }
 
 /// This document.
@@ -88,7 +120,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
     responses((status = 200, description = "The OpenAPI 3.1 document", content_type = "application/json", body = Object)),
     security(())
 )]
-pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
+pub async fn openapi_json() -> Json<serde_json::Value> {
     Json(document())
 }
 
@@ -96,7 +128,13 @@ pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
 mod tests {
     #[test]
     fn the_document_is_openapi_3_1_and_names_every_error_schema() {
-        let doc = serde_json::to_value(super::document()).unwrap();
+        let doc = super::document();
+        assert!(
+            doc.pointer(
+                "/paths/~1api~1jobs~1submit~1{job_type}/post/responses/201/links/cancel/operationId"
+            )
+            .is_some()
+        );
         assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
         if std::env::var("PRINT_OPENAPI").is_ok() {
             println!("{}", serde_json::to_string_pretty(&doc).unwrap());

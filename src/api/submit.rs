@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
 use super::error::{ApiError, ErrorEnvelope};
-use super::input::{JsonBody, PathParams, QueryParams};
+use super::input::{PathParams, QueryParams, SchemaBody};
 use super::jobs::job_row;
 use crate::engine::{Engine, SubmitError};
 use crate::store;
@@ -96,7 +96,7 @@ pub async fn submit(
     p: PathParams,
     q: QueryParams,
     headers: HeaderMap,
-    JsonBody(params): JsonBody,
+    SchemaBody(params): SchemaBody,
 ) -> Result<Response, ApiError> {
     let job_type = p.name("job_type")?;
     q.only(&[])?;

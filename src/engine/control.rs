@@ -95,6 +95,28 @@ pub struct Resubmitted {
 const CANCELLABLE: &[&str] = &["queued", "processing"];
 const RESUBMITTABLE: &[&str] = &["failed", "cancelled"];
 
+/// Whether a task's row was archived by a resubmit (its late messages are expected, not unknown).
+pub(crate) async fn task_was_archived(
+    client: &store::Client,
+    task_id: &str,
+) -> Result<bool, StoreError> {
+    Ok(client
+        .query_one(sql::TASK_ARCHIVED, &[&task_id])
+        .await
+        .ctx(|| format!("looking for task {task_id} in the archive"))?
+        .get(0))
+}
+
+/// A deadlock or a NOWAIT lock refusal: the cancel can simply run again.
+fn lock_contention(e: &StoreError) -> bool {
+    match e {
+        StoreError::Query { source, .. } => source
+            .code()
+            .is_some_and(|c| c.code() == "40P01" || c.code() == "55P03"),
+        _ => false,
+    }
+}
+
 /// Locks the job row and checks that `action` is allowed from its status.
 async fn lock_for(
     tx: &store::Transaction<'_>,
@@ -124,11 +146,29 @@ async fn lock_for(
 impl Engine {
     /// Cancels a queued or processing job (409-style [`ControlError::Conflict`] when terminal).
     pub async fn cancel(&self, job_id: &JobId, reason: &str) -> Result<Cancelled, ControlError> {
+        let mut tries = 0;
+        loop {
+            match self.cancel_once(job_id, reason).await {
+                Err(ControlError::Store(e)) if tries < 10 && lock_contention(&e) => {
+                    // A completion held the stage row of a stage that started meanwhile.
+                    tries += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(10 * tries)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn cancel_once(&self, job_id: &JobId, reason: &str) -> Result<Cancelled, ControlError> {
         let mut client = store::client(self.pool(), "cancelling a job").await?;
         let tx = client
             .transaction()
             .await
             .ctx(|| format!("starting cancel of job {job_id}"))?;
+        // Stage rows before the job row: the lock order of a completing task (see the .sql).
+        tx.execute(sql::STAGES_CANCEL_RUNNING, &[&job_id.as_str()])
+            .await
+            .ctx(|| format!("closing the running stages of job {job_id}"))?;
         let state = lock_for(&tx, job_id, "cancel", CANCELLABLE).await?;
         let previous_status: String = state.get(0);
         let details = format!("cancelled by operator: {reason}");
@@ -150,7 +190,7 @@ impl Engine {
             .await
             .ctx(|| format!("counting running tasks of job {job_id}"))?
             .get(0);
-        tx.execute(sql::STAGE_FINISH, &[&job_id.as_str(), &stage, &"cancelled"])
+        tx.execute(sql::STAGE_CANCEL_NOWAIT, &[&job_id.as_str()])
             .await
             .ctx(|| format!("closing stage {stage} of job {job_id}"))?;
         events::write(

@@ -532,6 +532,18 @@ impl Engine {
             .await
             .ctx(|| format!("reading task {task_id}"))?;
         let Some(r) = state else {
+            if super::control::task_was_archived(client, task_id.as_str()).await? {
+                // A message of an attempt that a resubmit replaced: expected, nothing to do.
+                cp::emit(
+                    cp::TASK_MESSAGE_DUPLICATE,
+                    &fields
+                        .clone()
+                        .extra("reason", "its job attempt was replaced by a resubmit"),
+                );
+                return Ok(Handled::log(format!(
+                    "task {task_id} belongs to an attempt replaced by a resubmit; acknowledged"
+                )));
+            }
             cp::emit_warn(cp::MESSAGE_UNKNOWN_TASK, fields);
             let job = crate::engine::JobId::parse(&msg.parent_job_id).ok();
             self.record_message_failure(

@@ -106,6 +106,14 @@ pub const TASKS_LIST: &str = include_str!("sql/tasks_list.sql");
 /// The most recent janitor run.
 pub const JANITOR_LAST_RUN: &str = include_str!("sql/janitor_last_run.sql");
 
+/// Whether a task was archived by a resubmit.
+pub const TASK_ARCHIVED: &str = include_str!("sql/task_archived.sql");
+
+/// Cancel: close running stage rows before locking the job (lock order of completions).
+pub const STAGES_CANCEL_RUNNING: &str = include_str!("sql/stages_cancel_running.sql");
+/// Cancel: close a stage that started while the cancel waited, without waiting.
+pub const STAGE_CANCEL_NOWAIT: &str = include_str!("sql/stage_cancel_nowait.sql");
+
 /// Every statement with its name (prepared against the schema by a test).
 pub const ALL: &[(&str, &str)] = &[
     ("event_insert_batch", EVENT_INSERT_BATCH),
@@ -155,6 +163,9 @@ pub const ALL: &[(&str, &str)] = &[
     ("stages_delete_from", STAGES_DELETE_FROM),
     ("tasks_archive_from_stage", TASKS_ARCHIVE_FROM_STAGE),
     ("tasks_in_flight", TASKS_IN_FLIGHT),
+    ("task_archived", TASK_ARCHIVED),
+    ("stages_cancel_running", STAGES_CANCEL_RUNNING),
+    ("stage_cancel_nowait", STAGE_CANCEL_NOWAIT),
     ("jobs_list", JOBS_LIST),
     ("job_stage_progress", JOB_STAGE_PROGRESS),
     ("tasks_list", TASKS_LIST),
