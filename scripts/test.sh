@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 source scripts/lib/pg.sh
 ensure_postgres_running
 export TEST_DATABASE_URL="$PG_ADMIN_URL"
+source scripts/lib/azurite.sh && ensure_azurite_running # Blob Storage emulator for tests/blob_job.rs
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check

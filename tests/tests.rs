@@ -2,6 +2,7 @@
 
 mod common;
 
+mod blob_job;
 mod decoding;
 mod failures;
 mod local_queue;
