@@ -4,6 +4,7 @@
 //! # Layout
 //! - [`handler`]: the custom-handler adapter (invocation payloads, one route per function folder).
 //! - [`api`]: the HTTP API under `/api`.
+//! - [`azure`]: shared Azure plumbing (retry classification, managed-identity tokens).
 //! - [`engine`]: state machines, job and task message processing, fan-in, finalize, failures.
 //! - [`jobs`]: the `Job` trait, the registry and the built-in job types.
 //! - [`store`]: PostgreSQL pool, migrations and SQL statements.
@@ -17,6 +18,7 @@
 //! Imports read top to bottom: handler/api/local → engine → jobs/store/transport.
 
 pub mod api;
+pub mod azure;
 pub mod config;
 pub mod engine;
 pub mod handler;

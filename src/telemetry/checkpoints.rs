@@ -64,6 +64,8 @@ checkpoints!(
     SERVICE_BUS_SEND,
     SERVICE_BUS_SEND_RETRY,
     SERVICE_BUS_SEND_FAILED,
+    AZURE_CALL_RETRY,
+    AZURE_CALL_FAILED,
 );
 
 /// Longest value exported in one field (Application Insights cuts at 8192 bytes by slicing bytes,

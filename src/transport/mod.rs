@@ -7,6 +7,7 @@
 
 pub mod local_queue;
 pub mod outbox;
+pub mod service_bus;
 
 use std::sync::Arc;
 
