@@ -3,8 +3,9 @@
 //! container/blob create and delete for tests and tooling.
 //!
 //! Every request is built afresh per attempt (it is signed with the current time) and sent with
-//! the retry classification shared by every Azure call: 408/429/5xx/timeouts retried with backoff
-//! honouring `Retry-After`, 401 refreshed once, 403/404 and other 4xx permanent.
+//! the retry classification shared by every Azure call ([`crate::azure::retry`]): 408/429/5xx and
+//! timeouts retried with backoff honouring `Retry-After`, 401 retried once with a refreshed token,
+//! 403/404 and other 4xx permanent.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,15 +15,16 @@ use reqwest::{Method, Url};
 
 use super::connection_string::{ConnectionString, KeyAuth};
 use super::error::StorageError;
-use super::retry::{self, Failure, RetryPolicy};
 use super::shared_key::{self, SignInput};
 use super::{BlobPage, list_xml};
+use crate::azure::credential::{SharedTokenSource, scopes};
+use crate::azure::retry::{AzureError, FailureKind, RetryPolicy, Target, send_with_retry};
 
 /// The Blob service REST version sent as `x-ms-version`.
 pub const API_VERSION: &str = "2021-08-06";
 
 /// The Entra ID scope of the Blob data plane.
-pub const STORAGE_SCOPE: &str = "https://storage.azure.com/.default";
+pub const STORAGE_SCOPE: &str = scopes::STORAGE;
 
 /// Most results one List Blobs page may return (the service's own maximum).
 pub const MAX_PAGE_SIZE: u32 = 5000;
@@ -34,21 +36,11 @@ const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'.')
     .remove(b'~');
 
-/// A source of bearer tokens (managed identity in Azure).
-pub trait TokenSource: Send + Sync + std::fmt::Debug {
-    /// A token for `scope`; `refresh` asks for a new one (after a 401).
-    fn token<'a>(
-        &'a self,
-        scope: &'a str,
-        refresh: bool,
-    ) -> futures::future::BoxFuture<'a, Result<String, String>>;
-}
-
 #[derive(Clone)]
 enum Auth {
     SharedKey(Vec<u8>),
     Sas(String),
-    Bearer(Arc<dyn TokenSource>),
+    Bearer(SharedTokenSource),
 }
 
 impl std::fmt::Debug for Auth {
@@ -56,7 +48,7 @@ impl std::fmt::Debug for Auth {
         match self {
             Auth::SharedKey(_) => f.write_str("SharedKey(***)"),
             Auth::Sas(_) => f.write_str("Sas(***)"),
-            Auth::Bearer(t) => write!(f, "Bearer({t:?})"),
+            Auth::Bearer(t) => write!(f, "Bearer({})", t.describe()),
         }
     }
 }
@@ -126,7 +118,7 @@ impl BlobClient {
     /// A client for `https://{account}.blob.core.windows.net` authorised by bearer tokens.
     pub fn with_token_source(
         account: &str,
-        tokens: Arc<dyn TokenSource>,
+        tokens: SharedTokenSource,
     ) -> Result<Self, StorageError> {
         let endpoint = Url::parse(&format!("https://{account}.blob.core.windows.net"))
             .map_err(|e| config_error(account, format!("account name gives no valid URL: {e}")))?;
@@ -137,7 +129,7 @@ impl BlobClient {
     pub fn with_endpoint_and_token_source(
         endpoint: Url,
         account: &str,
-        tokens: Arc<dyn TokenSource>,
+        tokens: SharedTokenSource,
     ) -> Result<Self, StorageError> {
         Self::build(endpoint, account.to_string(), Auth::Bearer(tokens))
     }
@@ -405,8 +397,9 @@ impl BlobClient {
     async fn attempt(
         &self,
         call: &Call<'_>,
+        target: &Target,
         refresh_auth: bool,
-    ) -> Result<reqwest::RequestBuilder, Failure> {
+    ) -> Result<reqwest::RequestBuilder, AzureError> {
         let url = self.url(call);
         let date = chrono::Utc::now()
             .format("%a, %d %b %Y %H:%M:%S GMT")
@@ -441,15 +434,20 @@ impl BlobClient {
             }
             Auth::Sas(_) => {}
             Auth::Bearer(tokens) => {
-                let token = tokens
-                    .token(STORAGE_SCOPE, refresh_auth)
-                    .await
-                    .map_err(|message| Failure {
-                        status: None,
-                        message: format!("no token for {STORAGE_SCOPE}: {message}"),
-                        retryable: false,
-                    })?;
-                rb = rb.bearer_auth(token);
+                let token = if refresh_auth {
+                    tokens.refresh(STORAGE_SCOPE).await
+                } else {
+                    tokens.token(STORAGE_SCOPE).await
+                }
+                .map_err(|e| {
+                    AzureError::before_send(
+                        target,
+                        FailureKind::Auth,
+                        e.is_retryable(),
+                        e.to_string(),
+                    )
+                })?;
+                rb = rb.header("authorization", token.authorization());
             }
         }
         if let Some((body, ct)) = &call.body {
@@ -464,15 +462,34 @@ impl BlobClient {
     }
 
     async fn execute(&self, call: &Call<'_>) -> Result<reqwest::Response, StorageError> {
-        let sent = retry::send(&self.inner.retry, |refresh| self.attempt(call, refresh)).await;
+        let target = match call.blob {
+            Some(b) => Target::new(
+                "Blob Storage",
+                "blob",
+                format!("{}/{b}", call.container),
+                call.operation.clone(),
+            ),
+            None => Target::new(
+                "Blob Storage",
+                "container",
+                call.container,
+                call.operation.clone(),
+            ),
+        }
+        .with_context(format!("storage account {}", self.inner.account));
+        let sent = send_with_retry(&self.inner.retry, &target, |a| {
+            let target = &target;
+            async move { self.attempt(call, target, a.refresh_auth).await }
+        })
+        .await;
         match sent {
-            Ok(r) => Ok(r),
+            Ok(s) => Ok(s.response),
             Err(f) => Err(self.classify(call, f).await),
         }
     }
 
     /// Turns a final failure into a [`StorageError`] naming the container (and blob).
-    async fn classify(&self, call: &Call<'_>, f: Failure) -> StorageError {
+    async fn classify(&self, call: &Call<'_>, f: AzureError) -> StorageError {
         let account = self.inner.account.clone();
         let container = call.container.to_string();
         let operation = call.operation.clone();

@@ -4,7 +4,6 @@
 //!
 //! # Layout
 //! - [`client`]: [`BlobClient`], the REST calls.
-//! - [`retry`]: which failures are retried and how.
 //! - [`connection_string`]: `AZURE_STORAGE_CONNECTION_STRING` parsing.
 //! - [`shared_key`]: Shared Key request signing.
 //! - [`error`]: [`StorageError`], naming account, container and blob.
@@ -14,10 +13,9 @@ pub mod client;
 pub mod connection_string;
 pub mod error;
 mod list_xml;
-pub mod retry;
 pub mod shared_key;
 
-pub use client::{BlobClient, BlobProperties, ListOptions, MAX_PAGE_SIZE, TokenSource};
+pub use client::{BlobClient, BlobProperties, ListOptions, MAX_PAGE_SIZE, STORAGE_SCOPE};
 pub use connection_string::ConnectionString;
 pub use error::StorageError;
 
@@ -64,15 +62,22 @@ pub fn client_from_settings(
             })?;
             BlobClient::from_connection_string(&cs)
         }
-        crate::config::StorageSettings::ManagedIdentity { account_name, .. } => {
-            Err(StorageError::Service {
-                account: account_name.clone(),
-                target: "the storage account".into(),
-                status: None,
-                operation: "set up managed identity".into(),
-                message: "managed identity is not wired yet".into(),
-                retryable: false,
-            })
+        crate::config::StorageSettings::ManagedIdentity {
+            account_name,
+            client_id,
+        } => {
+            let mi =
+                crate::azure::credential::ManagedIdentity::new(client_id.clone()).map_err(|e| {
+                    StorageError::Service {
+                        account: account_name.clone(),
+                        target: "the storage account".into(),
+                        status: None,
+                        operation: "set up managed identity".into(),
+                        message: e.to_string(),
+                        retryable: false,
+                    }
+                })?;
+            BlobClient::with_token_source(account_name, std::sync::Arc::new(mi))
         }
     }
 }
