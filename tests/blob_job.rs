@@ -834,3 +834,37 @@ async fn the_builtin_registry_has_both_job_types() {
         assert!(r.job(t).is_some(), "{t}");
     }
 }
+
+/// docs/job-types.md stays true: every job type and every parameter (nested ones as
+/// `filter.prefix`) has its row.
+#[test]
+fn the_job_types_doc_lists_every_parameter_of_every_job_type() {
+    use coremachine::jobs::{ParamKind, ParamSpec};
+    fn names(prefix: &str, specs: &[ParamSpec], out: &mut Vec<String>) {
+        for s in specs {
+            let name = format!("{prefix}{}", s.name);
+            match &s.kind {
+                ParamKind::Object(fields) => names(&format!("{name}."), fields, out),
+                _ => out.push(name),
+            }
+        }
+    }
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/job-types.md"))
+        .expect("docs/job-types.md");
+    for job in Registry::builtin().jobs() {
+        assert!(
+            doc.contains(&format!("`{}`", job.job_type())),
+            "{} is not documented",
+            job.job_type()
+        );
+        let mut params = Vec::new();
+        names("", &job.parameters(), &mut params);
+        for p in params {
+            assert!(
+                doc.contains(&format!("| `{p}` |")),
+                "{}: parameter {p} has no row in docs/job-types.md",
+                job.job_type()
+            );
+        }
+    }
+}

@@ -317,7 +317,8 @@ impl BlobClient {
         self.execute(&call).await.map(drop)
     }
 
-    /// Uploads a block blob in one request (up to a few MB; for tests and small files).
+    /// Uploads a block blob in one Put Blob request (the whole body in memory; for tests, tools
+    /// and small files).
     pub async fn put_blob(
         &self,
         container: &str,
