@@ -868,3 +868,172 @@ fn the_job_types_doc_lists_every_parameter_of_every_job_type() {
         }
     }
 }
+
+/// A token source that hands out a stale token until asked to refresh.
+#[derive(Debug, Default)]
+struct StaleThenFresh {
+    refreshes: std::sync::atomic::AtomicU32,
+}
+
+impl coremachine::azure::credential::TokenSource for StaleThenFresh {
+    fn token<'a>(
+        &'a self,
+        scope: &'a str,
+    ) -> futures::future::BoxFuture<
+        'a,
+        Result<
+            coremachine::azure::credential::AccessToken,
+            coremachine::azure::credential::CredentialError,
+        >,
+    > {
+        assert_eq!(scope, "https://storage.azure.com/.default");
+        let t = if self.refreshes.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+            "stale"
+        } else {
+            "fresh"
+        };
+        Box::pin(async move {
+            Ok(coremachine::azure::credential::AccessToken::bearer(
+                t,
+                chrono::Utc::now() + chrono::Duration::hours(1),
+            ))
+        })
+    }
+    fn refresh<'a>(
+        &'a self,
+        scope: &'a str,
+    ) -> futures::future::BoxFuture<
+        'a,
+        Result<
+            coremachine::azure::credential::AccessToken,
+            coremachine::azure::credential::CredentialError,
+        >,
+    > {
+        self.refreshes
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.token(scope)
+    }
+    fn describe(&self) -> String {
+        "test token source".into()
+    }
+}
+
+/// Managed-identity requests carry `Authorization: Bearer`, refresh the token once on 401, and a
+/// 403 names the role the identity lacks. The stand-in answers like the Blob service.
+#[tokio::test]
+async fn bearer_tokens_are_sent_refreshed_once_on_401_and_403_names_the_role() {
+    use axum::http::{HeaderMap, StatusCode, Uri};
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let log = seen.clone();
+    let app = axum::Router::new().fallback(move |uri: Uri, headers: HeaderMap| {
+        let log = log.clone();
+        async move {
+            let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+            log.lock().unwrap().push(format!("{} {auth}", uri.path()));
+            assert!(headers.contains_key("x-ms-version") && headers.contains_key("x-ms-date"));
+            match (uri.path(), auth.as_str()) {
+                (_, "Bearer stale") => (StatusCode::UNAUTHORIZED, "<Error><Code>InvalidAuthenticationInfo</Code><Message>token expired</Message></Error>".to_string()),
+                ("/secret", _) => (StatusCode::FORBIDDEN, "<Error><Code>AuthorizationPermissionMismatch</Code><Message>This request is not authorized to perform this operation using this permission.</Message></Error>".to_string()),
+                (_, "Bearer fresh") => (StatusCode::OK, "<EnumerationResults><Blobs><Blob><Name>a.tif</Name><Properties><Content-Length>3</Content-Length></Properties></Blob></Blobs><NextMarker/></EnumerationResults>".to_string()),
+                _ => (StatusCode::BAD_REQUEST, String::new()),
+            }
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let tokens = std::sync::Arc::new(StaleThenFresh::default());
+    let c = BlobClient::with_endpoint_and_token_source(
+        reqwest::Url::parse(&url).unwrap(),
+        "rmhgeo",
+        tokens.clone(),
+    )
+    .unwrap()
+    .with_retry_policy(fast_retries());
+    let page = c
+        .list_blobs("bronze", &ListOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(page.items[0].name, "a.tif");
+    assert_eq!(
+        tokens.refreshes.load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
+    assert_eq!(
+        *seen.lock().unwrap(),
+        ["/bronze Bearer stale", "/bronze Bearer fresh"]
+    );
+    let e = c
+        .list_blobs("secret", &ListOptions::default())
+        .await
+        .unwrap_err();
+    let text = e.to_string();
+    assert!(
+        matches!(e, StorageError::AccessDenied { status: 403, .. }),
+        "{e}"
+    );
+    assert!(
+        text.contains("\"secret\"")
+            && text.contains("\"rmhgeo\"")
+            && text.contains("Storage Blob Data Reader"),
+        "{text}"
+    );
+    server.abort();
+}
+
+#[test]
+fn storage_settings_are_read_and_checked_without_echoing_secrets() {
+    use coremachine::config::StorageSettings;
+    let env = |pairs: &'static [(&'static str, &'static str)]| {
+        move |k: &str| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        }
+    };
+    assert_eq!(StorageSettings::from_lookup(env(&[])).unwrap(), None);
+    assert!(matches!(
+        StorageSettings::from_lookup(env(&[
+            (
+                "AZURE_STORAGE_CONNECTION_STRING",
+                "UseDevelopmentStorage=true"
+            ),
+            ("STORAGE_ACCOUNT_NAME", "ignored")
+        ]))
+        .unwrap(),
+        Some(StorageSettings::ConnectionString(_))
+    ));
+    assert_eq!(
+        StorageSettings::from_lookup(env(&[
+            ("STORAGE_ACCOUNT_NAME", "rmhgeo"),
+            ("STORAGE_MANAGED_IDENTITY_CLIENT_ID", "1234")
+        ]))
+        .unwrap(),
+        Some(StorageSettings::ManagedIdentity {
+            account_name: "rmhgeo".into(),
+            client_id: Some("1234".into())
+        })
+    );
+    let e = StorageSettings::from_lookup(env(&[("STORAGE_ACCOUNT_NAME", "Not_An_Account")]))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("STORAGE_ACCOUNT_NAME"), "{e}");
+    let e = StorageSettings::from_lookup(env(&[(
+        "AZURE_STORAGE_CONNECTION_STRING",
+        "AccountName=a;AccountKey=topsecret!!",
+    )]))
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("AZURE_STORAGE_CONNECTION_STRING") && !e.contains("topsecret"),
+        "{e}"
+    );
+    let s = StorageSettings::from_lookup(env(&[(
+        "AZURE_STORAGE_CONNECTION_STRING",
+        "AccountName=a;AccountKey=c2VjcmV0",
+    )]))
+    .unwrap()
+    .unwrap();
+    assert!(!format!("{s:?}").contains("c2VjcmV0"));
+}
