@@ -255,6 +255,18 @@ async fn empty_and_three_blob_containers_give_the_right_counts() {
     assert_eq!(r["total_files"], 0);
     assert_eq!(r["listed_files"], 0);
     assert_eq!(r["largest_file"], Value::Null);
+    // The diamond's fan-in runs over zero results too (the earlier implementation raised here).
+    let (s, r, _, id) = run(
+        &app,
+        "list_container_contents_diamond",
+        json!({"container_name": empty}),
+    )
+    .await;
+    assert_eq!(s, "completed", "{}", app.dump(&id).await);
+    assert_eq!(
+        (r["total_files"].clone(), r["results_received"].clone()),
+        (json!(0), json!(0))
+    );
 
     let (s, r, _, id) = run(
         &app,
