@@ -2,6 +2,12 @@
 //! ranges), authorised by Shared Key from a connection string (Azurite, local development) or by
 //! a managed-identity token (scope `https://storage.azure.com/.default`) in Azure.
 //!
+//! Why not the `azure_storage_blob` crate: its 1.1 clients take only an Entra ID
+//! `TokenCredential` (and refuse it over plain http), with no Shared Key signing, so they cannot
+//! talk to Azurite with its account key, which is what tests and local development use. The four
+//! calls needed here are small enough to own; retries and tokens are the shared
+//! [`crate::azure::retry`] and [`crate::azure::credential`].
+//!
 //! # Layout
 //! - [`client`]: [`BlobClient`], the REST calls.
 //! - [`connection_string`]: `AZURE_STORAGE_CONNECTION_STRING` parsing.
@@ -43,41 +49,4 @@ pub struct BlobPage {
     pub items: Vec<BlobItem>,
     /// Continuation marker for the next page (None on the last page).
     pub next_marker: Option<String>,
-}
-
-/// The client the settings describe: Shared Key or SAS from a connection string, or managed
-/// identity for `STORAGE_ACCOUNT_NAME`.
-pub fn client_from_settings(
-    s: &crate::config::StorageSettings,
-) -> Result<BlobClient, StorageError> {
-    match s {
-        crate::config::StorageSettings::ConnectionString(cs) => {
-            let cs = ConnectionString::parse(cs).map_err(|e| StorageError::Service {
-                account: "(unknown)".into(),
-                target: "the storage account".into(),
-                status: None,
-                operation: "read AZURE_STORAGE_CONNECTION_STRING".into(),
-                message: e.to_string(),
-                retryable: false,
-            })?;
-            BlobClient::from_connection_string(&cs)
-        }
-        crate::config::StorageSettings::ManagedIdentity {
-            account_name,
-            client_id,
-        } => {
-            let mi =
-                crate::azure::credential::ManagedIdentity::new(client_id.clone()).map_err(|e| {
-                    StorageError::Service {
-                        account: account_name.clone(),
-                        target: "the storage account".into(),
-                        status: None,
-                        operation: "set up managed identity".into(),
-                        message: e.to_string(),
-                        retryable: false,
-                    }
-                })?;
-            BlobClient::with_token_source(account_name, std::sync::Arc::new(mi))
-        }
-    }
 }

@@ -9,9 +9,10 @@ use tokio::sync::OnceCell;
 
 use super::filter::{BlobFilter, extension};
 use super::summary::{self, FAILED_BLOB_MARKER, FailedBlob};
+use crate::config::StorageSettings;
 use crate::jobs::tiff;
 use crate::jobs::{TaskContext, TaskError};
-use crate::storage::{BlobClient, ListOptions, MAX_PAGE_SIZE, StorageError};
+use crate::storage::{BlobClient, ConnectionString, ListOptions, MAX_PAGE_SIZE, StorageError};
 
 /// How many bytes of a .tif/.tiff are read to sniff it (header, ghost header, and usually the
 /// first IFD of a COG).
@@ -45,8 +46,8 @@ impl BlobSource {
         let built = self
             .0
             .get_or_init(|| async {
-                match crate::config::StorageSettings::from_lookup(|k| std::env::var(k).ok()) {
-                    Ok(Some(s)) => crate::storage::client_from_settings(&s).map_err(|e| e.to_string()),
+                match StorageSettings::from_lookup(|k| std::env::var(k).ok()) {
+                    Ok(Some(s)) => client_from_settings(&s).map_err(|e| e.to_string()),
                     Ok(None) => Err("Blob Storage is not configured: set AZURE_STORAGE_CONNECTION_STRING (account key or SAS; Azurite) or STORAGE_ACCOUNT_NAME (managed identity, with STORAGE_MANAGED_IDENTITY_CLIENT_ID for a user-assigned one)".to_string()),
                     Err(e) => Err(e.to_string()),
                 }
@@ -55,6 +56,41 @@ impl BlobSource {
         built
             .clone()
             .map_err(|e| TaskError::permanent("StorageNotConfigured", e))
+    }
+}
+
+/// The client the settings describe: Shared Key or SAS from a connection string, or managed
+/// identity for `STORAGE_ACCOUNT_NAME`.
+pub fn client_from_settings(s: &StorageSettings) -> Result<BlobClient, StorageError> {
+    match s {
+        StorageSettings::ConnectionString(cs) => {
+            let cs = ConnectionString::parse(cs).map_err(|e| StorageError::Service {
+                account: "(unknown)".into(),
+                target: "the storage account".into(),
+                status: None,
+                operation: "read AZURE_STORAGE_CONNECTION_STRING".into(),
+                message: e.to_string(),
+                retryable: false,
+            })?;
+            BlobClient::from_connection_string(&cs)
+        }
+        StorageSettings::ManagedIdentity {
+            account_name,
+            client_id,
+        } => {
+            let mi =
+                crate::azure::credential::ManagedIdentity::new(client_id.clone()).map_err(|e| {
+                    StorageError::Service {
+                        account: account_name.clone(),
+                        target: "the storage account".into(),
+                        status: None,
+                        operation: "set up managed identity".into(),
+                        message: e.to_string(),
+                        retryable: false,
+                    }
+                })?;
+            BlobClient::with_token_source(account_name, std::sync::Arc::new(mi))
+        }
     }
 }
 
