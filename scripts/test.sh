@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 source scripts/lib/pg.sh
 ensure_postgres_running
 export TEST_DATABASE_URL="$PG_ADMIN_URL"
+# shellcheck source=lib/pg_tls.sh
+source scripts/lib/pg_tls.sh && ensure_pg_tls_running && pg_tls_stop_on_exit
 source scripts/lib/azurite.sh && ensure_azurite_running # Blob Storage emulator for tests/blob_job.rs
 
 echo "==> cargo fmt --check"

@@ -35,6 +35,19 @@ pub enum TransportMode {
     ServiceBus,
 }
 
+impl TransportMode {
+    /// `janitor --once`: Service Bus when a Service Bus connection is configured (so republished
+    /// outbox rows reach the real queues), else the local queue.
+    pub fn for_janitor() -> Self {
+        let set = |k: &str| std::env::var(k).is_ok_and(|v| !v.trim().is_empty());
+        if set("ServiceBusConnection") || set("ServiceBusConnection__fullyQualifiedNamespace") {
+            TransportMode::ServiceBus
+        } else {
+            TransportMode::LocalQueue
+        }
+    }
+}
+
 /// Queue names (the earlier implementation's names by default).
 #[derive(Debug, Clone)]
 pub struct QueueNames {
@@ -186,6 +199,15 @@ pub struct Settings {
     /// How long a queued job may sit untouched before the janitor re-drives its stage message
     /// (`JANITOR_STUCK_AFTER_S`, default 900 s: longer than the longest retry backoff).
     pub janitor_stuck_after: Duration,
+    /// Entra ID (managed identity) login to PostgreSQL (`USE_MANAGED_IDENTITY`, `MANAGED_IDENTITY_CLIENT_ID`).
+    pub db_identity: Option<crate::store::connect::EntraAuth>,
+    /// Pooled connections are retired after this (`DB_POOL_MAX_LIFETIME_S`, default 1800 s).
+    pub db_pool_max_lifetime: Duration,
+    /// Service Bus settings (Azure mode only).
+    pub service_bus: Option<crate::transport::service_bus::ServiceBusSettings>,
+    /// `serve` applies pending migrations before listening (`MIGRATE_ON_START`, default false);
+    /// the Function App's identity then owns the schema it creates.
+    pub migrate_on_start: bool,
     /// Blob Storage access for job types that read blobs (None: not configured).
     pub storage: Option<StorageSettings>,
 }
@@ -203,6 +225,10 @@ impl Settings {
             local_queue: LocalQueueSettings::default(),
             outbox_republish_after: Duration::from_secs(60),
             janitor_stuck_after: Duration::from_secs(900),
+            db_identity: None,
+            db_pool_max_lifetime: Duration::from_secs(1800),
+            service_bus: None,
+            migrate_on_start: false,
             storage: None,
         }
     }
@@ -217,15 +243,18 @@ impl Settings {
         transport: TransportMode,
         get: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
-        let database_url =
-            get("DATABASE_URL")
-                .filter(|s| !s.trim().is_empty())
-                .ok_or(ConfigError::Missing {
-                    name: "DATABASE_URL",
-                    hint: "a libpq URL such as postgres://user:password@localhost:5432/coremachine",
-                })?;
+        // DATABASE_URL or POSTGIS_*, TLS, managed identity (store/connect.rs).
+        let db = crate::store::connect::DatabaseSettings::from_lookup(&get)?;
+        let database_url = db.url.clone();
         let mut s = Self::local(database_url);
         s.transport = transport;
+        s.db_identity = db.entra;
+        s.db_pool_max_lifetime = db.max_lifetime;
+        s.migrate_on_start = crate::store::connect::flag(&get, "MIGRATE_ON_START")?;
+        if s.transport == TransportMode::ServiceBus {
+            s.service_bus =
+                Some(crate::transport::service_bus::ServiceBusSettings::from_lookup(&get)?);
+        }
         s.db_pool_size = num(&get, "DB_POOL_MAX_SIZE", 16, 1, 1000)? as usize;
         if let Some(q) = get("SERVICE_BUS_JOBS_QUEUE").or_else(|| get("JOB_PROCESSING_QUEUE")) {
             s.queues.jobs = q;

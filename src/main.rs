@@ -85,19 +85,20 @@ async fn main() -> ExitCode {
                 .ok()
                 .and_then(|p| p.parse().ok())
                 .unwrap_or(8080);
-            let settings = match Settings::from_env(TransportMode::LocalQueue) {
+            let settings = match Settings::from_env(TransportMode::ServiceBus) {
                 Ok(s) => s,
                 Err(e) => return fail(e),
             };
             let root = std::env::var("FUNCTIONS_APP_ROOT_PATH")
                 .map(PathBuf::from)
                 .unwrap_or_else(|_| std::env::current_dir().unwrap_or_default());
+            let migrate = settings.migrate_on_start;
             let opts = LocalOptions {
                 settings,
                 port,
                 app_root: root,
                 emulator: false,
-                migrate: false,
+                migrate,
                 max_concurrent_calls: None,
             };
             let app = match local::start(opts, Registry::builtin(), Arc::new(Faults::none())).await
@@ -114,7 +115,7 @@ async fn main() -> ExitCode {
                 Ok(s) => s,
                 Err(e) => return fail(e),
             };
-            let pool = match store::connect_pool(&settings.database_url, 1) {
+            let pool = match store::connect::pool_for_settings(&settings) {
                 Ok(p) => p,
                 Err(e) => return fail(e),
             };
@@ -130,7 +131,7 @@ async fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Janitor { once: _ } => {
-            let settings = match Settings::from_env(TransportMode::LocalQueue) {
+            let settings = match Settings::from_env(TransportMode::for_janitor()) {
                 Ok(s) => s,
                 Err(e) => return fail(e),
             };

@@ -2,6 +2,13 @@
 
 mod common;
 
+mod azure_credential;
+mod azure_fakes;
+mod azure_layout;
+mod azure_pg_tls;
+mod azure_service_bus;
+mod azure_startup;
+
 mod blob_job;
 mod decoding;
 mod failures;

@@ -275,7 +275,7 @@ impl ManagedIdentity {
                     credential: self.describe(),
                     scope: scope.to_string(),
                     retryable: is_retryable_azure(&e),
-                    message: chain(&e),
+                    message: super::error_chain(&e),
                 })?;
         let expires_on = DateTime::<Utc>::from_timestamp(t.expires_on.unix_timestamp(), 0)
             .unwrap_or_else(Utc::now);
@@ -340,7 +340,7 @@ fn build_credential(
     };
     ManagedIdentityCredential::new(Some(options)).map_err(|e| CredentialError::Setup {
         credential: describe_mi(client_id),
-        message: chain(&e),
+        message: super::error_chain(&e),
     })
 }
 
@@ -352,20 +352,6 @@ fn is_retryable_azure(e: &azure_core::Error) -> bool {
         azure_core::error::ErrorKind::Io | azure_core::error::ErrorKind::Connection => true,
         _ => false,
     }
-}
-
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let m = c.to_string();
-        if !s.contains(&m) {
-            s.push_str(": ");
-            s.push_str(&m);
-        }
-        cur = c.source();
-    }
-    s
 }
 
 /// `azure_core`'s HTTP transport over this crate's `reqwest` 0.12 client (rustls with ring), so

@@ -7,3 +7,18 @@
 
 pub mod credential;
 pub mod retry;
+
+/// An error and its causes, `: `-separated, skipping causes already contained in the text.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let m = c.to_string();
+        if !s.contains(&m) {
+            s.push_str(": ");
+            s.push_str(&m);
+        }
+        cur = c.source();
+    }
+    s
+}

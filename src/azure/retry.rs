@@ -460,14 +460,7 @@ fn describe_reqwest(e: &reqwest::Error) -> String {
     } else {
         "request failed"
     };
-    let mut s = format!("{what}: {e}");
-    let mut cur = std::error::Error::source(e);
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
+    format!("{what}: {}", super::error_chain(e))
 }
 
 /// The service's explanation from an error response: the `<Detail>` or `<Message>` of an XML

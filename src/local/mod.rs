@@ -63,6 +63,9 @@ pub enum StartError {
     /// Registry.
     #[error(transparent)]
     Registry(#[from] crate::jobs::RegistryError),
+    /// The Service Bus transport cannot be set up.
+    #[error(transparent)]
+    ServiceBus(#[from] crate::transport::service_bus::SenderSetupError),
     /// Listening socket.
     #[error("cannot listen on port {port}: {source}")]
     Bind {
@@ -108,18 +111,19 @@ pub async fn start(
     registry.validate()?;
     let layout = functions::AppLayout::read(&opts.app_root)?;
     let settings = Arc::new(opts.settings.clone());
-    let pool = store::connect_pool(&settings.database_url, settings.db_pool_size)?;
+    let pool = store::connect::pool_for_settings(&settings)?;
     if opts.migrate {
         let mut c = store::client(&pool, "migrating").await?;
         store::migrations::migrate(&mut c).await?;
     }
     let q = &settings.queues;
     let local = LocalQueue::new(pool.clone(), &[&q.jobs, &q.tasks, &q.poison]);
+    let transport = crate::transport::service_bus::transport_for(&settings, &local)?;
     let engine = Engine::new(
         pool.clone(),
         registry,
         settings.clone(),
-        Arc::new(local.clone()),
+        transport,
         faults.clone(),
     );
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", opts.port))

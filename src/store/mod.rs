@@ -4,13 +4,11 @@
 //! and embedded at compile time ([`sql`]); a test prepares every statement against the migrated
 //! schema.
 
+pub mod connect;
 pub mod migrations;
 pub mod sql;
 
-use std::str::FromStr;
-use std::time::Duration;
-
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use deadpool_postgres::Pool;
 
 pub use deadpool_postgres::{Object as Client, Transaction};
 
@@ -18,7 +16,10 @@ pub use deadpool_postgres::{Object as Client, Transaction};
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// No connection could be obtained (the database is unreachable or the pool is exhausted).
-    #[error("database unavailable while {context}: {source}")]
+    #[error(
+        "database unavailable while {context}: {}",
+        connect::describe_pool_error(source)
+    )]
     Unavailable {
         /// What was attempted.
         context: String,
@@ -81,7 +82,7 @@ pub fn describe(e: &tokio_postgres::Error) -> String {
             }
             s
         }
-        None => e.to_string(),
+        None => connect::describe_connect_error(e),
     }
 }
 
@@ -103,28 +104,8 @@ impl<T> QueryContext<T> for Result<T, tokio_postgres::Error> {
 /// Builds the pool. It connects lazily: no connection is opened until the first query, so the
 /// process answers the host's readiness probe before the database is touched.
 pub fn connect_pool(database_url: &str, max_size: usize) -> Result<Pool, StoreError> {
-    let mut pg = tokio_postgres::Config::from_str(database_url)
-        .map_err(|e| StoreError::Config(format!("DATABASE_URL cannot be parsed: {e}")))?;
-    if pg.get_application_name().is_none() {
-        pg.application_name("coremachine");
-    }
-    if pg.get_connect_timeout().is_none() {
-        pg.connect_timeout(Duration::from_secs(10));
-    }
-    let mgr = Manager::from_config(
-        pg,
-        tokio_postgres::NoTls,
-        ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
-        },
-    );
-    Pool::builder(mgr)
-        .max_size(max_size)
-        .wait_timeout(Some(Duration::from_secs(30)))
-        .create_timeout(Some(Duration::from_secs(15)))
-        .runtime(deadpool_postgres::Runtime::Tokio1)
-        .build()
-        .map_err(|e| StoreError::Config(e.to_string()))
+    // TLS per the URL's sslmode/sslrootcert (see connect.rs).
+    connect::build_pool(database_url, max_size, None, None)
 }
 
 /// Gets a pooled connection.

@@ -66,6 +66,7 @@ checkpoints!(
     SERVICE_BUS_SEND_FAILED,
     AZURE_CALL_RETRY,
     AZURE_CALL_FAILED,
+    DB_TOKEN_FAILED,
 );
 
 /// Longest value exported in one field (Application Insights cuts at 8192 bytes by slicing bytes,

@@ -415,6 +415,23 @@ impl ServiceBusSender {
     }
 }
 
+/// The transport the settings ask for: the local queue, or a Service Bus sender (Azure mode).
+pub fn transport_for(
+    settings: &crate::config::Settings,
+    local: &super::local_queue::LocalQueue,
+) -> Result<super::SharedTransport, SenderSetupError> {
+    match (&settings.transport, &settings.service_bus) {
+        (crate::config::TransportMode::LocalQueue, _) => Ok(Arc::new(local.clone())),
+        (crate::config::TransportMode::ServiceBus, Some(sb)) => {
+            Ok(Arc::new(ServiceBusSender::new(sb.clone())?))
+        }
+        (crate::config::TransportMode::ServiceBus, None) => Err(SenderSetupError {
+            namespace: "(not configured)".into(),
+            message: "Azure mode needs ServiceBusConnection__fullyQualifiedNamespace or ServiceBusConnection".into(),
+        }),
+    }
+}
+
 fn describe_one(m: &OutboundMessage) -> String {
     let task = m.properties.get("task_id").and_then(|v| v.as_str());
     match (m.job_id.as_deref(), task) {

@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Builds the Linux x86-64 release binary that runs on every Azure Functions image.
+#
+# The images differ in glibc (Debian 11 has 2.31, Debian 12 2.36, Ubuntu Noble 2.39), so the
+# binary must not depend on the build machine's glibc. This script links glibc statically
+# (`-C target-feature=+crt-static` on x86_64-unknown-linux-gnu; glibc >= 2.34 carries the "files"
+# and "dns" name services inside libc, so host-name lookups work without loading the image's
+# NSS modules). TLS is rustls everywhere; OpenSSL is not in the dependency tree.
+#
+# Then it checks the result: x86-64 ELF, statically linked (`file`, `ldd`), no OpenSSL crate,
+# and the binary runs (`--version`).
+#
+#   scripts/build-release.sh                 build target/azure-release/x86_64-unknown-linux-gnu/release/coremachine
+#   scripts/build-release.sh --check FILE    only run the portability check on FILE
+#
+# The build takes several minutes on 2 cores, so scripts/test.sh does not run it; CI runs it
+# separately (see README). The portability check itself is exercised by the test suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+TARGET=x86_64-unknown-linux-gnu
+# Its own target dir: the static build shares nothing with debug builds, and a separate lock
+# lets both run at once.
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target/azure-release}
+# Dynamically linked binaries are accepted only if they need no glibc newer than this.
+GLIBC_BASELINE=${GLIBC_BASELINE:-2.17}
+
+fail() { echo "build-release: $*" >&2; exit 1; }
+
+ensure_tools() {
+  local missing=()
+  command -v file >/dev/null 2>&1 || missing+=(file)
+  command -v objdump >/dev/null 2>&1 || missing+=(binutils)
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "==> installing ${missing[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+}
+
+# Newest GLIBC_x.y symbol version the binary requires (empty when none).
+newest_glibc() {
+  objdump -T "$1" 2>/dev/null | grep -o 'GLIBC_[0-9][0-9.]*' | sed 's/GLIBC_//' | sort -uV | tail -n 1
+}
+
+check_portable() {
+  local bin=$1 desc ldd_out newest
+  [ -f "$bin" ] || fail "$bin does not exist"
+  [ -x "$bin" ] || fail "$bin is not executable"
+  ensure_tools
+  desc=$(file -b "$bin")
+  case "$desc" in
+    *"ELF 64-bit"*"x86-64"*) ;;
+    *) fail "$bin is not an x86-64 ELF executable: $desc" ;;
+  esac
+  ldd_out=$(ldd "$bin" 2>&1 || true)
+  case "$desc" in
+    *"statically linked"* | *"static-pie linked"*)
+      case "$ldd_out" in
+        *"not a dynamic executable"* | *"statically linked"*) ;;
+        *) fail "file says static but ldd lists libraries:\n$ldd_out" ;;
+      esac
+      echo "portable: $bin is statically linked ($desc)"
+      ;;
+    *)
+      newest=$(newest_glibc "$bin")
+      if [ -n "$newest" ] && [ "$(printf '%s\n%s\n' "$newest" "$GLIBC_BASELINE" | sort -V | tail -n 1)" != "$GLIBC_BASELINE" ]; then
+        fail "$bin is dynamically linked and needs GLIBC_$newest, newer than the baseline $GLIBC_BASELINE; it would not start on older Functions images (build with scripts/build-release.sh)"
+      fi
+      echo "portable: $bin is dynamically linked and needs at most GLIBC_${newest:-none} (baseline $GLIBC_BASELINE)"
+      ;;
+  esac
+  if "$bin" --version >/dev/null 2>&1; then
+    echo "runs: $("$bin" --version)"
+  else
+    # A stand-in binary may not know --version; running at all is what matters.
+    "$bin" >/dev/null 2>&1 </dev/null || true
+  fi
+}
+
+if [ "${1:-}" = "--check" ]; then
+  [ -n "${2:-}" ] || fail "usage: $0 --check FILE"
+  check_portable "$2"
+  exit 0
+fi
+
+if cargo tree -e normal -i openssl-sys >/dev/null 2>&1; then
+  fail "openssl-sys is in the dependency tree (cargo tree -i openssl-sys); CoreMachine must use rustls only"
+fi
+
+start=$(date +%s)
+echo "==> cargo build --release --target $TARGET (glibc linked statically)"
+RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" \
+  cargo build --release --locked --target "$TARGET" --bin coremachine
+bin="$CARGO_TARGET_DIR/$TARGET/release/coremachine"
+echo "built in $(( $(date +%s) - start )) s: $bin ($(du -h "$bin" | cut -f1))"
+check_portable "$bin"

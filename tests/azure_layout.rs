@@ -1,0 +1,564 @@
+//! The deployment as the Functions host and Azure see it: host.json and every function.json
+//! against the rules of functions-protocol.md §1-2, the infrastructure script's queues and app
+//! settings (dry run), the example settings, the zip made by scripts/package.sh (mode 0755 read
+//! back from the archive itself) and the portability check of scripts/build-release.sh.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use coremachine::config::{Settings, TransportMode};
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn read_json(p: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(p).unwrap())
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// Every function folder (name → function.json).
+fn functions() -> BTreeMap<String, Value> {
+    let mut out = BTreeMap::new();
+    for entry in std::fs::read_dir(root()).unwrap() {
+        let p = entry.unwrap().path();
+        let f = p.join("function.json");
+        if p.is_dir() && f.is_file() {
+            out.insert(
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                read_json(&f),
+            );
+        }
+    }
+    out
+}
+
+#[test]
+fn host_json_follows_the_custom_handler_rules() {
+    let h = read_json(&root().join("host.json"));
+    assert_eq!(h["version"], "2.0");
+    let ch = &h["customHandler"];
+    let d = &ch["description"];
+    assert_eq!(
+        d["defaultExecutablePath"], "coremachine",
+        "the Linux binary name, no .exe"
+    );
+    assert!(
+        d["arguments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a == "serve"),
+        "starts `coremachine serve`"
+    );
+    assert!(
+        ch.get("port").is_none(),
+        "the host picks the port (FUNCTIONS_CUSTOMHANDLER_PORT)"
+    );
+    assert!(
+        d.get("enableForwardingHttpRequest").is_none(),
+        "forwarding is a sibling of description"
+    );
+    assert_eq!(ch["enableForwardingHttpRequest"], true);
+    assert_eq!(
+        h["extensionBundle"]["id"],
+        "Microsoft.Azure.Functions.ExtensionBundle"
+    );
+    assert_eq!(
+        h["extensionBundle"]["version"], "[4.*, 5.0.0)",
+        "bundle v4: Service Bus extension 5.x (identity connections)"
+    );
+    let sb = &h["extensions"]["serviceBus"];
+    for old in [
+        "messageHandlerOptions",
+        "sessionHandlerOptions",
+        "batchOptions",
+    ] {
+        assert!(
+            sb.get(old).is_none(),
+            "{old} is the 2.x-4.x schema; 5.x settings are flat"
+        );
+    }
+    assert_eq!(
+        sb["autoCompleteMessages"], true,
+        "non-C# handlers cannot settle messages themselves"
+    );
+    assert!(sb["maxConcurrentCalls"].as_u64().is_some_and(|n| n >= 1));
+    assert_eq!(h["extensions"]["http"]["routePrefix"], "api");
+}
+
+#[test]
+fn every_function_json_follows_the_binding_rules() {
+    let fns = functions();
+    assert!(fns.len() >= 6, "{:?}", fns.keys());
+    let queues = coremachine::config::QueueNames::default();
+    let mut seen_queues = BTreeSet::new();
+    for (name, f) in &fns {
+        let bindings = f["bindings"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{name}: no bindings"));
+        let triggers: Vec<&Value> = bindings
+            .iter()
+            .filter(|b| b["type"].as_str().is_some_and(|t| t.ends_with("Trigger")))
+            .collect();
+        assert_eq!(triggers.len(), 1, "{name}: exactly one trigger");
+        let t = triggers[0];
+        assert_eq!(t["direction"], "in", "{name}");
+        match t["type"].as_str().unwrap() {
+            "serviceBusTrigger" => {
+                assert_eq!(
+                    bindings.len(),
+                    1,
+                    "{name}: no output bindings (messages go through the REST sender)"
+                );
+                assert_eq!(
+                    t["name"], "msg",
+                    "{name}: the binding name the handler reads"
+                );
+                assert_eq!(
+                    t["dataType"], "binary",
+                    "{name}: otherwise the body arrives double-encoded"
+                );
+                assert_eq!(
+                    t["connection"], "ServiceBusConnection",
+                    "{name}: the app-setting prefix"
+                );
+                assert_eq!(
+                    t["isSessionsEnabled"], false,
+                    "{name}: the queues have no sessions"
+                );
+                assert!(
+                    t.get("cardinality").is_none_or(|c| c == "one"),
+                    "{name}: one message per invocation"
+                );
+                assert!(
+                    t.get("autoComplete").is_none_or(|c| c == true),
+                    "{name}: autoComplete must stay true"
+                );
+                let q = t["queueName"].as_str().unwrap();
+                assert!(
+                    [&queues.jobs, &queues.tasks, &queues.poison].contains(&&q.to_string()),
+                    "{name}: {q}"
+                );
+                seen_queues.insert(q.to_string());
+            }
+            "httpTrigger" => {
+                // Forwarding applies only to exactly one httpTrigger + one http output; anything
+                // else silently falls back to the non-forwarded payload.
+                assert_eq!(bindings.len(), 2, "{name}: httpTrigger + http output only");
+                let out = bindings.iter().find(|b| b["direction"] == "out").unwrap();
+                assert_eq!(out["type"], "http", "{name}");
+                assert_eq!(out["name"], "res", "{name}");
+                assert!(
+                    ["anonymous", "function", "admin"].contains(&t["authLevel"].as_str().unwrap()),
+                    "{name}"
+                );
+                assert!(
+                    t["route"]
+                        .as_str()
+                        .is_some_and(|r| !r.starts_with('/') && !r.starts_with("api/")),
+                    "{name}: route without the api prefix"
+                );
+                assert!(
+                    t["methods"].as_array().is_some_and(|m| !m.is_empty()),
+                    "{name}"
+                );
+            }
+            "timerTrigger" => {
+                assert_eq!(
+                    t["schedule"].as_str().unwrap().split_whitespace().count(),
+                    6,
+                    "{name}: NCRONTAB with seconds"
+                );
+            }
+            other => panic!("{name}: unexpected trigger {other}"),
+        }
+    }
+    assert_eq!(
+        seen_queues,
+        [
+            queues.jobs.clone(),
+            queues.tasks.clone(),
+            queues.poison.clone()
+        ]
+        .into_iter()
+        .collect(),
+        "one trigger per queue"
+    );
+}
+
+/// The infrastructure script's dry run.
+fn infra_dry_run() -> String {
+    let out = Command::new("bash")
+        .arg(root().join("scripts/infra/deploy-infra.sh"))
+        .args([
+            "--prefix",
+            "cmtest",
+            "--location",
+            "westeurope",
+            "--pg-admin",
+            "admin@contoso.com",
+            "--dry-run",
+        ])
+        .output()
+        .expect("bash runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn flag<'a>(line: &'a str, name: &str) -> Option<&'a str> {
+    let mut it = line.split_whitespace();
+    while let Some(w) = it.next() {
+        if w == name {
+            return it.next();
+        }
+    }
+    None
+}
+
+#[test]
+fn dead_letters_of_both_queues_are_forwarded_to_the_queue_the_poison_function_reads() {
+    let dry = infra_dry_run();
+    let poison_fn = &functions()["poison-queue-trigger"];
+    let poison_queue = poison_fn["bindings"][0]["queueName"].as_str().unwrap();
+    let creates: BTreeMap<&str, &str> = dry
+        .lines()
+        .filter(|l| l.starts_with("+ az servicebus queue create"))
+        .map(|l| (flag(l, "--name").unwrap(), l))
+        .collect();
+    assert!(
+        creates.contains_key(poison_queue),
+        "{poison_queue} is created"
+    );
+    for f in ["jobs-queue-trigger", "tasks-queue-trigger"] {
+        let q = functions()[f]["bindings"][0]["queueName"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let line = creates
+            .get(q.as_str())
+            .unwrap_or_else(|| panic!("queue {q} of {f} is created"));
+        assert_eq!(
+            flag(line, "--forward-dead-lettered-messages-to"),
+            Some(poison_queue),
+            "{line}"
+        );
+        assert_eq!(
+            flag(line, "--enable-duplicate-detection"),
+            Some("true"),
+            "{line}"
+        );
+        assert_eq!(
+            flag(line, "--duplicate-detection-history-time-window"),
+            Some("PT10M"),
+            "{line}"
+        );
+        assert_eq!(flag(line, "--lock-duration"), Some("PT5M"), "{line}");
+        assert!(
+            flag(line, "--max-delivery-count").is_some_and(|n| n.parse::<u32>().is_ok()),
+            "{line}"
+        );
+    }
+    let poison_line = dry
+        .lines()
+        .position(|l| l.contains(&format!("--name {poison_queue} ")))
+        .unwrap();
+    let jobs_line = dry
+        .lines()
+        .position(|l| l.contains("--name geospatial-jobs "))
+        .unwrap();
+    assert!(
+        poison_line < jobs_line,
+        "the forwarding target exists before the queues that forward to it"
+    );
+    for role in [
+        "Azure\\ Service\\ Bus\\ Data\\ Receiver",
+        "Azure\\ Service\\ Bus\\ Data\\ Sender",
+    ] {
+        assert!(
+            dry.contains(&format!("--role {role}")),
+            "role {role} is assigned"
+        );
+    }
+    assert!(
+        dry.contains("--assign-identity \\[system\\]"),
+        "system-assigned identity"
+    );
+    assert!(dry.contains("--runtime custom") && dry.contains("--is-linux"));
+    assert!(dry.contains("--microsoft-entra-auth Enabled"));
+    assert!(dry.contains("microsoft-entra-admin create"));
+    assert!(
+        dry.contains("app-insights component create")
+            && dry.contains("log-analytics workspace create")
+    );
+}
+
+/// The app settings the infrastructure script sets.
+fn infra_settings() -> BTreeMap<String, String> {
+    let dry = infra_dry_run();
+    let line = dry
+        .lines()
+        .find(|l| l.contains("appsettings set"))
+        .expect("app settings are set");
+    let (_, list) = line.split_once("--settings ").unwrap();
+    list.split_whitespace()
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap();
+            (k.to_string(), v.to_string())
+        })
+        .collect()
+}
+
+fn example_settings() -> BTreeMap<String, String> {
+    let v = read_json(&root().join("local.settings.json.example"));
+    v["Values"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+        .collect()
+}
+
+#[test]
+fn the_infrastructure_sets_a_coherent_azure_configuration() {
+    let settings = infra_settings();
+    // It is exactly what `serve` needs: the binary accepts it in Azure mode.
+    let s = Settings::from_lookup(TransportMode::ServiceBus, |k| settings.get(k).cloned())
+        .expect("serve starts with the infrastructure's settings");
+    assert!(
+        s.db_identity.is_some(),
+        "PostgreSQL with the managed identity"
+    );
+    assert!(s.migrate_on_start);
+    let sb = s.service_bus.expect("Service Bus settings");
+    assert_eq!(sb.namespace, "cmtest-sb.servicebus.windows.net");
+    assert!(matches!(
+        sb.auth,
+        coremachine::transport::service_bus::ServiceBusAuth::ManagedIdentity { client_id: None }
+    ));
+    let (_, tls) = coremachine::store::connect::parse_url(&s.database_url).unwrap();
+    assert_eq!(tls.mode, coremachine::store::connect::SslMode::VerifyFull);
+    // Every setting it writes is documented in the example file (or is the host's own).
+    let documented = example_settings();
+    let host_only = [
+        "SCM_DO_BUILD_DURING_DEPLOYMENT",
+        "ServiceBusConnection__credential",
+    ];
+    for k in settings.keys() {
+        assert!(
+            documented.contains_key(k) || host_only.contains(&k.as_str()),
+            "{k} is set by the infrastructure but missing from local.settings.json.example"
+        );
+    }
+}
+
+#[test]
+fn the_example_settings_are_valid_in_local_and_azure_mode() {
+    let ex = example_settings();
+    for mode in [TransportMode::LocalQueue, TransportMode::ServiceBus] {
+        Settings::from_lookup(mode.clone(), |k| ex.get(k).cloned())
+            .unwrap_or_else(|e| panic!("local.settings.json.example in {mode:?}: {e}"));
+    }
+    for k in [
+        "ServiceBusConnection",
+        "ServiceBusConnection__fullyQualifiedNamespace",
+        "ServiceBusConnection__clientId",
+        "SERVICE_BUS_REST_ENDPOINT",
+        "SERVICE_BUS_MAX_BATCH_MESSAGES",
+        "SERVICE_BUS_MAX_BATCH_BYTES",
+        "SERVICE_BUS_MAX_MESSAGE_BYTES",
+        "SERVICE_BUS_MESSAGE_TTL_S",
+        "SERVICE_BUS_SEND_MAX_RETRIES",
+        "SERVICE_BUS_SEND_TIMEOUT_S",
+        "SERVICE_BUS_SEND_CONCURRENCY",
+        "POSTGIS_HOST",
+        "POSTGIS_PORT",
+        "POSTGIS_USER",
+        "POSTGIS_PASSWORD",
+        "POSTGIS_DATABASE",
+        "USE_MANAGED_IDENTITY",
+        "MANAGED_IDENTITY_CLIENT_ID",
+        "MANAGED_IDENTITY_NAME",
+        "DATABASE_SSLMODE",
+        "DATABASE_SSL_ROOT_CERT",
+        "DB_POOL_MAX_LIFETIME_S",
+        "MIGRATE_ON_START",
+    ] {
+        assert!(
+            ex.contains_key(k),
+            "{k} is missing from local.settings.json.example"
+        );
+    }
+}
+
+/// (name, unix mode) of every entry of a zip, read from its central directory.
+fn zip_entries(path: &Path) -> Vec<(String, u32)> {
+    let b = std::fs::read(path).unwrap();
+    let le16 = |i: usize| u16::from_le_bytes([b[i], b[i + 1]]) as usize;
+    let le32 = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+    let eocd = (0..=b.len() - 22)
+        .rev()
+        .find(|&i| le32(i) == 0x0605_4b50)
+        .expect("end of central directory");
+    let count = le16(eocd + 10);
+    let mut p = le32(eocd + 16) as usize;
+    let mut out = Vec::new();
+    for _ in 0..count {
+        assert_eq!(le32(p), 0x0201_4b50, "central directory entry");
+        let made_by_os = b[p + 5];
+        let name_len = le16(p + 28);
+        let extra_len = le16(p + 30);
+        let comment_len = le16(p + 32);
+        let external = le32(p + 38);
+        let name = String::from_utf8(b[p + 46..p + 46 + name_len].to_vec()).unwrap();
+        assert_eq!(made_by_os, 3, "{name}: made on Unix, so the mode is kept");
+        out.push((name, external >> 16));
+        p += 46 + name_len + extra_len + comment_len;
+    }
+    out
+}
+
+#[test]
+fn the_package_holds_the_binary_with_mode_0755_host_json_and_every_function() {
+    let dir = std::env::temp_dir().join(format!("cm-package-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let zip = dir.join("app.zip");
+    // A small stand-in for the release binary (zipping the 100+ MB debug build takes a minute),
+    // deliberately not executable: the package must make it 0755 anyway.
+    let standin = dir.join("coremachine");
+    std::fs::write(&standin, "#!/bin/sh\necho stand-in\n").unwrap();
+    let out = Command::new("bash")
+        .arg(root().join("scripts/package.sh"))
+        .arg(&standin)
+        .arg(&zip)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let entries: BTreeMap<String, u32> = zip_entries(&zip)
+        .into_iter()
+        .filter(|(n, _)| !n.ends_with('/'))
+        .collect();
+    assert_eq!(
+        entries.get("coremachine").map(|m| m & 0o777),
+        Some(0o755),
+        "{entries:?}"
+    );
+    assert_eq!(
+        entries.get("coremachine").map(|m| m & 0o170000),
+        Some(0o100000),
+        "a regular file"
+    );
+    assert!(entries.contains_key("host.json"));
+    for f in functions().keys() {
+        assert!(
+            entries.contains_key(&format!("{f}/function.json")),
+            "{f} is packaged"
+        );
+    }
+    assert_eq!(
+        entries.len(),
+        2 + functions().len(),
+        "nothing else: {entries:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn check(bin: &Path) -> (bool, String) {
+    let out = Command::new("bash")
+        .arg(root().join("scripts/build-release.sh"))
+        .arg("--check")
+        .arg(bin)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[test]
+fn the_portability_check_accepts_a_static_binary_and_refuses_one_needing_a_new_glibc() {
+    // A small stand-in linked the way build-release.sh links the real binary.
+    let dir = std::env::temp_dir().join(format!("cm-static-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("main.rs"),
+        "fn main() { println!(\"stand-in\"); }\n",
+    )
+    .unwrap();
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let out = Command::new(rustc)
+        .args([
+            "-C",
+            "target-feature=+crt-static",
+            "--target",
+            "x86_64-unknown-linux-gnu",
+            "-o",
+        ])
+        .arg(dir.join("standin"))
+        .arg(dir.join("main.rs"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (ok, text) = check(&dir.join("standin"));
+    assert!(ok && text.contains("statically linked"), "{text}");
+
+    // The debug build links the build machine's glibc dynamically: refused, with the reason.
+    let (ok, text) = check(Path::new(env!("CARGO_BIN_EXE_coremachine")));
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("dynamically linked") && text.contains("GLIBC_2."),
+        "{text}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn deploy_dry_run_publishes_the_package_with_the_cli_that_is_installed() {
+    let dir = std::env::temp_dir().join(format!("cm-deploy-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let zip = dir.join("app.zip");
+    std::fs::write(&zip, b"not used in a dry run").unwrap();
+    // Neither func nor az on PATH: the az command is printed, nothing runs.
+    let out = Command::new("bash")
+        .arg(root().join("scripts/deploy.sh"))
+        .args(["cm-func", "--resource-group", "cm-rg", "--dry-run", "--zip"])
+        .arg(&zip)
+        .env("PATH", "/usr/bin:/bin")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("az functionapp deployment source config-zip --resource-group cm-rg --name cm-func --src"),
+        "{text}"
+    );
+    assert!(
+        text.contains("https://cm-func.azurewebsites.net/api/health"),
+        "{text}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
