@@ -411,11 +411,14 @@ impl Field {
             .flatten()
     }
 
-    /// Smallest value (of at most 100,000 read), or None when they are not in the buffer.
+    /// Smallest non-zero value (of at most 100,000 read), or None when they are not in the
+    /// buffer. Zero offsets are skipped: GDAL writes 0 for the empty tiles of a sparse file.
     fn min(&self, r: &Reader<'_>, buf_start: u64) -> Option<u64> {
         (0..self.count.min(100_000))
             .map(|i| self.value(r, buf_start, i))
-            .try_fold(u64::MAX, |m, v| v.map(|v| m.min(v)))
+            .try_fold(u64::MAX, |m, v| {
+                v.map(|v| if v == 0 { m } else { m.min(v) })
+            })
             .filter(|m| *m != u64::MAX)
     }
 }
@@ -460,6 +463,31 @@ mod tests {
         let info = classify(&h, Some(ifd));
         assert!(!info.looks_like_cog, "{}", info.cog_reason);
         assert!(!info.ifd_first);
+    }
+
+    #[test]
+    fn empty_tiles_of_a_sparse_cog_do_not_hide_that_the_ifd_comes_first() {
+        // Header, IFD at 8 with TileOffsets [0, 200] (first tile empty) inline as two SHORTs.
+        let mut b = b"II*\0".to_vec();
+        b.extend(8u32.to_le_bytes());
+        let entries: [(u16, u16, u32, [u8; 4]); 3] = [
+            (256, 3, 1, [64, 0, 0, 0]),
+            (322, 3, 1, [32, 0, 0, 0]),
+            (324, 3, 2, [0, 0, 200, 0]),
+        ];
+        b.extend((entries.len() as u16).to_le_bytes());
+        for (tag, typ, n, v) in entries {
+            b.extend(tag.to_le_bytes());
+            b.extend(typ.to_le_bytes());
+            b.extend(n.to_le_bytes());
+            b.extend(v);
+        }
+        b.extend(0u32.to_le_bytes());
+        let h = read_header(&b).unwrap();
+        let ifd = read_ifd(&h, &b, 0).unwrap();
+        assert_eq!(ifd.first_data_offset, Some(200));
+        let info = classify(&h, Some(ifd));
+        assert!(info.looks_like_cog, "{}", info.cog_reason);
     }
 
     #[test]
