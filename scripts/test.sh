@@ -11,6 +11,7 @@ export TEST_DATABASE_URL="$PG_ADMIN_URL"
 source scripts/lib/browser.sh && ensure_browser_test_tools
 # shellcheck source=lib/pg_tls.sh
 source scripts/lib/pg_tls.sh && ensure_pg_tls_running && pg_tls_stop_on_exit
+source scripts/lib/azurite.sh && ensure_azurite_running # Blob Storage emulator for tests/blob_job.rs
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check

@@ -9,6 +9,7 @@
 //! - [`engine`]: state machines, job and task message processing, fan-in, finalize, failures.
 //! - [`jobs`]: the `Job` trait, the registry and the built-in job types.
 //! - [`store`]: PostgreSQL pool, migrations and SQL statements.
+//! - [`storage`]: the Azure Blob Storage client used by job types that read blobs.
 //! - [`transport`]: the outbox and message sending (local queue; Service Bus in Azure).
 //! - [`local`]: the host emulator of local mode and tests.
 //! - [`janitor`]: audits and repairs.
@@ -26,6 +27,7 @@ pub mod handler;
 pub mod janitor;
 pub mod jobs;
 pub mod local;
+pub mod storage;
 pub mod store;
 pub mod telemetry;
 pub mod transport;

@@ -16,6 +16,7 @@ mod api_hostile;
 mod api_routes;
 mod api_secrets;
 mod browser;
+mod blob_job;
 mod decoding;
 mod events_api;
 mod failures;

@@ -11,7 +11,7 @@ use super::fan_in::{self, StageCounts, StageOutcome};
 use super::faults::Fault;
 use super::job_message::panic_text;
 use super::messages::JobMessage;
-use crate::jobs::{FinalizeInput, PreviousResult, StagePolicy, StageSummary};
+use crate::jobs::{FailedTask, FinalizeInput, PreviousResult, StagePolicy, StageSummary};
 use crate::store::{QueryContext, StoreError, Transaction, sql};
 use crate::telemetry::checkpoints as cp;
 use crate::transport::outbox::Outbox;
@@ -295,11 +295,16 @@ impl Engine {
             Vec::new()
         };
         let empty = Map::new();
+        let last_failed: Vec<FailedTask> = summary
+            .get("failed_tasks")
+            .and_then(|f| serde_json::from_value(f.clone()).ok())
+            .unwrap_or_default();
         let input = FinalizeInput {
             job_id: &job.job_id,
             params: job.params.as_object().unwrap_or(&empty),
             stages: &stages,
             last_stage_results: &last,
+            last_stage_failed: &last_failed,
         };
         let faults = self.faults();
         let outcome: Result<Value, String> = match &def {

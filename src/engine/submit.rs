@@ -88,10 +88,15 @@ impl Engine {
             });
         };
         let specs = job.parameters();
-        let validated = params::validate(&specs, body).map_err(|errors| SubmitError::Invalid {
-            job_type: job_type.to_string(),
-            errors,
-        })?;
+        let validated = params::validate(&specs, body)
+            .and_then(|v| match job.validate(&v) {
+                errors if errors.is_empty() => Ok(v),
+                errors => Err(errors),
+            })
+            .map_err(|errors| SubmitError::Invalid {
+                job_type: job_type.to_string(),
+                errors,
+            })?;
         let job_id = JobId::derive(job_type, &params::id_params(&specs, &validated));
         let total_stages = job.stages().len() as i32;
         let params_value = Value::Object(validated);

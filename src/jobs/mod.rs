@@ -6,8 +6,10 @@
 //! `docs/job-types.md` walks through adding one.
 
 pub mod hello_world;
+pub mod list_container_contents;
 pub mod noop_fanout;
 pub mod params;
+pub mod tiff;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -142,6 +144,8 @@ pub struct FinalizeInput<'a> {
     pub stages: &'a [StageSummary],
     /// Completed results of the last stage, in task order (empty when the job type asks for counts only).
     pub last_stage_results: &'a [PreviousResult],
+    /// Failed tasks of the last stage (tolerant policies; the first 100, as in stage_results).
+    pub last_stage_failed: &'a [FailedTask],
 }
 
 /// Why a job type could not build tasks or a result.
@@ -164,6 +168,12 @@ pub trait Job: Send + Sync {
     fn description(&self) -> &'static str;
     /// Parameter schema.
     fn parameters(&self) -> Vec<ParamSpec>;
+    /// Checks across parameters that the per-field schema cannot express (e.g. a minimum not above
+    /// a maximum). Runs at submit after the schema accepted `params` (defaults applied); any error
+    /// is a 400 listing these fields.
+    fn validate(&self, _params: &Map<String, Value>) -> Vec<FieldError> {
+        Vec::new()
+    }
     /// Ordered stages (at least one).
     fn stages(&self) -> Vec<StageDef>;
     /// Builds the tasks of `input.stage`. Returning no task completes the stage at once.
@@ -329,6 +339,7 @@ impl Registry {
         let mut r = Self::new();
         hello_world::register(&mut r);
         noop_fanout::register(&mut r);
+        list_container_contents::register(&mut r, list_container_contents::BlobSource::from_env());
         r
     }
 
