@@ -2,7 +2,8 @@
 # Sourced by test.sh after the Rust tests: checks the running service against its own OpenAPI
 # document with schemathesis (PyPI). `coremachine local` runs on a free port with a fresh
 # database and function/admin keys; any 5xx, undocumented status, wrong content type or response
-# that does not match the document fails the suite. Bounded: a few hundred requests per pass.
+# that does not match the document fails the suite. Bounded: about a thousand requests per pass;
+# the stateful phase follows the submit response links to real jobs (status, cancel, resubmit).
 #
 # Inputs: PG_ADMIN_URL (from pg.sh). Optional: SCHEMATHESIS_MAX_EXAMPLES (default 30),
 # SKIP_SCHEMATHESIS=1 to skip.
@@ -49,7 +50,7 @@ run_schemathesis() {
   done
   local checks=not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,response_headers_conformance
   local common=(--checks "$checks" --max-examples "${SCHEMATHESIS_MAX_EXAMPLES:-30}"
-    --phases examples,coverage,fuzzing --workers 1 --no-color --seed 1 --request-timeout 30)
+    --phases examples,coverage,fuzzing,stateful --workers 1 --no-color --seed 1 --request-timeout 30)
   # Pass 1: the master key opens every route (admin ones too), except the redeploy, which would
   # drop the schema under the other requests. Pass 2: a function key on every route (401s on
   # the admin ones must conform too).

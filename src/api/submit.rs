@@ -76,10 +76,10 @@ fn header_str(headers: &HeaderMap, name: &str) -> Option<String> {
 #[utoipa::path(
     post, path = "/api/jobs/submit/{job_type}", tag = "jobs", operation_id = "submit_job",
     params(
-        ("job_type" = String, Path, description = "A job type from GET /api/jobs/types", max_length = 100),
+        ("job_type" = String, Path, description = "A job type from GET /api/jobs/types", max_length = 100, example = "hello_world"),
         ("x-correlation-id" = Option<String>, Header, description = "Correlation id to record (first 64 characters)"),
     ),
-    request_body(content = Object, description = "The job's parameters (see the job type's schema in GET /api/jobs/types); empty means all defaults", content_type = "application/json"),
+    request_body(content = Object, description = "The job's parameters (see the job type's schema in GET /api/jobs/types); empty means all defaults", content_type = "application/json", example = json!({"n": 2})),
     responses(
         (status = 201, description = "Job created and queued", body = SubmitResponse),
         (status = 200, description = "The job already existed (idempotent)", body = SubmitResponse),
