@@ -22,3 +22,7 @@ RUST_TEST_THREADS=${RUST_TEST_THREADS:-4} cargo test --all-targets -- "$@" 2>&1 
 grep -q "test result: ok" target/test-output.log
 # shellcheck source=lib/schemathesis.sh
 source scripts/lib/schemathesis.sh
+
+# One plain closing line for the whole run (cargo's per-binary lines are above, schemathesis's too).
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "tests: %d passed, %d failed\n", p, f }' target/test-output.log

@@ -158,11 +158,5 @@ async fn no_secret_reaches_the_logs_of_a_local_run() {
             panic!("a secret reached Application Insights: {e}");
         }
     }
-    let (c, conn) = tokio_postgres::connect(&crate::common::admin_url(), tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    let _ = c
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {db_name} WITH (FORCE)"))
-        .await;
+    crate::common::drop_db(&db_name).await;
 }
