@@ -47,11 +47,12 @@ rm -f "$out_abs"
 
 # Check what was written.
 listing=$(unzip -Z "$out_abs")
-echo "$listing" | grep -Eq '^-rwxr-xr-x .* coremachine$' || fail "coremachine is not mode 0755 in the zip:
+# (here-strings, not pipes: grep -q exits early and pipefail would turn that into a failure)
+grep -Eq '^-rwxr-xr-x .* coremachine$' <<<"$listing" || fail "coremachine is not mode 0755 in the zip:
 $listing"
-echo "$listing" | grep -Eq ' host\.json$' || fail "host.json is missing from the zip"
+grep -Eq ' host\.json$' <<<"$listing" || fail "host.json is missing from the zip"
 for f in "${functions[@]}"; do
-  echo "$listing" | grep -Eq " $f/function\.json$" || fail "$f/function.json is missing from the zip"
+  grep -Eq " $f/function\.json$" <<<"$listing" || fail "$f/function.json is missing from the zip"
 done
 entries=$(unzip -Z1 "$out_abs" | grep -cv '/$')
 want=$(( 2 + ${#functions[@]} ))

@@ -552,6 +552,7 @@ struct IdState {
     lifetime_s: i64,
     lifetimes: VecDeque<i64>,
     fixed: HashMap<String, String>,
+    stale_first: HashSet<String>,
     requests: Vec<TokenRequest>,
     issued: HashMap<String, usize>,
     fail_next: VecDeque<u16>,
@@ -575,6 +576,7 @@ impl FakeIdentity {
             lifetime_s: lifetime.as_secs() as i64,
             lifetimes: VecDeque::new(),
             fixed: HashMap::new(),
+            stale_first: HashSet::new(),
             requests: Vec::new(),
             issued: HashMap::new(),
             fail_next: VecDeque::new(),
@@ -605,6 +607,14 @@ impl FakeIdentity {
             .unwrap()
             .fixed
             .insert(resource.into(), token.into());
+    }
+    /// The first token issued for `resource` is one no service accepts.
+    pub fn stale_first(&self, resource: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .stale_first
+            .insert(resource.into());
     }
     pub fn fail_next(&self, statuses: &[u16]) {
         self.state.lock().unwrap().fail_next.extend(statuses);
@@ -663,9 +673,11 @@ async fn id_handle(
     };
     let lifetime = st.lifetimes.pop_front().unwrap_or(st.lifetime_s);
     let expires_on = chrono::Utc::now().timestamp() + lifetime;
+    let stale = n == 1 && st.stale_first.contains(&resource);
     let token = st
         .fixed
         .get(&resource)
+        .filter(|_| !stale)
         .cloned()
         .unwrap_or_else(|| format!("mi-token-{}-{n}", resource.trim_start_matches("https://")));
     axum::Json(json!({

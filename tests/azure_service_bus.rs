@@ -533,3 +533,77 @@ async fn a_failed_send_leaves_the_outbox_row_and_the_janitor_republishes_it() {
     );
     app.cleanup().await;
 }
+
+/// Fails the first `failures` token requests with a transient error.
+#[derive(Debug)]
+struct FlakyTokens {
+    failures: AtomicUsize,
+    calls: AtomicUsize,
+}
+
+impl TokenSource for FlakyTokens {
+    fn token<'a>(&'a self, scope: &'a str) -> BoxFuture<'a, Result<AccessToken, CredentialError>> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let fail = self
+            .failures
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        Box::pin(async move {
+            if fail {
+                Err(CredentialError::Acquire {
+                    credential: "flaky test identity".into(),
+                    scope: scope.into(),
+                    message: "HTTP 503 from the identity endpoint".into(),
+                    retryable: true,
+                })
+            } else {
+                Ok(AccessToken::bearer(
+                    "t1",
+                    Utc::now() + chrono::Duration::hours(1),
+                ))
+            }
+        })
+    }
+    fn refresh<'a>(
+        &'a self,
+        scope: &'a str,
+    ) -> BoxFuture<'a, Result<AccessToken, CredentialError>> {
+        self.token(scope)
+    }
+    fn describe(&self) -> String {
+        "flaky test identity".into()
+    }
+}
+
+#[tokio::test]
+async fn a_busy_token_endpoint_is_retried_and_a_dead_one_gives_a_transient_error() {
+    let fake = FakeServiceBus::bearer("t1").await;
+    let tokens = Arc::new(FlakyTokens {
+        failures: AtomicUsize::new(2),
+        calls: AtomicUsize::new(0),
+    });
+    let s =
+        ServiceBusSender::with_token_source(settings(&fake, &[]), tokens.clone(), None).unwrap();
+    s.send_all(&[task_msg(0, 10)])
+        .await
+        .expect("sent once the identity answers");
+    assert_eq!(tokens.calls.load(Ordering::SeqCst), 3);
+    assert_eq!(fake.seen().len(), 1, "no request went out without a token");
+
+    let fake = FakeServiceBus::bearer("t1").await;
+    let tokens = Arc::new(FlakyTokens {
+        failures: AtomicUsize::new(100),
+        calls: AtomicUsize::new(0),
+    });
+    let s = ServiceBusSender::with_token_source(
+        settings(&fake, &[("SERVICE_BUS_SEND_MAX_RETRIES", "2")]),
+        tokens.clone(),
+        None,
+    )
+    .unwrap();
+    let e = s.send_all(&[task_msg(0, 10)]).await.expect_err("no token");
+    assert!(e.retryable, "the outbox row stays for the janitor: {e}");
+    assert!(e.to_string().contains("identity endpoint"), "{e}");
+    assert_eq!(tokens.calls.load(Ordering::SeqCst), 3);
+    assert!(fake.seen().is_empty());
+}

@@ -46,6 +46,17 @@ async fn leaktest_broker() -> FakeServiceBus {
     .await
 }
 
+/// Drops a test database (these tests run the binary, not a `TestApp`).
+async fn drop_database(name: &str) {
+    let (admin, conn) = tokio_postgres::connect(&crate::common::admin_url(), tokio_postgres::NoTls)
+        .await
+        .expect("test PostgreSQL");
+    tokio::spawn(conn);
+    let _ = admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .await;
+}
+
 fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().port()
@@ -201,7 +212,7 @@ async fn serve_sends_through_service_bus_and_never_logs_a_secret() {
     assert!(output.contains("SERVICE_BUS_SEND_RETRY"), "{output}");
     assert!(output.contains("SERVICE_BUS_SEND"), "{output}");
     assert_no_secret(&output);
-    crate::common::drop_db(&db_name).await;
+    drop_database(&db_name).await;
 }
 
 #[tokio::test]
@@ -245,5 +256,5 @@ async fn serve_with_migrate_on_start_creates_the_schema_in_an_empty_database() {
     child.start_kill().unwrap();
     let _ = child.wait().await;
     drop(db);
-    crate::common::drop_db(&name).await;
+    drop_database(&name).await;
 }

@@ -292,7 +292,9 @@ pub struct Sent {
 
 /// Sends the request `build` makes, retrying per `policy`. `build` is called once per attempt
 /// (a request cannot be replayed) and may fetch a token; with [`Attempt::refresh_auth`] it must
-/// fetch a new one. Returns the 2xx response or an [`AzureError`].
+/// fetch a new one. An error from `build` marked `retryable` (e.g. a busy token endpoint) is
+/// retried within the same budget; any other ends the call. Returns the 2xx response or an
+/// [`AzureError`].
 pub async fn send_with_retry<F, Fut>(
     policy: &RetryPolicy,
     target: &Target,
@@ -315,6 +317,16 @@ where
         refresh_now = false;
         let request = match build(attempt).await {
             Ok(r) => r,
+            // A transient failure before sending (the token endpoint was busy): retried like
+            // a transient response, so one identity-endpoint hiccup does not fail the call.
+            Err(e) if e.retryable && retries < policy.max_retries => {
+                retries += 1;
+                attempts -= 1;
+                let delay = policy.backoff(retries);
+                emit_retry(target, None, &e.message, attempts, delay);
+                tokio::time::sleep(delay).await;
+                continue;
+            }
             Err(mut e) => {
                 e.attempts = attempts - 1;
                 return Err(give_up(target, e));

@@ -531,41 +531,82 @@ impl deadpool_postgres::Connect for Connector {
         '_,
         Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>), tokio_postgres::Error>,
     > {
-        let mut cfg = pg_config.clone();
+        let cfg = pg_config.clone();
         Box::pin(async move {
-            if let Some(tokens) = &self.tokens {
-                match tokens.token(scopes::POSTGRESQL).await {
-                    Ok(t) => {
-                        cfg.password(t.secret());
-                    }
-                    // The driver's error type cannot carry this; the connection attempt below
-                    // then fails on authentication, and this checkpoint says why.
-                    Err(e) => cp::emit_error(
-                        cp::DB_TOKEN_FAILED,
-                        &cp::Fields::default().extra("credential", tokens.describe()),
-                        "CredentialError",
-                        &e,
-                    ),
-                }
-            }
-            let spawn = |fut: BoxFuture<'static, Result<(), tokio_postgres::Error>>| {
-                tokio::spawn(async move {
-                    if let Err(e) = fut.await {
-                        tracing::warn!(target: "coremachine::store", "database connection closed with an error: {e}");
-                    }
-                })
+            let Some(tokens) = &self.tokens else {
+                return self.open(cfg).await;
             };
-            match &self.tls {
-                Some(tls) => {
-                    let (client, conn) = cfg.connect(tls.clone()).await?;
-                    Ok((client, spawn(Box::pin(conn))))
+            let first = self
+                .open(with_token(cfg.clone(), tokens, false).await)
+                .await;
+            match first {
+                // Refused login (28P01 invalid password, 28000 invalid authorization): the cached
+                // token may be stale or revoked, so fetch a new one and try once more, as a 401
+                // does for the HTTP clients.
+                Err(e) if e.code().is_some_and(|c| c.code().starts_with("28")) => {
+                    cp::emit_warn(
+                        cp::DB_TOKEN_REFRESHED,
+                        &cp::Fields::default()
+                            .extra("credential", tokens.describe())
+                            .extra("reason", super::describe(&e)),
+                    );
+                    self.open(with_token(cfg, tokens, true).await).await
                 }
-                None => {
-                    let (client, conn) = cfg.connect(tokio_postgres::NoTls).await?;
-                    Ok((client, spawn(Box::pin(conn))))
-                }
+                other => other,
             }
         })
+    }
+}
+
+/// `cfg` with the Entra token as password (`refresh`: a newly acquired one).
+async fn with_token(
+    mut cfg: tokio_postgres::Config,
+    tokens: &SharedTokenSource,
+    refresh: bool,
+) -> tokio_postgres::Config {
+    let token = if refresh {
+        tokens.refresh(scopes::POSTGRESQL).await
+    } else {
+        tokens.token(scopes::POSTGRESQL).await
+    };
+    match token {
+        Ok(t) => {
+            cfg.password(t.secret());
+        }
+        // The driver's error type cannot carry this; the connection attempt then fails on
+        // authentication, and this checkpoint says why.
+        Err(e) => cp::emit_error(
+            cp::DB_TOKEN_FAILED,
+            &cp::Fields::default().extra("credential", tokens.describe()),
+            "CredentialError",
+            &e,
+        ),
+    }
+    cfg
+}
+
+impl Connector {
+    async fn open(
+        &self,
+        cfg: tokio_postgres::Config,
+    ) -> Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>), tokio_postgres::Error> {
+        let spawn = |fut: BoxFuture<'static, Result<(), tokio_postgres::Error>>| {
+            tokio::spawn(async move {
+                if let Err(e) = fut.await {
+                    tracing::warn!(target: "coremachine::store", "database connection closed with an error: {e}");
+                }
+            })
+        };
+        match &self.tls {
+            Some(tls) => {
+                let (client, conn) = cfg.connect(tls.clone()).await?;
+                Ok((client, spawn(Box::pin(conn))))
+            }
+            None => {
+                let (client, conn) = cfg.connect(tokio_postgres::NoTls).await?;
+                Ok((client, spawn(Box::pin(conn))))
+            }
+        }
     }
 }
 

@@ -67,6 +67,7 @@ checkpoints!(
     AZURE_CALL_RETRY,
     AZURE_CALL_FAILED,
     DB_TOKEN_FAILED,
+    DB_TOKEN_REFRESHED,
 );
 
 /// Longest value exported in one field (Application Insights cuts at 8192 bytes by slicing bytes,

@@ -374,11 +374,3 @@ pub fn fixture(name: &str) -> String {
     ))
     .expect("fixture exists")
 }
-
-/// Drops a database made by [`fresh_db`] (for tests that do not use [`TestApp`]).
-pub async fn drop_db(name: &str) {
-    let _ = admin()
-        .await
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .await;
-}
