@@ -696,6 +696,9 @@ async fn a_blob_deleted_between_listing_and_analysis_fails_only_its_task() {
                 c.delete_blob(&container, "gone.tif")
                     .await
                     .expect("delete after listing");
+                c.put_blob(&container, "keep-2.txt", vec![b'y'; 31], "text/plain")
+                    .await
+                    .expect("overwrite after listing");
                 Ok(listed)
             }
         });
@@ -717,7 +720,7 @@ async fn a_blob_deleted_between_listing_and_analysis_fails_only_its_task() {
         assert_eq!(r["listed_files"], 3, "{job_type}");
         assert_eq!(r["analyzed_files"], 2, "{job_type}");
         assert_eq!(r["failed_files"], 1, "{job_type}");
-        assert_eq!(r["total_size_bytes"], 40, "{job_type}");
+        assert_eq!(r["total_size_bytes"], 41, "{job_type}: sizes as analysed");
         assert_eq!(r["success_rate"], 66.7, "{job_type}");
         assert_eq!(r["failed_blobs"][0]["blob_name"], "gone.tif", "{job_type}");
         let e = r["failed_blobs"][0]["error"].as_str().unwrap();
@@ -726,6 +729,24 @@ async fn a_blob_deleted_between_listing_and_analysis_fails_only_its_task() {
             "{e}"
         );
         let tasks = stage_tasks(&app, &id, 2).await;
+        let changed: Vec<(String, bool)> = tasks
+            .iter()
+            .filter_map(|t| t.3.as_ref())
+            .map(|r| {
+                (
+                    r["blob_name"].as_str().unwrap().to_string(),
+                    r["changed_since_listing"].as_bool().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            changed,
+            [
+                ("keep-1.txt".to_string(), false),
+                ("keep-2.txt".to_string(), true)
+            ],
+            "{job_type}"
+        );
         let statuses: BTreeSet<(String, i32)> = tasks.iter().map(|t| (t.1.clone(), t.5)).collect();
         assert_eq!(
             statuses,

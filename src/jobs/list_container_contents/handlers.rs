@@ -218,6 +218,7 @@ pub async fn analyze_single_blob(src: BlobSource, ctx: TaskContext) -> Result<Va
         )
     };
     let props = client.get_properties(container, blob).await.map_err(fail)?;
+    let listed_size = ctx.parameters.get("listed_size").and_then(Value::as_u64);
     let ext = extension(blob);
     let tiff = if matches!(ext.as_str(), "tif" | "tiff") {
         Some(
@@ -237,6 +238,7 @@ pub async fn analyze_single_blob(src: BlobSource, ctx: TaskContext) -> Result<Va
         "last_modified": props.last_modified,
         "etag": props.etag,
         "blob_type": props.blob_type,
+        "changed_since_listing": listed_size.is_some_and(|l| l != props.size),
         "is_cog": tiff.as_ref().is_some_and(|t| t.get("looks_like_cog") == Some(&json!(true))),
         "tiff": tiff,
     }))
