@@ -8,4 +8,5 @@ mod local_queue;
 mod messages;
 mod soak;
 mod spine;
+mod sql_statements;
 mod state_machine;

@@ -6,6 +6,7 @@
 //! The engine does not know whether it runs under the Functions host or the local emulator.
 
 pub mod canonical_json;
+mod completions;
 pub mod events;
 pub mod fan_in;
 pub mod faults;
@@ -96,6 +97,8 @@ struct Inner {
     settings: Arc<Settings>,
     outbox: Outbox,
     faults: Arc<Faults>,
+    /// Grouped completions (started on first use; see completions.rs).
+    completions: std::sync::OnceLock<completions::Grouper>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -123,6 +126,7 @@ impl Engine {
                 settings,
                 outbox,
                 faults,
+                completions: std::sync::OnceLock::new(),
             }),
         }
     }

@@ -193,20 +193,14 @@ impl Engine {
         fields: &cp::Fields,
     ) -> Result<Handled, EngineError> {
         strip_nul(&mut value);
-        let ending = Ending {
-            status: "completed",
-            result: Some(value),
-            error_details: None,
-            error_class: None,
-            error_type: None,
-            event_type: "task_completed",
-            event_status: "success",
-            checkpoint: cp::TASK_COMPLETED,
-            event_data: json!({"task_type": c.ctx.task_type, "handler_ms": elapsed}),
-            unclaimed: false,
-        };
+        // Completions arriving together commit together (engine/completions.rs).
         let (ended, ids) = self
-            .end_task(&c.ctx.task_id, c.retry_count, ending, None)
+            .complete_grouped(
+                &c.ctx.task_id,
+                c.retry_count,
+                value,
+                json!({"task_type": c.ctx.task_type, "handler_ms": elapsed}),
+            )
             .await?;
         if !ended {
             cp::emit_warn(cp::TASK_COMPLETION_LOST, fields);
@@ -488,11 +482,7 @@ impl Engine {
             // recorded, but it neither fails nor advances the job.
             match JobCtx::load(tx, &job_id).await? {
                 Some((job, status, job_stage)) if status == "processing" && job_stage == stage => {
-                    let policy = self
-                        .registry()
-                        .job(&job.job_type)
-                        .and_then(|d| d.stages().get((stage - 1) as usize).map(|s| s.policy))
-                        .unwrap_or(StagePolicy::FailFast);
+                    let policy = self.stage_policy(&job.job_type, stage);
                     Some((job, policy))
                 }
                 _ => None,

@@ -89,6 +89,14 @@ pub async fn fresh_db() -> (String, String) {
     (name.clone(), url_for(&name))
 }
 
+/// Drops a database made by [`fresh_db`].
+pub async fn drop_db(name: &str) {
+    let a = admin().await;
+    let _ = a
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .await;
+}
+
 /// Options of a test app.
 #[derive(Clone)]
 pub struct Opts {
