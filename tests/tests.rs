@@ -2,6 +2,7 @@
 
 mod common;
 
+mod bench_slow;
 mod decoding;
 mod failures;
 mod local_queue;

@@ -9,8 +9,8 @@
 //! The grouper takes everything that is waiting (up to [`MAX_GROUP`]), and in ONE transaction runs
 //! `task_complete_batch.sql` (each task guarded by status and attempt, its event, the counter
 //! decrements summed per shard) and ends every stage that this transaction saw reach zero, exactly
-//! as a single completion would. One group at a time per process, so two groups of one process
-//! never wait on each other's counter rows. If the group's transaction fails, every completion of
+//! as a single completion would. A few groups may be in flight at once; each locks counter and
+//! stage rows in key order, so they never deadlock on each other. If the group's transaction fails, every completion of
 //! the group is retried on its own through [`Engine::end_task`], so one bad row cannot fail the
 //! others, and an error reaches only the invocation it belongs to.
 //!
@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Weak};
 
 use serde_json::Value;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::stage_end::JobCtx;
 use super::task_message::Ending;
@@ -30,6 +30,11 @@ use crate::telemetry::checkpoints as cp;
 
 /// Most completions committed by one transaction.
 pub const MAX_GROUP: usize = 64;
+
+/// Groups committing at the same time. One group at a time serialises every completion behind
+/// the previous commit; a few in flight keep the WAL flushes overlapping while completions that
+/// arrive meanwhile still wait together for the next free lane.
+pub const MAX_GROUPS_IN_FLIGHT: usize = 3;
 
 /// One successful completion waiting for its group.
 pub(crate) struct Pending {
@@ -52,13 +57,25 @@ pub(crate) type Grouper = mpsc::UnboundedSender<Pending>;
 pub(crate) fn start(inner: Weak<Inner>) -> Grouper {
     let (tx, mut rx) = mpsc::unbounded_channel::<Pending>();
     tokio::spawn(async move {
+        let lanes = Arc::new(Semaphore::new(MAX_GROUPS_IN_FLIGHT));
         let mut group = Vec::with_capacity(MAX_GROUP);
-        while rx.recv_many(&mut group, MAX_GROUP).await > 0 {
+        loop {
+            // Wait for a free lane first: whatever arrives meanwhile joins the next group.
+            let Ok(lane) = lanes.clone().acquire_owned().await else {
+                break;
+            };
+            if rx.recv_many(&mut group, MAX_GROUP).await == 0 {
+                break;
+            }
             let Some(inner) = inner.upgrade() else {
                 break;
             };
             let engine = Engine { inner };
-            engine.commit_group(std::mem::take(&mut group)).await;
+            let this = std::mem::take(&mut group);
+            tokio::spawn(async move {
+                engine.commit_group(this).await;
+                drop(lane);
+            });
         }
     });
     tx

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use deadpool_postgres::Pool;
 use serde_json::{Map, Value, json};
-use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
+use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::functions::{AppLayout, Trigger, timer_period};
@@ -137,19 +137,20 @@ struct Pump {
     last_sweep: std::sync::Mutex<Option<Instant>>,
 }
 
-/// A delivered message to complete, and who waits for the settlement.
+/// A delivered message to complete.
 struct Completed {
     id: i64,
     lock_token: uuid::Uuid,
-    done: oneshot::Sender<()>,
 }
 
 /// Most messages one settle statement deletes.
 const SETTLE_BATCH: usize = 512;
 
 /// Completes delivered messages in batches: whatever completed while the previous DELETE ran is
-/// deleted by the next one (Service Bus's batched complete). Each delivery keeps its concurrency
-/// slot until its message is settled, as the host does.
+/// deleted by the next one (Service Bus's batched complete). The invocation's concurrency slot is
+/// free as soon as the handler answered: the engine committed its work before answering, and a
+/// message whose settlement is lost (a crash) is delivered again when its lock expires and
+/// acknowledged as a duplicate.
 async fn settle_completed(pool: Pool, queue: String, mut rx: mpsc::UnboundedReceiver<Completed>) {
     let mut batch: Vec<Completed> = Vec::with_capacity(SETTLE_BATCH);
     while rx.recv_many(&mut batch, SETTLE_BATCH).await > 0 {
@@ -169,9 +170,7 @@ async fn settle_completed(pool: Pool, queue: String, mut rx: mpsc::UnboundedRece
             // The locks expire and the messages are delivered again (at-least-once).
             tracing::warn!(queue = %queue, count = ids.len(), error = %e, "settling local queue messages failed; their locks will expire");
         }
-        for c in batch.drain(..) {
-            let _ = c.done.send(());
-        }
+        batch.clear();
     }
 }
 
@@ -380,15 +379,11 @@ impl Pump {
         };
         let ok = ok && !self.faults.hit_on(Fault::AbandonAfterHandler, target);
         if ok {
-            let (done, settled) = oneshot::channel();
-            let c = Completed {
+            // If the settler is gone (shutting down), the lock expires and the message comes back.
+            let _ = self.settle.send(Completed {
                 id: m.id,
                 lock_token: m.lock_token,
-                done,
-            };
-            if self.settle.send(c).is_ok() {
-                let _ = settled.await;
-            }
+            });
             return;
         }
         let Ok(client) = self.pool.get().await else {

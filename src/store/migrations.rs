@@ -31,6 +31,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "transitions",
         sql: include_str!("../../migrations/0002_transitions.sql"),
     },
+    Migration {
+        version: 9,
+        name: "lean_task_indexes",
+        sql: include_str!("../../migrations/0009_lean_task_indexes.sql"),
+    },
 ];
 
 /// The state of one migration in a database.

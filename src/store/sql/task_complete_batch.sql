@@ -3,6 +3,8 @@
 -- the fan-in decrements. Tasks of the same counter shard are summed first, so each shard row and
 -- each stage row is updated once, under its row lock, against the latest committed value: exactly
 -- one transaction sees a shard reach 0, and exactly one sees the stage's shards_left reach 0.
+-- Several groups may commit at once: each locks its counter rows, then its stage rows, in key
+-- order (the ORDER BY ... FOR UPDATE CTEs), so two groups never wait on each other in a cycle.
 WITH i AS (
   SELECT * FROM unnest($1::text[], $2::int[], $3::jsonb[], $4::jsonb[]) AS u(task_id, retry_count, result, event_data)
 ), t AS (
@@ -21,17 +23,27 @@ WITH i AS (
   FROM t
 ), d AS (
   SELECT parent_job_id, stage, counter_shard, count(*)::int AS n FROM t GROUP BY 1, 2, 3
+), lc AS (
+  SELECT sc.job_id, sc.stage, sc.shard, d.n FROM app.stage_counters sc
+  JOIN d ON sc.job_id = d.parent_job_id AND sc.stage = d.stage AND sc.shard = d.counter_shard
+  ORDER BY sc.job_id, sc.stage, sc.shard
+  FOR UPDATE OF sc
 ), c AS (
-  UPDATE app.stage_counters sc SET remaining = sc.remaining - d.n
-  FROM d
-  WHERE sc.job_id = d.parent_job_id AND sc.stage = d.stage AND sc.shard = d.counter_shard
+  UPDATE app.stage_counters sc SET remaining = sc.remaining - lc.n
+  FROM lc
+  WHERE sc.job_id = lc.job_id AND sc.stage = lc.stage AND sc.shard = lc.shard
   RETURNING sc.job_id, sc.stage, sc.remaining
 ), z AS (
   SELECT job_id, stage, count(*)::smallint AS zeroed FROM c WHERE remaining = 0 GROUP BY 1, 2
+), ls AS (
+  SELECT js.job_id, js.stage, z.zeroed FROM app.job_stages js
+  JOIN z ON js.job_id = z.job_id AND js.stage = z.stage
+  ORDER BY js.job_id, js.stage
+  FOR UPDATE OF js
 ), s AS (
-  UPDATE app.job_stages js SET shards_left = js.shards_left - z.zeroed
-  FROM z
-  WHERE js.job_id = z.job_id AND js.stage = z.stage
+  UPDATE app.job_stages js SET shards_left = js.shards_left - ls.zeroed
+  FROM ls
+  WHERE js.job_id = ls.job_id AND js.stage = ls.stage
   RETURNING js.job_id, js.stage, js.shards_left
 )
 SELECT t.task_id, t.parent_job_id, t.stage, s.shards_left
