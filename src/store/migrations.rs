@@ -36,6 +36,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "lean_task_indexes",
         sql: include_str!("../../migrations/0009_lean_task_indexes.sql"),
     },
+    Migration {
+        version: 10,
+        name: "queue_redelivery_index",
+        sql: include_str!("../../migrations/0010_queue_redelivery_index.sql"),
+    },
 ];
 
 /// The state of one migration in a database.
