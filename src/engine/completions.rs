@@ -9,8 +9,9 @@
 //! The grouper takes everything that is waiting (up to [`MAX_GROUP`]), and in ONE transaction runs
 //! `task_complete_batch.sql` (each task guarded by status and attempt, its event, the counter
 //! decrements summed per shard) and ends every stage that this transaction saw reach zero, exactly
-//! as a single completion would. A few groups may be in flight at once; each locks counter and
-//! stage rows in key order, so they never deadlock on each other. If the group's transaction fails, every completion of
+//! as a single completion would. Completions are spread over [`LANES`] lanes by counter shard, so
+//! groups of different lanes never share a counter row; each group also locks its counter and
+//! stage rows in key order, so groups (of this or another process) never deadlock. If the group's transaction fails, every completion of
 //! the group is retried on its own through [`Engine::end_task`], so one bad row cannot fail the
 //! others, and an error reaches only the invocation it belongs to.
 //!
@@ -20,7 +21,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Weak};
 
 use serde_json::Value;
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
 use super::stage_end::JobCtx;
 use super::task_message::Ending;
@@ -31,10 +32,11 @@ use crate::telemetry::checkpoints as cp;
 /// Most completions committed by one transaction.
 pub const MAX_GROUP: usize = 64;
 
-/// Groups committing at the same time. One group at a time serialises every completion behind
-/// the previous commit; a few in flight keep the WAL flushes overlapping while completions that
-/// arrive meanwhile still wait together for the next free lane.
-pub const MAX_GROUPS_IN_FLIGHT: usize = 3;
+/// Lanes: groups committing at the same time. A completion goes to the lane of its counter shard
+/// (`shard % LANES`), so groups of different lanes never touch the same counter row and never
+/// wait for each other's commit; within a lane, one group at a time, and completions that arrive
+/// while it commits form the next group.
+pub const LANES: usize = 4;
 
 /// One successful completion waiting for its group.
 pub(crate) struct Pending {
@@ -50,35 +52,28 @@ pub(crate) struct Pending {
     pub reply: oneshot::Sender<Result<(bool, Vec<i64>), StoreError>>,
 }
 
-/// The sending side kept by the engine.
-pub(crate) type Grouper = mpsc::UnboundedSender<Pending>;
+/// The sending sides kept by the engine, one per lane.
+pub(crate) type Grouper = Vec<mpsc::UnboundedSender<Pending>>;
 
-/// Starts the grouper of an engine. It holds the engine weakly and stops when the engine is gone.
+/// Starts the lanes of an engine. They hold the engine weakly and stop when it is gone.
 pub(crate) fn start(inner: Weak<Inner>) -> Grouper {
-    let (tx, mut rx) = mpsc::unbounded_channel::<Pending>();
-    tokio::spawn(async move {
-        let lanes = Arc::new(Semaphore::new(MAX_GROUPS_IN_FLIGHT));
-        let mut group = Vec::with_capacity(MAX_GROUP);
-        loop {
-            // Wait for a free lane first: whatever arrives meanwhile joins the next group.
-            let Ok(lane) = lanes.clone().acquire_owned().await else {
-                break;
-            };
-            if rx.recv_many(&mut group, MAX_GROUP).await == 0 {
-                break;
-            }
-            let Some(inner) = inner.upgrade() else {
-                break;
-            };
-            let engine = Engine { inner };
-            let this = std::mem::take(&mut group);
+    (0..LANES)
+        .map(|_| {
+            let (tx, mut rx) = mpsc::unbounded_channel::<Pending>();
+            let inner = inner.clone();
             tokio::spawn(async move {
-                engine.commit_group(this).await;
-                drop(lane);
+                let mut group = Vec::with_capacity(MAX_GROUP);
+                while rx.recv_many(&mut group, MAX_GROUP).await > 0 {
+                    let Some(inner) = inner.upgrade() else {
+                        break;
+                    };
+                    let engine = Engine { inner };
+                    engine.commit_group(std::mem::take(&mut group)).await;
+                }
             });
-        }
-    });
-    tx
+            tx
+        })
+        .collect()
 }
 
 impl Engine {
@@ -88,6 +83,7 @@ impl Engine {
         &self,
         task_id: &str,
         retry_count: i32,
+        counter_shard: i16,
         result: Value,
         event_data: Value,
     ) -> Result<(bool, Vec<i64>), StoreError> {
@@ -99,7 +95,9 @@ impl Engine {
             event_data,
             reply,
         };
-        let pending = match self.grouper().send(pending) {
+        let lanes = self.grouper();
+        let lane = &lanes[counter_shard.unsigned_abs() as usize % lanes.len()];
+        let pending = match lane.send(pending) {
             Ok(()) => {
                 return match answer.await {
                     Ok(r) => r,

@@ -102,6 +102,8 @@ impl Engine {
             },
             retry_count: row.get(7),
         };
+        // The task's fan-in counter shard: its completion joins that shard's group lane.
+        let counter_shard: i16 = row.get(10);
         cp::emit(cp::TASK_CLAIMED, &fields);
 
         let started = Instant::now();
@@ -118,7 +120,10 @@ impl Engine {
         }
         let fields = fields.duration_ms(elapsed);
         match result {
-            Ok(value) => self.complete_task(&claimed, value, elapsed, &fields).await,
+            Ok(value) => {
+                self.complete_task(&claimed, counter_shard, value, elapsed, &fields)
+                    .await
+            }
             Err(e) => self.task_failed(&claimed, e, elapsed, &fields).await,
         }
     }
@@ -188,6 +193,7 @@ impl Engine {
     async fn complete_task(
         &self,
         c: &Claimed,
+        counter_shard: i16,
         mut value: Value,
         elapsed: u64,
         fields: &cp::Fields,
@@ -198,6 +204,7 @@ impl Engine {
             .complete_grouped(
                 &c.ctx.task_id,
                 c.retry_count,
+                counter_shard,
                 value,
                 json!({"task_type": c.ctx.task_type, "handler_ms": elapsed}),
             )
