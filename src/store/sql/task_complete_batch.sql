@@ -12,7 +12,11 @@ WITH i AS (
   SET status = 'completed', result_data = i.result, error_details = NULL, error_class = NULL,
       lease_expires_at = NULL, completed_at = now()
   FROM i
-  WHERE k.task_id = i.task_id AND k.status = 'processing' AND k.retry_count = i.retry_count
+  -- Written so that the plan stays on the primary key even while the table's statistics are stale
+  -- (a plain status = 'processing' lets the planner also scan the partial lease index, i.e. every
+  -- processing task of every job, for each group).
+  WHERE k.task_id = ANY($1::text[]) AND k.task_id = i.task_id AND k.status::text = 'processing'
+    AND k.retry_count = i.retry_count
   RETURNING k.task_id, k.parent_job_id, k.stage, k.counter_shard, k.started_at, k.retry_count, i.event_data
 ), e AS (
   INSERT INTO app.job_events (job_id, task_id, stage, attempt, event_type, event_status, checkpoint_name,
