@@ -15,11 +15,13 @@
 //! - [`janitor`]: audits and repairs.
 //! - [`telemetry`]: tracing setup and the checkpoint catalogue.
 //! - [`config`]: settings from environment variables.
+//! - [`bench`]: `coremachine bench`, the end-to-end benchmark against the PostgreSQL floor.
 //!
 //! Imports read top to bottom: handler/api/local → engine → jobs/store/transport.
 
 pub mod api;
 pub mod azure;
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod engine;

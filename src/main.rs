@@ -47,6 +47,8 @@ enum Command {
         #[arg(long)]
         once: bool,
     },
+    /// Benchmark: the noop_fanout workload against the PostgreSQL floor (docs/performance.md).
+    Bench(coremachine::bench::BenchArgs),
 }
 
 fn fail(msg: impl std::fmt::Display) -> ExitCode {
@@ -82,6 +84,10 @@ async fn shutdown_signal() {
 async fn run(cli: Cli) -> ExitCode {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Client(cmd) => coremachine::cli::run(cmd).await,
+        Command::Bench(args) => match coremachine::bench::run(args).await {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(e) => fail(e),
+        },
         Command::Local { port, app_root } => {
             let settings = match Settings::from_env(TransportMode::LocalQueue) {
                 Ok(s) => s,

@@ -15,7 +15,6 @@ use super::{Delivery, Engine, EngineError, Handled};
 use crate::jobs::{FailedTask, PreviousResult, StageInput, TaskSpec};
 use crate::store::{self, QueryContext, StoreError, Transaction, sql};
 use crate::telemetry::checkpoints as cp;
-use crate::transport::outbox::Outbox;
 
 /// Tasks are inserted and queued in chunks so one statement never carries a whole 100k stage.
 const CHUNK: usize = 5_000;
@@ -74,6 +73,7 @@ impl Engine {
         tx.commit()
             .await
             .ctx(|| format!("committing stage {} of job {job_id}", msg.stage))?;
+        self.outbox().wake();
         self.publish(&outbox_ids).await;
         Ok(Handled::log(format!(
             "job {job_id} stage {} started",
@@ -326,7 +326,10 @@ impl Engine {
                     )
                     .await;
             }
-            outbox_ids.extend(Outbox::write(tx, &msgs).await?);
+            // Local mode: straight into the queue table in this transaction (no outbox move).
+            if let Some(ids) = self.outbox().write_fan_out(tx, &msgs).await? {
+                outbox_ids.extend(ids);
+            }
         }
         let shard_ids: Vec<i16> = (0..shards).collect();
         tx.execute(

@@ -6,6 +6,7 @@
 //! The engine does not know whether it runs under the Functions host or the local emulator.
 
 pub mod canonical_json;
+mod completions;
 pub mod control;
 pub mod events;
 pub mod fan_in;
@@ -98,6 +99,8 @@ struct Inner {
     settings: Arc<Settings>,
     outbox: Outbox,
     faults: Arc<Faults>,
+    /// Grouped completions (started on first use; see completions.rs).
+    completions: std::sync::OnceLock<completions::Grouper>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -125,6 +128,7 @@ impl Engine {
                 settings,
                 outbox,
                 faults,
+                completions: std::sync::OnceLock::new(),
             }),
         }
     }

@@ -64,6 +64,14 @@ impl JobCtx {
 }
 
 impl Engine {
+    /// The failure policy of `stage` of `job_type` (fail-fast when the type or stage is unknown).
+    pub(crate) fn stage_policy(&self, job_type: &str, stage: i32) -> StagePolicy {
+        self.registry()
+            .job(job_type)
+            .and_then(|d| d.stages().get((stage - 1) as usize).map(|s| s.policy))
+            .unwrap_or(StagePolicy::FailFast)
+    }
+
     /// Ends `stage`: decides the outcome from the task counts and applies it. Returns outbox ids.
     pub(crate) async fn end_stage(
         &self,

@@ -103,6 +103,8 @@ impl Engine {
             },
             retry_count: row.get(7),
         };
+        // The task's fan-in counter shard: its completion joins that shard's group lane.
+        let counter_shard: i16 = row.get(10);
         cp::emit(cp::TASK_CLAIMED, &fields);
 
         let started = Instant::now();
@@ -119,7 +121,10 @@ impl Engine {
         }
         let fields = fields.duration_ms(elapsed);
         match result {
-            Ok(value) => self.complete_task(&claimed, value, elapsed, &fields).await,
+            Ok(value) => {
+                self.complete_task(&claimed, counter_shard, value, elapsed, &fields)
+                    .await
+            }
             Err(e) => self.task_failed(&claimed, e, elapsed, &fields).await,
         }
     }
@@ -189,25 +194,21 @@ impl Engine {
     async fn complete_task(
         &self,
         c: &Claimed,
+        counter_shard: i16,
         mut value: Value,
         elapsed: u64,
         fields: &cp::Fields,
     ) -> Result<Handled, EngineError> {
         strip_nul(&mut value);
-        let ending = Ending {
-            status: "completed",
-            result: Some(value),
-            error_details: None,
-            error_class: None,
-            error_type: None,
-            event_type: "task_completed",
-            event_status: "success",
-            checkpoint: cp::TASK_COMPLETED,
-            event_data: json!({"task_type": c.ctx.task_type, "handler_ms": elapsed}),
-            unclaimed: false,
-        };
+        // Completions arriving together commit together (engine/completions.rs).
         let (ended, ids) = self
-            .end_task(&c.ctx.task_id, c.retry_count, ending, None)
+            .complete_grouped(
+                &c.ctx.task_id,
+                c.retry_count,
+                counter_shard,
+                value,
+                json!({"task_type": c.ctx.task_type, "handler_ms": elapsed}),
+            )
             .await?;
         if !ended {
             cp::emit_warn(cp::TASK_COMPLETION_LOST, fields);
@@ -489,11 +490,7 @@ impl Engine {
             // recorded, but it neither fails nor advances the job.
             match JobCtx::load(tx, &job_id).await? {
                 Some((job, status, job_stage)) if status == "processing" && job_stage == stage => {
-                    let policy = self
-                        .registry()
-                        .job(&job.job_type)
-                        .and_then(|d| d.stages().get((stage - 1) as usize).map(|s| s.policy))
-                        .unwrap_or(StagePolicy::FailFast);
+                    let policy = self.stage_policy(&job.job_type, stage);
                     Some((job, policy))
                 }
                 _ => None,

@@ -4,13 +4,14 @@
 //! DeliveryCount + 1); past the max delivery count the message is dead-lettered to the poison
 //! queue with `DeadLetterReason`; an expired lock makes it visible again; scheduled times hold.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use deadpool_postgres::Pool;
 use serde_json::{Map, Value, json};
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::functions::{AppLayout, Trigger, timer_period};
@@ -64,6 +65,7 @@ pub fn start(
     for f in &layout.functions {
         match &f.trigger {
             Trigger::ServiceBus { queue, binding, .. } => {
+                let (settle_tx, settle_rx) = mpsc::unbounded_channel();
                 let pump = Pump {
                     function: f.name.clone(),
                     queue: queue.clone(),
@@ -74,7 +76,14 @@ pub fn start(
                     faults: faults.clone(),
                     wake: wakers(queue).unwrap_or_else(|| Arc::new(Notify::new())),
                     slots: Arc::new(Semaphore::new(cfg.max_concurrent_calls.max(1))),
+                    settle: settle_tx,
+                    last_sweep: std::sync::Mutex::new(None),
                 };
+                handles.push(tokio::spawn(settle_completed(
+                    pool.clone(),
+                    queue.clone(),
+                    settle_rx,
+                )));
                 handles.push(tokio::spawn(pump.run(shutdown.clone())));
             }
             Trigger::Timer { schedule } => {
@@ -122,77 +131,115 @@ struct Pump {
     faults: Arc<Faults>,
     wake: Arc<Notify>,
     slots: Arc<Semaphore>,
+    /// Completions go to one settler per queue, which deletes them in batches.
+    settle: mpsc::UnboundedSender<Completed>,
+    /// When the dead-letter sweep last ran (it runs at most once per poll interval).
+    last_sweep: std::sync::Mutex<Option<Instant>>,
+}
+
+/// A delivered message to complete.
+struct Completed {
+    id: i64,
+    lock_token: uuid::Uuid,
+}
+
+/// Most messages one settle statement deletes.
+const SETTLE_BATCH: usize = 512;
+
+/// Completes delivered messages in batches: whatever completed while the previous DELETE ran is
+/// deleted by the next one (Service Bus's batched complete). The invocation's concurrency slot is
+/// free as soon as the handler answered: the engine committed its work before answering, and a
+/// message whose settlement is lost (a crash) is delivered again when its lock expires and
+/// acknowledged as a duplicate.
+async fn settle_completed(pool: Pool, queue: String, mut rx: mpsc::UnboundedReceiver<Completed>) {
+    let mut batch: Vec<Completed> = Vec::with_capacity(SETTLE_BATCH);
+    while rx.recv_many(&mut batch, SETTLE_BATCH).await > 0 {
+        let ids: Vec<i64> = batch.iter().map(|c| c.id).collect();
+        let tokens: Vec<uuid::Uuid> = batch.iter().map(|c| c.lock_token).collect();
+        let result = match pool.get().await {
+            Ok(client) => match client.prepare_cached(sql::LOCAL_QUEUE_COMPLETE).await {
+                Ok(stmt) => client
+                    .execute(&stmt, &[&ids, &tokens])
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            },
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(e) = result {
+            // The locks expire and the messages are delivered again (at-least-once).
+            tracing::warn!(queue = %queue, count = ids.len(), error = %e, "settling local queue messages failed; their locks will expire");
+        }
+        batch.clear();
+    }
 }
 
 impl Pump {
     async fn run(self, shutdown: CancellationToken) {
         let me = Arc::new(self);
+        // Leased but not yet delivered. Leasing a batch of up to maxConcurrentCalls at a time (the
+        // host's prefetch) costs one statement per batch instead of one per message; a buffered
+        // message holds its lock for the few milliseconds until a slot frees.
+        let mut buffer: VecDeque<Leased> = VecDeque::new();
+        let batch = me.cfg.max_concurrent_calls.max(1);
         loop {
             if shutdown.is_cancelled() {
                 break;
             }
-            // Wait for at least one free slot, then lease as many messages as there are slots.
-            let first = tokio::select! {
+            let permit = tokio::select! {
                 _ = shutdown.cancelled() => break,
                 p = me.slots.clone().acquire_owned() => p.expect("semaphore open"),
             };
-            let free = me.slots.available_permits() + 1;
-            let leased = match me.lease(free).await {
-                Ok(l) => l,
-                Err(e) => {
-                    tracing::warn!(queue = %me.queue, error = %e, "local queue lease failed; retrying");
-                    drop(first);
-                    tokio::select! {
-                        _ = shutdown.cancelled() => break,
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+            if buffer.is_empty() {
+                match me.lease(batch).await {
+                    Ok(l) => buffer.extend(l),
+                    Err(e) => {
+                        tracing::warn!(queue = %me.queue, error = %e, "local queue lease failed; retrying");
+                        drop(permit);
+                        tokio::select! {
+                            _ = shutdown.cancelled() => break,
+                            _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                        }
                     }
                 }
-            };
-            if leased.is_empty() {
-                drop(first);
+            }
+            let Some(m) = buffer.pop_front() else {
+                drop(permit);
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
                     _ = me.wake.notified() => {}
                     _ = tokio::time::sleep(me.cfg.queue.poll_interval) => {}
                 }
                 continue;
-            }
-            let mut permit = Some(first);
-            for m in leased {
-                let p = match permit.take() {
-                    Some(p) => p,
-                    None => me
-                        .slots
-                        .clone()
-                        .acquire_owned()
-                        .await
-                        .expect("semaphore open"),
-                };
-                let me2 = me.clone();
-                tokio::spawn(async move {
-                    me2.deliver(m).await;
-                    drop(p);
-                });
-            }
+            };
+            let me2 = me.clone();
+            tokio::spawn(async move {
+                me2.deliver(m).await;
+                drop(permit);
+            });
         }
     }
 
     async fn lease(&self, n: usize) -> Result<Vec<Leased>, String> {
         let client = self.pool.get().await.map_err(|e| e.to_string())?;
         // Dead-letter what is out of deliveries first (lock expired or abandoned at the limit).
-        let dead = client
-            .query(
-                sql::LOCAL_QUEUE_DEAD_LETTER,
-                &[
-                    &self.queue,
-                    &self.cfg.queue.max_delivery_count,
-                    &self.dead_letter_target(),
-                ],
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-        if !dead.is_empty() {
-            tracing::warn!(queue = %self.queue, count = dead.len(), "messages dead-lettered (MaxDeliveryCountExceeded)");
+        // Such a message is never leased again, so sweeping once per poll interval is enough and
+        // keeps the sweep off the per-message path.
+        if self.sweep_due() {
+            let dead = client
+                .query(
+                    sql::LOCAL_QUEUE_DEAD_LETTER,
+                    &[
+                        &self.queue,
+                        &self.cfg.queue.max_delivery_count,
+                        &self.dead_letter_target(),
+                    ],
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            if !dead.is_empty() {
+                tracing::warn!(queue = %self.queue, count = dead.len(), "messages dead-lettered (MaxDeliveryCountExceeded)");
+            }
         }
         let stmt = client
             .prepare_cached(sql::LOCAL_QUEUE_LEASE)
@@ -227,6 +274,16 @@ impl Pump {
                 dead_letter_source: r.get(8),
             })
             .collect())
+    }
+
+    /// Whether the dead-letter sweep should run now (and records that it does).
+    fn sweep_due(&self) -> bool {
+        let mut last = self.last_sweep.lock().expect("sweep clock lock");
+        let due = last.is_none_or(|t| t.elapsed() >= self.cfg.queue.poll_interval);
+        if due {
+            *last = Some(Instant::now());
+        }
+        due
     }
 
     fn dead_letter_target(&self) -> String {
@@ -321,26 +378,23 @@ impl Pump {
             self.invoke(&payload).await
         };
         let ok = ok && !self.faults.hit_on(Fault::AbandonAfterHandler, target);
+        if ok {
+            // If the settler is gone (shutting down), the lock expires and the message comes back.
+            let _ = self.settle.send(Completed {
+                id: m.id,
+                lock_token: m.lock_token,
+            });
+            return;
+        }
         let Ok(client) = self.pool.get().await else {
             return; // the lock expires and the message is delivered again
         };
-        let result = if ok {
-            client
-                .execute(
-                    sql::LOCAL_QUEUE_COMPLETE,
-                    &[&vec![m.id], &vec![m.lock_token]],
-                )
-                .await
-        } else {
-            client
-                .execute(sql::LOCAL_QUEUE_ABANDON, &[&m.id, &m.lock_token])
-                .await
-        };
-        if let Err(e) = result {
-            tracing::warn!(queue = %self.queue, error = %e, "settling a local queue message failed; its lock will expire");
+        if let Err(e) = client
+            .execute(sql::LOCAL_QUEUE_ABANDON, &[&m.id, &m.lock_token])
+            .await
+        {
+            tracing::warn!(queue = %self.queue, error = %e, "abandoning a local queue message failed; its lock will expire");
         }
-        if !ok {
-            self.wake.notify_one();
-        }
+        self.wake.notify_one();
     }
 }

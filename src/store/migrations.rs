@@ -36,6 +36,16 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "cancel_resubmit",
         sql: include_str!("../../migrations/0003_cancel_resubmit.sql"),
     },
+    Migration {
+        version: 9,
+        name: "lean_task_indexes",
+        sql: include_str!("../../migrations/0009_lean_task_indexes.sql"),
+    },
+    Migration {
+        version: 10,
+        name: "queue_redelivery_index",
+        sql: include_str!("../../migrations/0010_queue_redelivery_index.sql"),
+    },
 ];
 
 /// The state of one migration in a database.

@@ -37,6 +37,8 @@ pub const LOCAL_QUEUE_ABANDON: &str = include_str!("sql/local_queue_abandon.sql"
 pub const LOCAL_QUEUE_COMPLETE: &str = include_str!("sql/local_queue_complete.sql");
 /// Messages of queue $1 delivered $2 times without success move to queue $3 with the reason, as
 pub const LOCAL_QUEUE_DEAD_LETTER: &str = include_str!("sql/local_queue_dead_letter.sql");
+/// Local mode: messages written straight into the queue table inside the causing transaction.
+pub const LOCAL_QUEUE_INSERT_BATCH: &str = include_str!("sql/local_queue_insert_batch.sql");
 /// Peek-lock up to $2 visible messages of queue $1 (not yet past the max delivery count $4).
 pub const LOCAL_QUEUE_LEASE: &str = include_str!("sql/local_queue_lease.sql");
 /// `message_failure_insert.sql`
@@ -71,6 +73,8 @@ pub const STAGES_SUMMARY: &str = include_str!("sql/stages_summary.sql");
 pub const TASK_CLAIM: &str = include_str!("sql/task_claim.sql");
 /// processing -> completed | failed ($12: also a queued task, for poison/malformed), its event, and the fan-in decrement, in one statement. The shard row and
 pub const TASK_COMPLETE: &str = include_str!("sql/task_complete.sql");
+/// Several successful task completions in one statement (grouped completions).
+pub const TASK_COMPLETE_BATCH: &str = include_str!("sql/task_complete_batch.sql");
 /// `task_parent.sql`
 pub const TASK_PARENT: &str = include_str!("sql/task_parent.sql");
 /// processing -> queued with attempt + 1 (the retry message is written to the outbox in the same transaction).
@@ -134,6 +138,7 @@ pub const ALL: &[(&str, &str)] = &[
     ("local_queue_abandon", LOCAL_QUEUE_ABANDON),
     ("local_queue_complete", LOCAL_QUEUE_COMPLETE),
     ("local_queue_dead_letter", LOCAL_QUEUE_DEAD_LETTER),
+    ("local_queue_insert_batch", LOCAL_QUEUE_INSERT_BATCH),
     ("local_queue_lease", LOCAL_QUEUE_LEASE),
     ("message_failure_insert", MESSAGE_FAILURE_INSERT),
     ("outbox_delete", OUTBOX_DELETE),
@@ -151,6 +156,7 @@ pub const ALL: &[(&str, &str)] = &[
     ("stages_summary", STAGES_SUMMARY),
     ("task_claim", TASK_CLAIM),
     ("task_complete", TASK_COMPLETE),
+    ("task_complete_batch", TASK_COMPLETE_BATCH),
     ("task_parent", TASK_PARENT),
     ("task_requeue_retry", TASK_REQUEUE_RETRY),
     ("task_state", TASK_STATE),

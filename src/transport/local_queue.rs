@@ -11,6 +11,7 @@ use futures::future::BoxFuture;
 use tokio::sync::Notify;
 
 use super::{OutboundMessage, Transport, TransportError};
+use crate::store::sql;
 
 /// The local queue transport.
 #[derive(Debug, Clone)]
@@ -65,33 +66,15 @@ impl LocalQueue {
         };
         let client = self.pool.get().await.map_err(|e| err(e.to_string()))?;
         let stmt = client
-            .prepare_cached(
-                "INSERT INTO app.queue_messages (queue, message_id, body, properties, correlation_id, visible_at)
-                 SELECT q, m, b, p, c, COALESCE(v, now())
-                 FROM unnest($1::text[], $2::text[], $3::text[], $4::jsonb[], $5::text[], $6::timestamptz[])
-                   AS u(q, m, b, p, c, v)
-                 ON CONFLICT (queue, message_id) DO NOTHING",
-            )
+            .prepare_cached(sql::LOCAL_QUEUE_INSERT_BATCH)
             .await
             .map_err(|e| err(e.to_string()))?;
-        let q: Vec<&str> = messages.iter().map(|m| m.queue.as_str()).collect();
-        let id: Vec<&str> = messages.iter().map(|m| m.message_id.as_str()).collect();
-        let b: Vec<&str> = messages.iter().map(|m| m.body.as_str()).collect();
-        let p: Vec<serde_json::Value> = messages
-            .iter()
-            .map(|m| serde_json::Value::Object(m.properties.clone()))
-            .collect();
-        let c: Vec<Option<&str>> = messages
-            .iter()
-            .map(|m| m.correlation_id.as_deref())
-            .collect();
-        let v: Vec<Option<chrono::DateTime<chrono::Utc>>> =
-            messages.iter().map(|m| m.scheduled_at).collect();
+        let cols = super::outbox::Columns::of(messages);
         client
-            .execute(&stmt, &[&q, &id, &b, &p, &c, &v])
+            .execute(&stmt, &cols.params())
             .await
             .map_err(|e| err(e.to_string()))?;
-        self.wake(q.iter().copied());
+        self.wake(cols.queues().iter().copied());
         Ok(())
     }
 }

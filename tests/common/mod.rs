@@ -90,6 +90,14 @@ pub async fn fresh_db() -> (String, String) {
     (name.clone(), url_for(&name))
 }
 
+/// Drops a database made by [`fresh_db`].
+pub async fn drop_db(name: &str) {
+    let a = admin().await;
+    let _ = a
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .await;
+}
+
 /// Options of a test app.
 #[derive(Clone)]
 pub struct Opts {
@@ -374,12 +382,4 @@ pub fn fixture(name: &str) -> String {
         env!("CARGO_MANIFEST_DIR")
     ))
     .expect("fixture exists")
-}
-
-/// Drops a database made by [`fresh_db`] (for tests that run the binary instead of a [`TestApp`]).
-pub async fn drop_db(name: &str) {
-    let _ = admin()
-        .await
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .await;
 }

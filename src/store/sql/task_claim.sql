@@ -9,7 +9,7 @@ WITH c AS (
     AND j.job_id = t.parent_job_id AND j.status = 'processing' AND j.attempt = t.job_attempt
     AND (t.status = 'queued' OR (t.status = 'processing' AND t.lease_expires_at < now()))
   RETURNING t.task_id, t.parent_job_id, t.job_type, t.task_type, t.stage, t.task_seq, t.parameters,
-            t.retry_count, t.job_attempt, j.correlation_id
+            t.retry_count, t.job_attempt, j.correlation_id, t.counter_shard
 ), e AS (
   INSERT INTO app.job_events (job_id, task_id, stage, attempt, event_type, event_status, checkpoint_name, event_data)
   SELECT c.parent_job_id, c.task_id, c.stage, c.retry_count + 1, 'task_started', 'info', 'TASK_CLAIMED',

@@ -1,0 +1,254 @@
+//! Grouped completions: successful task completions that arrive at the same time commit together.
+//!
+//! Why: with durable settings every commit waits for a WAL flush, and a stage's completions all
+//! decrement the same few counter rows, so one transaction per completion caps a stage well below
+//! what the database can do (docs/performance.md). The emulator and the Functions host deliver
+//! up to maxConcurrentCalls messages at once, so several completions are usually waiting together.
+//!
+//! How: `complete_task` hands its completion to this engine's grouper and waits for the answer.
+//! The grouper takes everything that is waiting (up to [`MAX_GROUP`]), and in ONE transaction runs
+//! `task_complete_batch.sql` (each task guarded by status and attempt, its event, the counter
+//! decrements summed per shard) and ends every stage that this transaction saw reach zero, exactly
+//! as a single completion would. Completions are spread over [`LANES`] lanes by counter shard, so
+//! groups of different lanes never share a counter row; each group also locks its counter and
+//! stage rows in key order, so groups (of this or another process) never deadlock. If the group's transaction fails, every completion of
+//! the group is retried on its own through [`Engine::end_task`], so one bad row cannot fail the
+//! others, and an error reaches only the invocation it belongs to.
+//!
+//! Failures, retries and malformed/poison endings are rare and keep the one-task path.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Weak};
+
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+
+use super::stage_end::JobCtx;
+use super::task_message::Ending;
+use super::{Engine, Inner};
+use crate::store::{self, QueryContext, StoreError, sql};
+use crate::telemetry::checkpoints as cp;
+
+/// Most completions committed by one transaction.
+pub const MAX_GROUP: usize = 64;
+
+/// Lanes: groups committing at the same time. A completion goes to the lane of its counter shard
+/// (`shard % LANES`), so groups of different lanes never touch the same counter row and never
+/// wait for each other's commit; within a lane, one group at a time, and completions that arrive
+/// while it commits form the next group.
+pub const LANES: usize = 4;
+
+/// One successful completion waiting for its group.
+pub(crate) struct Pending {
+    /// Task id.
+    pub task_id: String,
+    /// The attempt that completed (guard).
+    pub retry_count: i32,
+    /// Handler result (already cleaned of NUL characters).
+    pub result: Value,
+    /// Event details of `task_completed`.
+    pub event_data: Value,
+    /// Whether this call ended the task, and outbox ids to publish.
+    pub reply: oneshot::Sender<Result<(bool, Vec<i64>), StoreError>>,
+}
+
+/// The sending sides kept by the engine, one per lane.
+pub(crate) type Grouper = Vec<mpsc::UnboundedSender<Pending>>;
+
+/// Starts the lanes of an engine. They hold the engine weakly and stop when it is gone.
+pub(crate) fn start(inner: Weak<Inner>) -> Grouper {
+    (0..LANES)
+        .map(|_| {
+            let (tx, mut rx) = mpsc::unbounded_channel::<Pending>();
+            let inner = inner.clone();
+            tokio::spawn(async move {
+                let mut group = Vec::with_capacity(MAX_GROUP);
+                while rx.recv_many(&mut group, MAX_GROUP).await > 0 {
+                    let Some(inner) = inner.upgrade() else {
+                        break;
+                    };
+                    let engine = Engine { inner };
+                    engine.commit_group(std::mem::take(&mut group)).await;
+                }
+            });
+            tx
+        })
+        .collect()
+}
+
+impl Engine {
+    /// Completes a task through the grouper (see the module doc). Same answer as
+    /// [`Engine::end_task`] with a `completed` ending.
+    pub(crate) async fn complete_grouped(
+        &self,
+        task_id: &str,
+        retry_count: i32,
+        counter_shard: i16,
+        result: Value,
+        event_data: Value,
+    ) -> Result<(bool, Vec<i64>), StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let pending = Pending {
+            task_id: task_id.to_string(),
+            retry_count,
+            result,
+            event_data,
+            reply,
+        };
+        let lanes = self.grouper();
+        let lane = &lanes[counter_shard.unsigned_abs() as usize % lanes.len()];
+        let pending = match lane.send(pending) {
+            Ok(()) => {
+                return match answer.await {
+                    Ok(r) => r,
+                    // The grouper stopped (the engine is shutting down) before answering.
+                    Err(_) => Err(StoreError::Config(format!(
+                        "completion of task {task_id} was not recorded: the engine is stopping"
+                    ))),
+                };
+            }
+            Err(mpsc::error::SendError(p)) => p,
+        };
+        self.end_task(
+            &pending.task_id,
+            pending.retry_count,
+            completed_ending(pending.result, pending.event_data),
+            None,
+        )
+        .await
+    }
+
+    fn grouper(&self) -> &Grouper {
+        self.inner
+            .completions
+            .get_or_init(|| start(Arc::downgrade(&self.inner)))
+    }
+
+    /// One completion through the one-task path, answered.
+    async fn complete_alone(&self, p: Pending) {
+        let r = self
+            .end_task(
+                &p.task_id,
+                p.retry_count,
+                completed_ending(p.result, p.event_data),
+                None,
+            )
+            .await;
+        let _ = p.reply.send(r);
+    }
+
+    /// Commits one group; on failure, each completion alone.
+    async fn commit_group(&self, group: Vec<Pending>) {
+        if group.len() == 1 {
+            let p = group.into_iter().next().expect("one");
+            return self.complete_alone(p).await;
+        }
+        match self.try_group(&group).await {
+            Ok(answers) => {
+                for (p, a) in group.into_iter().zip(answers) {
+                    let _ = p.reply.send(Ok(a));
+                }
+            }
+            Err(e) => {
+                cp::emit_warn(
+                    cp::STATE_MISMATCH,
+                    &cp::Fields::default()
+                        .extra("attempted", "grouped completion")
+                        .extra("group_size", group.len())
+                        .extra("error", e.to_string()),
+                );
+                for p in group {
+                    self.complete_alone(p).await;
+                }
+            }
+        }
+    }
+
+    /// The group's transaction. Returns one answer per completion, in order.
+    async fn try_group(&self, group: &[Pending]) -> Result<Vec<(bool, Vec<i64>)>, StoreError> {
+        let mut client = store::client(self.pool(), "completing a group of tasks").await?;
+        let tx = client
+            .transaction()
+            .await
+            .ctx(|| format!("starting a group of {} completions", group.len()))?;
+        let stmt = tx
+            .prepare_cached(sql::TASK_COMPLETE_BATCH)
+            .await
+            .ctx(|| "preparing grouped completion".into())?;
+        let ids: Vec<&str> = group.iter().map(|p| p.task_id.as_str()).collect();
+        let retries: Vec<i32> = group.iter().map(|p| p.retry_count).collect();
+        let results: Vec<&Value> = group.iter().map(|p| &p.result).collect();
+        let data: Vec<&Value> = group.iter().map(|p| &p.event_data).collect();
+        let rows = tx
+            .query(&stmt, &[&ids, &retries, &results, &data])
+            .await
+            .ctx(|| {
+                format!(
+                    "recording {} tasks as completed (first {})",
+                    group.len(),
+                    ids[0]
+                )
+            })?;
+        // Which tasks this transaction ended, and the stages it saw reach zero.
+        let mut ended: BTreeMap<String, ()> = BTreeMap::new(); // taken by the first claimant only
+        let mut finished: Vec<(String, i32, String)> = Vec::new();
+        for r in &rows {
+            let task_id: String = r.get(0);
+            let job_id: String = r.get(1);
+            let stage: i32 = r.get(2);
+            let shards_left: Option<i16> = r.get(3);
+            if shards_left == Some(0)
+                && !finished.iter().any(|(j, s, _)| *j == job_id && *s == stage)
+            {
+                finished.push((job_id, stage, task_id.clone()));
+            }
+            ended.insert(task_id, ());
+        }
+        let mut outbox: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+        for (job_id, stage, last_task) in finished {
+            // As in end_task: a stage whose job stopped processing it is recorded, not advanced.
+            if let Some((job, status, job_stage)) = JobCtx::load(&tx, &job_id).await?
+                && status == "processing"
+                && job_stage == stage
+            {
+                let policy = self.stage_policy(&job.job_type, stage);
+                let ids = self.end_stage(&tx, &job, stage, policy).await?;
+                outbox.entry(last_task).or_default().extend(ids);
+            }
+        }
+        tx.commit()
+            .await
+            .ctx(|| format!("committing a group of {} completions", group.len()))?;
+        Ok(group
+            .iter()
+            .map(|p| {
+                // A task listed twice (two copies of one attempt) was ended once: the first copy.
+                let was_ended = ended.remove(&p.task_id).is_some();
+                (
+                    was_ended,
+                    if was_ended {
+                        outbox.remove(&p.task_id).unwrap_or_default()
+                    } else {
+                        Vec::new()
+                    },
+                )
+            })
+            .collect())
+    }
+}
+
+/// The ending of a successful attempt (the one-task path's form of a grouped completion).
+pub(crate) fn completed_ending(result: Value, event_data: Value) -> Ending<'static> {
+    Ending {
+        status: "completed",
+        result: Some(result),
+        error_details: None,
+        error_class: None,
+        error_type: None,
+        event_type: "task_completed",
+        event_status: "success",
+        checkpoint: cp::TASK_COMPLETED,
+        event_data,
+        unclaimed: false,
+    }
+}
