@@ -22,6 +22,7 @@ use std::sync::{Arc, Weak};
 
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument;
 
 use super::stage_end::JobCtx;
 use super::task_message::Ending;
@@ -50,6 +51,9 @@ pub(crate) struct Pending {
     pub event_data: Value,
     /// Whether this call ended the task, and outbox ids to publish.
     pub reply: oneshot::Sender<Result<(bool, Vec<i64>), StoreError>>,
+    /// The invocation's span: what the group does for this task (ending its stage, finalizing
+    /// the job) is recorded in the task's trace, not in the lane's.
+    pub span: tracing::Span,
 }
 
 /// The sending sides kept by the engine, one per lane.
@@ -94,6 +98,7 @@ impl Engine {
             result,
             event_data,
             reply,
+            span: tracing::Span::current(),
         };
         let lanes = self.grouper();
         let lane = &lanes[counter_shard.unsigned_abs() as usize % lanes.len()];
@@ -133,6 +138,7 @@ impl Engine {
                 completed_ending(p.result, p.event_data),
                 None,
             )
+            .instrument(p.span)
             .await;
         let _ = p.reply.send(r);
     }
@@ -212,7 +218,15 @@ impl Engine {
                 && job_stage == stage
             {
                 let policy = self.stage_policy(&job.job_type, stage);
-                let ids = self.end_stage(&tx, &job, stage, policy).await?;
+                let span = group
+                    .iter()
+                    .find(|p| p.task_id == last_task)
+                    .map(|p| p.span.clone())
+                    .unwrap_or_else(tracing::Span::current);
+                let ids = self
+                    .end_stage(&tx, &job, stage, policy)
+                    .instrument(span)
+                    .await?;
                 outbox.entry(last_task).or_default().extend(ids);
             }
         }
