@@ -156,12 +156,13 @@ impl Engine {
                 }
             }
             Err(e) => {
-                cp::emit_warn(
-                    cp::STATE_MISMATCH,
-                    &cp::Fields::default()
-                        .extra("attempted", "grouped completion")
-                        .extra("group_size", group.len())
-                        .extra("error", e.to_string()),
+                // Nothing of the group was recorded (its transaction rolled back): each completion
+                // is retried alone, so only the one that cannot be recorded reports an error.
+                tracing::warn!(
+                    group_size = group.len(),
+                    first_task = %group[0].task_id,
+                    error = %e,
+                    "grouped completion failed; completing its tasks one by one"
                 );
                 for p in group {
                     self.complete_alone(p).await;
