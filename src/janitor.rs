@@ -99,7 +99,7 @@ async fn checks(engine: &Engine, report: &mut JanitorReport) -> Result<(), Store
     stalled_stages(engine, report).await?;
     stuck_queued_jobs(engine, report).await?;
     let age = engine.settings().outbox_republish_after.as_secs_f64();
-    match engine.outbox().publish_stale(age, 10_000).await {
+    match engine.publish_stale(age, 10_000).await {
         Ok(n) if n > 0 => {
             report.found += n as i32;
             report.fixed += n as i32;

@@ -607,3 +607,64 @@ async fn a_busy_token_endpoint_is_retried_and_a_dead_one_gives_a_transient_error
     assert_eq!(tokens.calls.load(Ordering::SeqCst), 3);
     assert!(fake.seen().is_empty());
 }
+
+#[tokio::test]
+async fn a_message_the_broker_refuses_for_good_fails_its_job_instead_of_waiting_forever() {
+    let fake = FakeServiceBus::start(sas_fake_auth()).await;
+    // The submit's stage message is refused: the queue is full, which no retry can change.
+    fake.script([Scripted::status(403, "Quota exceeded: the entity is full.")]);
+    let app = azure_mode_app(&fake, &[], |o| {
+        o.settings.outbox_republish_after = Duration::ZERO;
+    })
+    .await;
+    let job = app.submit("hello_world", json!({"n": 2})).await;
+    let status = app.wait_terminal(&job, Duration::from_secs(30)).await;
+    assert_eq!(status, "failed", "{}", app.dump(&job).await);
+    let c = app.db().await;
+    let error: String = c
+        .query_one(
+            "SELECT error_details FROM app.jobs WHERE job_id = $1",
+            &[&job],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        error.contains("geospatial-jobs")
+            && error.contains("HTTP 403")
+            && error.contains("Quota exceeded: the entity is full."),
+        "error_details names the queue, the status and the broker's answer: {error}"
+    );
+    let event: Value = c
+        .query_one(
+            "SELECT event_data FROM app.job_events WHERE job_id = $1 AND event_type = 'job_failed'",
+            &[&job],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(event["details"]["unsendable"], true, "{event}");
+    assert_eq!(event["details"]["status"], 403, "{event}");
+    assert!(
+        event["details"]["first_message"]
+            .as_str()
+            .is_some_and(|b| b.contains(&job)),
+        "the refused message is kept in the event: {event}"
+    );
+    let left: i64 = c
+        .query_one("SELECT count(*) FROM app.outbox", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0, "no row is left for the janitor to retry forever");
+    let report = coremachine::janitor::run_once(app.engine()).await.unwrap();
+    assert!(
+        !report.actions.iter().any(|a| a["action"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("outbox"))),
+        "the janitor finds nothing to republish: {:?}",
+        report.actions
+    );
+    assert!(fake.received().is_empty(), "nothing was accepted");
+    app.cleanup().await;
+}

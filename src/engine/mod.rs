@@ -22,6 +22,7 @@ mod stage_end;
 pub mod state;
 mod submit;
 mod task_message;
+mod unsendable;
 
 use std::sync::Arc;
 
@@ -156,7 +157,8 @@ impl Engine {
 
     /// Publishes committed outbox rows; a failure is reported and left for the janitor.
     pub(crate) async fn publish(&self, ids: &[i64]) {
-        // Errors are reported inside publish (checkpoint + last_error on the rows); the rows stay.
-        let _ = self.inner.outbox.publish(ids).await;
+        // Errors are reported inside publish (checkpoint + last_error on the rows); the rows stay,
+        // unless the broker refused them for good: then their jobs fail (engine/unsendable.rs).
+        let _ = self.publish_or_fail(ids).await;
     }
 }

@@ -55,6 +55,8 @@ pub const OUTBOX_SELECT: &str = include_str!("sql/outbox_select.sql");
 pub const OUTBOX_STALE_IDS: &str = include_str!("sql/outbox_stale_ids.sql");
 /// Local mode publish: move outbox rows into the queue table atomically (duplicate MessageIds dropped,
 pub const OUTBOX_TO_LOCAL_QUEUE: &str = include_str!("sql/outbox_to_local_queue.sql");
+/// Locks outbox rows the broker refused for good (their jobs are failed).
+pub const OUTBOX_UNSENDABLE_ROWS: &str = include_str!("sql/outbox_unsendable_rows.sql");
 /// `stage_counters_insert.sql`
 pub const STAGE_COUNTERS_INSERT: &str = include_str!("sql/stage_counters_insert.sql");
 /// Task counts of one stage, computed once when the stage ends.
@@ -145,6 +147,7 @@ pub const ALL: &[(&str, &str)] = &[
     ("outbox_insert_batch", OUTBOX_INSERT_BATCH),
     ("outbox_mark_failed", OUTBOX_MARK_FAILED),
     ("outbox_select", OUTBOX_SELECT),
+    ("outbox_unsendable_rows", OUTBOX_UNSENDABLE_ROWS),
     ("outbox_stale_ids", OUTBOX_STALE_IDS),
     ("outbox_to_local_queue", OUTBOX_TO_LOCAL_QUEUE),
     ("stage_counters_insert", STAGE_COUNTERS_INSERT),

@@ -238,22 +238,15 @@ impl Outbox {
         Ok(messages.len())
     }
 
-    /// Publishes rows older than `age_s` seconds (left by a crash or a failed publish). Returns how
-    /// many were published.
-    pub async fn publish_stale(&self, age_s: f64, limit: i64) -> Result<usize, PublishError> {
+    /// Ids of rows older than `age_s` seconds (left by a crash or a failed publish), oldest first.
+    pub async fn stale_ids(&self, age_s: f64, limit: i64) -> Result<Vec<i64>, StoreError> {
         let client = crate::store::client(&self.pool, "finding stale outbox rows").await?;
-        let ids: Vec<i64> = client
+        Ok(client
             .query(sql::OUTBOX_STALE_IDS, &[&age_s, &limit])
             .await
             .ctx(|| "finding stale outbox rows".into())?
             .iter()
             .map(|r| r.get(0))
-            .collect();
-        drop(client);
-        let mut total = 0;
-        for chunk in ids.chunks(500) {
-            total += self.publish(chunk).await?;
-        }
-        Ok(total)
+            .collect())
     }
 }

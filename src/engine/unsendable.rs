@@ -1,0 +1,151 @@
+//! Messages the broker refused for good (400, 403 quota or too large, 404, 410): sending them
+//! again can never succeed, so leaving their outbox rows for the janitor would keep their jobs
+//! waiting forever, retried on every run. Their jobs fail instead, in one transaction that also
+//! deletes the rows, with the queue, the status and the broker's message in `error_details` and
+//! in the `job_failed` event, and the first 1,000 characters of the first message kept there.
+//!
+//! A publish that mixes several jobs (a janitor sweep) is split by job first, so one refused
+//! message fails only its own job.
+
+use std::collections::BTreeMap;
+
+use serde_json::json;
+
+use super::Engine;
+use super::stage_end::JobCtx;
+use crate::store::{self, QueryContext, StoreError, sql};
+use crate::telemetry::checkpoints as cp;
+use crate::transport::TransportError;
+use crate::transport::outbox::PublishError;
+
+/// One locked outbox row: id, queue, message id, the first 1,000 characters of its body.
+type Row = (i64, String, String, String);
+
+impl Engine {
+    /// Publishes committed outbox rows. A refusal that can never succeed fails the jobs of the
+    /// refused rows (see the module doc); a retryable failure leaves the rows for the janitor.
+    /// Returns how many messages were sent.
+    pub(crate) async fn publish_or_fail(&self, ids: &[i64]) -> Result<usize, PublishError> {
+        match self.outbox().publish(ids).await {
+            Err(PublishError::Transport(e)) if !e.retryable => {
+                Ok(self.fail_unsendable(ids, &e).await?)
+            }
+            other => other,
+        }
+    }
+
+    /// Publishes outbox rows older than `age_s` seconds (left by a crash or a failed publish), in
+    /// chunks, through [`Engine::publish_or_fail`]. Returns how many were sent.
+    pub(crate) async fn publish_stale(
+        &self,
+        age_s: f64,
+        limit: i64,
+    ) -> Result<usize, PublishError> {
+        let ids = self.outbox().stale_ids(age_s, limit).await?;
+        let mut total = 0;
+        for chunk in ids.chunks(500) {
+            total += self.publish_or_fail(chunk).await?;
+        }
+        Ok(total)
+    }
+
+    /// Fails the jobs of refused rows; when the rows belong to several jobs, each job's rows are
+    /// sent alone first. Returns how many messages were sent after all.
+    async fn fail_unsendable(&self, ids: &[i64], e: &TransportError) -> Result<usize, StoreError> {
+        let by_job = self.lock_unsendable(ids, true, e).await?;
+        let Some(by_job) = by_job else {
+            return Ok(0);
+        };
+        let mut sent = 0;
+        for (_, rows) in by_job {
+            let ids: Vec<i64> = rows.iter().map(|r| r.0).collect();
+            match self.outbox().publish(&ids).await {
+                Ok(n) => sent += n,
+                Err(PublishError::Transport(e)) if !e.retryable => {
+                    self.lock_unsendable(&ids, false, &e).await?;
+                }
+                // Reported by publish; the rows stay for the janitor.
+                Err(_) => {}
+            }
+        }
+        Ok(sent)
+    }
+
+    /// Locks the rows. If they belong to one job (or `split` is false), fails their jobs, deletes
+    /// them and commits (`None`); otherwise returns them by job, changing nothing.
+    #[allow(clippy::type_complexity)]
+    async fn lock_unsendable(
+        &self,
+        ids: &[i64],
+        split: bool,
+        e: &TransportError,
+    ) -> Result<Option<BTreeMap<Option<String>, Vec<Row>>>, StoreError> {
+        let mut client = store::client(self.pool(), "failing jobs of unsendable messages").await?;
+        let tx = client
+            .transaction()
+            .await
+            .ctx(|| "starting to fail jobs of unsendable messages".into())?;
+        let rows = tx
+            .query(sql::OUTBOX_UNSENDABLE_ROWS, &[&ids])
+            .await
+            .ctx(|| format!("locking {} unsendable outbox rows", ids.len()))?;
+        let mut by_job: BTreeMap<Option<String>, Vec<Row>> = BTreeMap::new();
+        for r in &rows {
+            by_job
+                .entry(r.get(1))
+                .or_default()
+                .push((r.get(0), r.get(2), r.get(3), r.get(4)));
+        }
+        if split && by_job.len() > 1 {
+            return Ok(Some(by_job));
+        }
+        let mut more = Vec::new();
+        for (job_id, rows) in &by_job {
+            let (_, queue, message_id, body_head) = &rows[0];
+            let reason = format!(
+                "{} message(s) to queue {queue} can never be sent: {e}",
+                rows.len()
+            );
+            let details = json!({
+                "unsendable": true,
+                "queue": e.queue,
+                "status": e.status,
+                "broker_message": e.message,
+                "messages": rows.len(),
+                "first_message_id": message_id,
+                "first_message": body_head,
+            });
+            let mut fields = cp::Fields::default();
+            if let Some(job_id) = job_id {
+                fields = cp::Fields::job(job_id);
+                if let Some((ctx, status, _)) = JobCtx::load(&tx, job_id).await?
+                    && (status == "queued" || status == "processing")
+                {
+                    more.extend(
+                        self.fail_job_in_tx(&tx, &ctx, None, &reason, details.clone())
+                            .await?,
+                    );
+                }
+            }
+            cp::emit_error(
+                cp::OUTBOX_UNSENDABLE,
+                &fields
+                    .extra("queue", queue)
+                    .extra("messages", rows.len())
+                    .extra("first_message_id", message_id),
+                "TransportError",
+                e,
+            );
+            let row_ids: Vec<i64> = rows.iter().map(|r| r.0).collect();
+            tx.execute(sql::OUTBOX_DELETE, &[&row_ids])
+                .await
+                .ctx(|| format!("deleting {} unsendable outbox rows", row_ids.len()))?;
+        }
+        tx.commit()
+            .await
+            .ctx(|| "committing the failure of jobs with unsendable messages".into())?;
+        // What failing the jobs wrote (if anything) goes out as any other committed row.
+        let _ = self.outbox().publish(&more).await;
+        Ok(None)
+    }
+}
