@@ -14,7 +14,8 @@ azurite_dir() { echo "$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/.dev/a
 ensure_azurite_installed() {
   local dir
   dir=$(azurite_dir)
-  if [ -x "$dir/node_modules/.bin/azurite-blob" ]; then
+  # The marker is written only after npm finished: an install cut off half-way is redone.
+  if [ -f "$dir/.installed-$AZURITE_VERSION" ] && [ -x "$dir/node_modules/.bin/azurite-blob" ]; then
     return 0
   fi
   if ! command -v npm >/dev/null 2>&1; then
@@ -24,8 +25,10 @@ ensure_azurite_installed() {
     apt-get install -y -qq nodejs npm >/dev/null
   fi
   echo "==> installing Azurite $AZURITE_VERSION from npm into $dir" >&2
+  rm -rf "$dir"
   mkdir -p "$dir"
   (cd "$dir" && npm install --no-audit --no-fund --silent --no-save "azurite@$AZURITE_VERSION" >/dev/null)
+  touch "$dir/.installed-$AZURITE_VERSION"
 }
 
 stop_azurite() {
