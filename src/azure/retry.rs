@@ -251,6 +251,25 @@ pub struct AzureError {
     pub kind: FailureKind,
 }
 
+/// The `Authorization` header value for one attempt: the cached token, or a new one when the
+/// previous attempt was answered 401. A token failure is an [`AzureError`] of kind `Auth`.
+pub async fn authorization(
+    tokens: &dyn super::credential::TokenSource,
+    scope: &str,
+    refresh: bool,
+    target: &Target,
+) -> Result<String, AzureError> {
+    let token = if refresh {
+        tokens.refresh(scope).await
+    } else {
+        tokens.token(scope).await
+    }
+    .map_err(|e| {
+        AzureError::before_send(target, FailureKind::Auth, e.is_retryable(), e.to_string())
+    })?;
+    Ok(token.authorization())
+}
+
 impl AzureError {
     /// A failure before any request was made (token, request building).
     pub fn before_send(

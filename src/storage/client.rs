@@ -18,7 +18,7 @@ use super::error::StorageError;
 use super::shared_key::{self, SignInput};
 use super::{BlobPage, list_xml};
 use crate::azure::credential::{SharedTokenSource, scopes};
-use crate::azure::retry::{AzureError, FailureKind, RetryPolicy, Target, send_with_retry};
+use crate::azure::retry::{AzureError, RetryPolicy, Target, authorization, send_with_retry};
 
 /// The Blob service REST version sent as `x-ms-version`.
 pub const API_VERSION: &str = "2021-08-06";
@@ -435,20 +435,9 @@ impl BlobClient {
             }
             Auth::Sas(_) => {}
             Auth::Bearer(tokens) => {
-                let token = if refresh_auth {
-                    tokens.refresh(STORAGE_SCOPE).await
-                } else {
-                    tokens.token(STORAGE_SCOPE).await
-                }
-                .map_err(|e| {
-                    AzureError::before_send(
-                        target,
-                        FailureKind::Auth,
-                        e.is_retryable(),
-                        e.to_string(),
-                    )
-                })?;
-                rb = rb.header("authorization", token.authorization());
+                let auth =
+                    authorization(tokens.as_ref(), STORAGE_SCOPE, refresh_auth, target).await?;
+                rb = rb.header("authorization", auth);
             }
         }
         if let Some((body, ct)) = &call.body {

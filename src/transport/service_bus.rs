@@ -27,7 +27,7 @@ use reqwest::header::{HeaderName, HeaderValue};
 
 use super::{OutboundMessage, Transport, TransportError};
 use crate::azure::credential::{ManagedIdentity, SharedTokenSource, scopes};
-use crate::azure::retry::{AzureError, FailureKind, RetryPolicy, Target, send_with_retry};
+use crate::azure::retry::{RetryPolicy, Target, authorization, send_with_retry};
 use crate::config::ConfigError;
 use crate::telemetry::checkpoints as cp;
 use sas::{ConnectionString, SasTokenSource};
@@ -366,23 +366,13 @@ impl ServiceBusSender {
             let target = &target;
             let request = &request;
             async move {
-                let token = if attempt.refresh_auth {
-                    self.tokens.refresh(&scope).await
-                } else {
-                    self.tokens.token(&scope).await
-                }
-                .map_err(|e| {
-                    AzureError::before_send(
-                        target,
-                        FailureKind::Auth,
-                        e.is_retryable(),
-                        e.to_string(),
-                    )
-                })?;
+                let auth =
+                    authorization(self.tokens.as_ref(), &scope, attempt.refresh_auth, target)
+                        .await?;
                 let rb = self
                     .http
                     .post(url)
-                    .header(reqwest::header::AUTHORIZATION, token.authorization());
+                    .header(reqwest::header::AUTHORIZATION, auth);
                 Ok(match request {
                     Request::Single(p) => {
                         let mut rb = rb
