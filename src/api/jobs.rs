@@ -274,7 +274,8 @@ pub struct DbadminJob {
     pub timestamp: DateTime<Utc>,
 }
 
-const JOB_STATUSES: &[&str] = &[
+/// Job statuses the job filters accept (the web page's list too).
+pub const JOB_STATUSES: &[&str] = &[
     "queued",
     "processing",
     "completed",

@@ -22,6 +22,7 @@ use serde_json::{Value, json};
 use super::error::ErrorEnvelope;
 use super::events::job_row;
 use super::input::QueryParams;
+use super::jobs::JOB_STATUSES;
 use super::{ApiError, parse_job_id};
 use crate::engine::Engine;
 use crate::store::{self, QueryContext};
@@ -39,16 +40,6 @@ pub mod statements {
     /// Every statement, by name.
     pub const ALL: &[(&str, &str)] = &[("ui_jobs", UI_JOBS), ("ui_job_tasks", UI_JOB_TASKS)];
 }
-
-/// Job statuses the list can be filtered by.
-pub const JOB_STATUSES: &[&str] = &[
-    "queued",
-    "processing",
-    "completed",
-    "completed_with_errors",
-    "failed",
-    "cancelled",
-];
 
 /// The routes (state: the engine).
 pub fn routes() -> Router<Engine> {
