@@ -475,3 +475,116 @@ async fn the_janitor_redrives_a_lost_stage_message_and_ends_a_stalled_stage() {
     assert!(found >= 2 && fixed >= 2, "found {found} fixed {fixed}");
     t.cleanup().await;
 }
+
+#[tokio::test]
+async fn an_outcome_that_cannot_be_recorded_is_run_again_by_the_redelivery_not_left_processing() {
+    let t = TestApp::start().await;
+    // Task 0's first two outcomes fail to commit (as a deadlock or a dropped connection would):
+    // each invocation answers 503, gives the claim back, and the redelivered message runs it again.
+    t.fault(
+        FaultRule::times(Fault::OutcomeNotRecorded, 2)
+            .on_index(0)
+            .on_stage(1),
+    );
+    let job = t.submit("hello_world", json!({"n": 3})).await;
+    assert_eq!(
+        t.wait_terminal(&job, T).await,
+        "completed",
+        "{}",
+        t.dump(&job).await
+    );
+    t.wait_quiet(T).await;
+    let c = t.db().await;
+    let r = c
+        .query_one(
+            "SELECT status::text, retry_count FROM app.tasks WHERE parent_job_id = $1 AND stage = 1 AND task_seq = 0",
+            &[&job],
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.get::<_, String>(0), "completed");
+    assert_eq!(
+        r.get::<_, i32>(1),
+        0,
+        "a lost outcome is not a task failure: the same attempt runs again"
+    );
+    let released: Vec<(String, Option<String>)> = c
+        .query(
+            "SELECT event_data->>'job_status', error_message FROM app.job_events WHERE job_id = $1 AND event_type = 'task_released' ORDER BY event_id",
+            &[&job],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        released.len(),
+        2,
+        "one task_released event per lost outcome: {released:?}"
+    );
+    assert!(
+        released[0]
+            .1
+            .as_deref()
+            .is_some_and(|m| m.contains("outcome failed")),
+        "the event says what failed: {released:?}"
+    );
+    assert_eq!(
+        t.count("SELECT count(*) FROM app.job_events WHERE job_id = $1 AND stage = 1 AND event_type = 'task_started'", &job).await,
+        3 + 2,
+        "stage 1 ran tasks 1 and 2 once and task 0 three times"
+    );
+    assert_eq!(count_events(&t, &job, "job_completed").await, 1);
+    t.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_lost_outcome_of_a_task_whose_job_was_cancelled_meanwhile_cancels_the_task() {
+    let t = TestApp::start().await;
+    t.fault(FaultRule::always(Fault::OutcomeNotRecorded).on_stage(1));
+    let job = t
+        .submit("hello_world", json!({"n": 1, "delay_ms": 1500}))
+        .await;
+    // Cancel while the only task's handler runs; its outcome then fails to commit.
+    let start = std::time::Instant::now();
+    while t
+        .count(
+            "SELECT count(*) FROM app.tasks WHERE parent_job_id = $1 AND status = 'processing'",
+            &job,
+        )
+        .await
+        == 0
+    {
+        assert!(
+            start.elapsed() < T,
+            "the task never started: {}",
+            t.dump(&job).await
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (s, b) = t.post(&format!("/api/jobs/{job}/cancel"), &json!({})).await;
+    assert_eq!(s, 200, "{b}");
+    t.wait_quiet(T).await;
+    let c = t.db().await;
+    let status: String = c
+        .query_one(
+            "SELECT status::text FROM app.tasks WHERE parent_job_id = $1",
+            &[&job],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(status, "cancelled", "{}", t.dump(&job).await);
+    let job_status: Option<String> = c
+        .query_one(
+            "SELECT event_data->>'job_status' FROM app.job_events WHERE job_id = $1 AND event_type = 'task_released'",
+            &[&job],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(job_status.as_deref(), Some("cancelled"));
+    assert_eq!(job_row(&t, &job).await.0, "cancelled");
+    t.cleanup().await;
+}

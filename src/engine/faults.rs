@@ -25,6 +25,9 @@ pub enum Fault {
     FailOutboxPublish,
     /// The invocation stops dead after the handler returned, before the completion commits.
     KillAfterHandler,
+    /// Recording the task's outcome fails with a database error (as a deadlock or a dropped
+    /// connection in the completion's transaction would).
+    OutcomeNotRecorded,
     /// The job type's finalize fails.
     FinalizeError,
     /// The job type's finalize panics.

@@ -86,6 +86,9 @@ pub enum EngineError {
     /// The invocation was stopped by fault injection (a simulated crash).
     #[error("invocation killed by fault injection")]
     Killed,
+    /// A database failure simulated by fault injection.
+    #[error("fault injection: {0}")]
+    Injected(&'static str),
 }
 
 /// The engine. Cheap to clone.

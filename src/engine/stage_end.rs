@@ -451,6 +451,23 @@ impl Engine {
         reason: &str,
         details: Value,
     ) -> Result<Vec<i64>, StoreError> {
+        // Lock order (docs/architecture.md, "Lock order"): the stage row before the job row, as a
+        // completion that ends a stage takes them. Closing the stage first keeps a failing task
+        // and a completion that ends the same stage from waiting on each other in a cycle.
+        let before = tx
+            .query_opt(sql::JOB_STAGE_STATE, &[&job.job_id])
+            .await
+            .ctx(|| format!("reading job {}", job.job_id))?;
+        let mut closed = None;
+        if let Some(r) = &before
+            && matches!(r.get::<_, String>(0).as_str(), "queued" | "processing")
+        {
+            let s: i32 = r.get(1);
+            tx.execute(sql::STAGE_FINISH, &[&job.job_id, &s, &"failed"])
+                .await
+                .ctx(|| format!("closing stage {s} of job {}", job.job_id))?;
+            closed = Some(s);
+        }
         let changed = tx
             .query_opt(
                 sql::JOB_FAIL,
@@ -479,13 +496,16 @@ impl Engine {
             return Ok(Vec::new());
         };
         let job_stage: i32 = row.get(1);
+        if closed != Some(job_stage) {
+            // The job moved to another stage between the read and the update (rare).
+            tx.execute(sql::STAGE_FINISH, &[&job.job_id, &job_stage, &"failed"])
+                .await
+                .ctx(|| format!("closing stage {job_stage} of job {}", job.job_id))?;
+        }
         let cancelled = tx
             .execute(sql::TASKS_CANCEL_QUEUED, &[&job.job_id])
             .await
             .ctx(|| format!("cancelling queued tasks of job {}", job.job_id))?;
-        tx.execute(sql::STAGE_FINISH, &[&job.job_id, &job_stage, &"failed"])
-            .await
-            .ctx(|| format!("closing stage {job_stage} of job {}", job.job_id))?;
         events::write(
             tx,
             &[Event::job(

@@ -27,6 +27,7 @@ pub(crate) struct Claimed {
 }
 
 /// How a task attempt ended, as stored.
+#[derive(Clone)]
 pub(crate) struct Ending<'a> {
     pub status: &'static str,
     pub result: Option<Value>,
@@ -120,13 +121,104 @@ impl Engine {
             return Err(EngineError::Killed);
         }
         let fields = fields.duration_ms(elapsed);
-        match result {
-            Ok(value) => {
-                self.complete_task(&claimed, counter_shard, value, elapsed, &fields)
-                    .await
+        let outcome = if self
+            .faults()
+            .hit_on(Fault::OutcomeNotRecorded, target(&claimed.ctx))
+        {
+            Err(EngineError::Injected(
+                "the transaction recording the task's outcome failed",
+            ))
+        } else {
+            match result {
+                Ok(value) => {
+                    self.complete_task(&claimed, counter_shard, value, elapsed, &fields)
+                        .await
+                }
+                Err(e) => self.task_failed(&claimed, e, elapsed, &fields).await,
             }
-            Err(e) => self.task_failed(&claimed, e, elapsed, &fields).await,
+        };
+        if let Err(e) = &outcome {
+            self.release_claim(&claimed, e, &fields).await;
         }
+        outcome
+    }
+
+    /// After the outcome of a claimed attempt could not be recorded (the invocation answers non-2xx
+    /// and the message is delivered again): gives the claim back, so that the redelivery claims the
+    /// task and runs it again instead of finding it leased to an invocation that has given up. If
+    /// the job stopped processing meanwhile, the task is cancelled instead: it will never run.
+    /// Best effort: when the database refuses this too, the lease expires and the janitor retries
+    /// the attempt (its error is reported here, with the lease's end).
+    async fn release_claim(&self, c: &Claimed, cause: &EngineError, fields: &cp::Fields) {
+        let t = &c.ctx.task_id;
+        match self.try_release_claim(c, cause).await {
+            Ok(Some(next)) => cp::emit_warn(
+                cp::TASK_CLAIM_RELEASED,
+                &fields
+                    .clone()
+                    .extra("next_status", next)
+                    .extra("cause", cause.to_string()),
+            ),
+            // The outcome was recorded after all (a commit whose answer was lost), or the lease
+            // already moved on: nothing to give back.
+            Ok(None) => {}
+            Err(e) => tracing::error!(
+                job_id = %c.ctx.job_id,
+                task_id = %t,
+                stage = c.ctx.stage,
+                attempt = c.retry_count + 1,
+                cause = %cause,
+                error = %e,
+                "releasing task {t} after its outcome was not recorded failed; its lease will expire and the janitor retries the attempt"
+            ),
+        }
+    }
+
+    async fn try_release_claim(
+        &self,
+        c: &Claimed,
+        cause: &EngineError,
+    ) -> Result<Option<&'static str>, StoreError> {
+        let t = &c.ctx.task_id;
+        let mut client = store::client(self.pool(), "releasing a task's claim").await?;
+        let tx = client
+            .transaction()
+            .await
+            .ctx(|| format!("starting the release of task {t}"))?;
+        // Job first, as every job-ending transaction locks it: no lock-order cycle with them.
+        let job_status: Option<String> = tx
+            .query_opt(sql::JOB_LOCK_SHARE, &[t])
+            .await
+            .ctx(|| format!("locking the job of task {t}"))?
+            .map(|r| r.get(0));
+        let data = json!({"task_type": c.ctx.task_type, "job_status": job_status});
+        let released = tx
+            .query_opt(
+                sql::TASK_RELEASE,
+                &[t, &c.retry_count, &data, &cause.to_string()],
+            )
+            .await
+            .ctx(|| format!("releasing task {t} attempt {}", c.retry_count + 1))?;
+        if released.is_none() {
+            return Ok(None);
+        }
+        let next = if job_status.as_deref() == Some("processing") {
+            "queued"
+        } else {
+            let cancelled = tx
+                .query_opt(sql::TASK_CANCEL_QUEUED, &[t])
+                .await
+                .ctx(|| format!("cancelling task {t} of a job that ended"))?;
+            if cancelled.is_some() {
+                "cancelled"
+            } else {
+                "queued"
+            }
+        };
+        tx.commit()
+            .await
+            .ctx(|| format!("committing the release of task {t}"))?;
+        Ok(Some(next))
     }
 
     async fn run_handler(&self, c: &Claimed) -> Result<Value, TaskError> {
@@ -428,6 +520,35 @@ impl Engine {
         e: Ending<'_>,
         who: Option<&str>,
     ) -> Result<(bool, Vec<i64>), StoreError> {
+        // A transaction the server aborted to break a deadlock is run again (it changed nothing).
+        const CONFLICT_ATTEMPTS: u32 = 3;
+        let mut attempt = 1;
+        loop {
+            match self
+                .end_task_once(task_id, retry_count, e.clone(), who)
+                .await
+            {
+                Err(err) if err.is_conflict() && attempt < CONFLICT_ATTEMPTS => {
+                    tracing::warn!(
+                        task_id,
+                        attempt = retry_count + 1,
+                        error = %err,
+                        "ending task {task_id} conflicted with another transaction; running it again"
+                    );
+                    attempt += 1;
+                }
+                r => return r,
+            }
+        }
+    }
+
+    async fn end_task_once(
+        &self,
+        task_id: &str,
+        retry_count: i32,
+        e: Ending<'_>,
+        who: Option<&str>,
+    ) -> Result<(bool, Vec<i64>), StoreError> {
         let mut client = store::client(self.pool(), "ending a task").await?;
         let tx = client
             .transaction()
@@ -569,6 +690,23 @@ impl Engine {
         } else if status == "processing" && lease_live == Some(true) {
             "another worker holds the task's lease".to_string()
         } else if job_status != "processing" {
+            if status == "queued" {
+                // Its job ended while this message was on its way (a job failure skips tasks that
+                // were being claimed or released at that moment): the task will never run.
+                let cancelled = client
+                    .query_opt(sql::TASK_CANCEL_QUEUED, &[&task_id.as_str()])
+                    .await
+                    .ctx(|| format!("cancelling task {task_id} of a job that ended"))?;
+                if cancelled.is_some() {
+                    cp::emit_warn(
+                        cp::TASK_CANCELLED_LATE,
+                        &fields.clone().extra("job_status", &job_status),
+                    );
+                    return Ok(Handled::log(format!(
+                        "task {task_id}: its job is {job_status}; the queued task was cancelled"
+                    )));
+                }
+            }
             format!("its job is {job_status}")
         } else if status == "queued" && msg.retry_count > current_retry {
             format!(

@@ -71,6 +71,19 @@ impl StoreError {
     }
 }
 
+impl StoreError {
+    /// Whether the server aborted the transaction to resolve a conflict with another one (deadlock
+    /// detected, serialization failure): running the same transaction again is expected to work.
+    pub fn is_conflict(&self) -> bool {
+        match self {
+            StoreError::Query { source, .. } => source
+                .code()
+                .is_some_and(|c| matches!(c.code(), "40P01" | "40001")),
+            _ => false,
+        }
+    }
+}
+
 /// The driver error with the server's message, code and detail (the driver's own Display says
 /// only "db error").
 pub fn describe(e: &tokio_postgres::Error) -> String {

@@ -85,6 +85,12 @@ pub const TASK_REQUEUE_RETRY: &str = include_str!("sql/task_requeue_retry.sql");
 pub const TASK_STATE: &str = include_str!("sql/task_state.sql");
 /// When a job ends early: its queued tasks will never run.
 pub const TASKS_CANCEL_QUEUED: &str = include_str!("sql/tasks_cancel_queued.sql");
+/// An attempt whose outcome could not be recorded: processing -> queued, so its redelivery runs it again.
+pub const TASK_RELEASE: &str = include_str!("sql/task_release.sql");
+/// The status of a task's job, share-locked for the rest of the transaction.
+pub const JOB_LOCK_SHARE: &str = include_str!("sql/job_lock_share.sql");
+/// One queued task of a job that stopped: cancelled.
+pub const TASK_CANCEL_QUEUED: &str = include_str!("sql/task_cancel_queued.sql");
 /// Poison: the job's tasks that never ran are failed with the reason.
 pub const TASKS_FAIL_PENDING: &str = include_str!("sql/tasks_fail_pending.sql");
 /// Create a stage's tasks in one statement.
@@ -164,6 +170,9 @@ pub const ALL: &[(&str, &str)] = &[
     ("task_requeue_retry", TASK_REQUEUE_RETRY),
     ("task_state", TASK_STATE),
     ("tasks_cancel_queued", TASKS_CANCEL_QUEUED),
+    ("task_release", TASK_RELEASE),
+    ("job_lock_share", JOB_LOCK_SHARE),
+    ("task_cancel_queued", TASK_CANCEL_QUEUED),
     ("tasks_fail_pending", TASKS_FAIL_PENDING),
     ("tasks_insert_batch", TASKS_INSERT_BATCH),
     ("job_cancel", JOB_CANCEL),

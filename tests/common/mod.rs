@@ -143,6 +143,10 @@ impl TestApp {
 
     /// Fresh database, options adjusted by `f`.
     pub async fn start_opts(f: impl FnOnce(&mut Opts)) -> Self {
+        if std::env::var_os("TEST_LOG").is_some() {
+            // Engine logs (filtered by RUST_LOG) into the test's captured output, for diagnosis.
+            coremachine::telemetry::init();
+        }
         let (name, url) = fresh_db().await;
         let mut o = Opts::new(&url);
         f(&mut o);
@@ -358,6 +362,47 @@ impl TestApp {
             .unwrap_or_default();
         let ev = self.event_types(job_id).await.join(",");
         format!("{job}\ntasks: {tasks}\nqueue: {q}\nevents: {ev}")
+    }
+
+    /// Stops the app, waits until every connection to its database has closed (a backend reports
+    /// its statistics as it exits) and returns how many transactions the server aborted to break a
+    /// deadlock in that database. Drop every client of the test's own first.
+    pub async fn stop_and_count_deadlocks(&mut self) -> i64 {
+        if let Some(app) = self.app.take() {
+            app.kill().await;
+        }
+        let a = admin().await;
+        let start = Instant::now();
+        loop {
+            let r = a
+                .query_one(
+                    "SELECT (SELECT count(*) FROM pg_stat_activity WHERE datname = $1), deadlocks FROM pg_stat_database WHERE datname = $1",
+                    &[&self.db_name],
+                )
+                .await
+                .unwrap();
+            let (open, deadlocks): (i64, i64) = (r.get(0), r.get(1));
+            if open == 0 {
+                // Statistics of the last backends may land just after they exit.
+                tokio::time::sleep(Duration::from_millis(600)).await;
+                let _ = a.batch_execute("SELECT pg_stat_clear_snapshot()").await;
+                return a
+                    .query_one(
+                        "SELECT deadlocks FROM pg_stat_database WHERE datname = $1",
+                        &[&self.db_name],
+                    )
+                    .await
+                    .unwrap()
+                    .get::<_, i64>(0)
+                    .max(deadlocks);
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "{open} connections to {} still open 30 s after the app stopped",
+                self.db_name
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Stops the app and drops its database.
