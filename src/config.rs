@@ -177,8 +177,8 @@ impl StorageSettings {
     }
 }
 
-/// All settings of one process.
-#[derive(Debug, Clone)]
+/// All settings of one process. `Debug` shows the database URL without its password.
+#[derive(Clone)]
 pub struct Settings {
     /// libpq-style URL of the state database (`DATABASE_URL`).
     pub database_url: String,
@@ -430,5 +430,46 @@ fn num_f(
             }
             Ok(n)
         }
+    }
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field(
+                "database_url",
+                &crate::store::connect::redact_url(&self.database_url),
+            )
+            .field("db_pool_size", &self.db_pool_size)
+            .field("queues", &self.queues)
+            .field("transport", &self.transport)
+            .field("retry", &self.retry)
+            .field("task_lease", &self.task_lease)
+            .field("local_queue", &self.local_queue)
+            .field("outbox_republish_after", &self.outbox_republish_after)
+            .field("janitor_stuck_after", &self.janitor_stuck_after)
+            .field("db_identity", &self.db_identity)
+            .field("db_pool_max_lifetime", &self.db_pool_max_lifetime)
+            .field("service_bus", &self.service_bus)
+            .field("http", &self.http)
+            .field("migrate_on_start", &self.migrate_on_start)
+            .field("storage", &self.storage)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_never_shows_the_database_password() {
+        let s = Settings::local("postgres://app:s3cr3t-pw@db.example.com:5432/geo?sslmode=require");
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("s3cr3t-pw"), "{shown}");
+        assert!(
+            shown.contains("db.example.com"),
+            "the rest of the URL stays: {shown}"
+        );
     }
 }

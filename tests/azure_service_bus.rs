@@ -426,8 +426,13 @@ async fn azure_mode_app(
 /// Delivers what the fake broker holds to the handler as the Functions host would
 /// (`dataType: binary`, functions-protocol.md §3), until nothing is left.
 async fn play_host(app: &TestApp, fake: &FakeServiceBus) -> usize {
+    play_host_recording(app, fake).await.len()
+}
+
+/// [`play_host`], returning every delivered message as (queue, body).
+async fn play_host_recording(app: &TestApp, fake: &FakeServiceBus) -> Vec<(String, String)> {
     let http = reqwest::Client::new();
-    let mut delivered = 0;
+    let mut delivered = Vec::new();
     loop {
         let batch = fake.take_received();
         if batch.is_empty() {
@@ -466,7 +471,7 @@ async fn play_host(app: &TestApp, fake: &FakeServiceBus) -> usize {
                 .await
                 .unwrap();
             assert!(r.status().is_success(), "{function}: {}", r.status());
-            delivered += 1;
+            delivered.push((m.queue.clone(), m.body.clone()));
         }
     }
 }
@@ -666,5 +671,45 @@ async fn a_message_the_broker_refuses_for_good_fails_its_job_instead_of_waiting_
         report.actions
     );
     assert!(fake.received().is_empty(), "nothing was accepted");
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_task_whose_parameters_exceed_the_message_size_limit_runs_from_its_task_row() {
+    // A fan-in task receiving thousands of results has parameters far over Service Bus's 256 KB.
+    let fake = FakeServiceBus::start(sas_fake_auth()).await;
+    let app = azure_mode_app(&fake, &[], |_| {}).await;
+    let size = 600_000;
+    let job = app.submit("bulky", json!({"size": size})).await;
+    let delivered = play_host_recording(&app, &fake).await;
+    let status = app.wait_terminal(&job, Duration::from_secs(30)).await;
+    assert_eq!(status, "completed", "{}", app.dump(&job).await);
+    fake.assert_clean();
+    let (_, body) = delivered
+        .iter()
+        .find(|(q, _)| q == "geospatial-tasks")
+        .expect("the task message was sent");
+    assert!(body.len() < 4096, "task message of {} bytes", body.len());
+    let msg: Value = serde_json::from_str(body).unwrap();
+    assert_eq!(
+        msg["parameters"]["stored_in_database"],
+        json!(true),
+        "{msg}"
+    );
+    let result: Value = app
+        .db()
+        .await
+        .query_one(
+            "SELECT result_data FROM app.tasks WHERE parent_job_id = $1",
+            &[&job],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        result["payload_len"],
+        json!(size),
+        "the handler saw the full parameters, read from the task row"
+    );
     app.cleanup().await;
 }

@@ -140,7 +140,28 @@ impl JobMessage {
     }
 }
 
+/// Task parameters larger than this (serialised) are left out of the message; the handler reads
+/// them from the task row, which it does anyway (the claim returns them). A fan-in task that
+/// receives thousands of results would otherwise exceed Service Bus's message size (256 KB on
+/// Standard) and never be sent.
+pub const MAX_INLINE_PARAMETERS_BYTES: usize = 32 * 1024;
+
 impl TaskMessage {
+    /// The body for the queue: the message as JSON, with parameters over
+    /// [`MAX_INLINE_PARAMETERS_BYTES`] replaced by `{"stored_in_database": true, "size_bytes": n}`.
+    pub fn body(&self) -> String {
+        let body = serde_json::to_string(self).expect("task message serialises");
+        let params = serde_json::to_string(&self.parameters).map_or(0, |p| p.len());
+        if params <= MAX_INLINE_PARAMETERS_BYTES {
+            return body;
+        }
+        let slim = TaskMessage {
+            parameters: json!({"stored_in_database": true, "size_bytes": params}),
+            ..self.clone()
+        };
+        serde_json::to_string(&slim).expect("task message serialises")
+    }
+
     /// MessageId: task id + attempt.
     pub fn message_id(&self) -> String {
         format!("{}:{}", self.task_id, self.retry_count)
@@ -156,7 +177,7 @@ impl TaskMessage {
         OutboundMessage {
             queue: queue.to_string(),
             message_id: self.message_id(),
-            body: serde_json::to_string(self).expect("task message serialises"),
+            body: self.body(),
             properties: props(
                 &self.parent_job_id,
                 Some(&self.task_id),
@@ -173,5 +194,49 @@ impl TaskMessage {
     pub fn stamped(mut self) -> Self {
         self.timestamp = Some(now_iso());
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task(parameters: Value) -> TaskMessage {
+        TaskMessage {
+            task_id: "a".repeat(64),
+            parent_job_id: "b".repeat(64),
+            job_type: "t".into(),
+            task_type: "t".into(),
+            stage: 3,
+            task_index: "0".into(),
+            parameters,
+            parent_task_id: None,
+            retry_count: 0,
+            timestamp: None,
+            correlation_id: None,
+            job_attempt: 1,
+        }
+    }
+
+    #[test]
+    fn small_parameters_travel_in_the_message() {
+        let m = task(json!({"blob_name": "a.tif"}));
+        let back: TaskMessage = serde_json::from_str(&m.body()).unwrap();
+        assert_eq!(back, m);
+    }
+
+    #[test]
+    fn large_parameters_stay_in_the_database_and_the_message_says_so() {
+        let results: Vec<Value> = (0..5000)
+            .map(|i| json!({"task_id": format!("{i:064}"), "result": {"size": i}}))
+            .collect();
+        let m = task(json!({"previous_results": results}));
+        let body = m.body();
+        assert!(body.len() < 2 * 1024, "{} bytes", body.len());
+        let back: TaskMessage = serde_json::from_str(&body).unwrap();
+        assert_eq!(back.parameters["stored_in_database"], json!(true));
+        let size = back.parameters["size_bytes"].as_u64().unwrap() as usize;
+        assert_eq!(size, serde_json::to_string(&m.parameters).unwrap().len());
+        assert_eq!((back.task_id, back.retry_count), (m.task_id, m.retry_count));
     }
 }

@@ -105,8 +105,55 @@ impl Job for ShapesVariant {
     }
 }
 
+/// `bulky`: one task whose parameters are `size` bytes (built by the engine, so the API's body
+/// limit does not apply), like a fan-in task that receives thousands of results. Its handler
+/// answers how many bytes of parameters it saw.
+pub struct Bulky;
+
+impl Job for Bulky {
+    fn job_type(&self) -> &'static str {
+        "bulky"
+    }
+    fn description(&self) -> &'static str {
+        "test job: one task with large parameters"
+    }
+    fn parameters(&self) -> Vec<ParamSpec> {
+        vec![
+            ParamSpec::new("size", ParamKind::Integer, "")
+                .range(1.0, 10_000_000.0)
+                .default(json!(1000)),
+        ]
+    }
+    fn stages(&self) -> Vec<StageDef> {
+        vec![StageDef::new("one", "bulky_task")]
+    }
+    fn create_tasks(&self, input: &StageInput<'_>) -> Result<Vec<TaskSpec>, JobError> {
+        let n = input
+            .params
+            .get("size")
+            .and_then(Value::as_u64)
+            .unwrap_or(1000) as usize;
+        Ok(vec![TaskSpec::new("0", json!({"payload": "x".repeat(n)}))])
+    }
+    fn finalize(&self, input: &FinalizeInput<'_>) -> Result<Value, JobError> {
+        Ok(
+            json!({"results": input.last_stage_results.iter().map(|r| r.result.clone()).collect::<Vec<_>>()}),
+        )
+    }
+}
+
 pub fn test_registry() -> Registry {
     let mut r = Registry::builtin();
+    r.add_job(Bulky);
+    r.add_handler("bulky_task", |ctx| async move {
+        let len = ctx
+            .parameters
+            .get("payload")
+            .and_then(Value::as_str)
+            .map(str::len)
+            .ok_or_else(|| TaskError::permanent("MissingInput", "no payload parameter"))?;
+        Ok(json!({"payload_len": len}))
+    });
     for (name, stages, policy) in [
         ("shapes1", 1, StagePolicy::FailFast),
         ("shapes2", 2, StagePolicy::FailFast),
