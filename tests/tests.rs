@@ -16,6 +16,7 @@ mod api_hostile;
 mod api_routes;
 mod api_secrets;
 mod bench_slow;
+mod bench_smoke;
 mod blob_job;
 mod browser;
 mod decoding;
