@@ -6,10 +6,13 @@
 //! up to maxConcurrentCalls messages at once, so several completions are usually waiting together.
 //!
 //! How: `complete_task` hands its completion to this engine's grouper and waits for the answer.
-//! The grouper takes everything that is waiting (up to [`MAX_GROUP`]), and in ONE transaction runs
-//! `task_complete_batch.sql` (each task guarded by status and attempt, its event, the counter
-//! decrements summed per shard) and ends every stage that this transaction saw reach zero, exactly
-//! as a single completion would. Completions are spread over [`LANES`] lanes by counter shard, so
+//! The grouper takes everything that is waiting (up to [`MAX_GROUP`]) and first runs
+//! `task_complete_fast.sql`: ONE statement outside a transaction block (one round trip, one
+//! commit) that ends each task (guarded by status and attempt), writes its event and subtracts the
+//! counter decrements summed per shard, but only if no shard reaches zero; otherwise it changes
+//! nothing. Almost every group takes that path. A group that would bring a shard to zero runs
+//! `task_complete_batch.sql` in a transaction instead, and ends every stage that this transaction
+//! saw reach zero before it commits, exactly as a single completion would. Completions are spread over [`LANES`] lanes by counter shard, so
 //! groups of different lanes never share a counter row; each group also locks its counter and
 //! stage rows in key order, so groups (of this or another process) never deadlock. If the group's transaction fails, every completion of
 //! the group is retried on its own through [`Engine::end_task`], so one bad row cannot fail the
@@ -143,8 +146,26 @@ impl Engine {
         let _ = p.reply.send(r);
     }
 
-    /// Commits one group; on failure, each completion alone.
+    /// Commits one group: in one statement when it ends no counter shard (almost always), else in
+    /// a transaction that also ends the stage; on failure, each completion alone.
     async fn commit_group(&self, group: Vec<Pending>) {
+        match self.try_fast(&group).await {
+            Ok(Some(answers)) => {
+                for (p, a) in group.into_iter().zip(answers) {
+                    let _ = p.reply.send(Ok((a, Vec::new())));
+                }
+                return;
+            }
+            // A shard reaches zero with this group: the transactional path below.
+            Ok(None) => {}
+            // Nothing was applied (one statement); the transactional path tries again.
+            Err(e) => tracing::warn!(
+                group_size = group.len(),
+                first_task = %group[0].task_id,
+                error = %e,
+                "one-statement completion failed; completing the group in a transaction"
+            ),
+        }
         if group.len() == 1 {
             let p = group.into_iter().next().expect("one");
             return self.complete_alone(p).await;
@@ -169,6 +190,47 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// The group as one statement outside a transaction block (`task_complete_fast.sql`): one
+    /// round trip and one commit. `None` when a counter shard would reach zero (nothing changed):
+    /// that completion must end the shard, and maybe the stage, in a transaction. Otherwise
+    /// whether each completion ended its task, in order.
+    async fn try_fast(&self, group: &[Pending]) -> Result<Option<Vec<bool>>, StoreError> {
+        let client = store::client(self.pool(), "completing tasks").await?;
+        let stmt = client
+            .prepare_cached(sql::TASK_COMPLETE_FAST)
+            .await
+            .ctx(|| "preparing one-statement completion".into())?;
+        let ids: Vec<&str> = group.iter().map(|p| p.task_id.as_str()).collect();
+        let retries: Vec<i32> = group.iter().map(|p| p.retry_count).collect();
+        let results: Vec<&Value> = group.iter().map(|p| &p.result).collect();
+        let data: Vec<&Value> = group.iter().map(|p| &p.event_data).collect();
+        let rows = client
+            .query(&stmt, &[&ids, &retries, &results, &data])
+            .await
+            .ctx(|| {
+                format!(
+                    "recording {} task(s) as completed (first {})",
+                    group.len(),
+                    ids[0]
+                )
+            })?;
+        if !rows.first().is_some_and(|r| r.get::<_, bool>(0)) {
+            return Ok(None);
+        }
+        let mut ended: BTreeMap<String, ()> = rows
+            .iter()
+            .filter_map(|r| r.get::<_, Option<String>>(1))
+            .map(|t| (t, ()))
+            .collect();
+        // A task listed twice (two copies of one attempt) was ended once: the first copy.
+        Ok(Some(
+            group
+                .iter()
+                .map(|p| ended.remove(&p.task_id).is_some())
+                .collect(),
+        ))
     }
 
     /// The group's transaction. Returns one answer per completion, in order.

@@ -46,6 +46,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "queue_redelivery_index",
         sql: include_str!("../../migrations/0010_queue_redelivery_index.sql"),
     },
+    Migration {
+        version: 11,
+        name: "cheaper_task_rows",
+        sql: include_str!("../../migrations/0011_cheaper_task_rows.sql"),
+    },
 ];
 
 /// The state of one migration in a database.

@@ -77,6 +77,8 @@ pub const TASK_CLAIM: &str = include_str!("sql/task_claim.sql");
 pub const TASK_COMPLETE: &str = include_str!("sql/task_complete.sql");
 /// Several successful task completions in one statement (grouped completions).
 pub const TASK_COMPLETE_BATCH: &str = include_str!("sql/task_complete_batch.sql");
+/// Grouped completions that end no counter shard: one statement outside a transaction block.
+pub const TASK_COMPLETE_FAST: &str = include_str!("sql/task_complete_fast.sql");
 /// `task_parent.sql`
 pub const TASK_PARENT: &str = include_str!("sql/task_parent.sql");
 /// processing -> queued with attempt + 1 (the retry message is written to the outbox in the same transaction).
@@ -171,6 +173,7 @@ pub const ALL: &[(&str, &str)] = &[
     ("task_state", TASK_STATE),
     ("tasks_cancel_queued", TASKS_CANCEL_QUEUED),
     ("task_release", TASK_RELEASE),
+    ("task_complete_fast", TASK_COMPLETE_FAST),
     ("job_lock_share", JOB_LOCK_SHARE),
     ("task_cancel_queued", TASK_CANCEL_QUEUED),
     ("tasks_fail_pending", TASKS_FAIL_PENDING),
