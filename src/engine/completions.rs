@@ -202,10 +202,7 @@ impl Engine {
             .prepare_cached(sql::TASK_COMPLETE_FAST)
             .await
             .ctx(|| "preparing one-statement completion".into())?;
-        let ids: Vec<&str> = group.iter().map(|p| p.task_id.as_str()).collect();
-        let retries: Vec<i32> = group.iter().map(|p| p.retry_count).collect();
-        let results: Vec<&Value> = group.iter().map(|p| &p.result).collect();
-        let data: Vec<&Value> = group.iter().map(|p| &p.event_data).collect();
+        let (ids, retries, results, data) = columns(group);
         let rows = client
             .query(&stmt, &[&ids, &retries, &results, &data])
             .await
@@ -244,10 +241,7 @@ impl Engine {
             .prepare_cached(sql::TASK_COMPLETE_BATCH)
             .await
             .ctx(|| "preparing grouped completion".into())?;
-        let ids: Vec<&str> = group.iter().map(|p| p.task_id.as_str()).collect();
-        let retries: Vec<i32> = group.iter().map(|p| p.retry_count).collect();
-        let results: Vec<&Value> = group.iter().map(|p| &p.result).collect();
-        let data: Vec<&Value> = group.iter().map(|p| &p.event_data).collect();
+        let (ids, retries, results, data) = columns(group);
         let rows = tx
             .query(&stmt, &[&ids, &retries, &results, &data])
             .await
@@ -312,6 +306,18 @@ impl Engine {
             })
             .collect())
     }
+}
+
+/// The group as the statements' four parallel arrays: task ids, attempts, results, event data.
+type Columns<'a> = (Vec<&'a str>, Vec<i32>, Vec<&'a Value>, Vec<&'a Value>);
+
+fn columns(group: &[Pending]) -> Columns<'_> {
+    (
+        group.iter().map(|p| p.task_id.as_str()).collect(),
+        group.iter().map(|p| p.retry_count).collect(),
+        group.iter().map(|p| &p.result).collect(),
+        group.iter().map(|p| &p.event_data).collect(),
+    )
 }
 
 /// The ending of a successful attempt (the one-task path's form of a grouped completion).
