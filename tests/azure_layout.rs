@@ -191,6 +191,11 @@ fn every_function_json_follows_the_binding_rules() {
 
 /// The infrastructure script's dry run.
 fn infra_dry_run() -> String {
+    infra_dry_run_with(&[])
+}
+
+/// The dry run with extra arguments (what it would run, on stdout).
+fn infra_dry_run_with(extra: &[&str]) -> String {
     let out = Command::new("bash")
         .arg(root().join("scripts/infra/deploy-infra.sh"))
         .args([
@@ -202,6 +207,7 @@ fn infra_dry_run() -> String {
             "admin@contoso.com",
             "--dry-run",
         ])
+        .args(extra)
         .output()
         .expect("bash runs");
     assert!(
@@ -561,4 +567,74 @@ fn deploy_dry_run_publishes_the_package_with_the_cli_that_is_installed() {
         "{text}"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_blob_job_types_get_their_storage_account_and_read_role_from_the_infrastructure() {
+    let without = infra_dry_run();
+    assert!(
+        !without.contains("STORAGE_ACCOUNT_NAME"),
+        "not set unless asked for"
+    );
+    assert!(
+        without.contains("no --data-storage"),
+        "the dry run says the blob jobs stay unconfigured"
+    );
+    let with = infra_dry_run_with(&["--data-storage", "rasters", "--data-storage-rg", "data-rg"]);
+    let settings = with
+        .lines()
+        .find(|l| l.contains("appsettings set"))
+        .expect("app settings are set");
+    assert!(
+        settings.contains(" STORAGE_ACCOUNT_NAME=rasters"),
+        "{settings}"
+    );
+    let role = with
+        .lines()
+        .find(|l| {
+            l.contains("role assignment create") && l.contains("Storage\\ Blob\\ Data\\ Reader")
+        })
+        .unwrap_or_else(|| panic!("a Storage Blob Data Reader assignment: {with}"));
+    assert_eq!(
+        flag(role, "--scope"),
+        Some("\\<data-storage-id\\>"),
+        "{role}"
+    );
+    // The settings the binary reads then describe managed-identity Blob access to that account.
+    let map: BTreeMap<String, String> = settings
+        .split_once("--settings ")
+        .unwrap()
+        .1
+        .split_whitespace()
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap();
+            (k.to_string(), v.to_string())
+        })
+        .collect();
+    let s = Settings::from_lookup(TransportMode::ServiceBus, |k| map.get(k).cloned()).unwrap();
+    assert!(
+        matches!(&s.storage, Some(coremachine::config::StorageSettings::ManagedIdentity { account_name, client_id: None }) if account_name == "rasters"),
+        "{:?}",
+        s.storage
+    );
+    let out = Command::new("bash")
+        .arg(root().join("scripts/infra/deploy-infra.sh"))
+        .args([
+            "--prefix",
+            "cmtest",
+            "--location",
+            "westeurope",
+            "--pg-admin",
+            "a@b.c",
+            "--dry-run",
+            "--data-storage",
+            "Not_Valid",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("--data-storage must be a storage account name")
+    );
 }

@@ -24,6 +24,11 @@
 #   --plan-sku SKU           Function plan, default EP1 (Elastic Premium) [CM_PLAN_SKU]
 #   --max-delivery-count N   queue MaxDeliveryCount, default 5 [CM_MAX_DELIVERY_COUNT]
 #   --lock-duration ISO      queue lock duration, default PT5M (the Service Bus maximum) [CM_LOCK_DURATION]
+#   --data-storage NAME      existing storage account whose blobs the blob job types read
+#                            (list_container_contents): Storage Blob Data Reader for the identity,
+#                            STORAGE_ACCOUNT_NAME set [CM_DATA_STORAGE]; without it those jobs fail
+#                            with "Blob Storage is not configured"
+#   --data-storage-rg RG     its resource group (default: the resource group above) [CM_DATA_STORAGE_RG]
 #
 # Afterwards: create the PostgreSQL principal for the Function App's identity and run the
 # migrations (docs/operations.md, "Deploy from zero"), then scripts/deploy.sh <app>.
@@ -39,6 +44,8 @@ SB_SKU=${CM_SB_SKU:-Standard}
 PLAN_SKU=${CM_PLAN_SKU:-EP1}
 MAX_DELIVERY=${CM_MAX_DELIVERY_COUNT:-5}
 LOCK=${CM_LOCK_DURATION:-PT5M}
+DATA_STORAGE=${CM_DATA_STORAGE:-}
+DATA_RG=${CM_DATA_STORAGE_RG:-}
 DRY=
 
 while [ $# -gt 0 ]; do
@@ -53,6 +60,8 @@ while [ $# -gt 0 ]; do
     --plan-sku) PLAN_SKU=$2; shift 2 ;;
     --max-delivery-count) MAX_DELIVERY=$2; shift 2 ;;
     --lock-duration) LOCK=$2; shift 2 ;;
+    --data-storage) DATA_STORAGE=$2; shift 2 ;;
+    --data-storage-rg) DATA_RG=$2; shift 2 ;;
     --dry-run) DRY=1; shift ;;
     -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
     *) echo "deploy-infra: unknown argument $1" >&2; exit 2 ;;
@@ -66,6 +75,8 @@ fail() { echo "deploy-infra: $*" >&2; exit 1; }
 [ -n "$PG_ADMIN" ] || fail "--pg-admin is required (the Entra user or group that administers PostgreSQL)"
 case "$SB_SKU" in Standard|Premium) ;; *) fail "--sb-sku must be Standard or Premium (duplicate detection needs Standard or higher)" ;; esac
 RG=${RG:-$PREFIX-rg}
+DATA_RG=${DATA_RG:-$RG}
+[ -z "$DATA_STORAGE" ] || [[ "$DATA_STORAGE" =~ ^[a-z0-9]{3,24}$ ]] || fail "--data-storage must be a storage account name: 3-24 lowercase letters/digits"
 
 LOGS=$PREFIX-logs
 AI=$PREFIX-ai
@@ -166,6 +177,18 @@ for role in "Azure Service Bus Data Receiver" "Azure Service Bus Data Sender"; d
     --role "$role" --scope "$SB_ID" --output none
 done
 
+BLOB_SETTINGS=()
+if [ -n "$DATA_STORAGE" ]; then
+  echo "==> Storage Blob Data Reader on $DATA_STORAGE (the blobs the blob job types read)"
+  DATA_ID=$(query "<data-storage-id>" az storage account show --resource-group "$DATA_RG" \
+    --name "$DATA_STORAGE" --query id --output tsv)
+  run az role assignment create --assignee-object-id "$PRINCIPAL" --assignee-principal-type ServicePrincipal \
+    --role "Storage Blob Data Reader" --scope "$DATA_ID" --output none
+  BLOB_SETTINGS=("STORAGE_ACCOUNT_NAME=$DATA_STORAGE")
+else
+  echo "==> no --data-storage: the blob job types stay unconfigured (rerun with --data-storage NAME)"
+fi
+
 echo "==> app settings"
 # Every setting the binary reads in Azure (docs/operations.md lists them all with defaults).
 # APPLICATIONINSIGHTS_CONNECTION_STRING and AzureWebJobsStorage are set by functionapp create.
@@ -197,7 +220,8 @@ run az functionapp config appsettings set --resource-group "$RG" --name "$APP" -
   "TASK_LEASE_S=600" \
   "OUTBOX_REPUBLISH_AFTER_S=60" \
   "JANITOR_STUCK_AFTER_S=900" \
-  "RUST_LOG=info"
+  "RUST_LOG=info" \
+  "${BLOB_SETTINGS[@]}"
 
 cat <<EOF
 ==> done. Next steps (docs/operations.md, "Deploy from zero"):
