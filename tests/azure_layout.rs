@@ -194,9 +194,9 @@ fn infra_dry_run() -> String {
     infra_dry_run_with(&[])
 }
 
-/// The dry run with extra arguments (what it would run, on stdout).
-fn infra_dry_run_with(extra: &[&str]) -> String {
-    let out = Command::new("bash")
+/// The dry run with extra arguments, as it ended.
+fn infra_run(extra: &[&str]) -> std::process::Output {
+    Command::new("bash")
         .arg(root().join("scripts/infra/deploy-infra.sh"))
         .args([
             "--prefix",
@@ -209,7 +209,12 @@ fn infra_dry_run_with(extra: &[&str]) -> String {
         ])
         .args(extra)
         .output()
-        .expect("bash runs");
+        .expect("bash runs")
+}
+
+/// The dry run with extra arguments (what it would run, on stdout).
+fn infra_dry_run_with(extra: &[&str]) -> String {
+    let out = infra_run(extra);
     assert!(
         out.status.success(),
         "{}",
@@ -307,7 +312,11 @@ fn dead_letters_of_both_queues_are_forwarded_to_the_queue_the_poison_function_re
 
 /// The app settings the infrastructure script sets.
 fn infra_settings() -> BTreeMap<String, String> {
-    let dry = infra_dry_run();
+    settings_of(&infra_dry_run())
+}
+
+/// The app settings of a dry run.
+fn settings_of(dry: &str) -> BTreeMap<String, String> {
     let line = dry
         .lines()
         .find(|l| l.contains("appsettings set"))
@@ -601,37 +610,14 @@ fn the_blob_job_types_get_their_storage_account_and_read_role_from_the_infrastru
         "{role}"
     );
     // The settings the binary reads then describe managed-identity Blob access to that account.
-    let map: BTreeMap<String, String> = settings
-        .split_once("--settings ")
-        .unwrap()
-        .1
-        .split_whitespace()
-        .map(|kv| {
-            let (k, v) = kv.split_once('=').unwrap();
-            (k.to_string(), v.to_string())
-        })
-        .collect();
+    let map = settings_of(&with);
     let s = Settings::from_lookup(TransportMode::ServiceBus, |k| map.get(k).cloned()).unwrap();
     assert!(
         matches!(&s.storage, Some(coremachine::config::StorageSettings::ManagedIdentity { account_name, client_id: None }) if account_name == "rasters"),
         "{:?}",
         s.storage
     );
-    let out = Command::new("bash")
-        .arg(root().join("scripts/infra/deploy-infra.sh"))
-        .args([
-            "--prefix",
-            "cmtest",
-            "--location",
-            "westeurope",
-            "--pg-admin",
-            "a@b.c",
-            "--dry-run",
-            "--data-storage",
-            "Not_Valid",
-        ])
-        .output()
-        .unwrap();
+    let out = infra_run(&["--data-storage", "Not_Valid"]);
     assert!(!out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stderr)
