@@ -148,7 +148,7 @@ impl Engine {
     /// task and runs it again instead of finding it leased to an invocation that has given up. If
     /// the job stopped processing meanwhile, the task is cancelled instead: it will never run.
     /// Best effort: when the database refuses this too, the lease expires and the janitor retries
-    /// the attempt (its error is reported here, with the lease's end).
+    /// the attempt (this error is logged with the job, task, stage and attempt).
     async fn release_claim(&self, c: &Claimed, cause: &EngineError, fields: &cp::Fields) {
         let t = &c.ctx.task_id;
         match self.try_release_claim(c, cause).await {
