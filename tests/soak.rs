@@ -12,7 +12,7 @@ use crate::common::TestApp;
 
 #[tokio::test]
 async fn fifty_mixed_jobs_under_duplicates_transients_and_panics_end_consistently() {
-    let t = TestApp::start_opts(|o| {
+    let mut t = TestApp::start_opts(|o| {
         o.settings.retry.max_retries = 3;
         o.settings.retry.base_delay = Duration::from_millis(50);
         o.settings.retry.max_delay = Duration::from_millis(400);
@@ -143,7 +143,6 @@ async fn fifty_mixed_jobs_under_duplicates_transients_and_panics_end_consistentl
     drop(c);
     // Lock order holds: no transaction had to be aborted (and retried or redelivered) to break a
     // deadlock, even while jobs failed under concurrent completions, claims and retries.
-    let mut t = t;
     assert_eq!(
         t.stop_and_count_deadlocks().await,
         0,

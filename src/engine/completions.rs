@@ -20,7 +20,7 @@
 //!
 //! Failures, retries and malformed/poison endings are rare and keep the one-task path.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Weak};
 
 use serde_json::Value;
@@ -216,18 +216,11 @@ impl Engine {
         if !rows.first().is_some_and(|r| r.get::<_, bool>(0)) {
             return Ok(None);
         }
-        let mut ended: BTreeMap<String, ()> = rows
+        let ended = rows
             .iter()
             .filter_map(|r| r.get::<_, Option<String>>(1))
-            .map(|t| (t, ()))
             .collect();
-        // A task listed twice (two copies of one attempt) was ended once: the first copy.
-        Ok(Some(
-            group
-                .iter()
-                .map(|p| ended.remove(&p.task_id).is_some())
-                .collect(),
-        ))
+        Ok(Some(first_copies(group, ended)))
     }
 
     /// The group's transaction. Returns one answer per completion, in order.
@@ -253,7 +246,7 @@ impl Engine {
                 )
             })?;
         // Which tasks this transaction ended, and the stages it saw reach zero.
-        let mut ended: BTreeMap<String, ()> = BTreeMap::new(); // taken by the first claimant only
+        let mut ended = BTreeSet::new();
         let mut finished: Vec<(String, i32, String)> = Vec::new();
         for r in &rows {
             let task_id: String = r.get(0);
@@ -265,7 +258,7 @@ impl Engine {
             {
                 finished.push((job_id, stage, task_id.clone()));
             }
-            ended.insert(task_id, ());
+            ended.insert(task_id);
         }
         let mut outbox: BTreeMap<String, Vec<i64>> = BTreeMap::new();
         for (job_id, stage, last_task) in finished {
@@ -292,20 +285,23 @@ impl Engine {
             .ctx(|| format!("committing a group of {} completions", group.len()))?;
         Ok(group
             .iter()
-            .map(|p| {
-                // A task listed twice (two copies of one attempt) was ended once: the first copy.
-                let was_ended = ended.remove(&p.task_id).is_some();
-                (
-                    was_ended,
-                    if was_ended {
-                        outbox.remove(&p.task_id).unwrap_or_default()
-                    } else {
-                        Vec::new()
-                    },
-                )
+            .zip(first_copies(group, ended))
+            .map(|(p, was_ended)| {
+                let ids = if was_ended {
+                    outbox.remove(&p.task_id).unwrap_or_default()
+                } else {
+                    Vec::new()
+                };
+                (was_ended, ids)
             })
             .collect())
     }
+}
+
+/// Whether each completion of the group ended its task, given the tasks the statement ended. A
+/// task listed twice (two copies of one attempt) was ended once: its first copy says so.
+fn first_copies(group: &[Pending], mut ended: BTreeSet<String>) -> Vec<bool> {
+    group.iter().map(|p| ended.remove(&p.task_id)).collect()
 }
 
 /// The group as the statements' four parallel arrays: task ids, attempts, results, event data.

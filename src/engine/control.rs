@@ -109,12 +109,7 @@ pub(crate) async fn task_was_archived(
 
 /// A deadlock or a NOWAIT lock refusal: the cancel can simply run again.
 fn lock_contention(e: &StoreError) -> bool {
-    match e {
-        StoreError::Query { source, .. } => source
-            .code()
-            .is_some_and(|c| c.code() == "40P01" || c.code() == "55P03"),
-        _ => false,
-    }
+    matches!(e.sqlstate(), Some("40P01" | "55P03"))
 }
 
 /// Locks the job row and checks that `action` is allowed from its status.

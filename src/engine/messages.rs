@@ -151,6 +151,9 @@ impl TaskMessage {
     /// [`MAX_INLINE_PARAMETERS_BYTES`] replaced by `{"stored_in_database": true, "size_bytes": n}`.
     pub fn body(&self) -> String {
         let body = serde_json::to_string(self).expect("task message serialises");
+        if body.len() <= MAX_INLINE_PARAMETERS_BYTES {
+            return body; // the parameters are part of the body: no larger than it
+        }
         let params = serde_json::to_string(&self.parameters).map_or(0, |p| p.len());
         if params <= MAX_INLINE_PARAMETERS_BYTES {
             return body;

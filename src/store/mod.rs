@@ -75,11 +75,14 @@ impl StoreError {
     /// Whether the server aborted the transaction to resolve a conflict with another one (deadlock
     /// detected, serialization failure): running the same transaction again is expected to work.
     pub fn is_conflict(&self) -> bool {
+        matches!(self.sqlstate(), Some("40P01" | "40001"))
+    }
+
+    /// The server's SQLSTATE, when a statement failed with one.
+    pub fn sqlstate(&self) -> Option<&str> {
         match self {
-            StoreError::Query { source, .. } => source
-                .code()
-                .is_some_and(|c| matches!(c.code(), "40P01" | "40001")),
-            _ => false,
+            StoreError::Query { source, .. } => source.code().map(|c| c.code()),
+            _ => None,
         }
     }
 }
