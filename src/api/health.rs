@@ -15,7 +15,7 @@ use crate::store::{self, sql};
 pub struct Health {
     /// `healthy` or `unhealthy`.
     pub status: String,
-    /// One entry per part: `database`, `transport`, `janitor`, `jobs`.
+    /// One entry per part: `database`, `transport`, `janitor`, `jobs`, `readiness`.
     pub components: Value,
     /// What is failing, in words.
     pub errors: Vec<String>,
@@ -102,6 +102,11 @@ async fn database(engine: &Engine, errors: &mut Vec<String>) -> (Value, Value) {
 )]
 pub async fn health(State(engine): State<Engine>) -> (StatusCode, Json<Health>) {
     let mut errors = Vec::new();
+    // Startup readiness (engine/readiness.rs): the schema preparation's last error, if any.
+    let readiness = engine.readiness().health();
+    if let Some(cause) = engine.readiness().cause() {
+        errors.push(format!("not ready for messages: {cause}"));
+    }
     let (db, janitor) = database(&engine, &mut errors).await;
     let transport = engine.outbox().transport().name();
     let components = json!({
@@ -109,6 +114,7 @@ pub async fn health(State(engine): State<Engine>) -> (StatusCode, Json<Health>) 
         "transport": {"status": "healthy", "kind": transport, "jobs_queue": engine.settings().queues.jobs, "tasks_queue": engine.settings().queues.tasks},
         "janitor": janitor,
         "jobs": {"available_jobs": engine.registry().job_types()},
+        "readiness": readiness,
     });
     let healthy = errors.is_empty();
     let body = Health {

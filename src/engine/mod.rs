@@ -16,6 +16,7 @@ mod job_message;
 pub mod malformed;
 pub mod messages;
 pub mod poison;
+pub mod readiness;
 mod repair;
 pub mod retry;
 mod stage_end;
@@ -105,6 +106,8 @@ struct Inner {
     faults: Arc<Faults>,
     /// Grouped completions (started on first use; see completions.rs).
     completions: std::sync::OnceLock<completions::Grouper>,
+    /// Whether the schema is ready for messages (readiness.rs).
+    readiness: Arc<readiness::Readiness>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -133,8 +136,23 @@ impl Engine {
                 outbox,
                 faults,
                 completions: std::sync::OnceLock::new(),
+                readiness: Arc::default(),
             }),
         }
+    }
+
+    /// The same engine reporting `readiness` (call before the engine is cloned: a clone keeps
+    /// the readiness it had).
+    pub fn with_readiness(mut self, readiness: Arc<readiness::Readiness>) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.readiness = readiness;
+        }
+        self
+    }
+
+    /// Whether the schema is ready for messages.
+    pub fn readiness(&self) -> &readiness::Readiness {
+        &self.inner.readiness
     }
 
     /// The pool.

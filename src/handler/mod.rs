@@ -4,7 +4,8 @@
 //!
 //! A route answers 200 with `{"Outputs": {}, "Logs": [...], "ReturnValue": null}` when the
 //! message is done (processed, a recognised duplicate, or recorded as bad), and 503 only when the
-//! host must abandon it so it is delivered again (the database could not record anything).
+//! host must abandon it so it is delivered again (the database could not record anything, or the
+//! schema is not ready yet: `{"error": "not_ready", "cause": ...}`).
 
 pub mod invocation;
 
@@ -65,6 +66,9 @@ async fn invoke(
     function: &'static str,
     kind: Kind,
 ) -> Response {
+    if let Some(cause) = engine.readiness().cause() {
+        return not_ready(function, &cause);
+    }
     let invocation_id = headers
         .get("x-azure-functions-invocationid")
         .and_then(|v| v.to_str().ok())
@@ -129,7 +133,22 @@ fn settle(
     }
 }
 
+/// 503 while the schema is not ready: the host abandons the message (it is delivered again
+/// later) instead of completing it, and the body names the cause.
+fn not_ready(function: &str, cause: &str) -> Response {
+    json_response(
+        StatusCode::SERVICE_UNAVAILABLE,
+        serde_json::json!({
+            "Outputs": {}, "Logs": [format!("{function}: not ready ({cause}); message will be redelivered")],
+            "ReturnValue": null, "error": "not_ready", "cause": cause,
+        }),
+    )
+}
+
 async fn janitor(State(engine): State<Engine>) -> Response {
+    if let Some(cause) = engine.readiness().cause() {
+        return not_ready("janitor-timer-trigger", &cause);
+    }
     // One trace per janitor run: its checkpoints share the run's operation_Id.
     let span = tracing::info_span!(
         "invocation",

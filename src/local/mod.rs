@@ -12,6 +12,7 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
+use crate::engine::readiness::{Preparation, Readiness};
 use crate::engine::{Engine, Faults};
 use crate::jobs::Registry;
 use crate::store;
@@ -28,7 +29,8 @@ pub struct LocalOptions {
     pub app_root: PathBuf,
     /// Run the host emulator (deliver queue messages and fire timers).
     pub emulator: bool,
-    /// Apply migrations before serving.
+    /// Apply migrations: before serving with the emulator; without it (under the real host),
+    /// after the port is bound, retried in the background until they succeed.
     pub migrate: bool,
     /// Override of host.json maxConcurrentCalls.
     pub max_concurrent_calls: Option<usize>,
@@ -113,10 +115,20 @@ pub async fn start(
     let layout = functions::AppLayout::read(&opts.app_root)?;
     let settings = Arc::new(opts.settings.clone());
     let pool = store::connect::pool_for_settings(&settings)?;
-    if opts.migrate {
+    // The emulator (local mode) migrates before it serves; under the real host the schema is
+    // prepared after the port is bound, in the background (engine/readiness.rs).
+    if opts.migrate && opts.emulator {
         let mut c = store::client(&pool, "migrating").await?;
         store::migrations::migrate(&mut c).await?;
     }
+    let readiness = (!opts.emulator).then(|| {
+        Arc::new(Readiness::not_ready(
+            "the schema has not been checked yet",
+            url::Url::parse(&settings.database_url)
+                .ok()
+                .and_then(|u| u.password().map(str::to_string)),
+        ))
+    });
     let q = &settings.queues;
     let local = LocalQueue::new(pool.clone(), &[&q.jobs, &q.tasks, &q.poison]);
     let transport = crate::transport::service_bus::transport_for(&settings, &local)?;
@@ -127,6 +139,10 @@ pub async fn start(
         transport,
         faults.clone(),
     );
+    let engine = match &readiness {
+        Some(r) => engine.with_readiness(r.clone()),
+        None => engine,
+    };
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", opts.port))
         .await
         .map_err(|source| StartError::Bind {
@@ -151,6 +167,22 @@ pub async fn start(
             .with_graceful_shutdown(async move { sd.cancelled().await })
             .await;
     })];
+    if let Some(readiness) = readiness {
+        let how = if opts.migrate {
+            Preparation::Migrate
+        } else {
+            Preparation::Check
+        };
+        // The first attempt is awaited (the port already answers; the pool's connect and
+        // create timeouts bound it), so a healthy database is ready when `start` returns;
+        // later attempts run in the background with backoff.
+        if !readiness.attempt(&pool, how, 0).await {
+            let (pool, sd) = (pool.clone(), shutdown.clone());
+            tasks.push(tokio::spawn(async move {
+                readiness.prepare_until_ready(&pool, how, 1, &sd).await;
+            }));
+        }
+    }
     if opts.emulator {
         let cfg = emulator::EmulatorConfig {
             handler_url: format!("http://{addr}"),

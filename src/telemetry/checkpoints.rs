@@ -71,6 +71,8 @@ checkpoints!(
     AZURE_CALL_FAILED,
     DB_TOKEN_FAILED,
     DB_TOKEN_REFRESHED,
+    SCHEMA_NOT_READY,
+    SCHEMA_READY,
 );
 
 pub use super::truncate::{MAX_FIELD_BYTES, truncate_chars};
