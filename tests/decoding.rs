@@ -156,3 +156,171 @@ async fn an_unreachable_database_makes_triggers_abandon_and_health_report_503() 
         app.kill().await;
     }
 }
+
+/// The stage or task messages waiting in the local queue that name `id`.
+async fn queued_bodies(t: &TestApp, queue: &str, id: &str) -> Vec<String> {
+    t.db()
+        .await
+        .query(
+            "SELECT body FROM app.queue_messages WHERE queue = $1 AND strpos(body, $2) > 0 ORDER BY id",
+            &[&queue, &id],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+fn binary_invocation(bytes: &[u8], properties: Value) -> Value {
+    json!({
+        "Data": {"msg": base64::engine::general_purpose::STANDARD.encode(bytes)},
+        "Metadata": {"DeliveryCount": "1", "MessageId": "\"m\"", "ApplicationProperties": properties}
+    })
+}
+
+async fn job_status(t: &TestApp, job: &str) -> String {
+    t.db()
+        .await
+        .query_one(
+            "SELECT status::text FROM app.jobs WHERE job_id = $1",
+            &[&job],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// Delivers a job's waiting stage message as the host would.
+async fn run_stage_message(t: &TestApp, job: &str) {
+    let stage = queued_bodies(t, "geospatial-jobs", job).await.remove(0);
+    let (s, _, resp) = post_invocation(
+        t,
+        "jobs-queue-trigger",
+        &binary_invocation(stage.as_bytes(), json!({})),
+    )
+    .await;
+    assert_eq!(s, 200, "{resp}");
+}
+
+/// #12 point 3: a UTF-8 BOM, the message JSON inside a JSON string literal (JavaScript SDK,
+/// Service Bus Explorer resends), both, or UTF-16 with a BOM: processed like the plain message.
+#[tokio::test]
+async fn bodies_with_a_bom_or_wrapped_in_a_json_string_are_processed_normally() {
+    let t = TestApp::start_opts(|o| o.emulator = false).await;
+    type Form = fn(&str) -> Vec<u8>;
+    let forms: [(&str, Form); 4] = [
+        ("UTF-8 BOM", |b| format!("\u{feff}{b}").into_bytes()),
+        ("JSON string literal", |b| {
+            serde_json::to_string(b).unwrap().into_bytes()
+        }),
+        ("BOM + JSON string literal", |b| {
+            format!("\u{feff}{}", serde_json::to_string(b).unwrap()).into_bytes()
+        }),
+        ("UTF-16 LE with BOM", |b| {
+            let mut v = vec![0xFF, 0xFE];
+            v.extend(b.encode_utf16().flat_map(u16::to_le_bytes));
+            v
+        }),
+    ];
+    for (i, (name, form)) in forms.iter().enumerate() {
+        let n = i as i64 + 2;
+        let job = t.submit("hello_world", json!({"n": n})).await;
+        let stage = queued_bodies(&t, "geospatial-jobs", &job).await.remove(0);
+        let (s, _, resp) = post_invocation(
+            &t,
+            "jobs-queue-trigger",
+            &binary_invocation(&form(&stage), json!({})),
+        )
+        .await;
+        assert_eq!(s, 200, "{name}: {resp}");
+        assert_eq!(job_status(&t, &job).await, "processing", "{name}: {resp}");
+        let tasks = queued_bodies(&t, "geospatial-tasks", &job).await;
+        assert_eq!(tasks.len() as i64, n, "{name}: the stage fanned out");
+        // A task message in the same encoding runs its task.
+        let (s, _, resp) = post_invocation(
+            &t,
+            "tasks-queue-trigger",
+            &binary_invocation(&form(&tasks[0]), json!({})),
+        )
+        .await;
+        assert_eq!(s, 200, "{name}: {resp}");
+        let done: i64 = t
+            .db()
+            .await
+            .query_one(
+                "SELECT count(*) FROM app.tasks WHERE parent_job_id = $1 AND status = 'completed'",
+                &[&job],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(done, 1, "{name}: {resp}");
+    }
+    assert_eq!(failures(&t).await, vec![], "nothing was malformed");
+    t.cleanup().await;
+}
+
+/// #12 point 3 and #13 point 2: garbage that merely contains a job's id (bare, in an application
+/// property, or naming a job that does not wait for it) is recorded and acknowledged, and the job
+/// goes on; only the message the job waits for, recognisable as such, fails it.
+#[tokio::test]
+async fn garbage_that_mentions_a_live_job_is_recorded_and_the_job_goes_on() {
+    let t = TestApp::start_opts(|o| o.emulator = false).await;
+    let running = t.submit("hello_world", json!({"n": 2})).await;
+    run_stage_message(&t, &running).await;
+    let waiting = t.submit("hello_world", json!({"n": 3})).await;
+    let garbage: [(&str, &str, Vec<u8>, Value); 5] = [
+        (
+            "broken JSON naming a job that is running a stage",
+            "jobs-queue-trigger",
+            format!(r#"{{"job_id": "{running}", "stage": 1, "#).into_bytes(),
+            json!({}),
+        ),
+        (
+            "a bare 64-hex string in text",
+            "jobs-queue-trigger",
+            format!("<<garbage {waiting} garbage>>").into_bytes(),
+            json!({}),
+        ),
+        (
+            "undecodable bytes with the job's id in the application properties",
+            "jobs-queue-trigger",
+            vec![0x00, 0x9f, 0x92, 0x96, b'{', 0xff],
+            json!({"job_id": waiting, "stage": 1}),
+        ),
+        (
+            "broken JSON naming another stage",
+            "jobs-queue-trigger",
+            format!(r#"{{"job_id": "{waiting}", "stage": 2, "#).into_bytes(),
+            json!({}),
+        ),
+        (
+            "a job message on the tasks queue",
+            "tasks-queue-trigger",
+            format!(r#"{{"job_id": "{waiting}", "stage": 1, "#).into_bytes(),
+            json!({}),
+        ),
+    ];
+    for (name, function, body, props) in &garbage {
+        let (s, _, resp) =
+            post_invocation(&t, function, &binary_invocation(body, props.clone())).await;
+        assert_eq!(s, 200, "{name}: {resp}");
+        assert!(
+            resp["Logs"][0].as_str().unwrap().contains("left alone"),
+            "{name}: {resp}"
+        );
+    }
+    assert_eq!(job_status(&t, &running).await, "processing");
+    assert_eq!(job_status(&t, &waiting).await, "queued");
+    let rows = failures(&t).await;
+    assert_eq!(rows.len(), garbage.len(), "{rows:?}");
+    assert!(
+        rows.iter().all(|r| r.0 == "malformed" && r.3.is_some()),
+        "{rows:?}"
+    );
+    // The job really was live: its own message still runs it.
+    run_stage_message(&t, &waiting).await;
+    assert_eq!(job_status(&t, &waiting).await, "processing");
+    t.cleanup().await;
+}

@@ -62,7 +62,7 @@ async fn malformed_messages_are_recorded_against_the_recovered_job_or_task() {
         vec![("malformed".into(), Some(job.clone()), None)]
     );
 
-    // A bare 64-hex id inside non-JSON text is still found.
+    // A bare 64-hex id inside non-JSON text: recorded against that job, which goes on (#13.2).
     let other = t.submit("hello_world", json!({"n": 5})).await;
     let (s, _) = invoke(
         &t,
@@ -79,13 +79,17 @@ async fn malformed_messages_are_recorded_against_the_recovered_job_or_task() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(st, "failed");
+    assert_eq!(st, "queued");
     let events: i64 = c
         .query_one("SELECT count(*) FROM app.job_events WHERE job_id = $1 AND event_type = 'message_malformed'", &[&other])
         .await
         .unwrap()
         .get(0);
-    assert_eq!(events, 1);
+    assert_eq!(events, 0);
+    assert_eq!(
+        failure_reasons(&t).await[1],
+        ("malformed".into(), Some(other.clone()), None)
+    );
 
     // Nothing recoverable: recorded, acknowledged.
     let (s, _) = invoke(&t, "tasks-queue-trigger", "not json at all").await;

@@ -26,13 +26,27 @@ impl Engine {
             Ok(m) => m,
             Err(e) => {
                 return self
-                    .on_malformed(body, d, &format!("job message is not valid: {e}"))
+                    .on_malformed(
+                        body,
+                        d,
+                        super::malformed::Expected::JobMessage,
+                        &format!("job message is not valid: {e}"),
+                    )
                     .await;
             }
         };
         let job_id = match JobId::parse(&msg.job_id) {
             Ok(j) => j,
-            Err(e) => return self.on_malformed(body, d, &e.to_string()).await,
+            Err(e) => {
+                return self
+                    .on_malformed(
+                        body,
+                        d,
+                        super::malformed::Expected::JobMessage,
+                        &e.to_string(),
+                    )
+                    .await;
+            }
         };
         let fields = cp::Fields::job(&job_id)
             .job_type(&msg.job_type)

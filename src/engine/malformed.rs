@@ -1,6 +1,7 @@
-//! Messages that cannot be processed: recorded in `app.message_failures` (and against their job
-//! when its id can be recovered), their job or task marked failed, then acknowledged — never
-//! retried forever, never lost.
+//! Messages that cannot be processed: recorded in `app.message_failures` (against their job or
+//! task when an id can be recovered) and acknowledged — never retried forever, never lost. A job
+//! or task is failed only when the text is recognisably the message it waits for ([`decide`]);
+//! a 64-hex string in garbage or another sender's encoding never fails a live job.
 
 use std::sync::LazyLock;
 
@@ -78,12 +79,77 @@ pub fn recover_ids(raw: &str, props: &serde_json::Map<String, Value>) -> Recover
     out
 }
 
+/// Which queue a malformed message came from: it can only be the message its job or task waits
+/// for if it names that job (jobs queue) or task (tasks queue).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expected {
+    /// A job (stage) message.
+    JobMessage,
+    /// A task message.
+    TaskMessage,
+}
+
+/// What a recovered id names, as the database knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Known {
+    /// A task: its status.
+    Task {
+        /// Task status.
+        status: String,
+    },
+    /// A job: its status and current stage.
+    Job {
+        /// Job status.
+        status: String,
+        /// Current stage.
+        stage: i32,
+    },
+}
+
+/// What a malformed message does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MalformedOutcome {
+    /// The body names a task waiting for its message in its `task_id` field: the task fails.
+    FailTask,
+    /// The body names a job waiting for this stage's message in its `job_id` field: it fails.
+    FailJob,
+    /// Anything else: recorded and acknowledged; no live job fails because of another
+    /// sender's encoding or a 64-hex string somewhere in the text.
+    Record,
+}
+
+/// The stage a broken body names (`"stage": N`).
+fn recover_stage(raw: &str) -> Option<i32> {
+    static STAGE_RE: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r#""stage"\s*:\s*"?(\d{1,9})\b"#).expect("valid regex"));
+    STAGE_RE.captures(raw).and_then(|c| c[1].parse().ok())
+}
+
+/// Decides: a job or task fails only when the text is recognisably the message it waits for:
+/// its id is named in the body's own field (not a bare hex string, not an application property)
+/// on the queue that carries its messages, it is still waiting (`queued`), and for a job the
+/// named stage (when readable) is the one it waits for.
+pub fn decide(expected: Expected, named: &Known, stage_named: Option<i32>) -> MalformedOutcome {
+    match (expected, named) {
+        (Expected::TaskMessage, Known::Task { status }) if status == "queued" => {
+            MalformedOutcome::FailTask
+        }
+        (Expected::JobMessage, Known::Job { status, stage })
+            if status == "queued" && stage_named.is_none_or(|s| s == *stage) =>
+        {
+            MalformedOutcome::FailJob
+        }
+        _ => MalformedOutcome::Record,
+    }
+}
+
 impl Engine {
-    /// Handles a message whose body could not be parsed or validated.
+    /// Handles a message whose body could not be parsed or validated (see [`decide`]).
     pub async fn on_malformed(
         &self,
         raw: &str,
         d: &Delivery,
+        expected: Expected,
         error: &str,
     ) -> Result<Handled, EngineError> {
         tracing::warn!(
@@ -94,13 +160,19 @@ impl Engine {
             excerpt = %excerpt(raw, LOG_EXCERPT),
             "malformed message"
         );
-        let ids = recover_ids(raw, &d.properties);
+        // Named in the body's own fields, versus merely mentioned (properties, bare hex).
+        let named = recover_ids(raw, &serde_json::Map::new());
+        let mentioned = recover_ids(raw, &d.properties);
         let client = store::client(self.pool(), "recording a malformed message").await?;
-        // Resolve what the recovered ids really are.
-        let mut task: Option<(String, String, i32, i32, String)> = None;
-        for candidate in [ids.task_id.as_deref(), ids.bare.as_deref()]
-            .into_iter()
-            .flatten()
+        // Resolve what the recovered ids really are; the first known one is the subject.
+        let mut task: Option<(String, String, String, i32, i32, String)> = None;
+        for candidate in [
+            named.task_id.as_deref(),
+            mentioned.task_id.as_deref(),
+            mentioned.bare.as_deref(),
+        ]
+        .into_iter()
+        .flatten()
         {
             if let Some(r) = client
                 .query_opt(sql::TASK_PARENT, &[&candidate])
@@ -110,6 +182,7 @@ impl Engine {
                 task = Some((
                     candidate.to_string(),
                     r.get(0),
+                    r.get(1),
                     r.get(2),
                     r.get(3),
                     r.get(4),
@@ -117,24 +190,53 @@ impl Engine {
                 break;
             }
         }
-        let mut job_id = task.as_ref().map(|t| t.1.clone());
-        if job_id.is_none() {
-            for candidate in [ids.job_id.as_deref(), ids.bare.as_deref()]
-                .into_iter()
-                .flatten()
+        let mut job: Option<(String, String, i32)> = None;
+        if task.is_none() {
+            for candidate in [
+                named.job_id.as_deref(),
+                mentioned.job_id.as_deref(),
+                mentioned.bare.as_deref(),
+            ]
+            .into_iter()
+            .flatten()
             {
-                if client
+                if let Some(r) = client
                     .query_opt(sql::JOB_STAGE_STATE, &[&candidate])
                     .await
                     .ctx(|| format!("looking up job {candidate}"))?
-                    .is_some()
                 {
-                    job_id = Some(candidate.to_string());
+                    job = Some((candidate.to_string(), r.get(0), r.get(1)));
                     break;
                 }
             }
         }
         drop(client);
+        let outcome = match (&task, &job) {
+            (Some((id, _, status, ..)), _) if named.task_id.as_deref() == Some(id.as_str()) => {
+                decide(
+                    expected,
+                    &Known::Task {
+                        status: status.clone(),
+                    },
+                    None,
+                )
+            }
+            (None, Some((id, status, stage))) if named.job_id.as_deref() == Some(id.as_str()) => {
+                decide(
+                    expected,
+                    &Known::Job {
+                        status: status.clone(),
+                        stage: *stage,
+                    },
+                    recover_stage(raw),
+                )
+            }
+            _ => MalformedOutcome::Record,
+        };
+        let job_id = task
+            .as_ref()
+            .map(|t| t.1.clone())
+            .or_else(|| job.as_ref().map(|j| j.0.clone()));
         self.record_message_failure(
             d,
             job_id.as_deref(),
@@ -147,55 +249,68 @@ impl Engine {
         let reason = format!("malformed message on {}: {error}", d.function);
         let mut fields = cp::Fields::job(job_id.as_deref().unwrap_or(""))
             .invocation(d.invocation_id.as_deref())
-            .extra("error", error);
-        if let Some((task_id, _, stage, seq, task_type)) = &task {
-            fields = fields.task(task_id).stage(*stage);
-            let ending = Ending {
-                status: "failed",
-                result: None,
-                error_details: Some(format!("[permanent] MalformedMessage: {error}")),
-                error_class: Some("permanent"),
-                error_type: Some("MalformedMessage"),
-                event_type: "task_failed",
-                event_status: "failure",
-                checkpoint: cp::MESSAGE_MALFORMED,
-                event_data: json!({"message_excerpt": excerpt(raw, STORED_EXCERPT), "function": d.function}),
-                unclaimed: true,
-            };
-            let who = format!("task {task_id} (stage {stage}, index {seq}, type {task_type})");
-            let (_, out) = self.end_task(task_id, -1, ending, Some(&who)).await?;
-            self.publish(&out).await;
-        } else if let Some(job_id) = &job_id {
-            let mut client =
-                store::client(self.pool(), "failing a job after a malformed message").await?;
-            let tx = client
-                .transaction()
-                .await
-                .ctx(|| format!("starting to fail job {job_id}"))?;
-            if let Some((job, _, _)) = JobCtx::load(&tx, job_id).await? {
-                events::write(
-                    &tx,
-                    &[Event::job(job_id, "message_malformed", EventStatus::Failure, cp::MESSAGE_MALFORMED)
-                        .data(json!({"function": d.function, "message_excerpt": excerpt(raw, STORED_EXCERPT)}))
-                        .error(Some("permanent"), "MalformedMessage", error)],
-                )
-                .await?;
-                self.fail_job_in_tx(
-                    &tx,
-                    &job,
-                    None,
-                    &reason,
-                    json!({"reason": "malformed_message"}),
-                )
-                .await?;
+            .extra("error", error)
+            .extra("outcome", format!("{outcome:?}"));
+        match (outcome, &task, &job_id) {
+            (MalformedOutcome::FailTask, Some((task_id, _, _, stage, seq, task_type)), _) => {
+                fields = fields.task(task_id).stage(*stage);
+                let ending = Ending {
+                    status: "failed",
+                    result: None,
+                    error_details: Some(format!("[permanent] MalformedMessage: {error}")),
+                    error_class: Some("permanent"),
+                    error_type: Some("MalformedMessage"),
+                    event_type: "task_failed",
+                    event_status: "failure",
+                    checkpoint: cp::MESSAGE_MALFORMED,
+                    event_data: json!({"message_excerpt": excerpt(raw, STORED_EXCERPT), "function": d.function}),
+                    unclaimed: true,
+                };
+                let who = format!("task {task_id} (stage {stage}, index {seq}, type {task_type})");
+                let (_, out) = self.end_task(task_id, -1, ending, Some(&who)).await?;
+                self.publish(&out).await;
             }
-            tx.commit()
-                .await
-                .ctx(|| format!("committing failure of job {job_id}"))?;
+            (MalformedOutcome::FailJob, _, Some(job_id)) => {
+                let mut client =
+                    store::client(self.pool(), "failing a job after a malformed message").await?;
+                let tx = client
+                    .transaction()
+                    .await
+                    .ctx(|| format!("starting to fail job {job_id}"))?;
+                if let Some((job, _, _)) = JobCtx::load(&tx, job_id).await? {
+                    events::write(
+                        &tx,
+                        &[Event::job(job_id, "message_malformed", EventStatus::Failure, cp::MESSAGE_MALFORMED)
+                            .data(json!({"function": d.function, "message_excerpt": excerpt(raw, STORED_EXCERPT)}))
+                            .error(Some("permanent"), "MalformedMessage", error)],
+                    )
+                    .await?;
+                    self.fail_job_in_tx(
+                        &tx,
+                        &job,
+                        None,
+                        &reason,
+                        json!({"reason": "malformed_message"}),
+                    )
+                    .await?;
+                }
+                tx.commit()
+                    .await
+                    .ctx(|| format!("committing failure of job {job_id}"))?;
+            }
+            _ => {}
         }
         cp::emit_warn(cp::MESSAGE_MALFORMED, &fields);
+        let what = match outcome {
+            MalformedOutcome::FailTask => "; its task failed",
+            MalformedOutcome::FailJob => "; its job failed",
+            MalformedOutcome::Record if job_id.is_some() => {
+                "; the job was left alone (the text is not the message it waits for)"
+            }
+            MalformedOutcome::Record => "",
+        };
         Ok(Handled::log(format!(
-            "malformed message recorded{}; acknowledged",
+            "malformed message recorded{}{what}; acknowledged",
             job_id
                 .map(|j| format!(" against job {j}"))
                 .unwrap_or_default()
@@ -236,6 +351,38 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_message_a_job_or_task_waits_for_fails_it() {
+        use Expected::*;
+        use MalformedOutcome::*;
+        let task = |s: &str| Known::Task { status: s.into() };
+        let job = |s: &str, stage| Known::Job {
+            status: s.into(),
+            stage,
+        };
+        let cases = [
+            (TaskMessage, task("queued"), None, FailTask),
+            (TaskMessage, task("processing"), None, Record),
+            (TaskMessage, task("completed"), None, Record),
+            (JobMessage, task("queued"), None, Record),
+            (JobMessage, job("queued", 2), Some(2), FailJob),
+            (JobMessage, job("queued", 2), None, FailJob),
+            (JobMessage, job("queued", 2), Some(1), Record),
+            (JobMessage, job("processing", 2), Some(2), Record),
+            (JobMessage, job("failed", 2), None, Record),
+            (TaskMessage, job("queued", 1), None, Record),
+        ];
+        for (expected, known, stage, want) in cases {
+            assert_eq!(
+                decide(expected, &known, stage),
+                want,
+                "{expected:?} {known:?} {stage:?}"
+            );
+        }
+        assert_eq!(recover_stage(r#"{"stage": 3, "x"#), Some(3));
+        assert_eq!(recover_stage(r#"{"stage": "one""#), None);
+    }
 
     #[test]
     fn recovers_ids_from_broken_json_and_bare_text() {

@@ -49,13 +49,27 @@ impl Engine {
             Ok(m) => m,
             Err(e) => {
                 return self
-                    .on_malformed(body, d, &format!("task message is not valid: {e}"))
+                    .on_malformed(
+                        body,
+                        d,
+                        super::malformed::Expected::TaskMessage,
+                        &format!("task message is not valid: {e}"),
+                    )
                     .await;
             }
         };
         let task_id = match TaskId::parse(&msg.task_id) {
             Ok(t) => t,
-            Err(e) => return self.on_malformed(body, d, &e.to_string()).await,
+            Err(e) => {
+                return self
+                    .on_malformed(
+                        body,
+                        d,
+                        super::malformed::Expected::TaskMessage,
+                        &e.to_string(),
+                    )
+                    .await;
+            }
         };
         let fields = cp::Fields::job(&msg.parent_job_id)
             .job_type(&msg.job_type)

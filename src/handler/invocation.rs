@@ -2,7 +2,9 @@
 //!
 //! `Data` values arrive base64 (`dataType: binary`, what our function.json files use), as a
 //! double-encoded JSON string (the default string binding), or as a plain JSON string; `Metadata`
-//! scalars arrive as strings, strings arrive JSON-quoted, and unknown keys are ignored.
+//! scalars arrive as strings, strings arrive JSON-quoted, and unknown keys are ignored. Bodies in
+//! foreign encodings are normalised ([`message_text`]): a UTF-8 or UTF-16 byte order mark, or the
+//! message JSON wrapped in one JSON string literal (JavaScript SDK, Service Bus Explorer resends).
 
 use base64::Engine as _;
 use serde_json::{Map, Value, json};
@@ -28,21 +30,62 @@ pub fn decode_data(v: &Value) -> String {
 }
 
 fn decode_string(s: &str) -> String {
-    let trimmed = s.trim();
+    let trimmed = s.trim().trim_start_matches(BOM);
     match serde_json::from_str::<Value>(trimmed) {
         // Double-encoded: the value is a JSON string whose content is the body.
-        Ok(Value::String(inner)) => return inner,
+        Ok(Value::String(inner)) => return message_text(&inner),
         // Plain JSON text.
-        Ok(Value::Object(_)) | Ok(Value::Array(_)) => return s.to_string(),
+        Ok(Value::Object(_)) | Ok(Value::Array(_)) => return trimmed.to_string(),
         _ => {}
     }
     // base64 of the raw body (dataType: binary).
     if let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(trimmed)
-        && let Ok(text) = String::from_utf8(bytes)
+        && let Some(text) = text_of(&bytes)
     {
-        return text;
+        return message_text(&text);
     }
-    s.to_string()
+    message_text(s)
+}
+
+const BOM: char = '\u{feff}';
+
+/// The text of a message body's bytes: UTF-8 (a byte order mark dropped), or UTF-16 when it
+/// starts with a UTF-16 byte order mark (what some .NET senders write); `None` otherwise.
+pub fn text_of(bytes: &[u8]) -> Option<String> {
+    let utf16 = |units: Vec<u16>| String::from_utf16(&units).ok();
+    match bytes {
+        [0xFF, 0xFE, rest @ ..] if rest.len() % 2 == 0 => utf16(
+            rest.chunks_exact(2)
+                .map(|c| u16::from_le_bytes([c[0], c[1]]))
+                .collect(),
+        ),
+        [0xFE, 0xFF, rest @ ..] if rest.len() % 2 == 0 => utf16(
+            rest.chunks_exact(2)
+                .map(|c| u16::from_be_bytes([c[0], c[1]]))
+                .collect(),
+        ),
+        _ => String::from_utf8(bytes.to_vec())
+            .ok()
+            .map(|t| t.trim_start_matches(BOM).to_string()),
+    }
+}
+
+/// The message JSON inside foreign encodings: a leading byte order mark dropped, and one level
+/// of JSON string literal unwrapped when it holds a JSON object (what the JavaScript SDK and
+/// Service Bus Explorer resends produce). Any other text is returned as it is.
+pub fn message_text(text: &str) -> String {
+    let t = text.trim().trim_start_matches(BOM);
+    if let Ok(Value::String(inner)) = serde_json::from_str::<Value>(t) {
+        let inner = inner.trim().trim_start_matches(BOM);
+        if let Ok(Value::Object(_)) = serde_json::from_str::<Value>(inner) {
+            return inner.to_string();
+        }
+    }
+    if t.len() == text.len() {
+        text.to_string()
+    } else {
+        t.to_string()
+    }
 }
 
 /// A Metadata value as a plain string: unquotes JSON-quoted strings, stringifies numbers.
@@ -89,14 +132,17 @@ pub fn decode_queue_invocation(
     raw: &[u8],
     invocation_id: Option<String>,
 ) -> QueueInvocation {
-    let text = String::from_utf8_lossy(raw);
+    let text = match text_of(raw) {
+        Some(t) => std::borrow::Cow::Owned(t),
+        None => String::from_utf8_lossy(raw),
+    };
     let envelope: Option<Map<String, Value>> = match serde_json::from_str::<Value>(&text) {
         Ok(Value::Object(o)) if o.contains_key("Data") || o.contains_key("Metadata") => Some(o),
         _ => None,
     };
     let Some(envelope) = envelope else {
         return QueueInvocation {
-            body: text.into_owned(),
+            body: message_text(&text),
             delivery: Delivery {
                 function: function.to_string(),
                 invocation_id,
@@ -161,6 +207,31 @@ mod tests {
         );
         assert_eq!(decode_data(&json!(body)), body);
         assert_eq!(decode_data(&json!({"a": 1})), body);
+    }
+
+    #[test]
+    fn foreign_encodings_yield_the_message_json() {
+        let body = r#"{"a":1}"#;
+        let b64 = |b: &[u8]| json!(base64::engine::general_purpose::STANDARD.encode(b));
+        let quoted = serde_json::to_string(body).unwrap();
+        let mut utf16 = vec![0xFF, 0xFE];
+        utf16.extend(body.encode_utf16().flat_map(u16::to_le_bytes));
+        for (name, form) in [
+            ("BOM + JSON", b64(format!("\u{feff}{body}").as_bytes())),
+            ("JSON string literal", b64(quoted.as_bytes())),
+            (
+                "BOM + JSON string literal",
+                b64(format!("\u{feff}{quoted}").as_bytes()),
+            ),
+            ("UTF-16 LE with BOM", b64(&utf16)),
+            ("string binding, BOM", json!(format!("\u{feff}{body}"))),
+        ] {
+            assert_eq!(decode_data(&form), body, "{name}");
+        }
+        // One level only, and only around an object.
+        let twice = serde_json::to_string(&quoted).unwrap();
+        assert_eq!(message_text(&twice), twice);
+        assert_eq!(message_text("\"just text\""), "\"just text\"");
     }
 
     #[test]
