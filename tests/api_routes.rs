@@ -308,3 +308,34 @@ async fn docs_api_md_lists_every_operation_of_the_openapi_document() {
         }
     }
 }
+
+/// #12 point 4: the host matches routes case-insensitively and ignores a trailing slash, then
+/// forwards the path as sent; literal segments are matched that way, ids and types never are.
+#[tokio::test]
+async fn routes_match_literal_segments_in_any_case_and_with_a_trailing_slash() {
+    let t = TestApp::start_opts(|o| o.emulator = false).await;
+    let job = t.submit("hello_world", json!({"n": 2})).await;
+    let (s, b) = t.get(&format!("/api/Jobs/Status/{job}")).await;
+    assert_eq!(s, 200, "{b}");
+    assert!(b.to_string().contains(&job), "{b}");
+    let (s, b) = t.get("/api/health/").await;
+    assert!(s == 200 || s == 503, "health answers: {s} {b}");
+    assert!(b["components"]["database"].is_object(), "{b}");
+    let (s, b) = t.get("/API/JOBS/Types/").await;
+    assert_eq!(s, 200, "{b}");
+    assert!(b.to_string().contains("hello_world"), "{b}");
+    let (s, b) = t.get(&format!("/api/jobs/{job}/TASKS/?limit=1")).await;
+    assert_eq!(s, 200, "{b}");
+    let (s, b) = t
+        .post("/api/Jobs/Submit/hello_world/", &json!({"n": 2}))
+        .await;
+    assert_eq!(s, 200, "the same job again: {b}");
+    assert_eq!(b["job_id"], job.as_str());
+    // A parameter is passed as sent: a job type in another case is another (unknown) type.
+    let (s, b) = t
+        .post("/api/jobs/submit/Hello_World", &json!({"n": 2}))
+        .await;
+    assert_eq!(s, 400, "{b}");
+    assert_eq!(b["error"], "unknown_job_type", "{b}");
+    t.cleanup().await;
+}

@@ -161,6 +161,48 @@ impl HttpRoutes {
             None => Err(path_known),
         }
     }
+
+    /// `path` as the handler's routes spell it, when it fits a function's route the way the host
+    /// matches (literal segments case-insensitively, a trailing slash ignored): the prefix and
+    /// literal segments as declared, parameters exactly as sent. `None`: no function has it.
+    pub fn canonical_path(&self, path: &str) -> Option<String> {
+        let trimmed = path.trim_matches('/');
+        let (prefix, rest) = match trimmed.split_once('/') {
+            _ if self.prefix.is_empty() => ("", trimmed),
+            Some((p, r)) if p.eq_ignore_ascii_case(&self.prefix) => (self.prefix.as_str(), r),
+            None if trimmed.eq_ignore_ascii_case(&self.prefix) => (self.prefix.as_str(), ""),
+            _ => return None,
+        };
+        let segs: Vec<&str> = rest.split('/').collect();
+        let (_, route) = self
+            .routes
+            .iter()
+            .filter_map(|r| r.score(&segs).map(|s| (s, r)))
+            .max_by_key(|(s, _)| *s)?;
+        let mut out = String::new();
+        if !prefix.is_empty() {
+            out.push('/');
+            out.push_str(prefix);
+        }
+        for (i, seg) in route.segments.iter().enumerate() {
+            match seg {
+                Seg::CatchAll => {
+                    out.push('/');
+                    out.push_str(&segs[i..].join("/"));
+                    break;
+                }
+                Seg::Lit(l) => {
+                    out.push('/');
+                    out.push_str(l);
+                }
+                Seg::Param => {
+                    out.push('/');
+                    out.push_str(segs[i]);
+                }
+            }
+        }
+        Some(out)
+    }
 }
 
 struct Guard {
@@ -254,6 +296,26 @@ mod tests {
         let layout = AppLayout::read(std::path::Path::new(env!("CARGO_MANIFEST_DIR")))
             .expect("the app layout reads");
         HttpRoutes::from_layout(&layout)
+    }
+
+    #[test]
+    fn canonical_paths_keep_parameters_as_sent() {
+        let r = routes();
+        let id = "AbC".repeat(3);
+        let c = |p: &str| r.canonical_path(p);
+        assert_eq!(
+            c(&format!("/API/Jobs/Status/{id}/")),
+            Some(format!("/api/jobs/status/{id}"))
+        );
+        assert_eq!(c("/api/jobs/TYPES"), Some("/api/jobs/types".into()));
+        assert_eq!(
+            c(&format!("/api/jobs/{id}/Events/Summary")),
+            Some(format!("/api/jobs/{id}/events/summary"))
+        );
+        assert_eq!(c("/api/UI/App.JS"), Some("/api/ui/App.JS".into()));
+        assert_eq!(c("/api/nothing/here"), None);
+        assert_eq!(c("/tasks-queue-trigger"), None);
+        assert_eq!(c("/"), None);
     }
 
     #[test]

@@ -9,6 +9,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::middleware::{Next, from_fn_with_state};
+use axum::response::Response;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
@@ -105,6 +109,26 @@ impl LocalApp {
     }
 }
 
+/// Rewrites a request's path to the spelling of the function route it fits (ids as sent).
+async fn canonical_path(
+    State(routes): State<Arc<auth::HttpRoutes>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    if let Some(path) = routes.canonical_path(req.uri().path())
+        && path != req.uri().path()
+    {
+        let target = match req.uri().query() {
+            Some(q) => format!("{path}?{q}"),
+            None => path,
+        };
+        if let Ok(uri) = target.parse() {
+            *req.uri_mut() = uri;
+        }
+    }
+    next.run(req).await
+}
+
 /// Starts local mode in this process.
 pub async fn start(
     opts: LocalOptions,
@@ -161,6 +185,14 @@ pub async fn start(
     } else {
         app
     };
+    // The host matches routes case-insensitively and ignores a trailing slash, then forwards the
+    // path as the client sent it: route it by the function's declared spelling.
+    let app = Router::new()
+        .fallback_service(app)
+        .layer(from_fn_with_state(
+            Arc::new(auth::HttpRoutes::from_layout(&layout)),
+            canonical_path,
+        ));
     let sd = shutdown.clone();
     let mut tasks = vec![tokio::spawn(async move {
         let _ = axum::serve(listener, app)
