@@ -339,3 +339,35 @@ async fn routes_match_literal_segments_in_any_case_and_with_a_trailing_slash() {
     assert_eq!(b["error"], "unknown_job_type", "{b}");
     t.cleanup().await;
 }
+
+/// #12 point 5: the host forwards a body only with a Content-Length > 0 (a chunked client's body
+/// arrives empty): an empty submit is refused with `body_required`, never run with defaults.
+#[tokio::test]
+async fn a_submit_with_no_body_is_refused_and_starts_no_job() {
+    let t = TestApp::start_opts(|o| o.emulator = false).await;
+    for content_type in [None, Some("application/json")] {
+        let mut req = t
+            .http
+            .post(format!("{}/api/jobs/submit/hello_world", t.base));
+        if let Some(ct) = content_type {
+            req = req.header("content-type", ct).header("content-length", "0");
+        }
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 400, "{content_type:?}");
+        let b: Value = r.json().await.unwrap();
+        assert_eq!(b["error"], "body_required", "{b}");
+        assert!(b["message"].as_str().unwrap().contains("send `{}`"), "{b}");
+        assert_eq!(b["details"][0]["field"], "(body)", "{b}");
+    }
+    let jobs: i64 = t
+        .db()
+        .await
+        .query_one("SELECT count(*) FROM app.jobs", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(jobs, 0, "no job was started with default parameters");
+    let (s, b) = t.post("/api/jobs/submit/hello_world", &json!({})).await;
+    assert_eq!(s, 201, "`{{}}` still means the defaults: {b}");
+    t.cleanup().await;
+}

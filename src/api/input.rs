@@ -25,7 +25,8 @@ pub const MAX_QUERY_VALUE_BYTES: usize = 512;
 #[derive(Debug)]
 pub struct JsonBody(pub Value);
 
-/// Like [`JsonBody`], for bodies validated against a parameter schema afterwards: string values
+/// Like [`JsonBody`] (but an empty body is refused, `body_required`), for bodies validated
+/// against a parameter schema afterwards: string values
 /// may be longer than [`MAX_STRING_BYTES`] when the schema allows it (the schema's own maximum,
 /// 4 KB by default, is applied by the validator). Names, NUL, nesting and size are checked here.
 #[derive(Debug)]
@@ -43,6 +44,18 @@ impl<S: Send + Sync> FromRequest<S> for SchemaBody {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        // The Functions host forwards a body only when the request has a Content-Length > 0, so
+        // a chunked client's parameters arrive as an empty body: refuse it rather than take it
+        // for the defaults.
+        if axum::body::HttpBody::size_hint(req.body()).exact() == Some(0) {
+            return Err(ApiError::field(
+                "body_required",
+                "(body)",
+                "required",
+                json!(""),
+                "request body is empty; send `{}` for the defaults (a chunked body is dropped by the Functions host: send it with a Content-Length)",
+            ));
+        }
         read_body(req, false).await.map(SchemaBody)
     }
 }
