@@ -212,7 +212,15 @@ pub struct Settings {
     pub migrate_on_start: bool,
     /// Blob Storage access for job types that read blobs (None: not configured).
     pub storage: Option<StorageSettings>,
+    /// Largest invocation a queue-trigger route reads (`TRIGGER_MAX_BODY_BYTES`, default
+    /// [`TRIGGER_MAX_BODY_BYTES`]); a larger one is recorded in `message_failures` and
+    /// acknowledged.
+    pub trigger_max_body_bytes: usize,
 }
+
+/// What a 100 MB Premium Service Bus message becomes in the host's invocation: base64 (4/3) plus
+/// the Metadata (application properties and the broker's fields), rounded up: 150 MiB.
+pub const TRIGGER_MAX_BODY_BYTES: usize = 150 * 1024 * 1024;
 
 impl Settings {
     /// Settings for tests and local mode with the given database.
@@ -233,6 +241,7 @@ impl Settings {
             http: HttpSettings::default(),
             migrate_on_start: false,
             storage: None,
+            trigger_max_body_bytes: TRIGGER_MAX_BODY_BYTES,
         }
     }
 
@@ -259,6 +268,13 @@ impl Settings {
                 Some(crate::transport::service_bus::ServiceBusSettings::from_lookup(&get)?);
         }
         s.db_pool_size = num(&get, "DB_POOL_MAX_SIZE", 16, 1, 1000)? as usize;
+        s.trigger_max_body_bytes = num(
+            &get,
+            "TRIGGER_MAX_BODY_BYTES",
+            TRIGGER_MAX_BODY_BYTES as i64,
+            64 * 1024,
+            1 << 30,
+        )? as usize;
         if let Some(q) = get("SERVICE_BUS_JOBS_QUEUE").or_else(|| get("JOB_PROCESSING_QUEUE")) {
             s.queues.jobs = q;
         }

@@ -324,3 +324,65 @@ async fn garbage_that_mentions_a_live_job_is_recorded_and_the_job_goes_on() {
     assert_eq!(job_status(&t, &waiting).await, "processing");
     t.cleanup().await;
 }
+
+/// #12 point 7: an invocation above axum's 2 MB default (Premium namespaces allow 100 MB
+/// messages) is read and processed; one above the trigger routes' limit is recorded in
+/// `message_failures` and acknowledged with a JSON 200, never bounced with a 413.
+#[tokio::test]
+async fn large_invocations_are_processed_and_too_large_ones_recorded_and_acknowledged() {
+    let t = TestApp::start_opts(|o| {
+        o.emulator = false;
+        o.settings.trigger_max_body_bytes = 8 * 1024 * 1024;
+    })
+    .await;
+    let task = "e".repeat(64);
+    let mut message: Value =
+        serde_json::from_str(&unknown_task_message(&task, &"f".repeat(64))).unwrap();
+    message["parameters"]["padding"] = json!("x".repeat(3 * 1024 * 1024));
+    let body = message.to_string();
+    let (s, ct, resp) = post_invocation(
+        &t,
+        "tasks-queue-trigger",
+        &binary_invocation(body.as_bytes(), json!({})),
+    )
+    .await;
+    assert_eq!(s, 200, "{resp}");
+    assert!(ct.starts_with("application/json"));
+    assert!(
+        resp["Logs"][0].as_str().unwrap().contains("does not exist"),
+        "the 4 MB invocation was read and processed: {resp}"
+    );
+    message["parameters"]["padding"] = json!("x".repeat(9 * 1024 * 1024));
+    let (s, ct, resp) = post_invocation(
+        &t,
+        "tasks-queue-trigger",
+        &binary_invocation(message.to_string().as_bytes(), json!({})),
+    )
+    .await;
+    assert_eq!(s, 200, "{resp}");
+    assert!(ct.starts_with("application/json"));
+    assert!(
+        resp["Logs"][0]
+            .as_str()
+            .unwrap()
+            .contains("larger than 8388608 bytes"),
+        "{resp}"
+    );
+    let rows = failures(&t).await;
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows[0].0, "unknown_task");
+    assert_eq!(rows[1].0, "too_large");
+    let (error, excerpt): (String, String) = t
+        .db()
+        .await
+        .query_one(
+            "SELECT error_message, raw_excerpt FROM app.message_failures WHERE reason = 'too_large'",
+            &[],
+        )
+        .await
+        .map(|r| (r.get(0), r.get(1)))
+        .unwrap();
+    assert!(error.contains("TRIGGER_MAX_BODY_BYTES"), "{error}");
+    assert!(excerpt.starts_with(r#"{"Data""#), "{excerpt}");
+    t.cleanup().await;
+}

@@ -10,11 +10,12 @@
 pub mod invocation;
 
 use axum::Router;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use futures::StreamExt;
 use tracing::Instrument;
 
 use crate::engine::{Engine, EngineError, Handled};
@@ -59,10 +60,78 @@ fn json_response(status: StatusCode, body: serde_json::Value) -> Response {
         .into_response()
 }
 
+/// An invocation body read up to the trigger routes' limit.
+enum ReadBody {
+    /// The whole body.
+    Whole(Bytes),
+    /// Larger than the limit: its size so far and its first bytes (for the failure record).
+    TooLarge { read: usize, head: Vec<u8> },
+}
+
+/// Reads an invocation up to `limit` bytes (the HTTP API keeps its own, smaller limits).
+async fn read_limited(body: Body, limit: usize) -> Result<ReadBody, axum::Error> {
+    let mut stream = body.into_data_stream();
+    let mut buf = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk?;
+        if buf.len() + chunk.len() > limit {
+            let read = buf.len() + chunk.len();
+            buf.truncate(TOO_LARGE_HEAD);
+            return Ok(ReadBody::TooLarge { read, head: buf });
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(ReadBody::Whole(Bytes::from(buf)))
+}
+
+/// Bytes of a too-large invocation kept for its failure record.
+const TOO_LARGE_HEAD: usize = 4096;
+
+/// Records an invocation larger than the limit and acknowledges it: redelivering it could only
+/// fail again, until the poison queue, where it would fail once more.
+async fn too_large(
+    engine: &Engine,
+    function: &str,
+    invocation_id: Option<String>,
+    read: usize,
+    head: &[u8],
+) -> Response {
+    let limit = engine.settings().trigger_max_body_bytes;
+    let error = format!(
+        "invocation is larger than {limit} bytes (at least {read} read; TRIGGER_MAX_BODY_BYTES): not processed"
+    );
+    let d = crate::engine::Delivery {
+        function: function.to_string(),
+        invocation_id,
+        ..Default::default()
+    };
+    let text = String::from_utf8_lossy(head);
+    match engine
+        .record_message_failure(&d, None, None, "too_large", &error, &text)
+        .await
+    {
+        Ok(_) => {
+            cp::emit_warn(
+                cp::MESSAGE_TOO_LARGE,
+                &cp::Fields::default()
+                    .invocation(d.invocation_id.as_deref())
+                    .extra("function", function)
+                    .extra("bytes_read", read)
+                    .extra("limit", limit),
+            );
+            json_response(
+                StatusCode::OK,
+                response_body(&[format!("{function}: {error}; recorded and acknowledged")]),
+            )
+        }
+        Err(e) => settle(function, &None, Err(EngineError::Store(e))),
+    }
+}
+
 async fn invoke(
     State(engine): State<Engine>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
     function: &'static str,
     kind: Kind,
 ) -> Response {
@@ -73,6 +142,19 @@ async fn invoke(
         .get("x-azure-functions-invocationid")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
+    let body = match read_limited(body, engine.settings().trigger_max_body_bytes).await {
+        Ok(ReadBody::Whole(b)) => b,
+        Ok(ReadBody::TooLarge { read, head }) => {
+            return too_large(&engine, function, invocation_id, read, &head).await;
+        }
+        // The host broke the request off: nothing was read, so it must deliver it again.
+        Err(e) => {
+            return json_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                serde_json::json!({"Outputs": {}, "Logs": [format!("{function}: reading the invocation failed: {e}; message will be redelivered")], "ReturnValue": null, "error": "body_read_failed"}),
+            );
+        }
+    };
     let inv = decode_queue_invocation(function, &body, invocation_id.clone());
     let prop = |k: &str| inv.delivery.properties.get(k).and_then(|v| v.as_str());
     let span = tracing::info_span!(
