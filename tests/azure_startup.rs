@@ -157,19 +157,7 @@ async fn serve_fails_fast_on_missing_or_contradictory_settings_without_showing_s
         &["ServiceBusConnection__fullyQualifiedNamespace"],
     )
     .await;
-    // Both a connection string and a namespace.
-    fails_with(
-        &[
-            ("DATABASE_URL", db.clone()),
-            ("ServiceBusConnection", connection_string()),
-            (
-                "ServiceBusConnection__fullyQualifiedNamespace",
-                "leaktest.servicebus.windows.net".into(),
-            ),
-        ],
-        &["both", "ServiceBusConnection"],
-    )
-    .await;
+    // A connection string and a namespace: the string wins, as in the host (see below).
     // A password together with the managed identity.
     fails_with(
         &[
@@ -459,4 +447,49 @@ async fn serve_with_the_database_down_answers_abandons_invocations_and_recovers_
     assert_no_secret(&output);
     proxy.down().await;
     crate::common::drop_db(&name).await;
+}
+
+/// #12 point 6: with both `ServiceBusConnection` (a string) and
+/// `ServiceBusConnection__fullyQualifiedNamespace`, the host's listener uses the string; so does
+/// `serve`, with one warning naming both, instead of exiting with a config error.
+#[tokio::test]
+async fn serve_with_a_connection_string_and_a_namespace_uses_the_string_and_warns_once() {
+    let fake = leaktest_broker().await;
+    let (db_name, db_url) = fresh_db().await;
+    let (child, base) = start_serve(
+        &fake,
+        db_url,
+        &[(
+            "ServiceBusConnection__fullyQualifiedNamespace",
+            "other.servicebus.windows.net".into(),
+        )],
+    )
+    .await;
+    let r = reqwest::Client::new()
+        .post(format!("{base}/api/jobs/submit/hello_world"))
+        .json(&serde_json::json!({"n": 2}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    assert_eq!(
+        fake.received().len(),
+        1,
+        "sent with the connection string's SAS"
+    );
+    fake.assert_clean();
+    let output = stop_and_read_output(child).await;
+    let warnings: Vec<&str> = output
+        .lines()
+        .filter(|l| l.contains("ServiceBusConnection__fullyQualifiedNamespace"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{output}");
+    assert!(warnings[0].contains("WARN"), "{}", warnings[0]);
+    assert!(
+        warnings[0].contains("the connection string ServiceBusConnection"),
+        "{}",
+        warnings[0]
+    );
+    assert_no_secret(&output);
+    crate::common::drop_db(&db_name).await;
 }

@@ -66,8 +66,77 @@ pub struct ServiceBusSettings {
     pub concurrency: usize,
 }
 
+/// The settings of one connection name: the plain setting, its `ConnectionStrings` forms and
+/// its identity children.
+struct ConnectionNames {
+    base: &'static str,
+    strings: [&'static str; 4],
+    namespace: &'static str,
+    client_id: &'static str,
+    credential: &'static str,
+}
+
+/// What the Functions host reads for `"connection": "ServiceBusConnection"`, in its order (WebJobs
+/// `GetWebJobsConnectionStringSection`): the `AzureWebJobs`-prefixed name first, then the name;
+/// for each, a connection string (`ConnectionStrings:`, which App Service's connection-string
+/// settings also become) before the plain setting.
+static CONNECTION_NAMES: [ConnectionNames; 2] = [
+    ConnectionNames {
+        base: "AzureWebJobsServiceBusConnection",
+        strings: [
+            "ConnectionStrings__AzureWebJobsServiceBusConnection",
+            "ConnectionStrings:AzureWebJobsServiceBusConnection",
+            "SERVICEBUSCONNSTR_AzureWebJobsServiceBusConnection",
+            "CUSTOMCONNSTR_AzureWebJobsServiceBusConnection",
+        ],
+        namespace: "AzureWebJobsServiceBusConnection__fullyQualifiedNamespace",
+        client_id: "AzureWebJobsServiceBusConnection__clientId",
+        credential: "AzureWebJobsServiceBusConnection__credential",
+    },
+    ConnectionNames {
+        base: "ServiceBusConnection",
+        strings: [
+            "ConnectionStrings__ServiceBusConnection",
+            "ConnectionStrings:ServiceBusConnection",
+            "SERVICEBUSCONNSTR_ServiceBusConnection",
+            "CUSTOMCONNSTR_ServiceBusConnection",
+        ],
+        namespace: "ServiceBusConnection__fullyQualifiedNamespace",
+        client_id: "ServiceBusConnection__clientId",
+        credential: "ServiceBusConnection__credential",
+    },
+];
+
+impl ConnectionNames {
+    /// The first connection name with any setting, as the host picks it (the plain
+    /// `ServiceBusConnection` when none is set, for the error messages).
+    fn resolve(nonempty: &impl Fn(&str) -> Option<String>) -> &'static Self {
+        let set = |n: &ConnectionNames| {
+            n.strings
+                .iter()
+                .chain([&n.base, &n.namespace, &n.client_id, &n.credential])
+                .any(|k| nonempty(k).is_some())
+        };
+        let [prefixed, plain] = &CONNECTION_NAMES;
+        if set(prefixed) {
+            if set(plain) {
+                tracing::warn!(
+                    used = prefixed.base,
+                    ignored = plain.base,
+                    "both AzureWebJobsServiceBusConnection and ServiceBusConnection settings are \
+                     set: the AzureWebJobs-prefixed one is used, as by the Functions host"
+                );
+            }
+            prefixed
+        } else {
+            plain
+        }
+    }
+}
+
 impl ServiceBusSettings {
-    /// Reads the settings through `get`. Fails on missing or contradictory settings; errors never
+    /// Reads the settings through `get`, following the host's precedence of names
+    /// (`AzureWebJobsServiceBusConnection` first; a connection string over the identity settings). Fails on missing or contradictory settings; errors never
     /// contain the connection string.
     pub fn from_lookup(get: &impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let nonempty = |k: &str| {
@@ -75,26 +144,23 @@ impl ServiceBusSettings {
                 .map(|v| v.trim().to_string())
                 .filter(|v| !v.is_empty())
         };
-        let conn = nonempty("ServiceBusConnection");
-        let ns = nonempty("ServiceBusConnection__fullyQualifiedNamespace");
-        let client_id = nonempty("ServiceBusConnection__clientId");
-        if let Some(c) = nonempty("ServiceBusConnection__credential")
+        let names = ConnectionNames::resolve(&nonempty);
+        let conn = names
+            .strings
+            .iter()
+            .chain([&names.base])
+            .find_map(|k| nonempty(k).map(|v| (*k, v)));
+        let ns = nonempty(names.namespace);
+        let client_id = nonempty(names.client_id);
+        if let Some(c) = nonempty(names.credential)
             && !c.eq_ignore_ascii_case("managedidentity")
         {
             return Err(ConfigError::Invalid {
-                name: "ServiceBusConnection__credential",
+                name: names.credential,
                 reason: format!("only \"managedidentity\" is supported, got {c:?}"),
             });
         }
         let (namespace, auth) = match (conn, ns) {
-            (Some(_), Some(_)) => {
-                return Err(ConfigError::Invalid {
-                    name: "ServiceBusConnection",
-                    reason: "both a connection string (ServiceBusConnection) and \
-                             ServiceBusConnection__fullyQualifiedNamespace are set; keep one"
-                        .into(),
-                });
-            }
             (None, None) => {
                 return Err(ConfigError::Missing {
                     name: "ServiceBusConnection__fullyQualifiedNamespace",
@@ -102,17 +168,26 @@ impl ServiceBusSettings {
                            managed identity, or a connection string in ServiceBusConnection",
                 });
             }
-            (Some(c), None) => {
-                if client_id.is_some() {
-                    return Err(ConfigError::Invalid {
-                        name: "ServiceBusConnection__clientId",
-                        reason: "a managed identity client id is set together with a connection \
-                                 string in ServiceBusConnection; keep one"
-                            .into(),
-                    });
+            (Some((name, c)), ns) => {
+                // The host's listener takes the section's value (the string) over its
+                // children, so the sender does too, and says so once.
+                for ignored in [
+                    ns.is_some().then_some(names.namespace),
+                    client_id.is_some().then_some(names.client_id),
+                ]
+                .into_iter()
+                .flatten()
+                {
+                    tracing::warn!(
+                        setting = name,
+                        ignored,
+                        "both the connection string {name} and {ignored} are set: the connection \
+                         string is used, as by the Functions host's Service Bus listener; remove \
+                         one of them"
+                    );
                 }
                 let cs = ConnectionString::parse(&c).map_err(|reason| ConfigError::Invalid {
-                    name: "ServiceBusConnection",
+                    name,
                     reason: format!("not a usable connection string: {reason}"),
                 })?;
                 (cs.host.clone(), ServiceBusAuth::ConnectionString(cs))
@@ -126,7 +201,7 @@ impl ServiceBusSettings {
                     .to_string();
                 if host.is_empty() || host.contains('/') || host.contains(' ') {
                     return Err(ConfigError::Invalid {
-                        name: "ServiceBusConnection__fullyQualifiedNamespace",
+                        name: names.namespace,
                         reason: format!(
                             "{n:?} is not a host name like mynamespace.servicebus.windows.net"
                         ),
@@ -484,6 +559,43 @@ mod tests {
     }
 
     #[test]
+    fn every_name_the_host_reads_is_read_in_its_order() {
+        let other = CONN.replace("ns1.", "ns2.");
+        let ns = |pairs: &[(&str, &str)]| {
+            ServiceBusSettings::from_lookup(&lookup(pairs))
+                .unwrap()
+                .namespace
+        };
+        for name in [
+            "ConnectionStrings__ServiceBusConnection",
+            "SERVICEBUSCONNSTR_ServiceBusConnection",
+            "CUSTOMCONNSTR_ServiceBusConnection",
+            "AzureWebJobsServiceBusConnection",
+            "ConnectionStrings__AzureWebJobsServiceBusConnection",
+        ] {
+            assert_eq!(ns(&[(name, CONN)]), "ns1.servicebus.windows.net", "{name}");
+        }
+        // A connection string before the plain setting; the AzureWebJobs prefix first.
+        assert_eq!(
+            ns(&[
+                ("ServiceBusConnection", &other),
+                ("ConnectionStrings__ServiceBusConnection", CONN)
+            ]),
+            "ns1.servicebus.windows.net"
+        );
+        assert_eq!(
+            ns(&[
+                ("ServiceBusConnection", &other),
+                (
+                    "AzureWebJobsServiceBusConnection__fullyQualifiedNamespace",
+                    "ns1.servicebus.windows.net"
+                )
+            ]),
+            "ns1.servicebus.windows.net"
+        );
+    }
+
+    #[test]
     fn connection_string_settings_and_contradictions() {
         let s =
             ServiceBusSettings::from_lookup(&lookup(&[("ServiceBusConnection", CONN)])).unwrap();
@@ -498,10 +610,11 @@ mod tests {
                 "ns1.servicebus.windows.net",
             ),
         ]))
-        .unwrap_err()
-        .to_string();
-        assert!(both.contains("both"), "{both}");
-        assert!(!both.contains("TOPSECRETKEY"));
+        .unwrap();
+        assert!(
+            matches!(both.auth, ServiceBusAuth::ConnectionString(_)),
+            "the string wins, as in the host's listener"
+        );
 
         let none = ServiceBusSettings::from_lookup(&lookup(&[]))
             .unwrap_err()
