@@ -115,6 +115,17 @@ async fn start_serve(
     (child, format!("http://127.0.0.1:{port}"))
 }
 
+/// Submits a `hello_world` job through `serve`'s API; asserts 201.
+async fn submit_hello_world(base: &str) {
+    let r = reqwest::Client::new()
+        .post(format!("{base}/api/jobs/submit/hello_world"))
+        .json(&serde_json::json!({"n": 2}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+}
+
 /// Stops a `serve` child and returns its stdout and stderr.
 async fn stop_and_read_output(mut child: tokio::process::Child) -> String {
     child.start_kill().unwrap();
@@ -195,14 +206,7 @@ async fn serve_sends_through_service_bus_and_never_logs_a_secret() {
     let (db_name, db_url) = fresh_db().await;
     let url = db_url.replace("postgres@", &format!("postgres:{DB_PASSWORD}@"));
     let (child, base) = start_serve(&fake, url, &[]).await;
-    let http = reqwest::Client::new();
-    let r = http
-        .post(format!("{base}/api/jobs/submit/hello_world"))
-        .json(&serde_json::json!({"n": 2}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 201);
+    submit_hello_world(&base).await;
     let got = fake.received();
     assert_eq!(got.len(), 1, "the stage-1 message went to Service Bus");
     assert_eq!(got[0].queue, "geospatial-jobs");
@@ -387,13 +391,7 @@ async fn serve_with_the_database_down_answers_abandons_invocations_and_recovers_
     proxy.up().await;
     let h = wait_health(&http, &base, 200).await;
     assert_eq!(h["components"]["readiness"]["ready"], true, "{h}");
-    let r = http
-        .post(format!("{base}/api/jobs/submit/hello_world"))
-        .json(&serde_json::json!({"n": 2}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 201);
+    submit_hello_world(&base).await;
     let stage1 = fake.take_received();
     assert_eq!(stage1.len(), 1);
     let r = http
@@ -465,13 +463,7 @@ async fn serve_with_a_connection_string_and_a_namespace_uses_the_string_and_warn
         )],
     )
     .await;
-    let r = reqwest::Client::new()
-        .post(format!("{base}/api/jobs/submit/hello_world"))
-        .json(&serde_json::json!({"n": 2}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 201);
+    submit_hello_world(&base).await;
     assert_eq!(
         fake.received().len(),
         1,
