@@ -359,9 +359,16 @@ async fn serve_with_the_database_down_answers_abandons_invocations_and_recovers_
     let http = reqwest::Client::new();
 
     // Down: health 503 with the cause, invocations abandoned (non-2xx) with a JSON cause.
-    let (s, h) = health(&http, &base).await;
-    assert_eq!(s, 503, "{h}");
-    assert_eq!(h["components"]["readiness"]["ready"], false, "{h}");
+    // (GET / answers before the first connection attempt has failed: wait for that failure.)
+    let h = loop {
+        let (s, h) = health(&http, &base).await;
+        assert_eq!(s, 503, "{h}");
+        assert_eq!(h["components"]["readiness"]["ready"], false, "{h}");
+        if h["components"]["readiness"]["attempts"].as_u64() >= Some(1) {
+            break h;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     let cause = h["components"]["readiness"]["cause"].as_str().unwrap();
     assert!(cause.contains("database unreachable"), "{h}");
     assert!(!h.to_string().contains(DB_PASSWORD), "{h}");
