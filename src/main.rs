@@ -16,7 +16,8 @@ use coremachine::{store, telemetry};
 #[command(
     name = "coremachine",
     version,
-    about = "Multi-stage job orchestration engine (Azure Functions custom handler)"
+    about = "Multi-stage job orchestration engine (Azure Functions custom handler)",
+    arg_required_else_help = true
 )]
 struct Cli {
     #[command(subcommand)]
@@ -41,11 +42,15 @@ enum Command {
     /// Client subcommands that talk to a running service over HTTP.
     #[command(flatten)]
     Client(coremachine::cli::ClientCommand),
-    /// Run the janitor.
+    /// Run the janitor: every period of the `janitor-timer-trigger` schedule, or once with
+    /// `--once`. Each run's report goes to stdout as JSON, log lines to stderr.
     Janitor {
         /// Run one pass and exit.
         #[arg(long)]
         once: bool,
+        /// Folder holding host.json and the function folders (default: the current directory).
+        #[arg(long, env = "FUNCTIONS_APP_ROOT_PATH")]
+        app_root: Option<PathBuf>,
     },
     /// Benchmark: the noop_fanout workload against the PostgreSQL floor (docs/performance.md).
     Bench(coremachine::bench::BenchArgs),
@@ -59,11 +64,50 @@ fn fail(msg: impl std::fmt::Display) -> ExitCode {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let telemetry = telemetry::init_from_env();
+    // Commands whose stdout is their report log to stderr (`coremachine janitor --once | jq`).
+    let telemetry = match cli.command {
+        Some(Command::Janitor { .. } | Command::Migrate) => telemetry::init_from_env_on_stderr(),
+        _ => telemetry::init_from_env(),
+    };
     let code = run(cli).await;
     // Upload the last batches (blocking: the exporter threads finish their uploads).
     let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
     code
+}
+
+/// The period of the app's `janitor-timer-trigger` schedule (5 minutes without one).
+fn janitor_period(root: &std::path::Path) -> Result<std::time::Duration, local::StartError> {
+    let layout = local::functions::AppLayout::read(root)?;
+    Ok(layout
+        .functions
+        .iter()
+        .find_map(|f| match &f.trigger {
+            local::functions::Trigger::Timer { schedule } => {
+                Some(local::functions::timer_period(schedule))
+            }
+            _ => None,
+        })
+        .unwrap_or(std::time::Duration::from_secs(300)))
+}
+
+/// Runs the janitor every `period` until ctrl-c or SIGTERM; one JSON line per run on stdout. A
+/// failed run is reported and the next one tried (the database may come back).
+async fn janitor_loop(
+    engine: &coremachine::engine::Engine,
+    period: std::time::Duration,
+) -> ExitCode {
+    let stop = shutdown_signal();
+    tokio::pin!(stop);
+    loop {
+        match coremachine::janitor::run_once(engine).await {
+            Ok(report) => println!("{}", serde_json::to_string(&report).unwrap_or_default()),
+            Err(e) => eprintln!("coremachine: janitor run failed: {e}"),
+        }
+        tokio::select! {
+            _ = &mut stop => return ExitCode::SUCCESS,
+            _ = tokio::time::sleep(period) => {}
+        }
+    }
 }
 
 /// Resolves on ctrl-c or SIGTERM (what the Functions host sends to stop the worker).
@@ -82,7 +126,11 @@ async fn shutdown_signal() {
 }
 
 async fn run(cli: Cli) -> ExitCode {
-    match cli.command.unwrap_or(Command::Serve) {
+    // `arg_required_else_help`: a bare `coremachine` prints the help (the host passes `serve`).
+    let Some(command) = cli.command else {
+        return ExitCode::from(2);
+    };
+    match command {
         Command::Client(cmd) => coremachine::cli::run(cmd).await,
         Command::Bench(args) => match coremachine::bench::run(args).await {
             Ok(_) => ExitCode::SUCCESS,
@@ -162,12 +210,16 @@ async fn run(cli: Cli) -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Command::Janitor { once: _ } => {
+        Command::Janitor { once, app_root } => {
             let settings = match Settings::from_env(TransportMode::for_janitor()) {
                 Ok(s) => s,
                 Err(e) => return fail(e),
             };
-            let root = std::env::current_dir().unwrap_or_default();
+            let root = app_root.unwrap_or_else(|| std::env::current_dir().unwrap_or_default());
+            let period = match janitor_period(&root) {
+                Ok(p) => p,
+                Err(e) => return fail(e),
+            };
             let opts = LocalOptions {
                 settings,
                 port: 0,
@@ -181,18 +233,22 @@ async fn run(cli: Cli) -> ExitCode {
                 Ok(a) => a,
                 Err(e) => return fail(e),
             };
-            let r = coremachine::janitor::run_once(&app.engine).await;
-            app.stop().await;
-            match r {
-                Ok(report) => {
-                    println!(
-                        "{}",
-                        serde_json::to_string_pretty(&report).unwrap_or_default()
-                    );
-                    ExitCode::SUCCESS
+            let code = if once {
+                match coremachine::janitor::run_once(&app.engine).await {
+                    Ok(report) => {
+                        println!(
+                            "{}",
+                            serde_json::to_string_pretty(&report).unwrap_or_default()
+                        );
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => fail(e),
                 }
-                Err(e) => fail(e),
-            }
+            } else {
+                janitor_loop(&app.engine, period).await
+            };
+            app.stop().await;
+            code
         }
     }
 }

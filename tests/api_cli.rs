@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use tokio::io::AsyncBufReadExt;
+
 use coremachine::config::{HttpSettings, Secret};
 use serde_json::json;
 
@@ -207,4 +209,88 @@ async fn events_follows_pages_oldest_first_and_tolerates_a_bare_array() {
     assert_eq!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stdout).contains("job_created"));
     server.abort();
+}
+
+/// The binary with a clean environment, run from a folder that holds no app (`/`).
+fn bare_command(args: &[&str], env: &[(&str, &str)]) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_coremachine"));
+    cmd.args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("RUST_LOG", "info")
+        .current_dir("/")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+/// #12 point 8: a bare `coremachine` prints its help instead of trying to `serve`.
+#[tokio::test]
+async fn a_bare_coremachine_prints_help_instead_of_serving() {
+    let out = tokio::time::timeout(Duration::from_secs(30), bare_command(&[], &[]).output())
+        .await
+        .expect("exits at once")
+        .expect("runs");
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(all.contains("Usage:"), "{all}");
+    for sub in ["serve", "local", "migrate", "janitor"] {
+        assert!(all.contains(sub), "the help names {sub}: {all}");
+    }
+    assert!(
+        !all.contains("DATABASE_URL"),
+        "it did not try to serve: {all}"
+    );
+    assert_eq!(out.status.code(), Some(2));
+}
+
+/// #12 point 8: `janitor --once` finds the app in FUNCTIONS_APP_ROOT_PATH, runs once, and prints
+/// only its report on stdout (the log lines go to stderr), so `| jq` works; without `--once` it
+/// keeps running and reports each run.
+#[tokio::test]
+async fn janitor_honours_once_and_the_app_root_and_keeps_stdout_for_its_report() {
+    let (name, url) = crate::common::fresh_db().await;
+    let env = [
+        ("DATABASE_URL", url.as_str()),
+        ("FUNCTIONS_APP_ROOT_PATH", env!("CARGO_MANIFEST_DIR")),
+    ];
+    let out = tokio::time::timeout(
+        Duration::from_secs(60),
+        bare_command(&["janitor", "--once"], &env).output(),
+    )
+    .await
+    .expect("--once exits")
+    .expect("runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("stdout is the report alone ({e}): {stdout}"));
+    assert!(report["run_id"].is_string(), "{report}");
+    assert!(stderr.contains("JANITOR_RUN_COMPLETED"), "{stderr}");
+
+    let mut child = bare_command(&["janitor"], &env).spawn().unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+        .await
+        .expect("a first run is reported")
+        .unwrap()
+        .expect("a report line");
+    let report: serde_json::Value = serde_json::from_str(&first).unwrap();
+    assert!(report["run_id"].is_string(), "{report}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "without --once the janitor keeps running"
+    );
+    child.start_kill().unwrap();
+    let _ = child.wait().await;
+    crate::common::drop_db(&name).await;
 }

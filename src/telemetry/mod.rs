@@ -94,7 +94,16 @@ fn stdout_layer<S>() -> impl tracing_subscriber::Layer<S>
 where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
 {
+    json_lines(std::io::stdout)
+}
+
+fn json_lines<S, W>(writer: W) -> impl tracing_subscriber::Layer<S>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    W: for<'w> fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
     fmt::layer()
+        .with_writer(writer)
         .json()
         .flatten_event(true)
         .with_current_span(false)
@@ -131,6 +140,22 @@ impl Telemetry {
             tracing_subscriber::registry()
                 .with(filter)
                 .with(stdout_layer()),
+        );
+        Self {
+            mode: Mode::Stdout,
+            dispatch,
+            tracer: None,
+            logger: None,
+        }
+    }
+
+    /// JSON lines on stderr: for commands whose stdout is their report (`janitor`, `migrate`),
+    /// so `| jq` reads only the report.
+    pub fn stderr(filter: EnvFilter) -> Self {
+        let dispatch = Dispatch::new(
+            tracing_subscriber::registry()
+                .with(filter)
+                .with(json_lines(std::io::stderr)),
         );
         Self {
             mode: Mode::Stdout,
@@ -252,6 +277,20 @@ pub fn init_from_env() -> Telemetry {
         eprintln!("coremachine: {e}; logging JSON lines to stdout instead");
         Telemetry::stdout(env_filter())
     });
+    t.install_global();
+    t
+}
+
+/// Like [`init_from_env`], with the JSON lines (without Application Insights) on stderr.
+pub fn init_from_env_on_stderr() -> Telemetry {
+    let t = match Telemetry::from_env() {
+        Ok(t) if t.mode == Mode::ApplicationInsights => t,
+        Ok(_) => Telemetry::stderr(env_filter()),
+        Err(e) => {
+            eprintln!("coremachine: {e}; logging JSON lines to stderr instead");
+            Telemetry::stderr(env_filter())
+        }
+    };
     t.install_global();
     t
 }
