@@ -231,15 +231,8 @@ fn bare_command(args: &[&str], env: &[(&str, &str)]) -> tokio::process::Command 
 /// #12 point 8: a bare `coremachine` prints its help instead of trying to `serve`.
 #[tokio::test]
 async fn a_bare_coremachine_prints_help_instead_of_serving() {
-    let out = tokio::time::timeout(Duration::from_secs(30), bare_command(&[], &[]).output())
-        .await
-        .expect("exits at once")
-        .expect("runs");
-    let all = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (code, stdout, stderr) = crate::common::run_to_end(bare_command(&[], &[])).await;
+    let all = format!("{stdout}{stderr}");
     assert!(all.contains("Usage:"), "{all}");
     for sub in ["serve", "local", "migrate", "janitor"] {
         assert!(all.contains(sub), "the help names {sub}: {all}");
@@ -248,7 +241,7 @@ async fn a_bare_coremachine_prints_help_instead_of_serving() {
         !all.contains("DATABASE_URL"),
         "it did not try to serve: {all}"
     );
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(code, Some(2));
 }
 
 /// #12 point 8: `janitor --once` finds the app in FUNCTIONS_APP_ROOT_PATH, runs once, and prints
@@ -261,16 +254,9 @@ async fn janitor_honours_once_and_the_app_root_and_keeps_stdout_for_its_report()
         ("DATABASE_URL", url.as_str()),
         ("FUNCTIONS_APP_ROOT_PATH", env!("CARGO_MANIFEST_DIR")),
     ];
-    let out = tokio::time::timeout(
-        Duration::from_secs(60),
-        bare_command(&["janitor", "--once"], &env).output(),
-    )
-    .await
-    .expect("--once exits")
-    .expect("runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    let (code, stdout, stderr) =
+        crate::common::run_to_end(bare_command(&["janitor", "--once"], &env)).await;
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
     let report: serde_json::Value = serde_json::from_str(&stdout)
         .unwrap_or_else(|e| panic!("stdout is the report alone ({e}): {stdout}"));
     assert!(report["run_id"].is_string(), "{report}");

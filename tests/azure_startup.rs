@@ -79,16 +79,9 @@ fn assert_no_secret(output: &str) {
 }
 
 async fn fails_with(env: &[(&str, String)], expected: &[&str]) {
-    let out = tokio::time::timeout(Duration::from_secs(30), serve(env).output())
-        .await
-        .expect("exits at once")
-        .expect("runs");
-    let all = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(out.status.code(), Some(1), "{all}");
+    let (code, stdout, stderr) = crate::common::run_to_end(serve(env)).await;
+    let all = format!("{stdout}{stderr}");
+    assert_eq!(code, Some(1), "{all}");
     for e in expected {
         assert!(all.contains(e), "expected {e:?} in:\n{all}");
     }

@@ -90,6 +90,19 @@ pub async fn fresh_db() -> (String, String) {
     (name.clone(), url_for(&name))
 }
 
+/// Runs a command to its end (at most 60 s); returns its exit code and stdout then stderr.
+pub async fn run_to_end(mut cmd: tokio::process::Command) -> (Option<i32>, String, String) {
+    let out = tokio::time::timeout(Duration::from_secs(60), cmd.output())
+        .await
+        .expect("the command exits")
+        .expect("the command runs");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// Drops a database made by [`fresh_db`].
 pub async fn drop_db(name: &str) {
     let a = admin().await;
