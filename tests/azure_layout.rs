@@ -624,3 +624,34 @@ fn the_blob_job_types_get_their_storage_account_and_read_role_from_the_infrastru
             .contains("--data-storage must be a storage account name")
     );
 }
+
+/// #12 point 8: `./scripts/test.sh` and `./scripts/dev.sh`, when their PostgreSQL port is taken
+/// by another program, say so and name COREMACHINE_PGPORT (instead of pg_ctl's "could not start
+/// server"), before creating any cluster.
+#[test]
+fn the_scripts_name_coremachine_pgport_when_their_port_is_taken() {
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = held.local_addr().unwrap().port().to_string();
+    for script in ["scripts/test.sh", "scripts/dev.sh"] {
+        let dir = std::env::temp_dir().join(format!("cm_pg_{}", uuid::Uuid::new_v4().simple()));
+        let out = Command::new("bash")
+            .arg(root().join(script))
+            .env("COREMACHINE_PGPORT", &port)
+            .env("COREMACHINE_PGDIR", &dir)
+            .output()
+            .expect("bash runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{script}: {stderr}");
+        assert!(
+            stderr.contains(&format!("127.0.0.1:{port} is already taken"))
+                && stderr.contains("COREMACHINE_PGPORT="),
+            "{script}: {stderr}"
+        );
+        assert!(
+            !stderr.contains("could not start server"),
+            "{script}: {stderr}"
+        );
+        assert!(!dir.exists(), "{script}: no cluster was created");
+    }
+    drop(held);
+}

@@ -2,7 +2,8 @@
 # Sourced by dev.sh and test.sh: installs PostgreSQL from the OS packages when it is missing and
 # starts a private cluster (durable settings: fsync and synchronous_commit on, as in Azure).
 #
-# Inputs (optional): COREMACHINE_PGDIR (data dir), COREMACHINE_PGPORT (default 55432).
+# Inputs (optional): COREMACHINE_PGDIR (data dir), COREMACHINE_PGPORT (default 55432; when another
+# program holds that port, ensure_postgres_running fails naming COREMACHINE_PGPORT).
 # Outputs: PGPORT, PG_ADMIN_URL (superuser URL to the postgres database).
 
 pg_root_dir() { cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd; }
@@ -31,6 +32,11 @@ pg_as_owner() {
   fi
 }
 
+# True when something accepts TCP connections on 127.0.0.1:$1.
+pg_port_taken() {
+  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
 ensure_postgres_running() {
   ensure_postgres_installed
   local root bin
@@ -43,6 +49,14 @@ ensure_postgres_running() {
     id postgres >/dev/null 2>&1 || useradd --system --home /var/lib/postgresql --shell /bin/bash postgres
     mkdir -p "$(dirname "$dir")"
     chmod o+x "$(dirname "$dir")" "$root" 2>/dev/null || true
+  fi
+  if ! pg_as_owner "$bin/pg_ctl" -D "$dir" status >/dev/null 2>&1 && pg_port_taken "$PGPORT"; then
+    # Another PostgreSQL (or any program) listens there: say so instead of pg_ctl's
+    # "could not start server".
+    echo "error: 127.0.0.1:$PGPORT is already taken by another PostgreSQL or program, and the" \
+      "private cluster in $dir is not running. Set COREMACHINE_PGPORT to a free port, e.g." \
+      "COREMACHINE_PGPORT=$((PGPORT + 1)) $0" >&2
+    return 1
   fi
   if [ ! -f "$dir/PG_VERSION" ]; then
     echo "==> creating a private PostgreSQL cluster in $dir" >&2
