@@ -275,13 +275,15 @@ impl Settings {
             64 * 1024,
             1 << 30,
         )? as usize;
-        if let Some(q) = get("SERVICE_BUS_JOBS_QUEUE").or_else(|| get("JOB_PROCESSING_QUEUE")) {
+        // An empty value is no value (the example settings list the earlier names empty).
+        let set = |k: &str| get(k).filter(|v| !v.trim().is_empty());
+        if let Some(q) = set("SERVICE_BUS_JOBS_QUEUE").or_else(|| set("JOB_PROCESSING_QUEUE")) {
             s.queues.jobs = q;
         }
-        if let Some(q) = get("SERVICE_BUS_TASKS_QUEUE").or_else(|| get("TASK_PROCESSING_QUEUE")) {
+        if let Some(q) = set("SERVICE_BUS_TASKS_QUEUE").or_else(|| set("TASK_PROCESSING_QUEUE")) {
             s.queues.tasks = q;
         }
-        if let Some(q) = get("SERVICE_BUS_POISON_QUEUE") {
+        if let Some(q) = set("SERVICE_BUS_POISON_QUEUE") {
             s.queues.poison = q;
         }
         s.retry.max_retries = num(&get, "TASK_MAX_RETRIES", 3, 0, 10)? as u32;

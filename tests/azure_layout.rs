@@ -404,6 +404,15 @@ fn the_example_settings_are_valid_in_local_and_azure_mode() {
         "DATABASE_SSL_ROOT_CERT",
         "DB_POOL_MAX_LIFETIME_S",
         "MIGRATE_ON_START",
+        // Read by the code too (#12 point 8).
+        "ServiceBusConnection__credential",
+        "JOB_PROCESSING_QUEUE",
+        "TASK_PROCESSING_QUEUE",
+        "COREMACHINE_URL",
+        "COREMACHINE_KEY",
+        "COREMACHINE_PORT",
+        "FUNCTIONS_APP_ROOT_PATH",
+        "TRIGGER_MAX_BODY_BYTES",
     ] {
         assert!(
             ex.contains_key(k),
