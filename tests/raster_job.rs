@@ -9,6 +9,7 @@
 mod synthetic;
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use coremachine::jobs::list_container_contents::BlobSource;
 use coremachine::jobs::process_raster::{self, RasterDeps, StacDatabase};
@@ -18,7 +19,7 @@ use gdal::{Dataset, Metadata};
 use serde_json::{Value, json};
 
 use crate::blob_job::{
-    azurite, client, client_with, container_name, flaky_proxy, run, stage_tasks,
+    azurite, client, client_with, container_name, flaky_proxy, run_waiting, stage_tasks,
 };
 use crate::common::{Opts, TestApp, fresh_db_with_pgstac};
 use synthetic::Spec;
@@ -95,9 +96,10 @@ async fn upload(c: &BlobClient, container: &str, blob: &str, path: &Path) {
         .unwrap_or_else(|e| panic!("upload {blob}: {e}"));
 }
 
-/// Submits process_raster and waits; returns (status, result, error, job id).
+/// Submits process_raster and waits; returns (status, result, error, job id). GDAL work on a
+/// shared machine under load is slow: a generous wait, which is not a timing assertion.
 async fn process(app: &TestApp, params: Value) -> (String, Value, Option<String>, String) {
-    run(app, "process_raster", params).await
+    run_waiting(app, "process_raster", params, Duration::from_secs(300)).await
 }
 
 /// What a COG in the output container looks like when read back.
