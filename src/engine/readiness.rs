@@ -171,9 +171,16 @@ async fn prepare(pool: &Pool, how: Preparation) -> Result<Vec<i32>, String> {
         .await
         .map_err(|e| format!("database unreachable: {}", error_chain(&e)))?;
     match how {
-        Preparation::Migrate => store::migrations::migrate(&mut c)
-            .await
-            .map_err(|e| format!("migration failed: {}", error_chain(&e))),
+        Preparation::Migrate => {
+            let applied = store::migrations::migrate(&mut c)
+                .await
+                .map_err(|e| format!("migration failed: {}", error_chain(&e)))?;
+            // pgSTAC too, when PGSTAC_SQL names its install file (as `coremachine migrate` does).
+            store::pgstac::migrate_configured(&mut c)
+                .await
+                .map_err(|e| format!("installing pgSTAC failed: {}", error_chain(&e)))?;
+            Ok(applied)
+        }
         Preparation::Check => {
             let list = store::migrations::status(&c)
                 .await

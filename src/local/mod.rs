@@ -144,6 +144,7 @@ pub async fn start(
     if opts.migrate && opts.emulator {
         let mut c = store::client(&pool, "migrating").await?;
         store::migrations::migrate(&mut c).await?;
+        store::pgstac::migrate_configured(&mut c).await?;
     }
     let readiness = (!opts.emulator).then(|| {
         Arc::new(Readiness::not_ready(
