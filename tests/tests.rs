@@ -2,6 +2,7 @@
 
 mod common;
 
+mod azure_breaker;
 mod azure_credential;
 mod azure_fakes;
 mod azure_layout;

@@ -71,6 +71,10 @@ checkpoints!(
     AZURE_CALL_FAILED,
     DB_TOKEN_FAILED,
     DB_TOKEN_REFRESHED,
+    CIRCUIT_OPENED,
+    CIRCUIT_HALF_OPEN,
+    CIRCUIT_CLOSED,
+    CIRCUIT_REJECTED,
 );
 
 pub use super::truncate::{MAX_FIELD_BYTES, truncate_chars};
