@@ -212,6 +212,8 @@ pub struct Settings {
     pub migrate_on_start: bool,
     /// Blob Storage access for job types that read blobs (None: not configured).
     pub storage: Option<StorageSettings>,
+    /// How long finished jobs and events are kept (`RETENTION_*`, src/retention.rs).
+    pub retention: crate::retention::RetentionSettings,
 }
 
 impl Settings {
@@ -233,6 +235,7 @@ impl Settings {
             http: HttpSettings::default(),
             migrate_on_start: false,
             storage: None,
+            retention: crate::retention::RetentionSettings::default(),
         }
     }
 
@@ -302,6 +305,7 @@ impl Settings {
         )?);
         s.http = HttpSettings::from_lookup(&get)?;
         s.storage = StorageSettings::from_lookup(&get)?;
+        s.retention = crate::retention::RetentionSettings::from_lookup(&get)?;
         Ok(s)
     }
 }
@@ -383,7 +387,7 @@ impl HttpSettings {
     }
 }
 
-fn num(
+pub(crate) fn num(
     get: &impl Fn(&str) -> Option<String>,
     name: &'static str,
     default: i64,
@@ -408,7 +412,7 @@ fn num(
     }
 }
 
-fn num_f(
+pub(crate) fn num_f(
     get: &impl Fn(&str) -> Option<String>,
     name: &'static str,
     default: f64,

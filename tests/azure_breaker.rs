@@ -35,8 +35,14 @@ async fn an_open_breaker_makes_no_request_fails_fast_and_a_probe_closes_it() {
     // While open: a transient error at once, and nothing reaches the broker.
     for _ in 0..5 {
         let e = s.send_all(&[task_msg(1, 10)]).await.expect_err("open");
-        assert!(e.retryable && e.message.contains("circuit breaker open"), "{e}");
-        assert!(e.message.contains("The server is busy."), "names the last failure: {e}");
+        assert!(
+            e.retryable && e.message.contains("circuit breaker open"),
+            "{e}"
+        );
+        assert!(
+            e.message.contains("The server is busy."),
+            "names the last failure: {e}"
+        );
     }
     assert_eq!(fake.seen().len(), 3, "no request while the breaker is open");
 
@@ -46,12 +52,16 @@ async fn an_open_breaker_makes_no_request_fails_fast_and_a_probe_closes_it() {
         .await
         .expect_err("the probe failed");
     assert_eq!(fake.seen().len(), 4, "exactly one probe");
-    s.send_all(&[task_msg(2, 10)]).await.expect_err("open again");
+    s.send_all(&[task_msg(2, 10)])
+        .await
+        .expect_err("open again");
     assert_eq!(fake.seen().len(), 4);
 
     // The next probe succeeds: closed, and calls go through normally.
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    s.send_all(&[task_msg(3, 10)]).await.expect("the probe succeeds");
+    s.send_all(&[task_msg(3, 10)])
+        .await
+        .expect("the probe succeeds");
     s.send_all(&[task_msg(4, 10), task_msg(5, 10)])
         .await
         .expect("closed");
@@ -120,11 +130,20 @@ async fn a_namespace_down_for_a_while_loses_no_message_and_health_shows_the_brea
     janitor().await.expect("janitor");
     assert_eq!(fake.seen().len(), 3);
     let (status, health) = app.get("/api/health").await;
-    assert_eq!(status, 200, "an open breaker is not an unhealthy instance: {health}");
+    assert_eq!(
+        status, 200,
+        "an open breaker is not an unhealthy instance: {health}"
+    );
     let b = breaker_of(&health, &fake);
     assert_eq!(b["state"], "open", "{health}");
     assert_eq!(b["consecutive_failures"], 3, "{health}");
-    assert!(b["last_error"].as_str().unwrap().contains("The server is busy."), "{health}");
+    assert!(
+        b["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("The server is busy."),
+        "{health}"
+    );
 
     // While open, further janitor runs send nothing; the row stays.
     janitor().await.expect("janitor");
@@ -139,7 +158,13 @@ async fn a_namespace_down_for_a_while_loses_no_message_and_health_shows_the_brea
     };
     assert_eq!(outbox().await, 1, "the work waits in the outbox");
     let (_, health) = app.get("/api/health").await;
-    assert!(breaker_of(&health, &fake)["calls_rejected"].as_u64().unwrap() >= 2, "{health}");
+    assert!(
+        breaker_of(&health, &fake)["calls_rejected"]
+            .as_u64()
+            .unwrap()
+            >= 2,
+        "{health}"
+    );
 
     // Half-open after the cool-down: the probe meets the 4th 503 and the breaker opens again.
     tokio::time::sleep(Duration::from_millis(2100)).await;

@@ -84,7 +84,11 @@ fn settings(fake: &FakeServiceBus, extra: &[(&str, &str)]) -> ServiceBusSettings
     s
 }
 
-pub(crate) fn sender(fake: &FakeServiceBus, tokens: Arc<Tokens>, extra: &[(&str, &str)]) -> ServiceBusSender {
+pub(crate) fn sender(
+    fake: &FakeServiceBus,
+    tokens: Arc<Tokens>,
+    extra: &[(&str, &str)],
+) -> ServiceBusSender {
     ServiceBusSender::with_token_source(settings(fake, extra), tokens, None).expect("sender")
 }
 

@@ -25,6 +25,7 @@ mod events_api;
 mod failures;
 mod local_queue;
 mod messages;
+mod retention;
 mod soak;
 mod spine;
 mod sql_statements;

@@ -17,7 +17,7 @@
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
-use crate::config::ConfigError;
+use crate::config::{ConfigError, num, num_f};
 use crate::telemetry::checkpoints as cp;
 
 /// When a breaker opens and for how long.
@@ -48,31 +48,14 @@ impl BreakerConfig {
 
     /// Reads `AZURE_BREAKER_FAILURES` and `AZURE_BREAKER_COOL_DOWN_S` through `get`.
     pub fn from_lookup(get: &impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let read = |name: &'static str, default: f64, max: f64| -> Result<f64, ConfigError> {
-            match get(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty()) {
-                None => Ok(default),
-                Some(v) => match v.parse::<f64>() {
-                    Ok(n) if n.is_finite() && (0.0..=max).contains(&n) => Ok(n),
-                    _ => Err(ConfigError::Invalid {
-                        name,
-                        reason: format!("expected a number in 0..={max}, got {v:?}"),
-                    }),
-                },
-            }
-        };
         let d = Self::default();
-        let failures = read("AZURE_BREAKER_FAILURES", d.failures as f64, 1000.0)?;
-        if failures.fract() != 0.0 {
-            return Err(ConfigError::Invalid {
-                name: "AZURE_BREAKER_FAILURES",
-                reason: format!("expected a whole number, got {failures}"),
-            });
-        }
         Ok(Self {
-            failures: failures as u32,
-            cool_down: Duration::from_secs_f64(read(
+            failures: num(get, "AZURE_BREAKER_FAILURES", d.failures.into(), 0, 1000)? as u32,
+            cool_down: Duration::from_secs_f64(num_f(
+                get,
                 "AZURE_BREAKER_COOL_DOWN_S",
                 d.cool_down.as_secs_f64(),
+                0.0,
                 3600.0,
             )?),
         })
@@ -367,10 +350,7 @@ pub struct BreakerStatus {
 /// (several users of the managed identity endpoint) are shown as one, in the worst state of
 /// theirs, with their counters added up.
 pub fn snapshot() -> Vec<BreakerStatus> {
-    let live: Vec<Arc<Breaker>> = lock(registry())
-        .iter()
-        .filter_map(Weak::upgrade)
-        .collect();
+    let live: Vec<Arc<Breaker>> = lock(registry()).iter().filter_map(Weak::upgrade).collect();
     let rank = |s: State| match s {
         State::Closed => 0,
         State::HalfOpen => 1,
@@ -480,7 +460,8 @@ mod tests {
         assert_eq!((c.failures, c.cool_down), (3, Duration::from_millis(500)));
         let e = BreakerConfig::from_lookup(&get(&[("AZURE_BREAKER_FAILURES", "2.5")])).unwrap_err();
         assert!(e.to_string().contains("AZURE_BREAKER_FAILURES"), "{e}");
-        let e = BreakerConfig::from_lookup(&get(&[("AZURE_BREAKER_COOL_DOWN_S", "-1")])).unwrap_err();
+        let e =
+            BreakerConfig::from_lookup(&get(&[("AZURE_BREAKER_COOL_DOWN_S", "-1")])).unwrap_err();
         assert!(e.to_string().contains("AZURE_BREAKER_COOL_DOWN_S"), "{e}");
     }
 }

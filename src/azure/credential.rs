@@ -276,15 +276,12 @@ impl ManagedIdentity {
     ) -> Result<AccessToken, CredentialError> {
         // While the endpoint is failing, callers get a transient error at once instead of each
         // waiting out the credential's own retries.
-        let permit = self
-            .breaker
-            .allow()
-            .map_err(|r| CredentialError::Acquire {
-                credential: self.describe(),
-                scope: scope.to_string(),
-                retryable: true,
-                message: r.to_string(),
-            })?;
+        let permit = self.breaker.allow().map_err(|r| CredentialError::Acquire {
+            credential: self.describe(),
+            scope: scope.to_string(),
+            retryable: true,
+            message: r.to_string(),
+        })?;
         let t = match credential.get_token(&[scope], None).await {
             Ok(t) => {
                 permit.success();

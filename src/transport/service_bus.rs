@@ -26,8 +26,8 @@ use futures::{StreamExt, TryStreamExt};
 use reqwest::header::{HeaderName, HeaderValue};
 
 use super::{OutboundMessage, Transport, TransportError};
-use crate::azure::credential::{ManagedIdentity, SharedTokenSource, scopes};
 use crate::azure::breaker::{Breaker, BreakerConfig};
+use crate::azure::credential::{ManagedIdentity, SharedTokenSource, scopes};
 use crate::azure::retry::{RetryPolicy, Target, authorization, send_with_retry};
 use crate::config::ConfigError;
 use crate::telemetry::checkpoints as cp;
