@@ -260,7 +260,8 @@ async fn purge(
         RetentionSettings::secs(s.completed),
         RetentionSettings::secs(s.failed),
     );
-    let out_of_time = || started.elapsed() >= s.max_run;
+    let deadline = started + s.max_run;
+    let out_of_time = || Instant::now() >= deadline;
     // Whole jobs first (their events go with them), then the events of completed jobs that stay.
     if completed.is_some() || failed.is_some() {
         loop {
@@ -283,6 +284,7 @@ async fn purge(
             let [tasks, archived, events] = drain(
                 pool,
                 s,
+                deadline,
                 (&ids, completed, failed),
                 [
                     (sql::RETENTION_DELETE_TASKS, "tasks"),
@@ -313,9 +315,12 @@ async fn purge(
                     }
                 }
             }
-            if gone.len() < jobs.len() {
-                // Resubmitted (or given rows) while being purged: left alone; don't pick them
-                // again in this run.
+            if gone.is_empty() {
+                // None could go: the batches stopped at the deadline, or the jobs were
+                // resubmitted or given new rows while being purged. The next run tries again.
+                if out_of_time() {
+                    return Ok(());
+                }
                 break;
             }
             if out_of_time() {
@@ -342,6 +347,7 @@ async fn purge(
             let [events] = drain(
                 pool,
                 s,
+                deadline,
                 (&refs, Some(events), None),
                 [(sql::RETENTION_DELETE_EVENTS, "events")],
                 report,
@@ -354,7 +360,7 @@ async fn purge(
                 .await
                 .ctx(|| format!("marking the events of {} jobs purged", refs.len()))?;
             report.jobs_losing_events += marked as i64;
-            if (marked as usize) < refs.len() || out_of_time() {
+            if marked == 0 || out_of_time() {
                 return Ok(());
             }
         }
@@ -364,16 +370,17 @@ async fn purge(
 }
 
 /// Runs each batch statement in turn until it deletes fewer rows than a batch; returns the rows
-/// each deleted.
+/// each deleted. Stops at `deadline` (a job with a million rows takes several runs).
 async fn drain<const N: usize>(
     pool: &Pool,
     s: &RetentionSettings,
+    deadline: Instant,
     (ids, a, b): (&Vec<&str>, Option<f64>, Option<f64>),
     statements: [(&str, &str); N],
     report: &mut PurgeReport,
 ) -> Result<[i64; N], StoreError> {
     let mut totals = [0i64; N];
-    for ((statement, what), total) in statements.iter().zip(totals.iter_mut()) {
+    for (i, (statement, what)) in statements.iter().enumerate() {
         loop {
             let n = {
                 let c = store::client(pool, "retention batch").await?;
@@ -382,9 +389,12 @@ async fn drain<const N: usize>(
                     .ctx(|| format!("deleting {what} of {} jobs past retention", ids.len()))?
             } as i64;
             report.batches += 1;
-            *total += n;
+            totals[i] += n;
             if n < s.batch_rows {
                 break;
+            }
+            if Instant::now() >= deadline {
+                return Ok(totals);
             }
             if !s.pause.is_zero() {
                 tokio::time::sleep(s.pause).await;

@@ -119,6 +119,36 @@ fn per_job(n: i64) -> [i64; 7] {
     ]
 }
 
+/// Every kind of job has exactly the rows the default policy leaves it.
+async fn assert_policy_applied(c: &tokio_postgres::Client, after: &BTreeMap<i32, [i64; 7]>) {
+    let per_kind = (JOBS / 10) as i64;
+    for (k, (status, age, fate)) in KINDS.iter().enumerate() {
+        let got = after[&(k as i32)];
+        let want = match fate {
+            Fate::Deleted => [0; 7],
+            Fate::EventsDeleted => {
+                let mut w = per_job(per_kind);
+                w[5] = 0;
+                w
+            }
+            Fate::Kept => per_job(per_kind),
+        };
+        assert_eq!(
+            got, want,
+            "{status} {age:?} days ago: (jobs, stages, counters, tasks, archived, events, failures)"
+        );
+    }
+    let events_purged: i64 = c
+        .query_one(
+            "SELECT count(*) FROM app.jobs WHERE events_purged_at IS NOT NULL",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(events_purged, per_kind, "only kind 1 lost its events");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_deletes_the_right_rows_of_a_generated_history_and_keeps_the_others() {
     let app = TestApp::start_opts(|o| o.emulator = false).await;
@@ -146,31 +176,7 @@ async fn retention_deletes_the_right_rows_of_a_generated_history_and_keeps_the_o
     let report = retention::run(pool, &policy).await.expect("retention");
     let after = rows_by_kind(&c).await;
 
-    for (k, (status, age, fate)) in KINDS.iter().enumerate() {
-        let got = after[&(k as i32)];
-        let want = match fate {
-            Fate::Deleted => [0; 7],
-            Fate::EventsDeleted => {
-                let mut w = per_job(per_kind);
-                w[5] = 0;
-                w
-            }
-            Fate::Kept => per_job(per_kind),
-        };
-        assert_eq!(
-            got, want,
-            "{status} {age:?} days ago: (jobs, stages, counters, tasks, archived, events, failures)"
-        );
-    }
-    let events_purged: i64 = c
-        .query_one(
-            "SELECT count(*) FROM app.jobs WHERE events_purged_at IS NOT NULL",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(events_purged, per_kind, "only kind 1 lost its events");
+    assert_policy_applied(&c, &after).await;
 
     // The report, the dry run and the janitor_runs row agree with what went.
     let deleted_jobs = |status: &[&str]| {
@@ -222,6 +228,35 @@ async fn retention_deletes_the_right_rows_of_a_generated_history_and_keeps_the_o
     assert_eq!(again.rows(), 0, "{again:?}");
     assert_eq!(again.jobs_losing_events, 0);
     assert_eq!(rows_by_kind(&c).await, after);
+    app.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_out_of_time_stops_between_batches_and_the_next_runs_finish_the_work() {
+    let app = TestApp::start_opts(|o| o.emulator = false).await;
+    let c = app.db().await;
+    generate_history(&c).await;
+    let policy = RetentionSettings {
+        batch_rows: 100,
+        pause: Duration::ZERO,
+        max_run: Duration::ZERO, // every run stops after its first batch of jobs
+        ..RetentionSettings::default()
+    };
+    let pool = app.engine().pool();
+    let first = retention::run(pool, &policy).await.expect("retention");
+    assert!(!first.finished, "{first:?}");
+    assert!(first.rows() > 0, "{first:?}");
+    let mut runs = 1;
+    loop {
+        let r = retention::run(pool, &policy).await.expect("retention");
+        runs += 1;
+        if r.finished {
+            break;
+        }
+        assert!(runs < 1_000, "retention makes progress run after run");
+    }
+    assert!(runs > 2, "the work took several runs: {runs}");
+    assert_policy_applied(&c, &rows_by_kind(&c).await).await;
     app.cleanup().await;
 }
 
