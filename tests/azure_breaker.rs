@@ -1,5 +1,6 @@
 //! The circuit breaker of the Azure clients (src/azure/breaker.rs) against the Service Bus
-//! stand-in: a namespace that answers 503 for a while, then recovers. While the breaker is open no
+//! stand-in: a namespace that answers 503 for a while, then recovers. The breaker counts calls
+//! that gave up (each call here makes one attempt: `SERVICE_BUS_SEND_MAX_RETRIES=0`). While the breaker is open no
 //! request reaches the broker (counted at the fake), callers get a transient error at once, the
 //! work waits in the outbox, and after the recovery every message arrives exactly once.
 
@@ -13,6 +14,7 @@ use crate::azure_service_bus::{
 };
 
 const FAST_BREAKER: &[(&str, &str)] = &[
+    ("SERVICE_BUS_SEND_MAX_RETRIES", "0"),
     ("AZURE_BREAKER_FAILURES", "3"),
     ("AZURE_BREAKER_COOL_DOWN_S", "1"),
 ];
@@ -23,14 +25,15 @@ async fn an_open_breaker_makes_no_request_fails_fast_and_a_probe_closes_it() {
     fake.script((0..4).map(|_| Scripted::status(503, "The server is busy.")));
     let s = sender(&fake, Tokens::new("t1", "t2"), FAST_BREAKER);
 
-    // Three 503s in a row open the breaker; the call's remaining retries are not made.
-    let e = s
-        .send_all(&[task_msg(0, 10)])
-        .await
-        .expect_err("the namespace is down");
-    assert!(e.retryable, "{e}");
-    assert!(e.message.contains("circuit breaker open"), "{e}");
-    assert_eq!(fake.seen().len(), 3, "5 retries allowed, 3 made");
+    // Three calls given up in a row (503) open the breaker.
+    for i in 0..3 {
+        let e = s
+            .send_all(&[task_msg(i, 10)])
+            .await
+            .expect_err("the namespace is down");
+        assert!(e.retryable && e.status == Some(503), "{e}");
+    }
+    assert_eq!(fake.seen().len(), 3);
 
     // While open: a transient error at once, and nothing reaches the broker.
     for _ in 0..5 {
@@ -84,6 +87,30 @@ async fn an_open_breaker_makes_no_request_fails_fast_and_a_probe_closes_it() {
 }
 
 #[tokio::test]
+async fn failed_attempts_that_a_retry_absorbs_do_not_open_the_breaker() {
+    // Even a breaker that opens on the first call given up stays closed while retries succeed
+    // (a burst of timeouts or 503s under load): it counts calls, not attempts.
+    let fake = FakeServiceBus::bearer("t1").await;
+    let s = sender(
+        &fake,
+        Tokens::new("t1", "t2"),
+        &[
+            ("AZURE_BREAKER_FAILURES", "1"),
+            ("SERVICE_BUS_SEND_MAX_RETRIES", "3"),
+        ],
+    );
+    for i in 0..3 {
+        fake.script((0..2).map(|_| Scripted::status(503, "The server is busy.")));
+        s.send_all(&[task_msg(i, 10)])
+            .await
+            .expect("sent after retries");
+    }
+    let statuses: Vec<u16> = fake.seen().iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [503, 503, 201].repeat(3));
+    assert_eq!(fake.received().len(), 3);
+}
+
+#[tokio::test]
 async fn refusals_4xx_never_open_the_breaker() {
     // A refusal (403 quota) says the namespace is up: no amount of them opens the breaker.
     let fake = FakeServiceBus::bearer("t1").await;
@@ -110,9 +137,7 @@ fn breaker_of<'a>(health: &'a Value, fake: &FakeServiceBus) -> &'a Value {
 async fn a_namespace_down_for_a_while_loses_no_message_and_health_shows_the_breaker() {
     let fake = FakeServiceBus::start(sas_fake_auth()).await;
     fake.script((0..4).map(|_| Scripted::status(503, "The server is busy.")));
-    let mut extra = vec![("SERVICE_BUS_SEND_MAX_RETRIES", "1")];
-    extra.extend_from_slice(FAST_BREAKER);
-    let app = azure_mode_app(&fake, &extra, |o| {
+    let app = azure_mode_app(&fake, FAST_BREAKER, |o| {
         o.settings.outbox_republish_after = Duration::ZERO;
         let sb = o.settings.service_bus.as_mut().unwrap();
         sb.retry.base_delay = Duration::from_millis(20);
@@ -122,11 +147,12 @@ async fn a_namespace_down_for_a_while_loses_no_message_and_health_shows_the_brea
     let (_, health) = app.get("/api/health").await;
     assert_eq!(breaker_of(&health, &fake)["state"], "closed", "{health}");
 
-    // The submit's publish fails twice (503, 503) and leaves its outbox row.
+    // The submit's publish fails (503) and leaves its outbox row.
     let job = app.submit("hello_world", json!({"n": 3})).await;
-    assert_eq!(fake.seen().len(), 2);
-    // The janitor's republish meets the third 503: the breaker opens.
+    assert_eq!(fake.seen().len(), 1);
+    // The janitor's republishes meet the second and third 503: the breaker opens.
     let janitor = || coremachine::janitor::run_once(app.engine());
+    janitor().await.expect("janitor");
     janitor().await.expect("janitor");
     assert_eq!(fake.seen().len(), 3);
     let (status, health) = app.get("/api/health").await;

@@ -2,8 +2,9 @@
 //! identity endpoint).
 //!
 //! When an endpoint is down, every caller retrying it for minutes only adds load and holds
-//! invocations open. After `failures` transient failures in a row (5xx, 408, 429, timeouts,
-//! connection errors; a 4xx refusal says the endpoint is up and does not count), the breaker
+//! invocations open. After `failures` calls in a row that failed transiently after all their
+//! retries (5xx, 408, 429, timeouts, connection errors; a 4xx refusal says the endpoint is up and
+//! resets the count; a blip the retries absorb does not count), the breaker
 //! **opens**: for `cool_down` no request is made and each call fails at once with a transient
 //! error, so the work stays where it is (outbox rows for the janitor to republish, a message the
 //! Functions host redelivers). Then it is **half-open**: one call goes through as a probe while
@@ -23,8 +24,8 @@ use crate::telemetry::checkpoints as cp;
 /// When a breaker opens and for how long.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BreakerConfig {
-    /// Transient failures in a row that open the breaker (`AZURE_BREAKER_FAILURES`, default 5;
-    /// 0 turns the breaker off).
+    /// Calls in a row that failed transiently after their retries and open the breaker
+    /// (`AZURE_BREAKER_FAILURES`, default 5; 0 turns the breaker off).
     pub failures: u32,
     /// How long it stays open before a probe (`AZURE_BREAKER_COOL_DOWN_S`, default 30).
     pub cool_down: Duration,
@@ -312,7 +313,7 @@ impl Permit {
         self.breaker.on_success(self.probe);
     }
 
-    /// The request failed transiently (5xx, 408, 429, timeout, no connection).
+    /// The call failed transiently (5xx, 408, 429, timeout, no connection) after its retries.
     pub fn failure(mut self, error: &str) {
         self.done = true;
         self.breaker.on_failure(self.probe, error);

@@ -448,10 +448,12 @@ where
                 }
             };
         let (status, message, after) = failure;
-        if let Some(p) = permit {
-            p.failure(&message);
-        }
         if retries >= policy.max_retries {
+            // The breaker counts calls that failed after all their retries, not attempts: a
+            // blip the retries absorb (a burst of timeouts under load) must not open it.
+            if let Some(p) = permit {
+                p.failure(&message);
+            }
             let e = fail(
                 target,
                 status,
