@@ -216,6 +216,8 @@ pub struct Settings {
     /// [`TRIGGER_MAX_BODY_BYTES`]); a larger one is recorded in `message_failures` and
     /// acknowledged.
     pub trigger_max_body_bytes: usize,
+    /// How long finished jobs and events are kept (`RETENTION_*`, src/retention.rs).
+    pub retention: crate::retention::RetentionSettings,
 }
 
 /// What a 100 MB Premium Service Bus message becomes in the host's invocation: base64 (4/3) plus
@@ -242,6 +244,7 @@ impl Settings {
             migrate_on_start: false,
             storage: None,
             trigger_max_body_bytes: TRIGGER_MAX_BODY_BYTES,
+            retention: crate::retention::RetentionSettings::default(),
         }
     }
 
@@ -320,6 +323,7 @@ impl Settings {
         )?);
         s.http = HttpSettings::from_lookup(&get)?;
         s.storage = StorageSettings::from_lookup(&get)?;
+        s.retention = crate::retention::RetentionSettings::from_lookup(&get)?;
         Ok(s)
     }
 }
@@ -401,7 +405,7 @@ impl HttpSettings {
     }
 }
 
-fn num(
+pub(crate) fn num(
     get: &impl Fn(&str) -> Option<String>,
     name: &'static str,
     default: i64,
@@ -426,7 +430,7 @@ fn num(
     }
 }
 
-fn num_f(
+pub(crate) fn num_f(
     get: &impl Fn(&str) -> Option<String>,
     name: &'static str,
     default: f64,

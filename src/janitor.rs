@@ -8,6 +8,8 @@
 //! 3. Queued jobs whose stage message was lost: the message is re-driven (at most 3 times per
 //!    stage, then the job fails with the reason).
 //! 4. Outbox rows older than `OUTBOX_REPUBLISH_AFTER_S`: published.
+//! 5. Retention (src/retention.rs): finished jobs and old events deleted in bounded batches; what
+//!    went is one `retention` action of the run.
 
 use std::time::Instant;
 
@@ -117,6 +119,22 @@ async fn checks(engine: &Engine, report: &mut JanitorReport) -> Result<(), Store
             report
                 .actions
                 .push(json!({"action": "outbox_republish_failed", "error": e.to_string()}));
+        }
+    }
+    match crate::retention::apply(engine.pool(), &engine.settings().retention).await {
+        Ok(r) if r.rows() > 0 || r.jobs_losing_events > 0 || !r.finished => {
+            report.found += (r.completed_jobs + r.failed_jobs + r.jobs_losing_events) as i32;
+            report.fixed += (r.completed_jobs + r.failed_jobs + r.jobs_losing_events) as i32;
+            report
+                .actions
+                .push(json!({"action": "retention", "report": r}));
+        }
+        Ok(_) => {}
+        Err(e) => {
+            report.found += 1;
+            report
+                .actions
+                .push(json!({"action": "retention_failed", "error": e.to_string()}));
         }
     }
     Ok(())

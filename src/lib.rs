@@ -13,6 +13,7 @@
 //! - [`transport`]: the outbox and message sending (local queue; Service Bus in Azure).
 //! - [`local`]: the host emulator of local mode and tests.
 //! - [`janitor`]: audits and repairs.
+//! - [`retention`]: deletes finished jobs and old events in bounded batches (run by the janitor).
 //! - [`telemetry`]: tracing setup and the checkpoint catalogue.
 //! - [`config`]: settings from environment variables.
 //! - [`bench`]: `coremachine bench`, the end-to-end benchmark against the PostgreSQL floor.
@@ -29,6 +30,7 @@ pub mod handler;
 pub mod janitor;
 pub mod jobs;
 pub mod local;
+pub mod retention;
 pub mod storage;
 pub mod store;
 pub mod telemetry;

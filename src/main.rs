@@ -1,5 +1,5 @@
 //! The `coremachine` binary: `serve` (under the Functions host), `local` (host emulator included),
-//! `migrate`, `janitor --once`.
+//! `migrate`, `janitor --once`, `purge [--dry-run]`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -51,6 +51,12 @@ enum Command {
         /// Folder holding host.json and the function folders (default: the current directory).
         #[arg(long, env = "FUNCTIONS_APP_ROOT_PATH")]
         app_root: Option<PathBuf>,
+    },
+    /// Apply the retention policy now (RETENTION_* settings; the janitor does it every run).
+    Purge {
+        /// Only show what would be deleted.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Benchmark: the noop_fanout workload against the PostgreSQL floor (docs/performance.md).
     Bench(coremachine::bench::BenchArgs),
@@ -217,6 +223,33 @@ async fn run(cli: Cli) -> ExitCode {
                 Err(e) => return fail(e),
             }
             ExitCode::SUCCESS
+        }
+        Command::Purge { dry_run } => {
+            let settings = match Settings::from_env(TransportMode::for_janitor()) {
+                Ok(s) => s,
+                Err(e) => return fail(e),
+            };
+            let pool = match store::connect::pool_for_settings(&settings) {
+                Ok(p) => p,
+                Err(e) => return fail(e),
+            };
+            let policy = &settings.retention;
+            let out = if dry_run {
+                coremachine::retention::preview(&pool, policy)
+                    .await
+                    .map(|p| serde_json::json!({"dry_run": true, "policy": policy.describe(), "would_delete": p}))
+            } else {
+                coremachine::retention::run(&pool, policy)
+                    .await
+                    .map(|r| serde_json::json!({"dry_run": false, "policy": policy.describe(), "deleted": r}))
+            };
+            match out {
+                Ok(v) => {
+                    println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e),
+            }
         }
         Command::Janitor { once, app_root } => {
             let settings = match Settings::from_env(TransportMode::for_janitor()) {

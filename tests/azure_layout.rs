@@ -664,3 +664,272 @@ fn the_scripts_name_coremachine_pgport_when_their_port_is_taken() {
     }
     drop(held);
 }
+
+/// The words of one dry-run line, as bash would pass them: `printf %q` escapes undone
+/// (backslashes and `$'…'` strings).
+fn argv(line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    let mut it = line.chars().peekable();
+    let mut in_word = false;
+    while let Some(c) = it.next() {
+        match c {
+            ' ' => {
+                if in_word {
+                    words.push(std::mem::take(&mut cur));
+                    in_word = false;
+                }
+            }
+            '\\' => {
+                cur.extend(it.next());
+                in_word = true;
+            }
+            '$' if it.peek() == Some(&'\'') => {
+                it.next();
+                in_word = true;
+                while let Some(c) = it.next() {
+                    match c {
+                        '\'' => break,
+                        '\\' => match it.next() {
+                            Some('n') => cur.push('\n'),
+                            Some('t') => cur.push('\t'),
+                            Some(o) => cur.push(o),
+                            None => {}
+                        },
+                        o => cur.push(o),
+                    }
+                }
+            }
+            '\'' => {
+                in_word = true;
+                for c in it.by_ref() {
+                    if c == '\'' {
+                        break;
+                    }
+                    cur.push(c);
+                }
+            }
+            o => {
+                cur.push(o);
+                in_word = true;
+            }
+        }
+    }
+    if in_word {
+        words.push(cur);
+    }
+    words
+}
+
+fn arg<'a>(words: &'a [String], name: &str) -> Option<&'a str> {
+    words
+        .iter()
+        .position(|w| w == name)
+        .and_then(|i| words.get(i + 1))
+        .map(String::as_str)
+}
+
+fn alerts_run(args: &[&str]) -> std::process::Output {
+    Command::new("bash")
+        .arg(root().join("scripts/infra/deploy-alerts.sh"))
+        .args(["--prefix", "cmtest", "--dry-run"])
+        .args(args)
+        .output()
+        .expect("bash runs")
+}
+
+#[test]
+fn every_alert_query_is_deployed_verbatim_with_a_condition_on_its_own_columns() {
+    let out = alerts_run(&["--alert-email", "oncall@contoso.com"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dry = String::from_utf8(out.stdout).unwrap();
+    let commands: Vec<Vec<String>> = dry
+        .lines()
+        .filter(|l| l.starts_with("+ az "))
+        .map(|l| argv(&l[2..]))
+        .collect();
+    let starts = |c: &Vec<String>, what: &[&str]| c.len() > what.len() && c[..what.len()] == *what;
+    let group = commands
+        .iter()
+        .find(|c| starts(c, &["az", "monitor", "action-group", "create"]))
+        .expect("an action group");
+    let email = group
+        .iter()
+        .position(|w| w == "email")
+        .expect("an e-mail receiver");
+    assert_eq!(group[email + 2], "oncall@contoso.com");
+    let logs: Vec<&Vec<String>> = commands
+        .iter()
+        .filter(|c| starts(c, &["az", "monitor", "scheduled-query", "create"]))
+        .collect();
+    let docs = std::fs::read_to_string(root().join("docs/operations.md")).unwrap();
+    let dir = root().join("scripts/kql/alerts");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "kql"))
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 5, "{files:?}");
+    assert_eq!(logs.len(), files.len(), "one log alert per query");
+    let condition =
+        regex::Regex::new(r"^total '(\w+)' from 'q' > (\d+) where (\w+) includes \*$").unwrap();
+    for f in &files {
+        let stem = f.file_stem().unwrap().to_string_lossy().to_string();
+        let text = std::fs::read_to_string(f).unwrap();
+        let rule = logs
+            .iter()
+            .find(|c| {
+                arg(c, "--condition-query") == Some(format!("q={}", text.trim_end()).as_str())
+            })
+            .unwrap_or_else(|| panic!("{stem}.kql is not deployed verbatim"));
+        assert_eq!(arg(rule, "--scopes"), Some("<app-insights-id>"), "{stem}");
+        assert_eq!(
+            arg(rule, "--action-groups"),
+            Some("<action-group-id>"),
+            "{stem}"
+        );
+        assert_eq!(arg(rule, "--evaluation-frequency"), Some("5m"), "{stem}");
+        assert!(
+            arg(rule, "--window-size").is_some_and(|w| w.ends_with('m')),
+            "{stem}"
+        );
+        assert!(
+            arg(rule, "--description")
+                .is_some_and(|d| d.contains(&format!("scripts/kql/alerts/{stem}.kql"))),
+            "{stem}: the description names its query"
+        );
+        let cond = arg(rule, "--condition").unwrap();
+        let c = condition
+            .captures(cond)
+            .unwrap_or_else(|| panic!("{stem}: condition {cond:?}"));
+        let columns = crate::common::kql::output_columns(&text);
+        assert!(
+            columns.contains(&c[1].to_string()),
+            "{stem}: measure {} not in {columns:?}",
+            &c[1]
+        );
+        assert!(
+            columns.contains(&c[3].to_string()),
+            "{stem}: dimension {} not in {columns:?}",
+            &c[3]
+        );
+        // docs/operations.md lists the alert with the columns its query returns.
+        let row = docs
+            .lines()
+            .find(|l| l.starts_with("| `") && l.contains(&format!("`alerts/{stem}.kql`")))
+            .unwrap_or_else(|| panic!("docs/operations.md has no row for alerts/{stem}.kql"));
+        let name = arg(rule, "--name")
+            .unwrap()
+            .trim_start_matches("cmtest-")
+            .to_string();
+        assert!(row.starts_with(&format!("| `{name}`")), "{row}");
+        let cells: Vec<&str> = row.split(" | ").collect();
+        let documented: BTreeSet<String> = cells[3]
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_string)
+            .collect();
+        assert_eq!(
+            documented,
+            columns.iter().cloned().collect(),
+            "{stem}: docs columns"
+        );
+    }
+    // The metric alerts watch dead letters and active messages of the three queues the
+    // functions read.
+    let metrics: Vec<&Vec<String>> = commands
+        .iter()
+        .filter(|c| starts(c, &["az", "monitor", "metrics", "alert", "create"]))
+        .collect();
+    let conditions: Vec<&str> = metrics
+        .iter()
+        .map(|c| arg(c, "--condition").unwrap())
+        .collect();
+    assert!(conditions[0].starts_with("max DeadletteredMessages > 0 where EntityName includes "));
+    assert!(conditions[1].starts_with("avg ActiveMessages > 10000 where EntityName includes "));
+    for m in &metrics {
+        assert_eq!(arg(m, "--scopes"), Some("<service-bus-namespace-id>"));
+        assert_eq!(arg(m, "--action"), Some("<action-group-id>"));
+        let cond = arg(m, "--condition").unwrap();
+        for f in [
+            "jobs-queue-trigger",
+            "tasks-queue-trigger",
+            "poison-queue-trigger",
+        ] {
+            let q = functions()[f]["bindings"][0]["queueName"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            assert!(cond.contains(&q), "{cond} watches {q}");
+        }
+        let name = arg(m, "--name").unwrap().trim_start_matches("cmtest-");
+        assert!(
+            docs.contains(&format!("| `{name}` (sev")),
+            "docs/operations.md lists {name}"
+        );
+    }
+}
+
+#[test]
+fn the_alerts_need_a_receiver_and_valid_thresholds() {
+    for (args, says) in [
+        (&[][..], "--alert-email or --alert-webhook is required"),
+        (
+            &["--alert-email", "not-an-address"][..],
+            "--alert-email must be an e-mail address",
+        ),
+        (
+            &["--alert-webhook", "http://plain"][..],
+            "--alert-webhook must be an https:// URL",
+        ),
+        (
+            &["--alert-email", "a@b.c", "--backlog-threshold", "lots"][..],
+            "--backlog-threshold must be a whole number",
+        ),
+    ] {
+        let out = alerts_run(args);
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+    // A webhook alone is enough, and its receiver uses the common alert schema.
+    let out = alerts_run(&[
+        "--alert-webhook",
+        "https://hooks.contoso.com/x",
+        "--failed-jobs-threshold",
+        "3",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dry = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        dry.contains("webhook oncall-webhook https://hooks.contoso.com/x usecommonalertschema")
+    );
+    assert!(
+        dry.contains("failed_jobs\\'\\ from\\ \\'q\\'\\ \\>\\ 3"),
+        "the threshold is used"
+    );
+}
+
+#[test]
+fn the_infrastructure_creates_the_alerts_when_told_whom_to_tell() {
+    let with = infra_dry_run_with(&["--alert-email", "oncall@contoso.com"]);
+    assert_eq!(
+        with.matches("+ az monitor scheduled-query create").count(),
+        5
+    );
+    assert_eq!(with.matches("+ az monitor metrics alert create").count(), 2);
+    assert!(with.contains("--resource-group cmtest-rg --name cmtest-alerts"));
+    let without = infra_dry_run();
+    assert!(!without.contains("scheduled-query create"));
+    assert!(without.contains("no alerts"));
+}

@@ -22,14 +22,14 @@ use crate::common::TestApp;
 /// A token source the test controls: `token()` gives the current token, `refresh()` switches to
 /// `fresh` and counts.
 #[derive(Debug)]
-struct Tokens {
+pub(crate) struct Tokens {
     current: std::sync::Mutex<String>,
     fresh: String,
     refreshes: AtomicUsize,
 }
 
 impl Tokens {
-    fn new(current: &str, fresh: &str) -> Arc<Self> {
+    pub(crate) fn new(current: &str, fresh: &str) -> Arc<Self> {
         Arc::new(Self {
             current: std::sync::Mutex::new(current.into()),
             fresh: fresh.into(),
@@ -84,13 +84,17 @@ fn settings(fake: &FakeServiceBus, extra: &[(&str, &str)]) -> ServiceBusSettings
     s
 }
 
-fn sender(fake: &FakeServiceBus, tokens: Arc<Tokens>, extra: &[(&str, &str)]) -> ServiceBusSender {
+pub(crate) fn sender(
+    fake: &FakeServiceBus,
+    tokens: Arc<Tokens>,
+    extra: &[(&str, &str)],
+) -> ServiceBusSender {
     ServiceBusSender::with_token_source(settings(fake, extra), tokens, None).expect("sender")
 }
 
 const JOB: &str = "149580b8d06f0036537a68bbf149ba9f4e72160438cab4c08ce63591081a61e1";
 
-fn task_msg(i: usize, body_len: usize) -> OutboundMessage {
+pub(crate) fn task_msg(i: usize, body_len: usize) -> OutboundMessage {
     let task = format!("{:064x}", i + 1);
     let mut properties = Map::new();
     properties.insert("job_id".into(), json!(JOB));
@@ -343,7 +347,7 @@ async fn permanent_statuses_fail_at_once_with_queue_status_and_broker_message() 
 
 const SAS_KEY: &str = "c2VjcmV0LWtleS1mb3ItdGVzdHMtb25seQ==";
 
-fn sas_fake_auth() -> FakeAuth {
+pub(crate) fn sas_fake_auth() -> FakeAuth {
     FakeAuth::Sas {
         namespace: "sbtest.servicebus.windows.net".into(),
         key_name: "RootManageSharedAccessKey".into(),
@@ -401,7 +405,7 @@ async fn a_sas_connection_string_signs_tokens_the_broker_accepts() {
 
 /// CoreMachine in Azure mode (`serve`: no emulator, Service Bus transport) talking to `fake`
 /// with the SAS connection string.
-async fn azure_mode_app(
+pub(crate) async fn azure_mode_app(
     fake: &FakeServiceBus,
     extra: &[(&str, &str)],
     f: impl FnOnce(&mut crate::common::Opts),
@@ -425,7 +429,7 @@ async fn azure_mode_app(
 
 /// Delivers what the fake broker holds to the handler as the Functions host would
 /// (`dataType: binary`, functions-protocol.md §3), until nothing is left.
-async fn play_host(app: &TestApp, fake: &FakeServiceBus) -> usize {
+pub(crate) async fn play_host(app: &TestApp, fake: &FakeServiceBus) -> usize {
     play_host_recording(app, fake).await.len()
 }
 

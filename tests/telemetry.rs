@@ -373,17 +373,34 @@ const CHECKPOINT_FIELDS: &[&str] = &[
     "extra",
 ];
 
-#[test]
-fn the_kql_pack_uses_only_checkpoint_names_and_fields_that_exist() {
-    use coremachine::telemetry::checkpoints as cp;
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/kql");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
+/// Every query of the KQL pack (`scripts/kql/`) and of the alerts (`scripts/kql/alerts/`).
+fn kql_files() -> Vec<std::path::PathBuf> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/kql");
+    let mut files: Vec<_> = [root.clone(), root.join("alerts")]
+        .iter()
+        .flat_map(|d| std::fs::read_dir(d).unwrap())
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|x| x == "kql"))
         .collect();
     files.sort();
-    assert!(files.len() >= 7, "{files:?}");
+    files
+}
+
+#[test]
+fn every_kql_query_is_well_formed() {
+    for f in kql_files() {
+        let text = std::fs::read_to_string(&f).unwrap();
+        if let Err(e) = crate::common::kql::stages(&text) {
+            panic!("{}: {e}", f.display());
+        }
+    }
+}
+
+#[test]
+fn the_kql_pack_uses_only_checkpoint_names_and_fields_that_exist() {
+    use coremachine::telemetry::checkpoints as cp;
+    let files = kql_files();
+    assert!(files.len() >= 7 + 5, "the pack and the alerts: {files:?}");
     let field = regex::Regex::new(r"customDimensions\.([A-Za-z_]+)").unwrap();
     let name = regex::Regex::new(r#""([A-Z][A-Z_]+)""#).unwrap();
     let prefix = regex::Regex::new(r#"startswith "([A-Z_]+)""#).unwrap();

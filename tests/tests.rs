@@ -2,6 +2,7 @@
 
 mod common;
 
+mod azure_breaker;
 mod azure_credential;
 mod azure_fakes;
 mod azure_layout;
@@ -25,6 +26,7 @@ mod failures;
 mod local_queue;
 mod messages;
 mod raster_job;
+mod retention;
 mod soak;
 mod spine;
 mod sql_statements;

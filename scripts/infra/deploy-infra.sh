@@ -29,6 +29,8 @@
 #                            STORAGE_ACCOUNT_NAME set [CM_DATA_STORAGE]; without it those jobs fail
 #                            with "Blob Storage is not configured"
 #   --data-storage-rg RG     its resource group (default: the resource group above) [CM_DATA_STORAGE_RG]
+#   --alert-email ADDR       also create the alerts (scripts/infra/deploy-alerts.sh), told to ADDR
+#   --alert-webhook URL      ... and/or to this webhook
 #
 # Afterwards: create the PostgreSQL principal for the Function App's identity and run the
 # migrations (docs/operations.md, "Deploy from zero"), then scripts/deploy.sh <app>.
@@ -46,6 +48,7 @@ MAX_DELIVERY=${CM_MAX_DELIVERY_COUNT:-5}
 LOCK=${CM_LOCK_DURATION:-PT5M}
 DATA_STORAGE=${CM_DATA_STORAGE:-}
 DATA_RG=${CM_DATA_STORAGE_RG:-}
+ALERT_ARGS=()
 DRY=
 
 while [ $# -gt 0 ]; do
@@ -62,8 +65,10 @@ while [ $# -gt 0 ]; do
     --lock-duration) LOCK=$2; shift 2 ;;
     --data-storage) DATA_STORAGE=$2; shift 2 ;;
     --data-storage-rg) DATA_RG=$2; shift 2 ;;
+    --alert-email) ALERT_ARGS+=(--alert-email "$2"); shift 2 ;;
+    --alert-webhook) ALERT_ARGS+=(--alert-webhook "$2"); shift 2 ;;
     --dry-run) DRY=1; shift ;;
-    -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
     *) echo "deploy-infra: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -90,24 +95,8 @@ JOBS=geospatial-jobs
 TASKS=geospatial-tasks
 POISON=geospatial-poison
 
-# Runs a command, or prints it in dry-run mode.
-run() {
-  if [ -n "$DRY" ]; then
-    printf '+'; printf ' %q' "$@"; printf '\n'
-  else
-    "$@"
-  fi
-}
-# Runs a query whose output later commands need; prints a placeholder in dry-run mode.
-query() {
-  local placeholder=$1; shift
-  if [ -n "$DRY" ]; then
-    { printf '+'; printf ' %q' "$@"; printf '\n'; } >&2
-    echo "$placeholder"
-  else
-    "$@"
-  fi
-}
+# shellcheck source=az-run.sh
+. "$(dirname "$0")/az-run.sh"
 
 [ -n "$DRY" ] || command -v az >/dev/null 2>&1 || fail "the Azure CLI (az) is not installed"
 
@@ -222,6 +211,12 @@ run az functionapp config appsettings set --resource-group "$RG" --name "$APP" -
   "JANITOR_STUCK_AFTER_S=900" \
   "RUST_LOG=info" \
   "${BLOB_SETTINGS[@]}"
+
+if [ ${#ALERT_ARGS[@]} -gt 0 ]; then
+  "$(dirname "$0")/deploy-alerts.sh" --prefix "$PREFIX" --resource-group "$RG" ${DRY:+--dry-run} "${ALERT_ARGS[@]}"
+else
+  echo "==> no --alert-email/--alert-webhook: no alerts (scripts/infra/deploy-alerts.sh creates them later)"
+fi
 
 cat <<EOF
 ==> done. Next steps (docs/operations.md, "Deploy from zero"):

@@ -19,6 +19,11 @@ pub struct Health {
     pub components: Value,
     /// What is failing, in words.
     pub errors: Vec<String>,
+    /// The circuit breaker of each Azure endpoint this instance calls (src/azure/breaker.rs):
+    /// `endpoint`, `state` (closed, open, half_open), `consecutive_failures`, `times_opened`,
+    /// `calls_rejected`, `retry_in_ms`, `last_error`. An open breaker does not make the instance
+    /// unhealthy: its work waits in the outbox and the queues.
+    pub circuit_breakers: Value,
     /// Identifier of this response.
     pub request_id: String,
     /// When the check ran.
@@ -121,6 +126,8 @@ pub async fn health(State(engine): State<Engine>) -> (StatusCode, Json<Health>) 
         status: if healthy { "healthy" } else { "unhealthy" }.into(),
         components,
         errors,
+        circuit_breakers: serde_json::to_value(crate::azure::breaker::snapshot())
+            .unwrap_or_default(),
         request_id: uuid::Uuid::new_v4().simple().to_string()[..8].to_string(),
         timestamp: chrono::Utc::now().to_rfc3339(),
     };

@@ -228,6 +228,7 @@ pub struct ManagedIdentity {
     // Rebuilt by `refresh`: azure_identity keeps its own cache, which cannot be bypassed otherwise.
     inner: Mutex<Arc<ManagedIdentityCredential>>,
     cache: TokenCache,
+    breaker: Arc<super::breaker::Breaker>,
 }
 
 impl fmt::Debug for ManagedIdentity {
@@ -250,11 +251,17 @@ impl ManagedIdentity {
                 message: format!("HTTP client: {e}"),
             })?;
         let inner = build_credential(&client_id, &http)?;
+        let endpoint = std::env::var("IDENTITY_ENDPOINT")
+            .unwrap_or_else(|_| "http://169.254.169.254 (IMDS)".to_string());
         Ok(Self {
             client_id,
             http,
             inner: Mutex::new(inner),
             cache: TokenCache::default(),
+            breaker: super::breaker::Breaker::new(
+                format!("managed identity endpoint {endpoint}"),
+                super::breaker::BreakerConfig::from_env(),
+            ),
         })
     }
 
@@ -267,16 +274,35 @@ impl ManagedIdentity {
         credential: Arc<ManagedIdentityCredential>,
         scope: &str,
     ) -> Result<AccessToken, CredentialError> {
-        let t =
-            credential
-                .get_token(&[scope], None)
-                .await
-                .map_err(|e| CredentialError::Acquire {
+        // While the endpoint is failing, callers get a transient error at once instead of each
+        // waiting out the credential's own retries.
+        let permit = self.breaker.allow().map_err(|r| CredentialError::Acquire {
+            credential: self.describe(),
+            scope: scope.to_string(),
+            retryable: true,
+            message: r.to_string(),
+        })?;
+        let t = match credential.get_token(&[scope], None).await {
+            Ok(t) => {
+                permit.success();
+                t
+            }
+            Err(e) => {
+                let retryable = is_retryable_azure(&e);
+                let message = super::error_chain(&e);
+                if retryable {
+                    permit.failure(&message);
+                } else {
+                    permit.success(); // it answered: the request was refused
+                }
+                return Err(CredentialError::Acquire {
                     credential: self.describe(),
                     scope: scope.to_string(),
-                    retryable: is_retryable_azure(&e),
-                    message: super::error_chain(&e),
-                })?;
+                    retryable,
+                    message,
+                });
+            }
+        };
         let expires_on = DateTime::<Utc>::from_timestamp(t.expires_on.unix_timestamp(), 0)
             .unwrap_or_else(Utc::now);
         Ok(AccessToken::bearer(t.token.secret(), expires_on))

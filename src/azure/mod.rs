@@ -4,7 +4,9 @@
 //!   [`retry::send_with_retry`] over `reqwest`.
 //! - [`credential`]: the [`credential::TokenSource`] trait, a per-scope cache refreshed before
 //!   expiry, and managed identity through `azure_identity`.
+//! - [`breaker`]: a circuit breaker per endpoint, consulted by [`retry::send_with_retry`].
 
+pub mod breaker;
 pub mod credential;
 pub mod retry;
 

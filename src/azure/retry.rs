@@ -164,6 +164,8 @@ pub struct Target {
     pub failed_checkpoint: &'static str,
     /// Job the call is for, copied into the checkpoints.
     pub job_id: Option<String>,
+    /// The endpoint's circuit breaker (src/azure/breaker.rs), if the client has one.
+    pub breaker: Option<std::sync::Arc<super::breaker::Breaker>>,
 }
 
 impl Target {
@@ -183,6 +185,7 @@ impl Target {
             retry_checkpoint: cp::AZURE_CALL_RETRY,
             failed_checkpoint: cp::AZURE_CALL_FAILED,
             job_id: None,
+            breaker: None,
         }
     }
 
@@ -204,6 +207,12 @@ impl Target {
         self.job_id = job_id;
         self
     }
+
+    /// Guards the call with the endpoint's circuit breaker.
+    pub fn with_breaker(mut self, breaker: std::sync::Arc<super::breaker::Breaker>) -> Self {
+        self.breaker = Some(breaker);
+        self
+    }
 }
 
 impl std::fmt::Display for Target {
@@ -223,6 +232,8 @@ pub enum FailureKind {
     Auth,
     /// The request could not be built (a bug or bad settings).
     Request,
+    /// Not sent: the endpoint's circuit breaker is open (transient).
+    CircuitOpen,
 }
 
 /// A failed Azure call, with everything needed to act on it.
@@ -334,6 +345,22 @@ where
             refresh_auth: refresh_now,
         };
         refresh_now = false;
+        // An open breaker: fail fast, before a token fetch or a request (the caller's outbox or
+        // redelivery keeps the work).
+        let mut permit = match target.breaker.as_ref().map(|b| b.allow()).transpose() {
+            Ok(p) => p,
+            Err(r) => {
+                let e = fail(
+                    target,
+                    None,
+                    r.to_string(),
+                    true,
+                    attempts - 1,
+                    FailureKind::CircuitOpen,
+                );
+                return Err(give_up(target, e));
+            }
+        };
         let request = match build(attempt).await {
             Ok(r) => r,
             // A transient failure before sending (the token endpoint was busy): retried like
@@ -373,7 +400,11 @@ where
                 Ok(Err(e)) => (None, describe_reqwest(&e), None),
                 Ok(Ok(response)) => {
                     let status = response.status();
-                    match RetryPolicy::classify(status, response.headers()) {
+                    let verdict = RetryPolicy::classify(status, response.headers());
+                    if let Some(p) = permit.take_if(|_| !matches!(verdict, Verdict::Retry { .. })) {
+                        p.success(); // the endpoint answered, even if it refused
+                    }
+                    match verdict {
                         Verdict::Success => return Ok(Sent { response, attempts }),
                         Verdict::RefreshAuth if !refreshed => {
                             refreshed = true;
@@ -418,6 +449,11 @@ where
             };
         let (status, message, after) = failure;
         if retries >= policy.max_retries {
+            // The breaker counts calls that failed after all their retries, not attempts: a
+            // blip the retries absorb (a burst of timeouts under load) must not open it.
+            if let Some(p) = permit {
+                p.failure(&message);
+            }
             let e = fail(
                 target,
                 status,

@@ -92,6 +92,7 @@ struct Inner {
     account: String,
     auth: Auth,
     retry: RetryPolicy,
+    breaker: Arc<crate::azure::breaker::Breaker>,
 }
 
 /// What a request is about (for the URL, the signature and errors).
@@ -143,8 +144,12 @@ impl BlobClient {
         Ok(Self {
             inner: Arc::new(Inner {
                 http,
-                endpoint,
                 account,
+                breaker: crate::azure::breaker::Breaker::new(
+                    format!("Blob Storage {endpoint}"),
+                    crate::azure::breaker::BreakerConfig::from_env(),
+                ),
+                endpoint,
                 auth,
                 retry: RetryPolicy::default(),
             }),
@@ -161,6 +166,7 @@ impl BlobClient {
                 account: i.account.clone(),
                 auth: i.auth.clone(),
                 retry: policy,
+                breaker: Arc::clone(&i.breaker),
             }),
         }
     }
@@ -518,7 +524,8 @@ impl BlobClient {
                 call.operation.clone(),
             ),
         }
-        .with_context(format!("storage account {}", self.inner.account));
+        .with_context(format!("storage account {}", self.inner.account))
+        .with_breaker(Arc::clone(&self.inner.breaker));
         let sent = send_with_retry(&self.inner.retry, &target, |a| {
             let target = &target;
             async move { self.attempt(call, target, a.refresh_auth).await }

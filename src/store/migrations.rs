@@ -56,6 +56,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "raster_optional_schemas",
         sql: include_str!("../../migrations/0012_raster_optional_schemas.sql"),
     },
+    Migration {
+        version: 13,
+        name: "retention",
+        sql: include_str!("../../migrations/0013_retention.sql"),
+    },
 ];
 
 /// The state of one migration in a database.

@@ -134,6 +134,23 @@ pub const OPTIONAL_SCHEMA_GET: &str = include_str!("sql/optional_schema_get.sql"
 pub const OPTIONAL_SCHEMA_RECORD: &str = include_str!("sql/optional_schema_record.sql");
 /// Serialises the pgSTAC writes of one collection (process_raster).
 pub const STAC_COLLECTION_LOCK: &str = include_str!("sql/stac_collection_lock.sql");
+/// Finished jobs past their retention, oldest first.
+pub const RETENTION_EXPIRED_JOBS: &str = include_str!("sql/retention_expired_jobs.sql");
+/// Completed jobs whose events are past their retention and still there.
+pub const RETENTION_EVENT_JOBS: &str = include_str!("sql/retention_event_jobs.sql");
+/// One bounded batch of events of jobs still past retention.
+pub const RETENTION_DELETE_EVENTS: &str = include_str!("sql/retention_delete_events.sql");
+/// One bounded batch of tasks of jobs still past retention.
+pub const RETENTION_DELETE_TASKS: &str = include_str!("sql/retention_delete_tasks.sql");
+/// One bounded batch of archived tasks of jobs still past retention.
+pub const RETENTION_DELETE_ARCHIVE: &str = include_str!("sql/retention_delete_archive.sql");
+/// The emptied job rows past retention (stages and counters by cascade), with their message failures.
+pub const RETENTION_DELETE_JOBS: &str = include_str!("sql/retention_delete_jobs.sql");
+/// Completed jobs whose events are all gone: `events_purged_at` set.
+pub const RETENTION_MARK_EVENTS_PURGED: &str = include_str!("sql/retention_mark_events_purged.sql");
+/// What retention would delete now (counts).
+pub const RETENTION_PREVIEW: &str = include_str!("sql/retention_preview.sql");
+
 /// Every statement with its name (prepared against the schema by a test).
 pub const ALL: &[(&str, &str)] = &[
     ("event_insert_batch", EVENT_INSERT_BATCH),
@@ -200,4 +217,12 @@ pub const ALL: &[(&str, &str)] = &[
     ("optional_schema_get", OPTIONAL_SCHEMA_GET),
     ("optional_schema_record", OPTIONAL_SCHEMA_RECORD),
     ("stac_collection_lock", STAC_COLLECTION_LOCK),
+    ("retention_expired_jobs", RETENTION_EXPIRED_JOBS),
+    ("retention_event_jobs", RETENTION_EVENT_JOBS),
+    ("retention_delete_events", RETENTION_DELETE_EVENTS),
+    ("retention_delete_tasks", RETENTION_DELETE_TASKS),
+    ("retention_delete_archive", RETENTION_DELETE_ARCHIVE),
+    ("retention_delete_jobs", RETENTION_DELETE_JOBS),
+    ("retention_mark_events_purged", RETENTION_MARK_EVENTS_PURGED),
+    ("retention_preview", RETENTION_PREVIEW),
 ];

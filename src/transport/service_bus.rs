@@ -26,6 +26,7 @@ use futures::{StreamExt, TryStreamExt};
 use reqwest::header::{HeaderName, HeaderValue};
 
 use super::{OutboundMessage, Transport, TransportError};
+use crate::azure::breaker::{Breaker, BreakerConfig};
 use crate::azure::credential::{ManagedIdentity, SharedTokenSource, scopes};
 use crate::azure::retry::{RetryPolicy, Target, authorization, send_with_retry};
 use crate::config::ConfigError;
@@ -64,6 +65,8 @@ pub struct ServiceBusSettings {
     pub retry: RetryPolicy,
     /// Requests in flight per send (`SERVICE_BUS_SEND_CONCURRENCY`, default 4).
     pub concurrency: usize,
+    /// The namespace's circuit breaker (`AZURE_BREAKER_*`).
+    pub breaker: BreakerConfig,
 }
 
 /// The settings of one connection name: the plain setting, its `ConnectionStrings` forms and
@@ -269,6 +272,7 @@ impl ServiceBusSettings {
             message_ttl,
             retry,
             concurrency: int("SERVICE_BUS_SEND_CONCURRENCY", 4, 1, 64)?,
+            breaker: BreakerConfig::from_lookup(get)?,
         })
     }
 }
@@ -280,6 +284,7 @@ pub struct ServiceBusSender {
     http: reqwest::Client,
     tokens: SharedTokenSource,
     sas: Option<ConnectionString>,
+    breaker: Arc<Breaker>,
 }
 
 /// Why the sender could not be built.
@@ -326,11 +331,16 @@ impl ServiceBusSender {
                 namespace: settings.namespace.clone(),
                 message: format!("HTTP client: {e}"),
             })?;
+        let breaker = Breaker::new(
+            format!("Service Bus {}", settings.endpoint),
+            settings.breaker,
+        );
         Ok(Self {
             settings: Arc::new(settings),
             http,
             tokens,
             sas,
+            breaker,
         })
     }
 
@@ -432,7 +442,8 @@ impl ServiceBusSender {
         )
         .with_context(context)
         .with_checkpoints(cp::SERVICE_BUS_SEND_RETRY, cp::SERVICE_BUS_SEND_FAILED)
-        .for_job(first.job_id.clone());
+        .for_job(first.job_id.clone())
+        .with_breaker(Arc::clone(&self.breaker));
         let url = self.url_for(queue);
         let scope = self.scope_for(queue);
         let sent = send_with_retry(&self.settings.retry, &target, |attempt| {

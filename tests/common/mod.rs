@@ -5,6 +5,7 @@
 
 pub mod ingestion;
 pub mod jobs;
+pub mod kql;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

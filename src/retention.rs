@@ -1,0 +1,429 @@
+//! Retention: finished jobs and their rows are deleted after a while, in bounded batches.
+//!
+//! At 100,000 tasks a job and two events a task, `app.tasks` and `app.job_events` grow by
+//! millions of rows a day; nothing else ever removes them. The policy (settings, all in days,
+//! 0 = keep forever):
+//!
+//! | rule | setting | default | what goes |
+//! |---|---|---|---|
+//! | completed jobs | `RETENTION_COMPLETED_DAYS` | 30 | a `completed` / `completed_with_errors` job, its stages, tasks, archived tasks, events and message failures |
+//! | failed jobs | `RETENTION_FAILED_DAYS` | 90 | the same for `failed` and `cancelled` jobs |
+//! | events of completed jobs | `RETENTION_EVENTS_DAYS` | 14 | only the `job_events` rows; the job and its tasks stay until their own rule |
+//!
+//! Age is counted from `completed_at`. Every delete is one statement of at most
+//! `RETENTION_BATCH_ROWS` rows (5,000) over at most 100 jobs, committed on its own, with a
+//! pause of `RETENTION_BATCH_PAUSE_MS` between batches, so no statement holds many locks or a
+//! long transaction; and every statement re-checks, under `FOR SHARE`, that the job is still
+//! finished and old enough (a job resubmitted meanwhile keeps its rows). A run stops after
+//! `RETENTION_MAX_RUN_S` and the next one continues. The janitor runs it after its repairs; each
+//! run is a row in `app.janitor_runs` (`run_type = 'retention'`) and a `RETENTION_RUN_COMPLETED`
+//! checkpoint; `coremachine purge --dry-run` shows what would go.
+//!
+//! Job ids are content-addressed (submit is idempotent): once a job is deleted, submitting the
+//! same type and parameters creates a new job with the same id.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::config::{ConfigError, num, num_f};
+use crate::store::{self, QueryContext, StoreError, sql};
+use crate::telemetry::checkpoints as cp;
+use deadpool_postgres::Pool;
+
+/// Jobs handled by one batch statement.
+const JOBS_PER_BATCH: i64 = 100;
+
+/// The retention policy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetentionSettings {
+    /// Completed jobs are deleted this long after completion (None: kept).
+    pub completed: Option<Duration>,
+    /// Failed and cancelled jobs likewise.
+    pub failed: Option<Duration>,
+    /// Events of completed jobs likewise (the job stays).
+    pub events: Option<Duration>,
+    /// Rows per delete statement.
+    pub batch_rows: i64,
+    /// Pause between batches (lets the hot path in).
+    pub pause: Duration,
+    /// A run stops after this; the next run continues.
+    pub max_run: Duration,
+}
+
+impl Default for RetentionSettings {
+    fn default() -> Self {
+        let days = |d: u64| Some(Duration::from_secs(d * 86_400));
+        Self {
+            completed: days(30),
+            failed: days(90),
+            events: days(14),
+            batch_rows: 5_000,
+            pause: Duration::from_millis(10),
+            max_run: Duration::from_secs(60),
+        }
+    }
+}
+
+impl RetentionSettings {
+    /// Reads `RETENTION_*` through `get`.
+    pub fn from_lookup(get: &impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let days = |name: &'static str, default: f64| -> Result<Option<Duration>, ConfigError> {
+            let d = num_f(get, name, default, 0.0, 36_500.0)?;
+            Ok((d > 0.0).then(|| Duration::from_secs_f64(d * 86_400.0)))
+        };
+        Ok(Self {
+            completed: days("RETENTION_COMPLETED_DAYS", 30.0)?,
+            failed: days("RETENTION_FAILED_DAYS", 90.0)?,
+            events: days("RETENTION_EVENTS_DAYS", 14.0)?,
+            batch_rows: num(get, "RETENTION_BATCH_ROWS", 5_000, 100, 100_000)?,
+            pause: Duration::from_millis(
+                num(get, "RETENTION_BATCH_PAUSE_MS", 10, 0, 10_000)? as u64
+            ),
+            max_run: Duration::from_secs(num(get, "RETENTION_MAX_RUN_S", 60, 1, 3_600)? as u64),
+        })
+    }
+
+    /// The policy in days, for `coremachine purge` (null: kept forever).
+    pub fn describe(&self) -> serde_json::Value {
+        let days = |d: Option<Duration>| d.map(|d| d.as_secs_f64() / 86_400.0);
+        json!({
+            "completed_days": days(self.completed),
+            "failed_days": days(self.failed),
+            "events_days": days(self.events),
+            "batch_rows": self.batch_rows,
+        })
+    }
+
+    fn secs(d: Option<Duration>) -> Option<f64> {
+        d.map(|d| d.as_secs_f64())
+    }
+}
+
+/// What a retention run deleted.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct PurgeReport {
+    /// Janitor run id (`app.janitor_runs`).
+    pub run_id: String,
+    /// Completed jobs deleted.
+    pub completed_jobs: i64,
+    /// Failed or cancelled jobs deleted.
+    pub failed_jobs: i64,
+    /// Task rows deleted.
+    pub tasks: i64,
+    /// Archived task rows deleted.
+    pub archived_tasks: i64,
+    /// Event rows deleted (of deleted jobs and of kept completed jobs).
+    pub events: i64,
+    /// Completed jobs kept whose events were deleted.
+    pub jobs_losing_events: i64,
+    /// Delete statements run.
+    pub batches: i64,
+    /// False when the run stopped at `RETENTION_MAX_RUN_S` with work left.
+    pub finished: bool,
+    /// How long it took.
+    pub duration_ms: u64,
+}
+
+/// What retention would delete now (`coremachine purge --dry-run`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PurgePreview {
+    /// Completed jobs past retention.
+    pub completed_jobs: i64,
+    /// Failed or cancelled jobs past retention.
+    pub failed_jobs: i64,
+    /// Their tasks.
+    pub tasks: i64,
+    /// Their archived tasks.
+    pub archived_tasks: i64,
+    /// Their events.
+    pub events_of_deleted_jobs: i64,
+    /// Completed jobs that stay but lose their events.
+    pub jobs_losing_events: i64,
+    /// Those events.
+    pub events_of_kept_jobs: i64,
+    /// Completion time of the oldest job that would go.
+    pub oldest: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// Counts what a run would delete, deleting nothing.
+pub async fn preview(pool: &Pool, s: &RetentionSettings) -> Result<PurgePreview, StoreError> {
+    let c = store::client(pool, "previewing retention").await?;
+    let r = c
+        .query_one(
+            sql::RETENTION_PREVIEW,
+            &[
+                &RetentionSettings::secs(s.completed),
+                &RetentionSettings::secs(s.failed),
+                &RetentionSettings::secs(s.events),
+            ],
+        )
+        .await
+        .ctx(|| "counting what retention would delete".into())?;
+    Ok(PurgePreview {
+        completed_jobs: r.get(0),
+        failed_jobs: r.get(1),
+        tasks: r.get(2),
+        archived_tasks: r.get(3),
+        events_of_deleted_jobs: r.get(4),
+        jobs_losing_events: r.get(5),
+        events_of_kept_jobs: r.get(6),
+        oldest: r.get(7),
+    })
+}
+
+/// One retention run, recorded in `app.janitor_runs` (`run_type = 'retention'`).
+pub async fn run(pool: &Pool, s: &RetentionSettings) -> Result<PurgeReport, StoreError> {
+    let started = Instant::now();
+    let run_id = uuid::Uuid::new_v4().simple().to_string();
+    {
+        let c = store::client(pool, "starting a retention run").await?;
+        c.execute(sql::JANITOR_RUN_START, &[&run_id, &"retention"])
+            .await
+            .ctx(|| "recording the retention run".into())?;
+    }
+    let mut report = PurgeReport {
+        run_id: run_id.clone(),
+        ..PurgeReport::default()
+    };
+    let result = purge(pool, s, started, &mut report).await;
+    report.duration_ms = started.elapsed().as_millis() as u64;
+    let (status, error) = match &result {
+        Ok(()) => ("completed", None),
+        Err(e) => ("failed", Some(e.to_string())),
+    };
+    let deleted = report.rows();
+    let c = store::client(pool, "finishing a retention run").await?;
+    c.execute(
+        sql::JANITOR_RUN_FINISH,
+        &[
+            &run_id,
+            &(started.elapsed().as_millis() as i32),
+            &status,
+            &clamp(report.completed_jobs + report.failed_jobs + report.jobs_losing_events),
+            &clamp(deleted),
+            &json!([{"action": "retention", "report": &report}]),
+            &error,
+        ],
+    )
+    .await
+    .ctx(|| format!("recording the end of retention run {run_id}"))?;
+    let f = cp::Fields::default()
+        .extra("run_id", &run_id)
+        .extra("completed_jobs", report.completed_jobs)
+        .extra("failed_jobs", report.failed_jobs)
+        .extra("tasks", report.tasks)
+        .extra("events", report.events)
+        .extra("batches", report.batches)
+        .extra("finished", report.finished)
+        .duration_ms(started.elapsed().as_millis() as u64);
+    match result {
+        Ok(()) => {
+            cp::emit(cp::RETENTION_RUN_COMPLETED, &f);
+            Ok(report)
+        }
+        Err(e) => {
+            cp::emit_error(cp::RETENTION_RUN_FAILED, &f, "RetentionError", &e);
+            Err(e)
+        }
+    }
+}
+
+fn clamp(n: i64) -> i32 {
+    n.min(i32::MAX as i64) as i32
+}
+
+/// Applies the policy without recording a run of its own (the janitor records it in its run).
+pub async fn apply(pool: &Pool, s: &RetentionSettings) -> Result<PurgeReport, StoreError> {
+    let started = Instant::now();
+    let mut report = PurgeReport::default();
+    purge(pool, s, started, &mut report).await?;
+    report.duration_ms = started.elapsed().as_millis() as u64;
+    Ok(report)
+}
+
+impl PurgeReport {
+    /// Rows deleted, all tables together.
+    pub fn rows(&self) -> i64 {
+        self.completed_jobs + self.failed_jobs + self.tasks + self.archived_tasks + self.events
+    }
+}
+
+/// Deletes in batches until nothing is left or the time budget is spent.
+async fn purge(
+    pool: &Pool,
+    s: &RetentionSettings,
+    started: Instant,
+    report: &mut PurgeReport,
+) -> Result<(), StoreError> {
+    let (completed, failed) = (
+        RetentionSettings::secs(s.completed),
+        RetentionSettings::secs(s.failed),
+    );
+    let deadline = started + s.max_run;
+    let out_of_time = || Instant::now() >= deadline;
+    // Whole jobs first (their events go with them), then the events of completed jobs that stay.
+    if completed.is_some() || failed.is_some() {
+        loop {
+            let jobs: Vec<(String, String)> = {
+                let c = store::client(pool, "finding expired jobs").await?;
+                c.query(
+                    sql::RETENTION_EXPIRED_JOBS,
+                    &[&completed, &failed, &JOBS_PER_BATCH],
+                )
+                .await
+                .ctx(|| "finding jobs past retention".into())?
+                .iter()
+                .map(|r| (r.get(0), r.get(1)))
+                .collect()
+            };
+            if jobs.is_empty() {
+                break;
+            }
+            let ids: Vec<&str> = jobs.iter().map(|(id, _)| id.as_str()).collect();
+            let [tasks, archived, events] = drain(
+                pool,
+                s,
+                deadline,
+                (&ids, completed, failed),
+                [
+                    (sql::RETENTION_DELETE_TASKS, "tasks"),
+                    (sql::RETENTION_DELETE_ARCHIVE, "archived tasks"),
+                    (sql::RETENTION_DELETE_EVENTS, "events"),
+                ],
+                report,
+            )
+            .await?;
+            report.tasks += tasks;
+            report.archived_tasks += archived;
+            report.events += events;
+            let c = store::client(pool, "deleting expired jobs").await?;
+            let gone: Vec<String> = c
+                .query(sql::RETENTION_DELETE_JOBS, &[&ids, &completed, &failed])
+                .await
+                .ctx(|| format!("deleting {} jobs past retention", ids.len()))?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            report.batches += 1;
+            for (id, status) in &jobs {
+                if gone.contains(id) {
+                    if status.starts_with("completed") {
+                        report.completed_jobs += 1;
+                    } else {
+                        report.failed_jobs += 1;
+                    }
+                }
+            }
+            if gone.is_empty() {
+                // None could go: the batches stopped at the deadline, or the jobs were
+                // resubmitted or given new rows while being purged. The next run tries again.
+                if out_of_time() {
+                    return Ok(());
+                }
+                break;
+            }
+            if out_of_time() {
+                return Ok(());
+            }
+        }
+    }
+    if let Some(events) = RetentionSettings::secs(s.events) {
+        loop {
+            let ids: Vec<String> = {
+                let c = store::client(pool, "finding jobs whose events expired").await?;
+                c.query(sql::RETENTION_EVENT_JOBS, &[&events, &JOBS_PER_BATCH])
+                    .await
+                    .ctx(|| "finding completed jobs whose events are past retention".into())?
+                    .iter()
+                    .map(|r| r.get(0))
+                    .collect()
+            };
+            if ids.is_empty() {
+                break;
+            }
+            let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+            // Only the completed rule applies (failed: NULL), with the events' age.
+            let [events] = drain(
+                pool,
+                s,
+                deadline,
+                (&refs, Some(events), None),
+                [(sql::RETENTION_DELETE_EVENTS, "events")],
+                report,
+            )
+            .await?;
+            report.events += events;
+            let c = store::client(pool, "marking events purged").await?;
+            let marked = c
+                .execute(sql::RETENTION_MARK_EVENTS_PURGED, &[&refs])
+                .await
+                .ctx(|| format!("marking the events of {} jobs purged", refs.len()))?;
+            report.jobs_losing_events += marked as i64;
+            if marked == 0 || out_of_time() {
+                return Ok(());
+            }
+        }
+    }
+    report.finished = true;
+    Ok(())
+}
+
+/// Runs each batch statement in turn until it deletes fewer rows than a batch; returns the rows
+/// each deleted. Stops at `deadline` (a job with a million rows takes several runs).
+async fn drain<const N: usize>(
+    pool: &Pool,
+    s: &RetentionSettings,
+    deadline: Instant,
+    (ids, a, b): (&Vec<&str>, Option<f64>, Option<f64>),
+    statements: [(&str, &str); N],
+    report: &mut PurgeReport,
+) -> Result<[i64; N], StoreError> {
+    let mut totals = [0i64; N];
+    for (i, (statement, what)) in statements.iter().enumerate() {
+        loop {
+            let n = {
+                let c = store::client(pool, "retention batch").await?;
+                c.execute(*statement, &[ids, &a, &b, &s.batch_rows])
+                    .await
+                    .ctx(|| format!("deleting {what} of {} jobs past retention", ids.len()))?
+            } as i64;
+            report.batches += 1;
+            totals[i] += n;
+            if n < s.batch_rows {
+                break;
+            }
+            if Instant::now() >= deadline {
+                return Ok(totals);
+            }
+            if !s.pause.is_zero() {
+                tokio::time::sleep(s.pause).await;
+            }
+        }
+    }
+    Ok(totals)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_default_to_30_90_14_days_and_zero_keeps_forever() {
+        let none = RetentionSettings::from_lookup(&|_| None).unwrap();
+        assert_eq!(none, RetentionSettings::default());
+        let s = RetentionSettings::from_lookup(&|k| match k {
+            "RETENTION_FAILED_DAYS" => Some("0".into()),
+            "RETENTION_EVENTS_DAYS" => Some("0.5".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(s.failed, None);
+        assert_eq!(s.events, Some(Duration::from_secs(43_200)));
+        let e = RetentionSettings::from_lookup(&|k| {
+            (k == "RETENTION_BATCH_ROWS").then(|| "10".to_string())
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("RETENTION_BATCH_ROWS"), "{e}");
+    }
+}
