@@ -4,8 +4,10 @@
 //!   [`retry::send_with_retry`] over `reqwest`.
 //! - [`credential`]: the [`credential::TokenSource`] trait, a per-scope cache refreshed before
 //!   expiry, and managed identity through `azure_identity`.
+//! - [`redact`]: the one function that strips SAS query strings and secret pairs from error text.
 
 pub mod credential;
+pub mod redact;
 pub mod retry;
 
 /// An error and its causes, `: `-separated, skipping causes already contained in the text.
