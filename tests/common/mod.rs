@@ -105,6 +105,7 @@ pub struct Opts {
     pub emulator: bool,
     pub max_concurrent_calls: Option<usize>,
     pub registry: Registry,
+    pub unsafe_no_auth: bool,
 }
 
 impl Opts {
@@ -119,6 +120,7 @@ impl Opts {
             emulator: true,
             max_concurrent_calls: Some(8),
             registry: jobs::test_registry(),
+            unsafe_no_auth: false,
         }
     }
 }
@@ -164,6 +166,7 @@ impl TestApp {
                 emulator: opts.emulator,
                 migrate: false,
                 max_concurrent_calls: opts.max_concurrent_calls,
+                unsafe_no_auth: opts.unsafe_no_auth,
             },
             opts.registry.clone(),
             faults.clone(),
