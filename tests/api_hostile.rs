@@ -363,3 +363,80 @@ async fn strings_longer_than_4kb_pass_only_where_the_schema_allows_them() {
     assert_eq!(s, 400, "{b}");
     t.cleanup().await;
 }
+
+/// Regression (issue 13.4): a cursor whose time chrono accepts but PostgreSQL does not
+/// (`-300000000000000000` µs, before 4713 BC) answered 500 with "timestamp out of range
+/// (SQLSTATE 22008)".
+#[tokio::test]
+async fn a_cursor_outside_postgresql_time_range_is_a_400() {
+    use base64::Engine as _;
+    let t = TestApp::start().await;
+    let b64 = |s: String| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+    let hex = "a".repeat(64);
+    for micros in [
+        "-300000000000000000",
+        "-210866803200000001",
+        "8210266876799999999",
+        "-9223372036854775808",
+    ] {
+        let path = format!("/api/jobs?cursor={}", b64(format!("{micros}.{hex}")));
+        let (s, b) = raw(&t, "GET", &path, None).await;
+        assert_envelope(&path, s, &b);
+        assert_eq!(s, 400, "{path}: {b}");
+        assert_eq!(b["error"], "invalid_cursor", "{b}");
+        assert_eq!(b["details"][0]["field"], "query.cursor", "{b}");
+    }
+    // A cursor of an ordinary time still pages.
+    let path = format!(
+        "/api/jobs?cursor={}",
+        b64(format!("1700000000000000.{hex}"))
+    );
+    let (s, b) = raw(&t, "GET", &path, None).await;
+    assert_eq!(s, 200, "{b}");
+    t.cleanup().await;
+}
+
+/// Regression (issue 13.4): a 5xx body carried the driver's text; now a generic message and the
+/// request id (the detail goes to the log).
+#[tokio::test]
+async fn a_5xx_body_carries_no_driver_text_only_a_request_id() {
+    let (name, _) = crate::common::fresh_db().await;
+    let dead_url = "postgres://postgres@127.0.0.1:9/none";
+    let mut o = crate::common::Opts::new(dead_url);
+    o.emulator = false;
+    o.settings.db_pool_size = 2;
+    let t = TestApp::start_with(name, dead_url.into(), o).await;
+    for path in [
+        format!("/api/jobs/{}", "a".repeat(64)),
+        "/api/jobs".to_string(),
+        "/api/dbadmin/jobs".to_string(),
+    ] {
+        let (s, b) = raw(&t, "GET", &path, None).await;
+        assert_eq!(s, 503, "{path}: {b}");
+        let msg = b["message"].as_str().unwrap_or_default();
+        let id = b["request_id"].as_str().unwrap_or_default();
+        assert!(!id.is_empty() && msg.contains(id), "{path}: {b}");
+        for driver in [
+            "SQLSTATE",
+            "os error",
+            "connect",
+            "postgres",
+            "127.0.0.1",
+            "refused",
+        ] {
+            assert!(!msg.contains(driver), "{path} answered driver text: {b}");
+        }
+    }
+    // The anonymous health route says what is unhealthy, not the driver's words.
+    let (s, b) = raw(&t, "GET", "/api/health", None).await;
+    assert_eq!(s, 503, "{b}");
+    for driver in ["SQLSTATE", "os error", "127.0.0.1", "refused"] {
+        assert!(
+            !b.to_string().contains(driver),
+            "health answered driver text: {b}"
+        );
+    }
+    if let Some(app) = t.app {
+        app.kill().await;
+    }
+}
