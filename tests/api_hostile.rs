@@ -400,12 +400,7 @@ async fn a_cursor_outside_postgresql_time_range_is_a_400() {
 /// request id (the detail goes to the log).
 #[tokio::test]
 async fn a_5xx_body_carries_no_driver_text_only_a_request_id() {
-    let (name, _) = crate::common::fresh_db().await;
-    let dead_url = "postgres://postgres@127.0.0.1:9/none";
-    let mut o = crate::common::Opts::new(dead_url);
-    o.emulator = false;
-    o.settings.db_pool_size = 2;
-    let t = TestApp::start_with(name, dead_url.into(), o).await;
+    let t = TestApp::start_without_database().await;
     for path in [
         format!("/api/jobs/{}", "a".repeat(64)),
         "/api/jobs".to_string(),

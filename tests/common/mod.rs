@@ -155,6 +155,16 @@ impl TestApp {
         Self::start_with(name, url, o).await
     }
 
+    /// An instance (no emulator) whose database URL points at a closed port.
+    pub async fn start_without_database() -> Self {
+        let (name, _) = fresh_db().await;
+        let dead_url = "postgres://postgres@127.0.0.1:9/none";
+        let mut o = Opts::new(dead_url);
+        o.emulator = false;
+        o.settings.db_pool_size = 2;
+        Self::start_with(name, dead_url.into(), o).await
+    }
+
     /// Starts on an existing database.
     pub async fn start_with(db_name: String, db_url: String, opts: Opts) -> Self {
         let faults = Arc::new(Faults::none());
