@@ -435,3 +435,53 @@ async fn a_5xx_body_carries_no_driver_text_only_a_request_id() {
         app.kill().await;
     }
 }
+
+/// Issue 13.10, decided: a duplicate key is refused (which value was meant is unknowable), `null`
+/// is the same as leaving the parameter out, and a body without Content-Type is read as JSON
+/// (clients of the earlier system send none); any other Content-Type is a 415.
+#[tokio::test]
+async fn submit_refuses_duplicate_keys_reads_null_as_absent_and_a_bare_body_as_json() {
+    let t = TestApp::start_opts(|o| o.emulator = false).await;
+    let submit = "/api/jobs/submit/hello_world";
+    for (body, field) in [
+        (r#"{"n": 1, "n": 2}"#, "body.n"),
+        (
+            r#"{"n": 1, "message": "a", "message": "b"}"#,
+            "body.message",
+        ),
+    ] {
+        let (s, b) = raw(&t, "POST", submit, Some((body.into(), "application/json"))).await;
+        assert_envelope(body, s, &b);
+        assert_eq!(s, 400, "{b}");
+        assert_eq!(b["error"], "duplicate_key", "{b}");
+        assert_eq!(b["details"][0]["field"], field, "{b}");
+    }
+    nothing_stored(&t).await;
+    let (s, with_null) = raw(
+        &t,
+        "POST",
+        submit,
+        Some((br#"{"n": null}"#.to_vec(), "application/json")),
+    )
+    .await;
+    assert_eq!(s, 201, "{with_null}");
+    let (s, absent) = raw(
+        &t,
+        "POST",
+        submit,
+        Some((b"{}".to_vec(), "application/json")),
+    )
+    .await;
+    assert_eq!(s, 200, "the same job again (idempotent): {absent}");
+    assert_eq!(with_null["job_id"], absent["job_id"], "null is the default");
+    // No Content-Type at all: read as JSON.
+    let r = t
+        .http
+        .post(format!("{}{submit}", t.base))
+        .body(r#"{"n": 2}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    t.cleanup().await;
+}

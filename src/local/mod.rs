@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod emulator;
 pub mod functions;
+pub mod server;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -164,11 +165,8 @@ pub async fn start(
         app
     };
     let sd = shutdown.clone();
-    let mut tasks = vec![tokio::spawn(async move {
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { sd.cancelled().await })
-            .await;
-    })];
+    let limits = settings.server.clone();
+    let mut tasks = vec![tokio::spawn(server::serve(listener, app, limits, sd))];
     if opts.emulator {
         let cfg = emulator::EmulatorConfig {
             handler_url: format!("http://{addr}"),
