@@ -522,4 +522,27 @@ mod tests {
             "the rest of the URL stays: {shown}"
         );
     }
+
+    #[test]
+    fn server_limits_have_defaults_and_refuse_nonsense() {
+        let none = |_: &str| None;
+        assert_eq!(
+            ServerSettings::from_lookup(&none).unwrap(),
+            ServerSettings::default()
+        );
+        let set = |k: &str| (k == "HTTP_IDLE_TIMEOUT_S").then(|| "2.5".to_string());
+        assert_eq!(
+            ServerSettings::from_lookup(&set).unwrap().idle_timeout,
+            Duration::from_millis(2500)
+        );
+        for (k, v) in [
+            ("HTTP_HEADER_READ_TIMEOUT_S", "soon"),
+            ("HTTP_BODY_READ_TIMEOUT_S", "0"),
+            ("HTTP_MAX_CONNECTIONS", "0"),
+        ] {
+            let get = |name: &str| (name == k).then(|| v.to_string());
+            let e = ServerSettings::from_lookup(&get).unwrap_err().to_string();
+            assert!(e.contains(k), "{k}={v}: {e}");
+        }
+    }
 }

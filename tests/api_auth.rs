@@ -254,6 +254,7 @@ async fn with_keys_head_is_checked_like_get() {
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 405);
+    assert_eq!(r.headers()["allow"], "GET,HEAD");
     t.cleanup().await;
 }
 

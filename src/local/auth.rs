@@ -270,16 +270,33 @@ async fn check(State(g): State<Arc<Guard>>, req: Request, next: Next) -> Respons
         Ok(None) => return next.run(req).await,
         // A function has the path but not the method: refused here, before any handler runs.
         Err(true) => {
-            return ApiError::new(
+            let path = req.uri().path();
+            let allow: Vec<&str> = [
+                Method::GET,
+                Method::HEAD,
+                Method::POST,
+                Method::PUT,
+                Method::DELETE,
+                Method::PATCH,
+            ]
+            .iter()
+            .filter(|m| matches!(g.routes.find(m, path), Ok(Some(_))))
+            .map(Method::as_str)
+            .collect();
+            let mut resp = ApiError::new(
                 axum::http::StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",
                 format!(
                     "{} is not allowed on {}",
                     req.method(),
-                    req.uri().path().chars().take(200).collect::<String>()
+                    path.chars().take(200).collect::<String>()
                 ),
             )
             .into_response();
+            if let Ok(v) = allow.join(",").parse() {
+                resp.headers_mut().insert(axum::http::header::ALLOW, v);
+            }
+            return resp;
         }
         Err(false) => {
             return ApiError::not_found(format!(
