@@ -19,6 +19,8 @@ echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 echo "==> cargo clippy"
 cargo clippy --all-targets -- -D warnings
+# shellcheck source=lib/advisories.sh
+source scripts/lib/advisories.sh && check_advisories # RustSec advisories, offline
 echo "==> cargo test"
 RUST_TEST_THREADS=${RUST_TEST_THREADS:-4} cargo test --all-targets -- "$@" 2>&1 | tee target/test-output.log
 grep -q "test result: ok" target/test-output.log

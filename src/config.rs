@@ -207,6 +207,8 @@ pub struct Settings {
     pub service_bus: Option<crate::transport::service_bus::ServiceBusSettings>,
     /// HTTP API keys and the admin switch.
     pub http: HttpSettings,
+    /// The HTTP server's timeouts and connection limit (`src/local/server.rs`).
+    pub server: ServerSettings,
     /// `serve` applies pending migrations before listening (`MIGRATE_ON_START`, default false);
     /// the Function App's identity then owns the schema it creates.
     pub migrate_on_start: bool,
@@ -241,6 +243,7 @@ impl Settings {
             db_pool_max_lifetime: Duration::from_secs(1800),
             service_bus: None,
             http: HttpSettings::default(),
+            server: ServerSettings::default(),
             migrate_on_start: false,
             storage: None,
             trigger_max_body_bytes: TRIGGER_MAX_BODY_BYTES,
@@ -322,6 +325,7 @@ impl Settings {
             7.0 * 86400.0,
         )?);
         s.http = HttpSettings::from_lookup(&get)?;
+        s.server = ServerSettings::from_lookup(&get)?;
         s.storage = StorageSettings::from_lookup(&get)?;
         s.retention = crate::retention::RetentionSettings::from_lookup(&get)?;
         Ok(s)
@@ -405,6 +409,51 @@ impl HttpSettings {
     }
 }
 
+/// The HTTP server's limits. The Functions host keeps connections to the handler open and holds
+/// one open for as long as an invocation runs (minutes), so no limit here counts the time a
+/// request spends in a handler: only a client that is slow to *send* (head or body) or a
+/// connection that sits idle between requests is cut.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerSettings {
+    /// From a request's first byte to its complete head (`HTTP_HEADER_READ_TIMEOUT_S`, 30 s).
+    pub header_read_timeout: Duration,
+    /// From the head to the last byte of the body (`HTTP_BODY_READ_TIMEOUT_S`, 60 s).
+    pub body_read_timeout: Duration,
+    /// A connection with no request in flight and no byte received (`HTTP_IDLE_TIMEOUT_S`,
+    /// 300 s: longer than the host's HTTP client keeps an idle connection, so the host is the
+    /// side that closes idle connections and never sends on one being closed here).
+    pub idle_timeout: Duration,
+    /// Open connections at most; more are answered 503 and closed (`HTTP_MAX_CONNECTIONS`, 1024).
+    pub max_connections: usize,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(30),
+            body_read_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(300),
+            max_connections: 1024,
+        }
+    }
+}
+
+impl ServerSettings {
+    fn from_lookup(get: &impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let secs = |name, default| -> Result<Duration, ConfigError> {
+            Ok(Duration::from_secs_f64(num_f(
+                get, name, default, 0.05, 86400.0,
+            )?))
+        };
+        Ok(Self {
+            header_read_timeout: secs("HTTP_HEADER_READ_TIMEOUT_S", 30.0)?,
+            body_read_timeout: secs("HTTP_BODY_READ_TIMEOUT_S", 60.0)?,
+            idle_timeout: secs("HTTP_IDLE_TIMEOUT_S", 300.0)?,
+            max_connections: num(get, "HTTP_MAX_CONNECTIONS", 1024, 1, 1_000_000)? as usize,
+        })
+    }
+}
+
 pub(crate) fn num(
     get: &impl Fn(&str) -> Option<String>,
     name: &'static str,
@@ -474,6 +523,7 @@ impl std::fmt::Debug for Settings {
             .field("db_pool_max_lifetime", &self.db_pool_max_lifetime)
             .field("service_bus", &self.service_bus)
             .field("http", &self.http)
+            .field("server", &self.server)
             .field("migrate_on_start", &self.migrate_on_start)
             .field("storage", &self.storage)
             .finish()
@@ -493,5 +543,28 @@ mod tests {
             shown.contains("db.example.com"),
             "the rest of the URL stays: {shown}"
         );
+    }
+
+    #[test]
+    fn server_limits_have_defaults_and_refuse_nonsense() {
+        let none = |_: &str| None;
+        assert_eq!(
+            ServerSettings::from_lookup(&none).unwrap(),
+            ServerSettings::default()
+        );
+        let set = |k: &str| (k == "HTTP_IDLE_TIMEOUT_S").then(|| "2.5".to_string());
+        assert_eq!(
+            ServerSettings::from_lookup(&set).unwrap().idle_timeout,
+            Duration::from_millis(2500)
+        );
+        for (k, v) in [
+            ("HTTP_HEADER_READ_TIMEOUT_S", "soon"),
+            ("HTTP_BODY_READ_TIMEOUT_S", "0"),
+            ("HTTP_MAX_CONNECTIONS", "0"),
+        ] {
+            let get = |name: &str| (name == k).then(|| v.to_string());
+            let e = ServerSettings::from_lookup(&get).unwrap_err().to_string();
+            assert!(e.contains(k), "{k}={v}: {e}");
+        }
     }
 }

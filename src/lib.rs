@@ -49,4 +49,5 @@ pub fn app_router(engine: engine::Engine) -> Router {
                 uri.path().chars().take(200).collect::<String>()
             ))
         })
+        .layer(axum::middleware::from_fn(api::input::request_limits))
 }

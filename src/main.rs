@@ -36,6 +36,10 @@ enum Command {
         /// Folder holding host.json and the function folders (default: the current directory).
         #[arg(long, env = "FUNCTIONS_APP_ROOT_PATH")]
         app_root: Option<PathBuf>,
+        /// Allow COREMACHINE_ADMIN_ENABLED=true without LOCAL_ADMIN_KEY / LOCAL_FUNCTION_KEYS:
+        /// anyone reaching the port can then apply migrations and drop the schema.
+        #[arg(long)]
+        unsafe_no_auth: bool,
     },
     /// Apply pending database migrations (and pgSTAC when PGSTAC_SQL names its install file).
     Migrate,
@@ -142,7 +146,11 @@ async fn run(cli: Cli) -> ExitCode {
             Ok(_) => ExitCode::SUCCESS,
             Err(e) => fail(e),
         },
-        Command::Local { port, app_root } => {
+        Command::Local {
+            port,
+            app_root,
+            unsafe_no_auth,
+        } => {
             let settings = match Settings::from_env(TransportMode::LocalQueue) {
                 Ok(s) => s,
                 Err(e) => return fail(e),
@@ -155,6 +163,7 @@ async fn run(cli: Cli) -> ExitCode {
                 emulator: true,
                 migrate: true,
                 max_concurrent_calls: None,
+                unsafe_no_auth,
             };
             let app = match local::start(opts, Registry::builtin(), Arc::new(Faults::none())).await
             {
@@ -186,6 +195,7 @@ async fn run(cli: Cli) -> ExitCode {
                 emulator: false,
                 migrate,
                 max_concurrent_calls: None,
+                unsafe_no_auth: false,
             };
             let app = match local::start(opts, Registry::builtin(), Arc::new(Faults::none())).await
             {
@@ -268,6 +278,7 @@ async fn run(cli: Cli) -> ExitCode {
                 emulator: false,
                 migrate: false,
                 max_concurrent_calls: None,
+                unsafe_no_auth: false,
             };
             let app = match local::start(opts, Registry::builtin(), Arc::new(Faults::none())).await
             {

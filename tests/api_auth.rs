@@ -133,3 +133,184 @@ fn secrets_never_print() {
     assert!(!Secret::new("abc").matches("abd"));
     assert!(!Secret::new("abc").matches("abcd"));
 }
+
+/// A Functions host invocation whose message body is `text`.
+fn invocation(text: &str) -> serde_json::Value {
+    use base64::Engine as _;
+    json!({"Data": {"msg": base64::engine::general_purpose::STANDARD.encode(text)}, "Metadata": {}})
+}
+
+/// Regression (issue 13.2): with keys set, `junk <job_id>` posted to the jobs trigger with no key
+/// failed the live job, a forged poison message did the same, and the janitor trigger ran.
+#[tokio::test]
+async fn with_keys_the_trigger_routes_take_only_the_emulators_calls_or_the_master_key() {
+    let t = keyed(false).await;
+    let r = t
+        .http
+        .post(format!("{}/api/jobs/submit/shapes1", t.base))
+        .header("x-functions-key", FKEY)
+        .json(&json!({"tasks": 1, "sleep_ms": 1500}))
+        .send()
+        .await
+        .unwrap();
+    let s = r.status().as_u16();
+    let b: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(s, 201, "{b}");
+    let id = b["job_id"].as_str().unwrap().to_string();
+    let forged = [
+        ("jobs-queue-trigger", format!("junk {id}")),
+        ("tasks-queue-trigger", format!("junk {id}")),
+        (
+            "poison-queue-trigger",
+            json!({"job_id": id, "job_type": "shapes1", "stage": 1}).to_string(),
+        ),
+        ("janitor-timer-trigger", String::new()),
+    ];
+    // Any case and slashes, in case the routes match them so.
+    let spellings = |f: &str| [f.to_string(), format!("{}/", f.to_uppercase())];
+    for (function, text) in &forged {
+        for path in spellings(function) {
+            for key in [None, Some("wrong"), Some(FKEY), Some("second-key")] {
+                let mut req = t
+                    .http
+                    .post(format!("{}/{path}", t.base))
+                    .json(&invocation(text));
+                if let Some(k) = key {
+                    req = req.header("x-functions-key", k);
+                }
+                let r = req.send().await.unwrap();
+                let s = r.status().as_u16();
+                let b: serde_json::Value = r.json().await.unwrap_or_default();
+                assert_eq!(s, 401, "POST /{path} with key {key:?}: {b}");
+                assert_eq!(b["error"], "unauthorized");
+            }
+        }
+    }
+    // The emulator's own deliveries carry its per-process key: the job runs to the end.
+    assert_eq!(
+        t.wait_terminal(&id, std::time::Duration::from_secs(30))
+            .await,
+        "completed"
+    );
+    let c = t.db().await;
+    let count = |sql: &'static str| {
+        let c = &c;
+        async move { c.query_one(sql, &[]).await.unwrap().get::<_, i64>(0) }
+    };
+    assert_eq!(count("SELECT count(*) FROM app.message_failures").await, 0);
+    assert_eq!(count("SELECT count(*) FROM app.janitor_runs").await, 0);
+    // The master key is the host's: it may invoke a trigger (here the janitor).
+    let r = t
+        .http
+        .post(format!("{}/janitor-timer-trigger", t.base))
+        .header("x-functions-key", MKEY)
+        .json(&invocation(""))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(count("SELECT count(*) FROM app.janitor_runs").await, 1);
+    t.cleanup().await;
+}
+
+/// Regression (issue 13.3): HEAD skipped the key check (GET answered 401, HEAD 200), so
+/// `HEAD /api/jobs/<id>` told anyone whether a job exists.
+#[tokio::test]
+async fn with_keys_head_is_checked_like_get() {
+    let t = keyed(true).await;
+    let id = "a".repeat(64);
+    let head = |path: String, key: Option<&'static str>| {
+        let mut req = t.http.head(format!("{}{path}", t.base));
+        if let Some(k) = key {
+            req = req.header("x-functions-key", k);
+        }
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    for path in [
+        "/api/dbadmin/migrations".to_string(),
+        format!("/api/jobs/{id}"),
+        "/api/jobs".to_string(),
+        "/api/dbadmin/jobs".to_string(),
+        "/api/ui/data/jobs".to_string(),
+    ] {
+        assert_eq!(head(path.clone(), None).await, 401, "HEAD {path}");
+        assert_eq!(head(path.clone(), Some("wrong")).await, 401, "HEAD {path}");
+    }
+    assert_eq!(
+        head("/api/dbadmin/migrations".into(), Some(FKEY)).await,
+        401,
+        "an admin route wants the master key for HEAD too"
+    );
+    assert_eq!(
+        head("/api/dbadmin/migrations".into(), Some(MKEY)).await,
+        200
+    );
+    assert_eq!(head(format!("/api/jobs/{id}"), Some(FKEY)).await, 404);
+    // A method no function has on a path is refused before any handler runs.
+    let r = t
+        .http
+        .delete(format!("{}/api/jobs/{id}", t.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 405);
+    assert_eq!(r.headers()["allow"], "GET,HEAD");
+    t.cleanup().await;
+}
+
+/// Regression (issue 13.8): admin routes enabled with no key let anyone drop the schema.
+#[tokio::test]
+async fn admin_routes_without_a_key_refuse_to_start_unless_unsafe_no_auth() {
+    let (name, url) = crate::common::fresh_db().await;
+    let mut o = crate::common::Opts::new(&url);
+    o.settings.http.admin_enabled = true;
+    let started = coremachine::local::start(
+        coremachine::local::LocalOptions {
+            settings: o.settings.clone(),
+            port: 0,
+            app_root: env!("CARGO_MANIFEST_DIR").into(),
+            emulator: true,
+            migrate: false,
+            max_concurrent_calls: None,
+            unsafe_no_auth: false,
+        },
+        o.registry.clone(),
+        std::sync::Arc::new(coremachine::engine::Faults::none()),
+    )
+    .await;
+    let e = started.expect_err("admin routes without a key are refused");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("LOCAL_ADMIN_KEY") && msg.contains("--unsafe-no-auth"),
+        "{msg}"
+    );
+    // The binary says so and exits non-zero, before serving anything.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_coremachine"))
+        .args([
+            "local",
+            "--port",
+            "0",
+            "--app-root",
+            env!("CARGO_MANIFEST_DIR"),
+        ])
+        .env("DATABASE_URL", &url)
+        .env("COREMACHINE_ADMIN_ENABLED", "true")
+        .env_remove("LOCAL_ADMIN_KEY")
+        .env_remove("LOCAL_FUNCTION_KEYS")
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--unsafe-no-auth"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // With the explicit flag it starts (and warns).
+    let mut o = o.clone();
+    o.unsafe_no_auth = true;
+    let t = crate::common::TestApp::start_with(name, url, o).await;
+    let (s, b) = t.get("/api/dbadmin/migrations").await;
+    assert_eq!(s, 200, "{b}");
+    t.cleanup().await;
+}

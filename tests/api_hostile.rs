@@ -363,3 +363,125 @@ async fn strings_longer_than_4kb_pass_only_where_the_schema_allows_them() {
     assert_eq!(s, 400, "{b}");
     t.cleanup().await;
 }
+
+/// Regression (issue 13.4): a cursor whose time chrono accepts but PostgreSQL does not
+/// (`-300000000000000000` µs, before 4713 BC) answered 500 with "timestamp out of range
+/// (SQLSTATE 22008)".
+#[tokio::test]
+async fn a_cursor_outside_postgresql_time_range_is_a_400() {
+    use base64::Engine as _;
+    let t = TestApp::start().await;
+    let b64 = |s: String| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+    let hex = "a".repeat(64);
+    for micros in [
+        "-300000000000000000",
+        "-210866803200000001",
+        "8210266876799999999",
+        "-9223372036854775808",
+    ] {
+        let path = format!("/api/jobs?cursor={}", b64(format!("{micros}.{hex}")));
+        let (s, b) = raw(&t, "GET", &path, None).await;
+        assert_envelope(&path, s, &b);
+        assert_eq!(s, 400, "{path}: {b}");
+        assert_eq!(b["error"], "invalid_cursor", "{b}");
+        assert_eq!(b["details"][0]["field"], "query.cursor", "{b}");
+    }
+    // A cursor of an ordinary time still pages.
+    let path = format!(
+        "/api/jobs?cursor={}",
+        b64(format!("1700000000000000.{hex}"))
+    );
+    let (s, b) = raw(&t, "GET", &path, None).await;
+    assert_eq!(s, 200, "{b}");
+    t.cleanup().await;
+}
+
+/// Regression (issue 13.4): a 5xx body carried the driver's text; now a generic message and the
+/// request id (the detail goes to the log).
+#[tokio::test]
+async fn a_5xx_body_carries_no_driver_text_only_a_request_id() {
+    let t = TestApp::start_without_database().await;
+    for path in [
+        format!("/api/jobs/{}", "a".repeat(64)),
+        "/api/jobs".to_string(),
+        "/api/dbadmin/jobs".to_string(),
+    ] {
+        let (s, b) = raw(&t, "GET", &path, None).await;
+        assert_eq!(s, 503, "{path}: {b}");
+        let msg = b["message"].as_str().unwrap_or_default();
+        let id = b["request_id"].as_str().unwrap_or_default();
+        assert!(!id.is_empty() && msg.contains(id), "{path}: {b}");
+        for driver in [
+            "SQLSTATE",
+            "os error",
+            "connect",
+            "postgres",
+            "127.0.0.1",
+            "refused",
+        ] {
+            assert!(!msg.contains(driver), "{path} answered driver text: {b}");
+        }
+    }
+    // The anonymous health route says what is unhealthy, not the driver's words.
+    let (s, b) = raw(&t, "GET", "/api/health", None).await;
+    assert_eq!(s, 503, "{b}");
+    for driver in ["SQLSTATE", "os error", "127.0.0.1", "refused"] {
+        assert!(
+            !b.to_string().contains(driver),
+            "health answered driver text: {b}"
+        );
+    }
+    if let Some(app) = t.app {
+        app.kill().await;
+    }
+}
+
+/// Issue 13.10, decided: a duplicate key is refused (which value was meant is unknowable), `null`
+/// is the same as leaving the parameter out, and a body without Content-Type is read as JSON
+/// (clients of the earlier system send none); any other Content-Type is a 415.
+#[tokio::test]
+async fn submit_refuses_duplicate_keys_reads_null_as_absent_and_a_bare_body_as_json() {
+    let t = TestApp::start_opts(|o| o.emulator = false).await;
+    let submit = "/api/jobs/submit/hello_world";
+    for (body, field) in [
+        (r#"{"n": 1, "n": 2}"#, "body.n"),
+        (
+            r#"{"n": 1, "message": "a", "message": "b"}"#,
+            "body.message",
+        ),
+    ] {
+        let (s, b) = raw(&t, "POST", submit, Some((body.into(), "application/json"))).await;
+        assert_envelope(body, s, &b);
+        assert_eq!(s, 400, "{b}");
+        assert_eq!(b["error"], "duplicate_key", "{b}");
+        assert_eq!(b["details"][0]["field"], field, "{b}");
+    }
+    nothing_stored(&t).await;
+    let (s, with_null) = raw(
+        &t,
+        "POST",
+        submit,
+        Some((br#"{"n": null}"#.to_vec(), "application/json")),
+    )
+    .await;
+    assert_eq!(s, 201, "{with_null}");
+    let (s, absent) = raw(
+        &t,
+        "POST",
+        submit,
+        Some((b"{}".to_vec(), "application/json")),
+    )
+    .await;
+    assert_eq!(s, 200, "the same job again (idempotent): {absent}");
+    assert_eq!(with_null["job_id"], absent["job_id"], "null is the default");
+    // No Content-Type at all: read as JSON.
+    let r = t
+        .http
+        .post(format!("{}{submit}", t.base))
+        .body(r#"{"n": 2}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    t.cleanup().await;
+}

@@ -229,7 +229,11 @@ async fn admin_routes_are_refused_unless_enabled_and_redeploy_needs_confirm() {
     assert_eq!(b["error"], "admin_disabled");
     t.cleanup().await;
 
-    let t = TestApp::start_opts(|o| o.settings.http.admin_enabled = true).await;
+    let t = TestApp::start_opts(|o| {
+        o.settings.http.admin_enabled = true;
+        o.unsafe_no_auth = true;
+    })
+    .await;
     let (s, b) = t.get("/api/dbadmin/migrations").await;
     assert_eq!(s, 200, "{b}");
     assert_eq!(b["pending"], json!([]));

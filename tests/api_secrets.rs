@@ -31,66 +31,124 @@ fn capture(
     })
 }
 
+/// `coremachine local` as a child process, its stdout and stderr captured together.
+struct LocalProcess {
+    child: tokio::process::Child,
+    out: Arc<Mutex<String>>,
+    readers: (tokio::task::JoinHandle<()>, tokio::task::JoinHandle<()>),
+    base: String,
+}
+
+impl LocalProcess {
+    /// Starts it on `database_url` with keys, admin routes and debug logging, plus `env`.
+    async fn start(database_url: &str, env: &[(&str, String)]) -> Self {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_coremachine"));
+        cmd.args([
+            "local",
+            "--port",
+            "0",
+            "--app-root",
+            env!("CARGO_MANIFEST_DIR"),
+        ])
+        .env("DATABASE_URL", database_url)
+        .env("LOCAL_FUNCTION_KEYS", FUNCTION_KEY)
+        .env("LOCAL_ADMIN_KEY", ADMIN_KEY)
+        .env("COREMACHINE_ADMIN_ENABLED", "true")
+        .env("RUST_LOG", "debug")
+        .env("LOCAL_QUEUE_POLL_MS", "25");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("coremachine local starts");
+        let out = Arc::new(Mutex::new(String::new()));
+        let h1 = capture(child.stdout.take().unwrap(), out.clone());
+        let h2 = capture(child.stderr.take().unwrap(), out.clone());
+        let start = Instant::now();
+        let base = loop {
+            if let Some(u) = out.lock().unwrap().lines().find_map(|l| {
+                l.split("listening on ")
+                    .nth(1)
+                    .map(|u| u.trim().to_string())
+            }) {
+                break u;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "no listening line:\n{}",
+                out.lock().unwrap()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        Self {
+            child,
+            out,
+            readers: (h1, h2),
+            base,
+        }
+    }
+
+    /// Submits a job with the function key; its id.
+    async fn submit(&self, job_type: &str, params: Value) -> String {
+        let r = reqwest::Client::new()
+            .post(format!("{}/api/jobs/submit/{job_type}", self.base))
+            .header("x-functions-key", FUNCTION_KEY)
+            .json(&params)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 201);
+        let v: Value = r.json().await.unwrap();
+        v["job_id"].as_str().unwrap().to_string()
+    }
+
+    /// SIGTERM, as the Functions host stops a worker (the exporter flushes what it buffered);
+    /// everything it printed.
+    async fn stop(mut self) -> String {
+        let pid = self.child.id().expect("child pid").to_string();
+        let term = tokio::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .await
+            .unwrap();
+        assert!(term.success());
+        let _ = tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await;
+        let _ = self.child.start_kill();
+        let _ = tokio::join!(self.readers.0, self.readers.1);
+        self.out.lock().unwrap().clone()
+    }
+}
+
 #[tokio::test]
 async fn no_secret_reaches_the_logs_of_a_local_run() {
     let (db_name, url) = crate::common::fresh_db().await;
     // With a connection string the records go to Application Insights, not stdout: both are logs.
     let ingestion = FakeIngestion::start();
     let with_password = url.replacen("postgres@", &format!("postgres:{DB_PASSWORD}@"), 1);
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_coremachine"))
-        .args(["local", "--port", "0", "--app-root", env!("CARGO_MANIFEST_DIR")])
-        .env("DATABASE_URL", &with_password)
-        .env("LOCAL_FUNCTION_KEYS", FUNCTION_KEY)
-        .env("LOCAL_ADMIN_KEY", ADMIN_KEY)
-        .env("COREMACHINE_ADMIN_ENABLED", "true")
-        .env(
-            "ServiceBusConnection",
-            format!("Endpoint=sb://fake.servicebus.windows.net/;SharedAccessKeyName=send;SharedAccessKey={SAS_KEY}"),
-        )
-        .env(
-            "APPLICATIONINSIGHTS_CONNECTION_STRING",
-            format!("InstrumentationKey={IKEY};IngestionEndpoint={}", ingestion.url),
-        )
-        .env("RUST_LOG", "debug")
-        .env("LOCAL_QUEUE_POLL_MS", "25")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("coremachine local starts");
-    let out = Arc::new(Mutex::new(String::new()));
-    let h1 = capture(child.stdout.take().unwrap(), out.clone());
-    let h2 = capture(child.stderr.take().unwrap(), out.clone());
-    let start = Instant::now();
-    let base = loop {
-        if let Some(u) = out.lock().unwrap().lines().find_map(|l| {
-            l.split("listening on ")
-                .nth(1)
-                .map(|u| u.trim().to_string())
-        }) {
-            break u;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "no listening line:\n{}",
-            out.lock().unwrap()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let local = LocalProcess::start(
+        &with_password,
+        &[
+            (
+                "ServiceBusConnection",
+                format!("Endpoint=sb://fake.servicebus.windows.net/;SharedAccessKeyName=send;SharedAccessKey={SAS_KEY}"),
+            ),
+            (
+                "APPLICATIONINSIGHTS_CONNECTION_STRING",
+                format!("InstrumentationKey={IKEY};IngestionEndpoint={}", ingestion.url),
+            ),
+        ],
+    )
+    .await;
+    let base = local.base.clone();
     let http = reqwest::Client::new();
     // Keys in headers and in ?code=, wrong keys, errors of every kind.
-    let r = http
-        .post(format!("{base}/api/jobs/submit/hello_world"))
-        .header("x-functions-key", FUNCTION_KEY)
-        .json(&json!({"n": 3, "message": "secret test"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 201);
-    let job_id = r.json::<Value>().await.unwrap()["job_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let job_id = local
+        .submit("hello_world", json!({"n": 3, "message": "secret test"}))
+        .await;
     for path in [
         format!("/api/jobs/{job_id}?code={FUNCTION_KEY}"),
         format!("/api/jobs?code={ADMIN_KEY}&status=bogus"),
@@ -122,18 +180,7 @@ async fn no_secret_reaches_the_logs_of_a_local_run() {
         assert!(Instant::now() < deadline, "job did not complete: {v}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    // SIGTERM, as the Functions host stops a worker: the exporter flushes what it buffered.
-    let pid = child.id().expect("child pid").to_string();
-    let term = tokio::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .await
-        .unwrap();
-    assert!(term.success());
-    let _ = tokio::time::timeout(Duration::from_secs(30), child.wait()).await;
-    let _ = child.start_kill();
-    let _ = tokio::join!(h1, h2);
-    let log = out.lock().unwrap().clone();
+    let log = local.stop().await;
     // What was exported, less each envelope's `iKey`: the ingestion endpoint must be told that one.
     let exported: Vec<String> = ingestion
         .items()
@@ -156,6 +203,141 @@ async fn no_secret_reaches_the_logs_of_a_local_run() {
         }
         if let Some(e) = exported.iter().find(|e| e.contains(s)) {
             panic!("a secret reached Application Insights: {e}");
+        }
+    }
+    crate::common::drop_db(&db_name).await;
+}
+
+const SAS_SIG: &str = "SigSecret777xyz";
+const SAS_SKOID: &str = "SkoidSecret888";
+
+/// Regression (issue 13.1): a job reading blobs through a SAS connection string whose endpoint is
+/// unreachable failed with reqwest's error text, URL and `&sig=` included, in every table, API
+/// answer and log line.
+#[tokio::test]
+async fn a_sas_signature_reaches_no_table_no_api_answer_and_no_log_line() {
+    let (db_name, url) = crate::common::fresh_db().await;
+    // A port nothing listens on: every request fails to connect and prints its URL.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let sas = format!(
+        "sv=2022-11-02&ss=b&srt=sco&sp=rl&se=2030-01-01T00%3A00%3A00Z&skoid={SAS_SKOID}&sig={SAS_SIG}%3D"
+    );
+    let local = LocalProcess::start(
+        &url,
+        &[
+            (
+                "AZURE_STORAGE_CONNECTION_STRING",
+                format!("BlobEndpoint=http://127.0.0.1:{port}/acct;SharedAccessSignature={sas}"),
+            ),
+            ("TASK_MAX_RETRIES", "0".into()),
+        ],
+    )
+    .await;
+    let base = local.base.clone();
+    let http = reqwest::Client::new();
+    let get = |path: String| {
+        let http = http.clone();
+        let base = base.clone();
+        async move {
+            let r = http
+                .get(format!("{base}{path}"))
+                .header("x-functions-key", ADMIN_KEY)
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    let job_id = local
+        .submit(
+            "list_container_contents",
+            json!({"container_name": "bronze"}),
+        )
+        .await;
+    // Five Azure retries of a refused connection (about 25 s), then the task fails for good.
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let job = loop {
+        let (_, body) = get(format!("/api/jobs/{job_id}")).await;
+        let v: Value = serde_json::from_str(&body).unwrap();
+        if v["status"] == "failed" {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "job did not fail: {v}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    // The error still says what went wrong and where; only the query string is gone.
+    let details = job["error_details"].as_str().unwrap_or_default();
+    assert!(
+        details.contains("could not connect") && details.contains("[query redacted]"),
+        "error_details says what failed, without the SAS: {details}"
+    );
+    let answers = [
+        format!("/api/jobs/status/{job_id}"),
+        format!("/api/jobs/{job_id}"),
+        "/api/jobs".to_string(),
+        "/api/jobs?status=failed".to_string(),
+        format!("/api/jobs/{job_id}/tasks"),
+        format!("/api/jobs/{job_id}/events"),
+        format!("/api/jobs/{job_id}/events/summary"),
+        format!("/api/jobs/{job_id}/timeline"),
+        "/api/dbadmin/jobs".to_string(),
+        format!("/api/dbadmin/jobs/{job_id}"),
+        format!("/api/dbadmin/tasks/{job_id}"),
+        "/api/ui/data/jobs".to_string(),
+        format!("/api/ui/data/jobs/{job_id}/tasks"),
+    ];
+    let mut saw_details = 0;
+    for path in answers {
+        let (status, body) = get(path.clone()).await;
+        assert_eq!(status, 200, "{path}: {body}");
+        saw_details += usize::from(body.contains("[query redacted]"));
+        for s in [SAS_SIG, SAS_SKOID] {
+            assert!(!body.contains(s), "{path} answered with the SAS: {body}");
+        }
+    }
+    assert!(
+        saw_details >= 5,
+        "the error reached the answers ({saw_details})"
+    );
+    // Every row of every table of the schema, as text.
+    let (db, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let tables = db
+        .query(
+            "SELECT quote_ident(table_schema) || '.' || quote_ident(table_name) FROM information_schema.tables WHERE table_schema NOT IN ('pg_catalog', 'information_schema') AND table_type = 'BASE TABLE'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(tables.len() >= 5, "the schema's tables were found");
+    for t in tables {
+        let table: String = t.get(0);
+        let rows = db
+            .query(&format!("SELECT t::text FROM {table} t"), &[])
+            .await
+            .unwrap();
+        for r in rows {
+            let row: String = r.get(0);
+            for s in [SAS_SIG, SAS_SKOID] {
+                assert!(!row.contains(s), "table {table} holds the SAS: {row}");
+            }
+        }
+    }
+    drop(db);
+    let log = local.stop().await;
+    assert!(
+        log.contains(&job_id) && log.contains("[query redacted]"),
+        "the failure was logged:\n{log}"
+    );
+    for s in [SAS_SIG, SAS_SKOID] {
+        if let Some(line) = log.lines().find(|l| l.contains(s)) {
+            panic!("the SAS reached the logs: {line}");
         }
     }
     crate::common::drop_db(&db_name).await;

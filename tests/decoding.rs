@@ -136,12 +136,7 @@ async fn a_body_that_is_not_json_is_recorded_as_malformed_and_acknowledged() {
 
 #[tokio::test]
 async fn an_unreachable_database_makes_triggers_abandon_and_health_report_503() {
-    let (name, _) = crate::common::fresh_db().await;
-    let dead_url = "postgres://postgres@127.0.0.1:9/none";
-    let mut o = crate::common::Opts::new(dead_url);
-    o.emulator = false;
-    o.settings.db_pool_size = 2;
-    let t = TestApp::start_with(name, dead_url.into(), o).await;
+    let t = TestApp::start_without_database().await;
     let (s, _) = t.get("/").await;
     assert_eq!(s, 200, "GET / answers before any database connection");
     let (s, b) = t.get("/api/health").await;

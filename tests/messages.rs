@@ -382,3 +382,63 @@ async fn poison_of_a_queued_task_fails_the_task_and_its_job() {
         app.kill().await;
     }
 }
+
+/// Regression (issue 13.7): job messages for an existing job with stage 99, stage -2^31 or
+/// attempt 0 were acknowledged as "duplicate or stale" with only an info checkpoint.
+#[tokio::test]
+async fn impossible_job_messages_are_recorded_and_stale_copies_stay_quiet() {
+    let t = TestApp::start().await;
+    let id = t.submit("shapes2", json!({"tasks": 1})).await;
+    assert_eq!(t.wait_terminal(&id, T).await, "completed");
+    let message = |job_type: &str, stage: i32, attempt: i32| {
+        json!({"job_id": id, "job_type": job_type, "parameters": {}, "stage": stage, "attempt": attempt})
+            .to_string()
+    };
+    let impossible = [
+        (message("shapes2", 99, 1), "stage 99 does not exist"),
+        (message("shapes2", i32::MIN, 1), "does not exist"),
+        (message("shapes2", 0, 1), "stage 0 does not exist"),
+        (message("shapes2", 1, 0), "attempt 0"),
+        (message("shapes2", 1, 7), "attempt 7 is later"),
+        (message("shapes1", 1, 1), "job type"),
+    ];
+    for (body, why) in &impossible {
+        let (s, b) = invoke(&t, "jobs-queue-trigger", body).await;
+        assert_eq!(s, 200, "acknowledged: {b}");
+        assert!(
+            b["Logs"].to_string().contains("can never apply"),
+            "{body}: {b}"
+        );
+        let c = t.db().await;
+        let row = c
+            .query_one(
+                "SELECT reason, job_id, error_message FROM app.message_failures ORDER BY id DESC LIMIT 1",
+                &[],
+            )
+            .await
+            .unwrap();
+        assert_eq!(row.get::<_, String>(0), "impossible_job_message");
+        assert_eq!(
+            row.get::<_, Option<String>>(1).as_deref(),
+            Some(id.as_str())
+        );
+        let error: String = row.get(2);
+        assert!(error.contains(why), "{body}: {error}");
+    }
+    // Real copies of the stages the job went through stay quiet duplicates.
+    for stage in [1, 2] {
+        let (s, b) = invoke(&t, "jobs-queue-trigger", &message("shapes2", stage, 1)).await;
+        assert_eq!(s, 200, "{b}");
+        assert!(b["Logs"].to_string().contains("duplicate or stale"), "{b}");
+    }
+    assert_eq!(
+        t.count(
+            "SELECT count(*) FROM app.message_failures WHERE job_id = $1",
+            &id
+        )
+        .await,
+        impossible.len() as i64
+    );
+    assert_eq!(t.wait_terminal(&id, T).await, "completed");
+    t.cleanup().await;
+}

@@ -16,6 +16,7 @@ mod api_control;
 mod api_hostile;
 mod api_routes;
 mod api_secrets;
+mod api_server;
 mod bench_slow;
 mod bench_smoke;
 mod blob_job;

@@ -148,14 +148,17 @@ impl From<crate::store::StoreError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let request_id = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
-        if self.status.is_server_error() {
+        let message = if self.status.is_server_error() {
             tracing::warn!(request_id, status = self.status.as_u16(), error = self.error, message = %self.message, "API request failed");
+            // The detail (driver text, SQLSTATE, causes) is for the log, not for the client.
+            server_error_message(self.status, &request_id)
         } else {
             tracing::debug!(request_id, status = self.status.as_u16(), error = self.error, message = %self.message, "API request refused");
-        }
+            self.message
+        };
         let body = json!({
             "error": self.error,
-            "message": self.message,
+            "message": message,
             "details": self.details,
             "request_id": request_id,
             "timestamp": chrono::Utc::now().to_rfc3339(),
@@ -166,6 +169,16 @@ impl IntoResponse for ApiError {
         }
         resp
     }
+}
+
+/// What a 5xx body says: generic, with the request id under which the log has the detail.
+fn server_error_message(status: StatusCode, request_id: &str) -> String {
+    let what = if status == StatusCode::SERVICE_UNAVAILABLE {
+        "the service is unavailable for the moment (its database or a dependency cannot be reached); try again later"
+    } else {
+        "the request failed inside the service"
+    };
+    format!("{what}; the service log has the details under request id {request_id}")
 }
 
 fn code_for(status: StatusCode) -> &'static str {

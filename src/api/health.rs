@@ -34,9 +34,11 @@ async fn database(engine: &Engine, errors: &mut Vec<String>) -> (Value, Value) {
     let client = match store::client(engine.pool(), "health check").await {
         Ok(c) => c,
         Err(e) => {
-            errors.push(format!("database unreachable: {e}"));
+            // The driver's text goes to the log only: the route is anonymous.
+            tracing::warn!(error = %e, "health check: database unreachable");
+            errors.push("database unreachable (the service log has the cause)".into());
             return (
-                json!({"status": "unhealthy", "error": e.to_string()}),
+                json!({"status": "unhealthy", "error": "unreachable"}),
                 json!({"status": "unknown"}),
             );
         }
@@ -73,8 +75,12 @@ async fn database(engine: &Engine, errors: &mut Vec<String>) -> (Value, Value) {
             json!({"status": if ok { "healthy" } else { "unhealthy" }, "migrated": ok, "schema_version": version, "pending_migrations": pending})
         }
         Err(e) => {
-            errors.push(format!("database: {e}"));
-            json!({"status": "unhealthy", "error": e.to_string()})
+            tracing::warn!(error = %e, "health check: reading the migration status failed");
+            errors.push(
+                "database: reading the migration status failed (the service log has the cause)"
+                    .into(),
+            );
+            json!({"status": "unhealthy", "error": "migration status unreadable"})
         }
     };
     let janitor = match client.query_opt(sql::JANITOR_LAST_RUN, &[]).await {
@@ -90,7 +96,10 @@ async fn database(engine: &Engine, errors: &mut Vec<String>) -> (Value, Value) {
         Ok(None) => {
             json!({"status": "healthy", "last_run_at": null, "note": "the janitor has not run yet"})
         }
-        Err(e) => json!({"status": "unknown", "error": store::describe(&e)}),
+        Err(e) => {
+            tracing::warn!(error = %store::describe(&e), "health check: reading the janitor's last run failed");
+            json!({"status": "unknown", "error": "last run unreadable (the service log has the cause)"})
+        }
     };
     (db, janitor)
 }

@@ -20,6 +20,62 @@ pub const MAX_DEPTH: usize = 32;
 pub const MAX_STRING_BYTES: usize = 4096;
 /// Longest query-string value accepted.
 pub const MAX_QUERY_VALUE_BYTES: usize = 512;
+/// Longest request target (path and query) accepted; longer is a 414 envelope. (Past 64 KB
+/// hyper itself refuses the request line, with an empty 414.)
+pub const MAX_URI_BYTES: usize = 8 * 1024;
+/// Most header bytes (names and values) accepted; more is a 431 envelope. (Past hyper's buffer,
+/// about 400 KB for the whole head, hyper itself answers an empty 431.)
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+
+/// Middleware: a request target or headers longer than the limits are refused with the envelope
+/// before routing (hyper's own refusals of far larger ones carry no body).
+pub async fn request_limits(
+    req: Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let uri_len = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
+    let header_bytes: usize = req
+        .headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len())
+        .sum();
+    let over = [
+        (
+            StatusCode::URI_TOO_LONG,
+            "uri_too_long",
+            "(uri)",
+            "the request target",
+            uri_len,
+            MAX_URI_BYTES,
+        ),
+        (
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "headers_too_large",
+            "(headers)",
+            "the request headers",
+            header_bytes,
+            MAX_HEADER_BYTES,
+        ),
+    ]
+    .into_iter()
+    .find(|(.., len, max)| len > max);
+    match over {
+        Some((status, error, field, what, len, max)) => ApiError::new(
+            status,
+            error,
+            format!("{what} is {len} bytes; at most {max} are accepted"),
+        )
+        .with_details(vec![detail(
+            field,
+            "max_bytes",
+            json!(format!("{len} bytes")),
+            format!("at most {max} bytes"),
+        )])
+        .into_response(),
+        None => next.run(req).await,
+    }
+}
 
 /// A JSON request body that passed the limits (`{}` when the body is empty).
 #[derive(Debug)]
@@ -74,8 +130,41 @@ async fn read_body(req: Request, string_limit: bool) -> Result<Value, ApiError> 
     }
     let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
         .await
-        .map_err(|_| too_large((MAX_BODY_BYTES + 1) as u64))?;
+        .map_err(|e| body_read_error(&e))?;
     parse_body_with(&parts.headers, &bytes, string_limit)
+}
+
+/// A body that could not be read: too large (413), too slow (408), or not well-formed HTTP,
+/// a broken chunked encoding or a connection that closed early (400); each says which.
+fn body_read_error(e: &axum::Error) -> ApiError {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cur {
+        if c.is::<http_body_util::LengthLimitError>() {
+            return too_large((MAX_BODY_BYTES + 1) as u64);
+        }
+        if let Some(t) = c.downcast_ref::<crate::local::server::BodyReadTimeout>() {
+            return ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                t.to_string(),
+            )
+            .with_details(vec![detail(
+                "(body)",
+                "body_read_timeout",
+                json!(format!("{} s", t.0.as_secs_f64())),
+                "send the whole body promptly (HTTP_BODY_READ_TIMEOUT_S)",
+            )]);
+        }
+        cur = c.source();
+    }
+    let why = crate::azure::error_chain(e);
+    ApiError::field(
+        "body_unreadable",
+        "(body)",
+        "http_body",
+        echo(&why),
+        format!("the request body could not be read: {why}"),
+    )
 }
 
 fn too_large(len: u64) -> ApiError {
@@ -113,8 +202,8 @@ fn parse_body_with(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_media_type",
                 format!(
-                    "expected Content-Type application/json, got {:?}",
-                    echo(&ct)
+                    "expected Content-Type application/json, got \"{}\"",
+                    echo(&ct).as_str().unwrap_or_default()
                 ),
             )
             .with_details(vec![detail(
@@ -153,6 +242,16 @@ fn parse_body_with(
         )
         .with_details(vec![json!({"field": "(body)", "rule": "json", "value": format!("line {} column {}", e.line(), e.column()), "message": e.to_string()})])
     })?;
+    // serde_json keeps the last of two equal keys; which one the client meant is unknowable.
+    if let Some(path) = first_duplicate_key(text) {
+        return Err(ApiError::field(
+            "duplicate_key",
+            &format!("body.{path}"),
+            "unique_keys",
+            echo(&path),
+            "the key appears more than once in its object",
+        ));
+    }
     let mut problems = Vec::new();
     check_strings(&value, "", string_limit, &mut problems);
     if !problems.is_empty() {
@@ -163,6 +262,69 @@ fn parse_body_with(
         .with_details(problems));
     }
     Ok(value)
+}
+
+/// The path (`a.b.2.c`) of the first key that appears twice in one object of valid JSON `text`.
+fn first_duplicate_key(text: &str) -> Option<String> {
+    use serde::de::DeserializeSeed;
+    let mut de = serde_json::Deserializer::from_str(text);
+    DupSeed(String::new()).deserialize(&mut de).ok().flatten()
+}
+
+/// Walks one JSON value at a path, answering the first duplicate key's path.
+struct DupSeed(String);
+
+impl<'de> serde::de::DeserializeSeed<'de> for DupSeed {
+    type Value = Option<String>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for DupSeed {
+    type Value = Option<String>;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<Self::Value, A::Error> {
+        let mut seen = std::collections::HashSet::new();
+        let mut found = None;
+        while let Some(k) = m.next_key::<String>()? {
+            let path = join(&self.0, &k);
+            let inner = m.next_value_seed(DupSeed(path.clone()))?;
+            if found.is_none() {
+                found = if seen.insert(k) { inner } else { Some(path) };
+            }
+        }
+        Ok(found)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut s: A) -> Result<Self::Value, A::Error> {
+        let mut found = None;
+        let mut i = 0usize;
+        while let Some(inner) = s.next_element_seed(DupSeed(join(&self.0, &i.to_string())))? {
+            found = found.or(inner);
+            i += 1;
+        }
+        Ok(found)
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
 }
 
 /// The byte offset where nesting first exceeds `max`, scanning outside strings only.
@@ -454,6 +616,23 @@ impl QueryParams {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn duplicate_keys_are_found_at_any_depth_and_only_within_one_object() {
+        assert_eq!(
+            first_duplicate_key(r#"{"n": 1, "n": 2}"#).as_deref(),
+            Some("n")
+        );
+        assert_eq!(
+            first_duplicate_key(r#"{"a": [{"x": 1}, {"x": 1, "y": {"z": 0, "z": 1}}]}"#).as_deref(),
+            Some("a.1.y.z")
+        );
+        assert_eq!(
+            first_duplicate_key(r#"{"a": {"n": 1}, "b": {"n": 1}, "n": null}"#),
+            None
+        );
+        assert_eq!(first_duplicate_key(r#"[1, "n", {"n": true}]"#), None);
+    }
 
     #[test]
     fn nesting_is_counted_outside_strings_only() {

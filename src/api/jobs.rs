@@ -8,7 +8,7 @@ use axum::Json;
 use axum::extract::State;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use serde_json::{Value, json};
 use tokio_postgres::Row;
 
@@ -311,7 +311,12 @@ fn parse_job_cursor(raw: &str) -> Result<(DateTime<Utc>, String), ApiError> {
         .ok_or_else(|| cursor_error(raw))?;
     let (micros, id) = text.split_once('.').ok_or_else(|| cursor_error(raw))?;
     let micros: i64 = micros.parse().map_err(|_| cursor_error(raw))?;
-    let at = DateTime::from_timestamp_micros(micros).ok_or_else(|| cursor_error(raw))?;
+    // Years 1..=9999: chrono reaches further than PostgreSQL's timestamptz (4713 BC onwards),
+    // and a time out of PostgreSQL's range would fail the query (SQLSTATE 22008) instead of
+    // being this client's 400.
+    let at = DateTime::from_timestamp_micros(micros)
+        .filter(|t| (1..=9999).contains(&t.year()))
+        .ok_or_else(|| cursor_error(raw))?;
     let id = JobId::parse(id).map_err(|_| cursor_error(raw))?;
     Ok((at, id.to_string()))
 }

@@ -5,9 +5,11 @@
 //! - [`credential`]: the [`credential::TokenSource`] trait, a per-scope cache refreshed before
 //!   expiry, and managed identity through `azure_identity`.
 //! - [`breaker`]: a circuit breaker per endpoint, consulted by [`retry::send_with_retry`].
+//! - [`redact`]: the one function that strips SAS query strings and secret pairs from error text.
 
 pub mod breaker;
 pub mod credential;
+pub mod redact;
 pub mod retry;
 
 /// An error and its causes, `: `-separated, skipping causes already contained in the text.

@@ -527,7 +527,8 @@ fn describe_reqwest(e: &reqwest::Error) -> String {
     } else {
         "request failed"
     };
-    format!("{what}: {}", super::error_chain(e))
+    // The error prints its URL, and a SAS is in the URL's query string.
+    super::redact::redact(&format!("{what}: {}", super::error_chain(e)))
 }
 
 /// The service's explanation from an error response: the `<Detail>` or `<Message>` of an XML
@@ -555,7 +556,8 @@ pub async fn service_message(response: reqwest::Response) -> String {
     if let Some(id) = request_id {
         msg.push_str(&format!(" (request id {id})"));
     }
-    msg
+    // A service may echo the request URL (and so a SAS) in its error body.
+    super::redact::redact(&msg)
 }
 
 /// Pulls the human-readable message out of an Azure error body.

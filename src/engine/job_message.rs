@@ -398,7 +398,7 @@ impl Engine {
         fields: &cp::Fields,
     ) -> Result<Handled, EngineError> {
         let state = client
-            .query_opt(sql::JOB_STAGE_STATE, &[&job_id.as_str()])
+            .query_opt(sql::JOB_MESSAGE_STATE, &[&job_id.as_str()])
             .await
             .ctx(|| format!("reading job {job_id}"))?;
         match state {
@@ -419,19 +419,39 @@ impl Engine {
             }
             Some(r) => {
                 let (status, stage, attempt): (String, i32, i32) = (r.get(0), r.get(1), r.get(2));
-                cp::emit(
-                    cp::JOB_MESSAGE_DUPLICATE,
-                    &fields
-                        .clone()
-                        .extra(
-                            "expected",
-                            format!("queued stage {} attempt {}", msg.stage, msg.attempt),
+                let job = JobPosition {
+                    stage,
+                    attempt,
+                    total_stages: r.get(3),
+                    job_type: r.get(4),
+                };
+                let fields = fields
+                    .clone()
+                    .extra(
+                        "expected",
+                        format!("queued stage {} attempt {}", msg.stage, msg.attempt),
+                    )
+                    .extra(
+                        "actual",
+                        format!("{status} stage {stage} attempt {attempt}"),
+                    );
+                if let Some(why) = impossible_job_message(msg, &job) {
+                    cp::emit_warn(cp::JOB_MESSAGE_IMPOSSIBLE, &fields.extra("reason", &why));
+                    let id = self
+                        .record_message_failure(
+                            d,
+                            Some(job_id.as_str()),
+                            None,
+                            "impossible_job_message",
+                            &format!("job message for job {job_id} can never apply: {why}"),
+                            &serde_json::to_string(msg).unwrap_or_default(),
                         )
-                        .extra(
-                            "actual",
-                            format!("{status} stage {stage} attempt {attempt}"),
-                        ),
-                );
+                        .await?;
+                    return Ok(Handled::log(format!(
+                        "job {job_id} message can never apply ({why}); recorded as message failure {id} and acknowledged"
+                    )));
+                }
+                cp::emit(cp::JOB_MESSAGE_DUPLICATE, &fields);
                 Ok(Handled::log(format!(
                     "job {job_id} stage {} message is a duplicate or stale (job is {status} at stage {stage}); acknowledged",
                     msg.stage
@@ -439,6 +459,50 @@ impl Engine {
             }
         }
     }
+}
+
+/// Where a job is, as far as judging one of its messages goes.
+#[derive(Debug, Clone)]
+struct JobPosition {
+    stage: i32,
+    attempt: i32,
+    total_stages: i32,
+    job_type: String,
+}
+
+/// Why a job message that started nothing can never have been sent for this job (`None`: it is a
+/// stale or duplicate copy of one that was: the current or an earlier stage of the current
+/// attempt, or any real stage of an earlier attempt).
+fn impossible_job_message(msg: &JobMessage, job: &JobPosition) -> Option<String> {
+    if msg.job_type != job.job_type {
+        return Some(format!(
+            "it names job type {:?}, the job is {:?}",
+            msg.job_type.chars().take(100).collect::<String>(),
+            job.job_type
+        ));
+    }
+    if msg.stage < 1 || msg.stage > job.total_stages {
+        return Some(format!(
+            "stage {} does not exist (the job has stages 1..={})",
+            msg.stage, job.total_stages
+        ));
+    }
+    if msg.attempt < 1 {
+        return Some(format!("attempt {} (attempts count from 1)", msg.attempt));
+    }
+    if msg.attempt > job.attempt {
+        return Some(format!(
+            "attempt {} is later than the job's attempt {}",
+            msg.attempt, job.attempt
+        ));
+    }
+    if msg.attempt == job.attempt && msg.stage > job.stage {
+        return Some(format!(
+            "stage {} has not been reached (attempt {} is at stage {})",
+            msg.stage, job.attempt, job.stage
+        ));
+    }
+    None
 }
 
 fn first_duplicate_unit(specs: &[TaskSpec]) -> Option<&str> {
@@ -457,5 +521,51 @@ pub(crate) fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
         s.clone()
     } else {
         "non-string panic payload".into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(job_type: &str, stage: i32, attempt: i32) -> JobMessage {
+        serde_json::from_value(serde_json::json!({
+            "job_id": "a".repeat(64), "job_type": job_type, "stage": stage, "attempt": attempt
+        }))
+        .expect("a job message")
+    }
+
+    #[test]
+    fn stale_copies_are_quiet_and_impossible_messages_say_why() {
+        // A job resubmitted once (attempt 2), now at stage 2 of 3.
+        let job = JobPosition {
+            stage: 2,
+            attempt: 2,
+            total_stages: 3,
+            job_type: "shapes3".into(),
+        };
+        for (stage, attempt) in [(1, 2), (2, 2), (1, 1), (3, 1)] {
+            assert_eq!(
+                impossible_job_message(&msg("shapes3", stage, attempt), &job),
+                None,
+                "stage {stage} attempt {attempt} is a stale copy"
+            );
+        }
+        for (m, why) in [
+            (msg("shapes3", 3, 2), "has not been reached"),
+            (msg("shapes3", 4, 1), "does not exist"),
+            (msg("shapes3", i32::MIN, 2), "does not exist"),
+            (msg("shapes3", 1, 0), "attempt 0"),
+            (msg("shapes3", 1, 3), "later than"),
+            (msg("shapes1", 1, 2), "job type"),
+        ] {
+            let got = impossible_job_message(&m, &job).unwrap_or_default();
+            assert!(
+                got.contains(why),
+                "stage {} attempt {}: {got:?}",
+                m.stage,
+                m.attempt
+            );
+        }
     }
 }

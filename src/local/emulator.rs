@@ -46,6 +46,8 @@ pub struct EmulatorConfig {
     pub max_concurrent_calls: usize,
     /// Invocation timeout (host.json functionTimeout).
     pub function_timeout: Duration,
+    /// The key it presents on every invocation (checked when keys are configured).
+    pub key: super::auth::EmulatorKey,
 }
 
 /// Starts one pump per Service Bus trigger and one ticker per timer trigger.
@@ -96,6 +98,7 @@ pub fn start(
                 let http = http.clone();
                 let shutdown = shutdown.clone();
                 let schedule = schedule.clone();
+                let key = cfg.key.clone();
                 handles.push(tokio::spawn(async move {
                     let mut tick = tokio::time::interval(period);
                     tick.tick().await;
@@ -107,7 +110,7 @@ pub fn start(
                                     "Data": {"timer": {"Schedule": {"AdjustForDST": true}, "ScheduleStatus": null, "IsPastDue": false}},
                                     "Metadata": {"sys": {"MethodName": url.rsplit('/').next(), "UtcNow": chrono::Utc::now().to_rfc3339(), "RandGuid": uuid::Uuid::new_v4().to_string()}, "schedule": schedule},
                                 });
-                                if let Err(e) = http.post(&url).json(&payload).send().await {
+                                if let Err(e) = http.post(&url).header("x-functions-key", key.expose()).json(&payload).send().await {
                                     tracing::warn!(error = %e, url = %url, "timer invocation failed");
                                 }
                             }
@@ -347,6 +350,7 @@ impl Pump {
                 "4.1037.0.0 (coremachine-emulator)",
             )
             .header("User-Agent", "Azure-Functions-Host/4.1037.0.0")
+            .header("x-functions-key", self.cfg.key.expose())
             .json(payload)
             .timeout(self.cfg.function_timeout)
             .send();

@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod emulator;
 pub mod functions;
+pub mod server;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -38,6 +39,8 @@ pub struct LocalOptions {
     pub migrate: bool,
     /// Override of host.json maxConcurrentCalls.
     pub max_concurrent_calls: Option<usize>,
+    /// `--unsafe-no-auth`: allow admin routes (schema drop included) with no key configured.
+    pub unsafe_no_auth: bool,
 }
 
 /// A running local instance.
@@ -73,6 +76,11 @@ pub enum StartError {
     /// The Service Bus transport cannot be set up.
     #[error(transparent)]
     ServiceBus(#[from] crate::transport::service_bus::SenderSetupError),
+    /// Admin routes enabled in local mode with no key to guard them.
+    #[error(
+        "COREMACHINE_ADMIN_ENABLED=true needs LOCAL_ADMIN_KEY in local mode: without a key anyone who reaches the port could drop the schema (redeploy); set the key, or pass --unsafe-no-auth to accept that on a machine nobody else reaches"
+    )]
+    AdminWithoutKeys,
     /// Listening socket.
     #[error("cannot listen on port {port}: {source}")]
     Bind {
@@ -136,6 +144,16 @@ pub async fn start(
     faults: Arc<Faults>,
 ) -> Result<LocalApp, StartError> {
     registry.validate()?;
+    // Under the real host the admin routes need the master key; playing the host, they need one.
+    let http = &opts.settings.http;
+    if opts.emulator && http.admin_enabled && !http.keys_configured() {
+        if !opts.unsafe_no_auth {
+            return Err(StartError::AdminWithoutKeys);
+        }
+        tracing::warn!(
+            "local mode with --unsafe-no-auth: admin routes (migrations, schema redeploy) are enabled and need no key"
+        );
+    }
     let layout = functions::AppLayout::read(&opts.app_root)?;
     let settings = Arc::new(opts.settings.clone());
     let pool = store::connect::pool_for_settings(&settings)?;
@@ -180,9 +198,10 @@ pub async fn start(
     })?;
     let shutdown = CancellationToken::new();
     let app = crate::app_router(engine.clone());
+    let emulator_key = auth::EmulatorKey::generate();
     // Playing the host: its HTTP front door checks function keys (not under the real host).
     let app = if opts.emulator {
-        auth::guard(app, &layout, &settings.http)
+        auth::guard(app, &layout, &settings.http, &emulator_key)
     } else {
         app
     };
@@ -195,11 +214,8 @@ pub async fn start(
             canonical_path,
         ));
     let sd = shutdown.clone();
-    let mut tasks = vec![tokio::spawn(async move {
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { sd.cancelled().await })
-            .await;
-    })];
+    let limits = settings.server.clone();
+    let mut tasks = vec![tokio::spawn(server::serve(listener, app, limits, sd))];
     if let Some(readiness) = readiness {
         let how = if opts.migrate {
             Preparation::Migrate
@@ -225,6 +241,7 @@ pub async fn start(
                 .max_concurrent_calls
                 .unwrap_or(layout.host.max_concurrent_calls),
             function_timeout: layout.host.function_timeout,
+            key: emulator_key,
         };
         tasks.extend(emulator::start(
             &layout,

@@ -598,7 +598,8 @@ impl BlobClient {
             account: self.inner.account.clone(),
             target: format!("container {:?}", call.container),
             operation: call.operation.clone(),
-            reason,
+            // A body-read error prints the URL, and a SAS is in its query string.
+            reason: crate::azure::redact::redact(&reason),
         }
     }
 }

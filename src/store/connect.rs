@@ -24,6 +24,8 @@ use std::time::Duration;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use futures::future::BoxFuture;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+// PEM parsing is rustls-pki-types' own (rustls-pemfile is unmaintained: RUSTSEC-2025-0134).
+use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use tokio_postgres::config::SslMode as PgSslMode;
@@ -424,7 +426,7 @@ fn root_store(roots: &RootCerts) -> Result<rustls::RootCertStore, StoreError> {
                     path.display()
                 ))
             })?;
-            let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut pem.as_slice())
+            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
                 .collect::<Result<_, _>>()
                 .map_err(|e| {
                     StoreError::Config(format!(

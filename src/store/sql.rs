@@ -25,6 +25,8 @@ pub const JOB_GET: &str = include_str!("sql/job_get.sql");
 pub const JOB_INSERT: &str = include_str!("sql/job_insert.sql");
 /// `job_lock.sql`
 pub const JOB_LOCK: &str = include_str!("sql/job_lock.sql");
+/// A job message that started nothing: the job's position, to judge the message by.
+pub const JOB_MESSAGE_STATE: &str = include_str!("sql/job_message_state.sql");
 /// `job_stage_state.sql`
 pub const JOB_STAGE_STATE: &str = include_str!("sql/job_stage_state.sql");
 /// Job message: queued -> processing for exactly this stage and attempt. No row = duplicate or stale.
@@ -165,6 +167,7 @@ pub const ALL: &[(&str, &str)] = &[
     ("job_get", JOB_GET),
     ("job_insert", JOB_INSERT),
     ("job_lock", JOB_LOCK),
+    ("job_message_state", JOB_MESSAGE_STATE),
     ("job_stage_state", JOB_STAGE_STATE),
     ("job_start_stage", JOB_START_STAGE),
     ("job_touch", JOB_TOUCH),

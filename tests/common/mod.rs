@@ -170,6 +170,7 @@ pub struct Opts {
     pub emulator: bool,
     pub max_concurrent_calls: Option<usize>,
     pub registry: Registry,
+    pub unsafe_no_auth: bool,
 }
 
 impl Opts {
@@ -184,6 +185,7 @@ impl Opts {
             emulator: true,
             max_concurrent_calls: Some(8),
             registry: jobs::test_registry(),
+            unsafe_no_auth: false,
         }
     }
 }
@@ -218,6 +220,16 @@ impl TestApp {
         Self::start_with(name, url, o).await
     }
 
+    /// An instance (no emulator) whose database URL points at a closed port.
+    pub async fn start_without_database() -> Self {
+        let (name, _) = fresh_db().await;
+        let dead_url = "postgres://postgres@127.0.0.1:9/none";
+        let mut o = Opts::new(dead_url);
+        o.emulator = false;
+        o.settings.db_pool_size = 2;
+        Self::start_with(name, dead_url.into(), o).await
+    }
+
     /// Starts on an existing database.
     pub async fn start_with(db_name: String, db_url: String, opts: Opts) -> Self {
         let faults = Arc::new(Faults::none());
@@ -229,6 +241,7 @@ impl TestApp {
                 emulator: opts.emulator,
                 migrate: false,
                 max_concurrent_calls: opts.max_concurrent_calls,
+                unsafe_no_auth: opts.unsafe_no_auth,
             },
             opts.registry.clone(),
             faults.clone(),
