@@ -9,6 +9,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use coremachine::config::{HttpSettings, Secret};
 use coremachine::engine::{Fault, FaultRule};
 use serde_json::json;
 
@@ -21,14 +22,12 @@ fn chromium() -> PathBuf {
     PathBuf::from(p)
 }
 
-#[tokio::test]
-async fn the_job_page_of_a_failed_job_shows_its_stages_failing_task_and_last_successful_step() {
+/// The browser and playwright-core are there (`false`: skipped by COREMACHINE_SKIP_BROWSER=1).
+fn browser_ready() -> bool {
     if std::env::var("COREMACHINE_SKIP_BROWSER").as_deref() == Ok("1") {
         eprintln!("SKIPPED: browser test disabled by COREMACHINE_SKIP_BROWSER=1");
-        return;
+        return false;
     }
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let browser_dir = root.join("tests/browser");
     assert!(
         chromium().is_file(),
         "{} not found: install it with `source scripts/lib/browser.sh && ensure_browser_test_tools` \
@@ -36,11 +35,66 @@ async fn the_job_page_of_a_failed_job_shows_its_stages_failing_task_and_last_suc
         chromium().display()
     );
     assert!(
-        browser_dir.join("node_modules/playwright-core").is_dir(),
+        browser_dir().join("node_modules/playwright-core").is_dir(),
         "playwright-core is not installed under tests/browser: run \
          `source scripts/lib/browser.sh && ensure_browser_test_tools` (or ./scripts/test.sh)"
     );
+    true
+}
 
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn browser_dir() -> PathBuf {
+    root().join("tests/browser")
+}
+
+fn artifacts() -> PathBuf {
+    root().join("test-artifacts")
+}
+
+/// Runs `tests/browser/<script>` with `args` and asserts it passed (its output and the job's
+/// story in the message otherwise).
+async fn run_script(t: &TestApp, script: &str, args: &[&str], job: &str) {
+    let out = tokio::time::timeout(
+        Duration::from_secs(120),
+        tokio::process::Command::new("node")
+            .arg(browser_dir().join(script))
+            .args(args)
+            .env("COREMACHINE_CHROMIUM", chromium())
+            .current_dir(browser_dir())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the browser test finishes within 2 minutes")
+    .expect("node runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "browser checks of {script} failed ({})\n--- stdout\n{stdout}\n--- stderr\n{stderr}\n--- job\n{}",
+        out.status,
+        t.dump(job).await
+    );
+    assert!(stdout.contains("browser test passed"), "{stdout}");
+}
+
+/// The screenshot exists and is a real PNG.
+fn assert_screenshot(name: &str) {
+    let bytes = std::fs::read(artifacts().join(name)).expect("screenshot saved");
+    assert!(
+        bytes.len() > 10_000 && bytes.starts_with(b"\x89PNG"),
+        "{name} is a real PNG"
+    );
+}
+
+#[tokio::test]
+async fn the_job_page_of_a_failed_job_shows_its_stages_failing_task_and_last_successful_step() {
+    if !browser_ready() {
+        return;
+    }
     let t = TestApp::start().await;
     let ok = t.submit("hello_world", json!({"n": 3})).await;
     assert_eq!(t.wait_terminal(&ok, T).await, "completed");
@@ -55,39 +109,57 @@ async fn the_job_page_of_a_failed_job_shows_its_stages_failing_task_and_last_suc
     assert_eq!(t.wait_terminal(&failed, T).await, "failed");
     t.wait_quiet(T).await;
 
-    let artifacts = root.join("test-artifacts");
-    let _ = std::fs::remove_file(artifacts.join("ui-job-failed.png"));
-    let out = tokio::time::timeout(
-        Duration::from_secs(120),
-        tokio::process::Command::new("node")
-            .arg(browser_dir.join("page_test.mjs"))
-            .arg(&t.base)
-            .arg(&failed)
-            .arg(&ok)
-            .arg(&artifacts)
-            .env("COREMACHINE_CHROMIUM", chromium())
-            .current_dir(&browser_dir)
-            .kill_on_drop(true)
-            .output(),
+    let _ = std::fs::remove_file(artifacts().join("ui-job-failed.png"));
+    let dir = artifacts();
+    run_script(
+        &t,
+        "page_test.mjs",
+        &[&t.base, &failed, &ok, dir.to_str().unwrap()],
+        &failed,
     )
-    .await
-    .expect("the browser test finishes within 2 minutes")
-    .expect("node runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "browser checks failed ({})\n--- stdout\n{stdout}\n--- stderr\n{stderr}\n--- job\n{}",
-        out.status,
-        t.dump(&failed).await
-    );
-    assert!(stdout.contains("browser test passed"), "{stdout}");
+    .await;
     for shot in ["ui-job-list.png", "ui-job-failed.png"] {
-        let bytes = std::fs::read(artifacts.join(shot)).expect("screenshot saved");
-        assert!(
-            bytes.len() > 10_000 && bytes.starts_with(b"\x89PNG"),
-            "{shot} is a real PNG"
-        );
+        assert_screenshot(shot);
     }
+    t.cleanup().await;
+}
+
+#[tokio::test]
+async fn with_keys_enforced_the_page_loads_without_a_key_asks_for_it_once_and_shows_a_job() {
+    if !browser_ready() {
+        return;
+    }
+    const KEY: &str = "browser-function-key-1";
+    let t = TestApp::start_opts(|o| {
+        o.settings.http = HttpSettings {
+            function_keys: vec![Secret::new(KEY)],
+            admin_key: Some(Secret::new("browser-master-key-1")),
+            admin_enabled: false,
+        }
+    })
+    .await;
+    let r = t
+        .http
+        .post(format!("{}/api/jobs/submit/hello_world", t.base))
+        .header("x-functions-key", KEY)
+        .json(&json!({"n": 2}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    let job = r.json::<serde_json::Value>().await.unwrap()["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(t.wait_terminal(&job, T).await, "completed");
+    let dir = artifacts();
+    run_script(
+        &t,
+        "keys_test.mjs",
+        &[&t.base, &job, KEY, dir.to_str().unwrap()],
+        &job,
+    )
+    .await;
+    assert_screenshot("ui-key-form.png");
     t.cleanup().await;
 }

@@ -8,8 +8,13 @@
 //! - `GET /api/ui/data/jobs?status=&job_type=&limit=` and `/api/ui/data/jobs/{job_id}/tasks?limit=`:
 //!   the two reads the page needs beyond `/events`, `/events/summary` and `/timeline`.
 //!
-//! In Azure the page is one HTTP function (`http-ui`, route `ui/{*path}`); it passes its own
-//! `?code=` function key on to the API calls it makes.
+//! In Azure the page is two HTTP functions: `http-ui` (route `ui/{*path}`, **anonymous**) serves
+//! the page shell and its assets, which hold no data, so a browser can load `<script src>` and
+//! `<link href>` without a key; `http-ui-data` (route `ui/data/{*path}`, function level; literal
+//! segments win) serves the data. The page sends the operator's function key as
+//! `x-functions-key` on every data call: asked for once when a call answers 401 (or taken from a
+//! `?code=` in the address) and kept in the tab's `sessionStorage`. Behind App Service
+//! Authentication the same calls carry the session cookie (docs/operations.md, "The web page").
 
 use axum::Router;
 use axum::extract::{Path, State};
@@ -67,8 +72,8 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
 /// The web page (job list, and a job's page under `/api/ui/jobs/{job_id}`).
 #[utoipa::path(
     get, path = "/api/ui", tag = "ui", operation_id = "ui_page",
-    responses((status = 200, description = "The page", content_type = "text/html", body = String)),
-    security(("function_key" = []), ("function_code" = []))
+    responses((status = 200, description = "The page (anonymous: it holds no data)", content_type = "text/html", body = String)),
+    security(())
 )]
 pub async fn index() -> Response {
     asset("text/html; charset=utf-8", INDEX_HTML)

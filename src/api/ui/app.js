@@ -5,19 +5,68 @@
 const REFRESH_MS = 5000;
 const TERMINAL = ["completed", "completed_with_errors", "failed", "cancelled"];
 const params = new URLSearchParams(location.search);
-// In Azure the page is reached with ?code=<function key>; the API calls need the same key.
-const code = params.get("code");
 
-function withCode(path) {
-  if (!code) return path;
-  return path + (path.includes("?") ? "&" : "?") + "code=" + encodeURIComponent(code);
+// ---------------------------------------------------------------- the function key
+// The page itself (HTML, JS, CSS) is anonymous; the data calls are function-level. The operator's
+// key is asked for once (when a call answers 401) and kept in this tab's sessionStorage only,
+// sent as `x-functions-key`. A `?code=` in the address (the portal's "Get function URL") is taken
+// the same way and removed from the address bar. Behind App Service Authentication with anonymous
+// data functions no call answers 401 and no key is ever asked for (docs/operations.md).
+const KEY_STORE = "coremachine.functionKey";
+if (params.get("code")) {
+  sessionStorage.setItem(KEY_STORE, params.get("code"));
+  params.delete("code");
+  const rest = params.toString();
+  history.replaceState(null, "", location.pathname + (rest ? "?" + rest : "") + location.hash);
 }
 
-async function api(path) {
-  const r = await fetch(withCode(path), { headers: { Accept: "application/json" } });
+function functionKey() {
+  return sessionStorage.getItem(KEY_STORE) || "";
+}
+
+/** A data call answered 401: the key is missing or wrong. */
+class KeyNeeded extends Error {}
+
+async function api(path, init = {}) {
+  const headers = { Accept: "application/json", ...(init.headers || {}) };
+  if (functionKey()) headers["x-functions-key"] = functionKey();
+  const r = await fetch(path, { ...init, headers });
   const body = await r.json().catch(() => ({}));
-  if (!r.ok) throw new Error(`${r.status} ${body.error || ""}: ${body.message || r.statusText}`);
+  if (r.status === 401) throw new KeyNeeded(body.message || "this call needs a function key");
+  if (!r.ok) {
+    const e = new Error(`${r.status} ${body.error || ""}: ${body.message || r.statusText}`);
+    e.status = r.status;
+    e.body = body;
+    throw e;
+  }
   return body;
+}
+
+// Shows the key form in place of the view; `retry` re-renders the view once a key is entered.
+function askForKey(why, retry) {
+  clearTimeout(timer);
+  const app = document.getElementById("app");
+  const had = functionKey();
+  app.innerHTML = `<form class="key-form" id="key-form" data-testid="key-form">
+    <h1>Function key</h1>
+    <p class="${had ? "error" : "muted"}" data-testid="key-why">${had ? "The key was refused: " : ""}${esc(why)}</p>
+    <p class="muted">The job data behind this page needs a function key (Azure portal: the function app,
+      App keys, or <code>az functionapp keys list</code>). It is kept for this browser tab only.</p>
+    <label>function key <input type="password" name="key" autocomplete="off" required data-testid="key-input"></label>
+    <button type="submit" data-testid="key-submit">Use key</button>
+  </form>`;
+  const form = document.getElementById("key-form");
+  form.elements.key.focus();
+  form.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    sessionStorage.setItem(KEY_STORE, form.elements.key.value.trim());
+    showForget();
+    retry();
+  });
+}
+
+function showForget() {
+  document.getElementById("forget-key").hidden = !functionKey();
 }
 
 function esc(v) {
@@ -77,6 +126,7 @@ async function renderList() {
     q.set("limit", "100");
     data = await api("/api/ui/data/jobs?" + q.toString());
   } catch (e) {
+    if (e instanceof KeyNeeded) return askForKey(e.message, renderList);
     app.innerHTML = `<p class="error" data-testid="load-error">Could not load jobs: ${esc(e.message)}</p>`;
     schedule(renderList);
     return;
@@ -85,7 +135,7 @@ async function renderList() {
   const rows = data.jobs
     .map(
       (j) => `<tr data-testid="job-row" data-job-id="${esc(j.job_id)}" data-status="${esc(j.status)}" class="${esc(j.status)}">
-        <td class="mono"><a href="${esc(withCode("/api/ui/jobs/" + j.job_id))}">${short(j.job_id)}</a></td>
+        <td class="mono"><a href="${esc("/api/ui/jobs/" + j.job_id)}">${short(j.job_id)}</a></td>
         <td>${esc(j.job_type)}</td>
         <td>${badge(j.status)}</td>
         <td>${esc(j.stage)} / ${esc(j.total_stages)}</td>
@@ -110,7 +160,6 @@ async function renderList() {
     const f = new FormData(ev.currentTarget);
     const q = new URLSearchParams();
     for (const [k, v] of f.entries()) if (v) q.set(k, v);
-    if (code) q.set("code", code);
     location.search = q.toString();
   });
   stamp();
@@ -159,7 +208,8 @@ async function renderJob(jobId) {
       allEvents(jobId),
     ]);
   } catch (e) {
-    app.innerHTML = `<p><a href="${esc(withCode("/api/ui"))}">← all jobs</a></p>
+    if (e instanceof KeyNeeded) return askForKey(e.message, () => renderJob(jobId));
+    app.innerHTML = `<p><a href="/api/ui">← all jobs</a></p>
       <p class="error" data-testid="load-error">Could not load job ${esc(jobId)}: ${esc(e.message)}</p>`;
     schedule(() => renderJob(jobId));
     return;
@@ -189,7 +239,7 @@ async function renderJob(jobId) {
     })
     .join("");
   app.innerHTML = `
-    <p><a href="${esc(withCode("/api/ui"))}">← all jobs</a></p>
+    <p><a href="/api/ui">← all jobs</a></p>
     <h1 data-testid="job-title">${esc(timeline.job_type)} ${badge(timeline.status)}</h1>
     <dl class="facts">
       <dt>job id</dt><dd class="mono" data-testid="job-id">${esc(timeline.job_id)}</dd>
@@ -220,4 +270,10 @@ function route() {
 }
 
 document.getElementById("auto-refresh").addEventListener("change", route);
+document.getElementById("forget-key").addEventListener("click", () => {
+  sessionStorage.removeItem(KEY_STORE);
+  showForget();
+  route();
+});
+showForget();
 route();
