@@ -94,8 +94,12 @@ pub enum ClientCommand {
         /// Job id.
         job_id: String,
         /// Rerun every stage instead of resuming at the failed one.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "failed_tasks")]
         from_start: bool,
+        /// Run again only the failed or cancelled tasks of the stage where the job stopped (its
+        /// completed tasks keep their results).
+        #[arg(long)]
+        failed_tasks: bool,
         /// Wait until the new attempt is terminal.
         #[arg(long)]
         wait: bool,
@@ -361,11 +365,16 @@ async fn run_inner(cmd: ClientCommand) -> Result<ExitCode, CliError> {
         ClientCommand::Resubmit {
             job_id,
             from_start,
+            failed_tasks,
             wait,
             conn,
         } => {
             let c = Client::new(&conn)?;
-            let q = if from_start { "?from=start" } else { "" };
+            let q = match (from_start, failed_tasks) {
+                (true, _) => "?from=start",
+                (_, true) => "?from=failed_tasks",
+                _ => "",
+            };
             let r = c
                 .post(
                     &format!("/api/jobs/{}/resubmit{q}", enc(&job_id)),

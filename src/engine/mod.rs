@@ -17,6 +17,7 @@ pub mod malformed;
 pub mod messages;
 pub mod poison;
 mod repair;
+mod retry_failed;
 pub mod retry;
 mod stage_end;
 pub mod state;
