@@ -163,3 +163,88 @@ async fn with_keys_enforced_the_page_loads_without_a_key_asks_for_it_once_and_sh
     assert_screenshot("ui-key-form.png");
     t.cleanup().await;
 }
+
+#[tokio::test]
+async fn the_operator_retries_failed_tasks_cancels_and_bulk_resubmits_from_the_page() {
+    if !browser_ready() {
+        return;
+    }
+    let t = TestApp::start().await;
+    // Stage 2's first task fails once, permanently: the job fails; its retry succeeds.
+    t.fault(FaultRule::times(Fault::HandlerPermanent, 1).on_stage(2).on_index(0));
+    let failed = t
+        .submit("hello_world", json!({"n": 3, "message": "retry me"}))
+        .await;
+    assert_eq!(t.wait_terminal(&failed, T).await, "failed");
+    let dir = artifacts();
+    let dir = dir.to_str().unwrap();
+    run_script(
+        &t,
+        "actions_test.mjs",
+        &["retry", &t.base, dir, &failed],
+        &failed,
+    )
+    .await;
+    let running: Vec<String> = {
+        let mut ids = Vec::new();
+        for run in ["a", "b", "c"] {
+            let p = json!({"tasks": 300, "sleep_ms": 1000, "run": format!("browser-{run}")});
+            ids.push(t.submit("shapes2", p).await);
+        }
+        ids
+    };
+    run_script(
+        &t,
+        "actions_test.mjs",
+        &["cancel", &t.base, dir, &running[0], &running[1], &running[2]],
+        &running[0],
+    )
+    .await;
+
+    // Only the failed task ran again; the others of its stage ran once.
+    let db = t.db().await;
+    let runs: Vec<(i32, i64)> = db
+        .query(
+            "SELECT t.task_seq, count(*) FROM app.job_events e JOIN app.tasks t ON t.task_id = e.task_id \
+             WHERE e.job_id = $1 AND e.stage = 2 AND e.event_type = 'task_started' GROUP BY 1 ORDER BY 1",
+            &[&failed],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(runs, vec![(0, 2), (1, 1), (2, 1)]);
+    assert_eq!(t.wait_terminal(&failed, T).await, "completed");
+    // The single cancel recorded the operator's reason.
+    let reason: String = db
+        .query_one(
+            "SELECT event_data->>'reason' FROM app.job_events WHERE job_id = $1 AND event_type = 'job_cancelled'",
+            &[&running[2]],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(reason, "browser says stop");
+    // The two bulk-handled jobs were cancelled, then resubmitted as attempt 2.
+    for id in &running[..2] {
+        let (status, attempt, cancels): (String, i32, i64) = {
+            let r = db
+                .query_one(
+                    "SELECT status::text, attempt, (SELECT count(*) FROM app.job_events e WHERE e.job_id = j.job_id \
+                     AND e.event_type = 'job_cancelled' AND e.event_data->>'reason' = 'bulk from the browser') \
+                     FROM app.jobs j WHERE job_id = $1",
+                    &[id],
+                )
+                .await
+                .unwrap();
+            (r.get(0), r.get(1), r.get(2))
+        };
+        assert_eq!((attempt, cancels), (2, 1), "{id} is {status}");
+        assert!(["queued", "processing"].contains(&status.as_str()), "{status}");
+        let (s, b) = t.post(&format!("/api/jobs/{id}/cancel"), &json!({})).await;
+        assert_eq!(s, 200, "{b}");
+    }
+    assert_screenshot("ui-job-actions.png");
+    t.cleanup().await;
+}

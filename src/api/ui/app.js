@@ -111,7 +111,93 @@ function stamp() {
   document.getElementById("updated").textContent = "updated " + new Date().toLocaleTimeString();
 }
 
+// ---------------------------------------------------------------- actions
+
+const LIVE = ["queued", "processing"];
+const RESUBMITTABLE = ["failed", "cancelled"];
+// The last action's outcome, shown above the view until the next action (survives re-renders).
+let lastResult = null;
+
+function post(path) {
+  return api(path, { method: "POST", headers: { "Content-Type": "application/json" }, body: "{}" });
+}
+
+// Asks for confirmation in the page's <dialog>; resolves to null (backed out) or { reason }.
+function confirmAction({ title, text, confirm, reason = false }) {
+  const dlg = document.getElementById("confirm");
+  const form = dlg.querySelector("form");
+  dlg.querySelector("h2").textContent = title;
+  dlg.querySelector("p").textContent = text;
+  const reasonField = dlg.querySelector(".reason");
+  reasonField.hidden = !reason;
+  form.elements.reason.value = "";
+  form.elements.reason.required = reason;
+  dlg.querySelector('[value="confirm"]').textContent = confirm;
+  clearTimeout(timer); // no refresh under an open dialog
+  return new Promise((resolve) => {
+    dlg.onclose = () => resolve(dlg.returnValue === "confirm" ? { reason: form.elements.reason.value.trim() } : null);
+    dlg.returnValue = "";
+    dlg.showModal();
+    (reason ? form.elements.reason : dlg.querySelector('[value="confirm"]')).focus();
+  });
+}
+
+// What one action on one job did, in words (or why it was refused).
+async function runAction(jobId, action, reason) {
+  const id = `job ${jobId.slice(0, 12)}…`;
+  try {
+    if (action === "cancel") {
+      const r = await post(`/api/jobs/${jobId}/cancel?reason=${encodeURIComponent(reason || "cancelled from the web page")}`);
+      return { ok: true, text: `${id} cancelled: ${r.message}` };
+    }
+    const r = await post(`/api/jobs/${jobId}/resubmit?from=${action}`);
+    const what = action === "failed_tasks"
+      ? `${r.retried_tasks} failed task(s) of stage ${r.from_stage} queued again, ${r.kept_tasks} completed kept`
+      : `starts at stage ${r.from_stage}${r.kept_stages.length ? ", stages " + r.kept_stages.join(", ") + " kept" : ""}`;
+    return { ok: true, text: `${id} resubmitted as attempt ${r.attempt} (after a ${r.previous_status} attempt ${r.attempt - 1}): ${what}` };
+  } catch (e) {
+    if (e instanceof KeyNeeded) throw e;
+    return { ok: false, text: `${id}: ${e.body && e.body.message ? e.body.message : e.message}` };
+  }
+}
+
+function resultBanner() {
+  if (!lastResult) return "";
+  const cls = lastResult.every((r) => r.ok) ? "ok" : "error";
+  return `<div class="result ${cls}" data-testid="action-result" role="status">${lastResult.map((r) => `<div class="${r.ok ? "" : "error"}">${esc(r.text)}</div>`).join("")}</div>`;
+}
+
+const ACTIONS = {
+  cancel: { label: "Cancel job", title: "Cancel", confirm: "Cancel job", reason: true,
+    text: "Queued tasks never run; running tasks finish and are recorded, but the job does not advance. The reason is recorded with the event." },
+  failed_tasks: { label: "Retry failed tasks", title: "Retry the failed tasks", confirm: "Retry failed tasks",
+    text: "A new attempt: only the failed or cancelled tasks of the stage where the job stopped run again; its completed tasks keep their results." },
+  failed_stage: { label: "Resubmit from the failed stage", title: "Resubmit from the failed stage", confirm: "Resubmit",
+    text: "A new attempt from the stage where the job stopped: all its tasks run again (the earlier attempt's are archived); earlier stages are kept." },
+  start: { label: "Resubmit from the start", title: "Resubmit from stage 1", confirm: "Resubmit from the start",
+    text: "A new attempt from stage 1: every stage runs again (the earlier attempt's tasks are archived)." },
+};
+
+// Confirms, runs `action` on every job of `jobIds`, keeps the outcome and re-renders.
+async function act(action, jobIds, rerender) {
+  const a = ACTIONS[action];
+  const many = jobIds.length > 1 ? ` (${jobIds.length} jobs)` : "";
+  const ok = await confirmAction({ title: a.title + many, text: a.text, confirm: a.confirm + many, reason: a.reason });
+  if (!ok) return rerender();
+  const results = [];
+  try {
+    for (const id of jobIds) results.push(await runAction(id, action, ok.reason));
+  } catch (e) {
+    return askForKey(e.message, rerender);
+  }
+  lastResult = results;
+  rerender();
+}
+
 // ---------------------------------------------------------------- job list
+
+// Job ids ticked in the list (kept across the list's refreshes).
+const selected = new Set();
 
 async function renderList() {
   const app = document.getElementById("app");
@@ -135,6 +221,7 @@ async function renderList() {
   const rows = data.jobs
     .map(
       (j) => `<tr data-testid="job-row" data-job-id="${esc(j.job_id)}" data-status="${esc(j.status)}" class="${esc(j.status)}">
+        <td><input type="checkbox" data-testid="job-select" value="${esc(j.job_id)}" aria-label="select job ${short(j.job_id)}"${selected.has(j.job_id) ? " checked" : ""}></td>
         <td class="mono"><a href="${esc("/api/ui/jobs/" + j.job_id)}">${short(j.job_id)}</a></td>
         <td>${esc(j.job_type)}</td>
         <td>${badge(j.status)}</td>
@@ -146,14 +233,28 @@ async function renderList() {
       </tr>`
     )
     .join("");
+  const shown = new Set(data.jobs.map((j) => j.job_id));
+  for (const id of [...selected]) if (!shown.has(id)) selected.delete(id);
+  const statusOf = new Map(data.jobs.map((j) => [j.job_id, j.status]));
+  const pick = (ok) => [...selected].filter((id) => ok.includes(statusOf.get(id)));
+  const bulk = () => {
+    const n = selected.size;
+    return `<div class="bulk" data-testid="bulk-actions">
+      <span class="muted">${n} selected</span>
+      <button type="button" data-bulk="cancel" data-testid="bulk-cancel"${pick(LIVE).length ? "" : " disabled"}>Cancel selected (${pick(LIVE).length})</button>
+      <button type="button" data-bulk="failed_stage" data-testid="bulk-resubmit"${pick(RESUBMITTABLE).length ? "" : " disabled"}>Resubmit selected (${pick(RESUBMITTABLE).length})</button>
+    </div>`;
+  };
   app.innerHTML = `
+    ${resultBanner()}
     <h1>Jobs</h1>
     <form class="filters" id="filters">
       <label>status <select name="status">${["", ...data.statuses].map((s) => opt(s, status)).join("")}</select></label>
       <label>type <select name="job_type">${["", ...data.job_types].map((t) => opt(t, jobType)).join("")}</select></label>
       <span class="muted">${esc(data.count)} job(s), newest first</span>
     </form>
-    ${data.jobs.length ? `<table data-testid="job-list"><thead><tr><th>job</th><th>type</th><th>status</th><th>stage</th>
+    <div id="bulk">${bulk()}</div>
+    ${data.jobs.length ? `<table data-testid="job-list"><thead><tr><th><input type="checkbox" id="select-all" aria-label="select every job shown"></th><th>job</th><th>type</th><th>status</th><th>stage</th>
       <th>tasks</th><th>created</th><th>updated</th><th>error</th></tr></thead><tbody>${rows}</tbody></table>`
       : `<p class="empty" data-testid="job-list-empty">No jobs match.</p>`}`;
   document.getElementById("filters").addEventListener("change", (ev) => {
@@ -161,6 +262,25 @@ async function renderList() {
     const q = new URLSearchParams();
     for (const [k, v] of f.entries()) if (v) q.set(k, v);
     location.search = q.toString();
+  });
+  const list = document.querySelector('[data-testid="job-list"]');
+  const refreshBulk = () => (document.getElementById("bulk").innerHTML = bulk());
+  if (list) {
+    list.addEventListener("change", (ev) => {
+      const boxes = [...list.querySelectorAll('[data-testid="job-select"]')];
+      if (ev.target.id === "select-all") boxes.forEach((b) => (b.checked = ev.target.checked));
+      for (const b of boxes) b.checked ? selected.add(b.value) : selected.delete(b.value);
+      refreshBulk();
+    });
+  }
+  document.getElementById("bulk").addEventListener("click", (ev) => {
+    const action = ev.target.dataset && ev.target.dataset.bulk;
+    if (!action) return;
+    const ids = pick(action === "cancel" ? LIVE : RESUBMITTABLE);
+    act(action, ids, () => {
+      selected.clear();
+      renderList();
+    });
   });
   stamp();
   schedule(renderList);
@@ -194,6 +314,37 @@ async function allEvents(jobId) {
     cursor = p.next_cursor;
   }
   return events;
+}
+
+// The actions that apply to the job now, and for a stopped job what to do next.
+function jobActions(timeline, firstFail) {
+  const st = timeline.status;
+  const actions = [];
+  if (LIVE.includes(st)) actions.push("cancel");
+  let hint = "";
+  if (RESUBMITTABLE.includes(st)) {
+    const stopped = timeline.stages.find((s) => s.stage === timeline.current_stage);
+    const t = (stopped && stopped.tasks) || {};
+    if ((t.failed || 0) + (t.cancelled || 0) + (t.queued || 0) > 0) actions.push("failed_tasks");
+    actions.push("failed_stage", "start");
+    const cls = firstFail && firstFail.error_class;
+    const retry = actions.includes("failed_tasks") ? "Retry failed tasks" : "Resubmit from the failed stage";
+    const flag = actions.includes("failed_tasks") ? "--failed-tasks" : "";
+    const cmd = `coremachine resubmit ${timeline.job_id}${flag ? " " + flag : ""}`;
+    const what = st === "cancelled"
+      ? `The job was cancelled. To finish it, use <b>${retry}</b>`
+      : cls === "transient"
+        ? `A transient error outlasted its retries (a service or the network was unavailable). Retrying may help once it is back: <b>${retry}</b>`
+        : cls === "permanent"
+          ? `A permanent error: running it again as it is fails the same way. Fix what the error names (the input, a missing blob, the job type's code), then <b>${retry}</b>`
+          : `To run it again, use <b>${retry}</b>`;
+    hint = `<p class="hint" data-testid="next-step">${what}, or from a shell: <code>${esc(cmd)}</code></p>`;
+  }
+  if (!actions.length) return "";
+  const buttons = actions
+    .map((a) => `<button type="button" data-action="${a}" data-testid="action-${a}">${esc(ACTIONS[a].label)}</button>`)
+    .join("");
+  return `<section class="actions" aria-label="actions">${hint}<div class="buttons" data-testid="job-actions">${buttons}</div></section>`;
 }
 
 async function renderJob(jobId) {
@@ -240,6 +391,7 @@ async function renderJob(jobId) {
     .join("");
   app.innerHTML = `
     <p><a href="/api/ui">← all jobs</a></p>
+    ${resultBanner()}
     <h1 data-testid="job-title">${esc(timeline.job_type)} ${badge(timeline.status)}</h1>
     <dl class="facts">
       <dt>job id</dt><dd class="mono" data-testid="job-id">${esc(timeline.job_id)}</dd>
@@ -251,6 +403,7 @@ async function renderJob(jobId) {
       ${firstFail ? `<dt>first failure</dt><dd class="error" data-testid="first-failure">${esc(firstFail.event_type)}${firstFail.stage != null ? " in stage " + esc(firstFail.stage) : ""}: ${errorText(firstFail.error_class, firstFail.error_type, firstFail.error_message)}</dd>` : ""}
       ${timeline.error_details ? `<dt>error</dt><dd class="error" data-testid="job-error">${esc(timeline.error_details)}</dd>` : ""}
     </dl>
+    ${jobActions(timeline, firstFail)}
     <h2>Stages</h2>
     <div data-testid="stages">${timeline.stages.map(stageBar).join("")}</div>
     <h2>Tasks (${esc(tasks.count)})</h2>
@@ -259,8 +412,12 @@ async function renderJob(jobId) {
     <h2>Events (${esc(events.length)})</h2>
     <table data-testid="event-timeline"><thead><tr><th>time</th><th>event</th><th>status</th><th>checkpoint</th><th>stage</th>
       <th>task</th><th>attempt</th><th>duration</th><th>error</th></tr></thead><tbody>${eventRows}</tbody></table>`;
+  const rerender = () => renderJob(jobId);
+  app.querySelectorAll("[data-action]").forEach((b) =>
+    b.addEventListener("click", () => act(b.dataset.action, [jobId], rerender))
+  );
   stamp();
-  if (!TERMINAL.includes(timeline.status)) schedule(() => renderJob(jobId));
+  if (!TERMINAL.includes(timeline.status)) schedule(rerender);
 }
 
 function route() {
