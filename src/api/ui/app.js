@@ -196,20 +196,45 @@ async function act(action, jobIds, rerender) {
 
 // ---------------------------------------------------------------- job list
 
+// "created within" choices of the list (hours), and its page size.
+const WITHIN = { "1h": 1, "24h": 24, "7d": 168, "30d": 720 };
+const PAGE = 50;
+
+function duration(from, to) {
+  const ms = (to ? new Date(to) : new Date()) - new Date(from);
+  if (!(ms >= 0)) return "";
+  const s = Math.round(ms / 1000);
+  return s < 60 ? `${s} s` : s < 3600 ? `${Math.floor(s / 60)} min ${s % 60} s` : `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
+}
+
+function progress(done, total) {
+  const pct = total ? Math.round((100 * done) / total) : 0;
+  return `<span class="progress" role="progressbar" aria-valuemin="0" aria-valuemax="${esc(total)}" aria-valuenow="${esc(done)}"
+    title="${esc(done)} of ${esc(total)} tasks ended"><span style="width:${pct}%"></span></span> ${esc(done)} / ${esc(total)}`;
+}
+
 // Job ids ticked in the list (kept across the list's refreshes).
 const selected = new Set();
 
 async function renderList() {
   const app = document.getElementById("app");
+  // Never re-render under the operator's typing.
+  if (document.activeElement && document.activeElement.dataset.testid === "job-search") return schedule(renderList);
   document.getElementById("where").textContent = "jobs";
   const status = params.get("status") || "";
   const jobType = params.get("job_type") || "";
+  const search = (params.get("q") || "").trim().toLowerCase();
+  const within = WITHIN[params.get("within")] ? params.get("within") : "";
+  const cursor = params.get("cursor") || "";
   let data;
   try {
     const q = new URLSearchParams();
     if (status) q.set("status", status);
     if (jobType) q.set("job_type", jobType);
-    q.set("limit", "100");
+    if (search) q.set("q", search);
+    if (within) q.set("since", new Date(Date.now() - WITHIN[within] * 3600e3).toISOString());
+    if (cursor) q.set("cursor", cursor);
+    q.set("limit", String(PAGE));
     data = await api("/api/ui/data/jobs?" + q.toString());
   } catch (e) {
     if (e instanceof KeyNeeded) return askForKey(e.message, renderList);
@@ -226,9 +251,10 @@ async function renderList() {
         <td>${esc(j.job_type)}</td>
         <td>${badge(j.status)}</td>
         <td>${esc(j.stage)} / ${esc(j.total_stages)}</td>
-        <td>${esc(j.task_count)}${j.failed_tasks ? ` <span class="error">(${esc(j.failed_tasks)} failed)</span>` : ""}</td>
+        <td data-testid="job-progress">${progress(j.done_tasks, j.task_count)}${j.failed_tasks ? ` <span class="error">(${esc(j.failed_tasks)} failed)</span>` : ""}</td>
+        <td>${esc(j.attempt)}</td>
+        <td>${duration(j.created_at, j.completed_at)}</td>
         <td>${when(j.created_at)}</td>
-        <td>${when(j.updated_at)}</td>
         <td class="error">${esc(j.error_details || "")}</td>
       </tr>`
     )
@@ -251,18 +277,31 @@ async function renderList() {
     <form class="filters" id="filters">
       <label>status <select name="status">${["", ...data.statuses].map((s) => opt(s, status)).join("")}</select></label>
       <label>type <select name="job_type">${["", ...data.job_types].map((t) => opt(t, jobType)).join("")}</select></label>
-      <span class="muted">${esc(data.count)} job(s), newest first</span>
+      <label>created within <select name="within">${["", ...Object.keys(WITHIN)].map((w) => opt(w, within)).join("")}</select></label>
+      <label>job id <input name="q" value="${esc(search)}" placeholder="id or its first characters" size="16" maxlength="64" data-testid="job-search"></label>
+      <span class="muted" data-testid="job-count">${esc(data.count)} job(s)${cursor ? " (a later page)" : ""}, newest first</span>
     </form>
     <div id="bulk">${bulk()}</div>
     ${data.jobs.length ? `<table data-testid="job-list"><thead><tr><th><input type="checkbox" id="select-all" aria-label="select every job shown"></th><th>job</th><th>type</th><th>status</th><th>stage</th>
-      <th>tasks</th><th>created</th><th>updated</th><th>error</th></tr></thead><tbody>${rows}</tbody></table>`
-      : `<p class="empty" data-testid="job-list-empty">No jobs match.</p>`}`;
-  document.getElementById("filters").addEventListener("change", (ev) => {
-    const f = new FormData(ev.currentTarget);
+      <th>progress</th><th>attempt</th><th>duration</th><th>created</th><th>error</th></tr></thead><tbody>${rows}</tbody></table>`
+      : `<p class="empty" data-testid="job-list-empty">No jobs match.</p>`}
+    <nav class="pager">${cursor ? `<button type="button" data-page="">first page</button>` : ""}${data.next_cursor ? `<button type="button" data-page="${esc(data.next_cursor)}" data-testid="jobs-next">next page</button>` : ""}</nav>`;
+  app.querySelectorAll(".pager [data-page]").forEach((b) =>
+    b.addEventListener("click", () => {
+      const q = new URLSearchParams(location.search);
+      b.dataset.page ? q.set("cursor", b.dataset.page) : q.delete("cursor");
+      location.search = q.toString();
+    })
+  );
+  const filters = document.getElementById("filters");
+  const applyFilters = (ev) => {
+    ev.preventDefault();
     const q = new URLSearchParams();
-    for (const [k, v] of f.entries()) if (v) q.set(k, v);
+    for (const [k, v] of new FormData(filters).entries()) if (v.trim()) q.set(k, v.trim());
     location.search = q.toString();
-  });
+  };
+  filters.addEventListener("change", applyFilters);
+  filters.addEventListener("submit", applyFilters);
   const list = document.querySelector('[data-testid="job-list"]');
   const refreshBulk = () => (document.getElementById("bulk").innerHTML = bulk());
   if (list) {
@@ -300,20 +339,56 @@ function stageBar(s) {
     <div><b>Stage ${esc(s.stage)}</b> ${esc(s.name || "")} ${badge(s.status)}</div>
     <div class="bar" data-testid="stage-bar" role="progressbar" aria-valuemin="0" aria-valuemax="${esc(total)}"
       aria-valuenow="${esc((s.tasks && (s.tasks.completed || 0) + (s.tasks.failed || 0)) || 0)}">${segs}</div>
-    <div class="muted">${esc(s.task_count)} task(s)${counts ? ": " + counts : ""}${s.retries ? `, ${esc(s.retries)} retr${s.retries === 1 ? "y" : "ies"}` : ""}${s.duration_ms != null ? ", " + ms(s.duration_ms) : ""}</div>
+    <div class="muted">${esc(s.task_count)} task(s)${counts ? ": " + counts : ""}${s.retries ? `, ${esc(s.retries)} retr${s.retries === 1 ? "y" : "ies"}` : ""}${s.duration_ms != null ? ", " + ms(s.duration_ms) : ""}${rateAndEta(s)}</div>
   </div>`;
 }
 
-async function allEvents(jobId) {
-  const events = [];
-  let cursor = "0";
-  for (let page = 0; page < 20; page++) {
-    const p = await api(`/api/jobs/${jobId}/events?limit=1000&cursor=${encodeURIComponent(cursor)}`);
-    events.push(...p.events);
-    if (!p.next_cursor) break;
-    cursor = p.next_cursor;
+// The job's events, fetched incrementally: the first load reads up to EVENT_PAGES pages from
+// the start, every refresh only what came after the last event seen (`after` cursor).
+const EVENT_PAGES = 5;
+const EVENTS_SHOWN = 500;
+let eventCache = { jobId: null, events: [], after: 0, more: false };
+
+async function newEvents(jobId) {
+  if (eventCache.jobId !== jobId) eventCache = { jobId, events: [], after: 0, more: false };
+  let more = false;
+  for (let page = 0; page < EVENT_PAGES; page++) {
+    const p = await api(`/api/jobs/${jobId}/events?limit=1000&after=${eventCache.after}`);
+    // Two refreshes may overlap (an action's re-render and the timer): keep each event once.
+    const fresh = p.events.filter((e) => e.event_id > eventCache.after);
+    eventCache.events.push(...fresh);
+    if (fresh.length) eventCache.after = fresh[fresh.length - 1].event_id;
+    more = Boolean(p.next_cursor);
+    if (!more) break;
   }
-  return events;
+  eventCache.more = more;
+  // Keep what the page can show (the milestones are read from the summary, not from here).
+  if (eventCache.events.length > 4 * EVENTS_SHOWN) eventCache.events = eventCache.events.slice(-EVENTS_SHOWN);
+  return eventCache;
+}
+
+// The task table's view: status filter and the cursors of the pages seen (to go back).
+let taskView = { jobId: null, status: "", cursors: [""] };
+
+function taskQuery(jobId) {
+  if (taskView.jobId !== jobId) taskView = { jobId, status: "", cursors: [""] };
+  const q = new URLSearchParams({ limit: "100" });
+  if (taskView.status) q.set("status", taskView.status);
+  const c = taskView.cursors[taskView.cursors.length - 1];
+  if (c) q.set("cursor", c);
+  return `/api/ui/data/jobs/${jobId}/tasks?${q}`;
+}
+
+// A running stage's rate (tasks ended per second since it started) and time left at that rate.
+function rateAndEta(s) {
+  if (s.status !== "running" || !s.started_at || !s.tasks) return "";
+  const done = (s.tasks.completed || 0) + (s.tasks.failed || 0) + (s.tasks.cancelled || 0);
+  const secs = (Date.now() - new Date(s.started_at)) / 1000;
+  if (!(secs > 0) || done === 0) return ` <span data-testid="stage-rate">running for ${duration(s.started_at)}, no task ended yet</span>`;
+  const rate = done / secs;
+  const left = Math.max((s.task_count || 0) - done, 0);
+  const eta = left ? `, about ${duration(new Date(Date.now() - (1000 * left) / rate).toISOString())} left` : "";
+  return ` <span data-testid="stage-rate">${rate >= 10 ? Math.round(rate) : rate.toFixed(1)} tasks/s${eta}</span>`;
 }
 
 // The actions that apply to the job now, and for a stopped job what to do next.
@@ -350,14 +425,15 @@ function jobActions(timeline, firstFail) {
 async function renderJob(jobId) {
   const app = document.getElementById("app");
   document.getElementById("where").textContent = "job " + jobId.slice(0, 12) + "…";
-  let timeline, summary, tasks, events;
+  let timeline, summary, tasks, cache, events;
   try {
-    [timeline, summary, tasks, events] = await Promise.all([
+    [timeline, summary, tasks, cache] = await Promise.all([
       api(`/api/jobs/${jobId}/timeline`),
       api(`/api/jobs/${jobId}/events/summary`),
-      api(`/api/ui/data/jobs/${jobId}/tasks`),
-      allEvents(jobId),
+      api(taskQuery(jobId)),
+      newEvents(jobId),
     ]);
+    events = cache.events.slice(-EVENTS_SHOWN);
   } catch (e) {
     if (e instanceof KeyNeeded) return askForKey(e.message, () => renderJob(jobId));
     app.innerHTML = `<p><a href="/api/ui">← all jobs</a></p>
@@ -406,13 +482,33 @@ async function renderJob(jobId) {
     ${jobActions(timeline, firstFail)}
     <h2>Stages</h2>
     <div data-testid="stages">${timeline.stages.map(stageBar).join("")}</div>
-    <h2>Tasks (${esc(tasks.count)})</h2>
+    <h2>Tasks (${esc(tasks.total)})</h2>
+    <form class="filters" id="task-filter">
+      <label>status <select name="status" data-testid="task-status-filter">${["", ...tasks.statuses].map((v) => `<option value="${esc(v)}"${v === taskView.status ? " selected" : ""}>${esc(v || "any")}${v ? ` (${esc(tasks.totals.by_status[v] || 0)})` : ""}</option>`).join("")}</select></label>
+      <span class="muted" data-testid="task-range">${tasks.count ? `${esc((taskView.cursors.length - 1) * tasks.limit + 1)}–${esc((taskView.cursors.length - 1) * tasks.limit + tasks.count)} of ${esc(tasks.matching)}${taskView.status ? ` ${esc(taskView.status)}` : ""}` : `0 of ${esc(tasks.matching)}`} · ${esc(tasks.total)} task(s) in all: ${Object.entries(tasks.totals.by_status).map(([k, v]) => `${esc(k)} ${esc(v)}`).join(", ")} · failures first</span>
+      ${taskView.cursors.length > 1 ? `<button type="button" data-tasks="prev" data-testid="tasks-prev">previous</button>` : ""}
+      ${tasks.next_cursor ? `<button type="button" data-tasks="next" data-next="${esc(tasks.next_cursor)}" data-testid="tasks-next">next</button>` : ""}
+    </form>
     ${tasks.tasks.length ? `<table data-testid="task-table"><thead><tr><th>stage</th><th>index</th><th>type</th><th>status</th><th>attempts</th>
       <th>duration</th><th>error</th><th>task</th></tr></thead><tbody>${taskRows}</tbody></table>` : `<p class="empty">No tasks yet.</p>`}
-    <h2>Events (${esc(events.length)})</h2>
+    <h2>Events (${esc(summary.total_events)})</h2>
+    ${summary.total_events > events.length ? `<p class="muted" data-testid="events-note">The last ${esc(events.length)} of ${esc(summary.total_events)} events${cache.more ? " (more are still loading)" : ""}; the first failure and the last successful step are in the facts above.</p>` : ""}
     <table data-testid="event-timeline"><thead><tr><th>time</th><th>event</th><th>status</th><th>checkpoint</th><th>stage</th>
       <th>task</th><th>attempt</th><th>duration</th><th>error</th></tr></thead><tbody>${eventRows}</tbody></table>`;
   const rerender = () => renderJob(jobId);
+  const tf = document.getElementById("task-filter");
+  tf.addEventListener("change", () => {
+    taskView.status = tf.elements.status.value;
+    taskView.cursors = [""];
+    rerender();
+  });
+  tf.addEventListener("click", (ev) => {
+    const b = ev.target.closest("[data-tasks]");
+    if (!b) return;
+    if (b.dataset.tasks === "next") taskView.cursors.push(b.dataset.next);
+    else taskView.cursors.pop();
+    rerender();
+  });
   app.querySelectorAll("[data-action]").forEach((b) =>
     b.addEventListener("click", () => act(b.dataset.action, [jobId], rerender))
   );
