@@ -248,3 +248,27 @@ async fn the_operator_retries_failed_tasks_cancels_and_bulk_resubmits_from_the_p
     assert_screenshot("ui-job-actions.png");
     t.cleanup().await;
 }
+
+#[tokio::test]
+async fn the_page_of_a_2x1000_task_job_at_stage_2_pages_its_tasks_and_fits_a_phone() {
+    if !browser_ready() {
+        return;
+    }
+    let (t, job) = crate::ui_views::job_running_at_stage_two().await;
+    let dir = artifacts();
+    run_script(
+        &t,
+        "scale_test.mjs",
+        &[&t.base, &job, dir.to_str().unwrap()],
+        &job,
+    )
+    .await;
+    for shot in [
+        "ui-job-scale-1400.png",
+        "ui-job-scale-390.png",
+        "ui-job-list-390.png",
+    ] {
+        assert_screenshot(shot);
+    }
+    t.cleanup().await;
+}

@@ -29,3 +29,4 @@ mod spine;
 mod sql_statements;
 mod state_machine;
 mod telemetry;
+mod ui_views;

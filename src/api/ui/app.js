@@ -282,8 +282,8 @@ async function renderList() {
       <span class="muted" data-testid="job-count">${esc(data.count)} job(s)${cursor ? " (a later page)" : ""}, newest first</span>
     </form>
     <div id="bulk">${bulk()}</div>
-    ${data.jobs.length ? `<table data-testid="job-list"><thead><tr><th><input type="checkbox" id="select-all" aria-label="select every job shown"></th><th>job</th><th>type</th><th>status</th><th>stage</th>
-      <th>progress</th><th>attempt</th><th>duration</th><th>created</th><th>error</th></tr></thead><tbody>${rows}</tbody></table>`
+    ${data.jobs.length ? `<div class="scroll"><table data-testid="job-list"><thead><tr><th><input type="checkbox" id="select-all" aria-label="select every job shown"></th><th>job</th><th>type</th><th>status</th><th>stage</th>
+      <th>progress</th><th>attempt</th><th>duration</th><th>created</th><th>error</th></tr></thead><tbody>${rows}</tbody></table></div>`
       : `<p class="empty" data-testid="job-list-empty">No jobs match.</p>`}
     <nav class="pager">${cursor ? `<button type="button" data-page="">first page</button>` : ""}${data.next_cursor ? `<button type="button" data-page="${esc(data.next_cursor)}" data-testid="jobs-next">next page</button>` : ""}</nav>`;
   app.querySelectorAll(".pager [data-page]").forEach((b) =>
@@ -489,12 +489,12 @@ async function renderJob(jobId) {
       ${taskView.cursors.length > 1 ? `<button type="button" data-tasks="prev" data-testid="tasks-prev">previous</button>` : ""}
       ${tasks.next_cursor ? `<button type="button" data-tasks="next" data-next="${esc(tasks.next_cursor)}" data-testid="tasks-next">next</button>` : ""}
     </form>
-    ${tasks.tasks.length ? `<table data-testid="task-table"><thead><tr><th>stage</th><th>index</th><th>type</th><th>status</th><th>attempts</th>
-      <th>duration</th><th>error</th><th>task</th></tr></thead><tbody>${taskRows}</tbody></table>` : `<p class="empty">No tasks yet.</p>`}
+    ${tasks.tasks.length ? `<div class="scroll"><table data-testid="task-table"><thead><tr><th>stage</th><th>index</th><th>type</th><th>status</th><th>attempts</th>
+      <th>duration</th><th>error</th><th>task</th></tr></thead><tbody>${taskRows}</tbody></table></div>` : `<p class="empty">No tasks yet.</p>`}
     <h2>Events (${esc(summary.total_events)})</h2>
     ${summary.total_events > events.length ? `<p class="muted" data-testid="events-note">The last ${esc(events.length)} of ${esc(summary.total_events)} events${cache.more ? " (more are still loading)" : ""}; the first failure and the last successful step are in the facts above.</p>` : ""}
-    <table data-testid="event-timeline"><thead><tr><th>time</th><th>event</th><th>status</th><th>checkpoint</th><th>stage</th>
-      <th>task</th><th>attempt</th><th>duration</th><th>error</th></tr></thead><tbody>${eventRows}</tbody></table>`;
+    <div class="scroll"><table data-testid="event-timeline"><thead><tr><th>time</th><th>event</th><th>status</th><th>checkpoint</th><th>stage</th>
+      <th>task</th><th>attempt</th><th>duration</th><th>error</th></tr></thead><tbody>${eventRows}</tbody></table></div>`;
   const rerender = () => renderJob(jobId);
   const tf = document.getElementById("task-filter");
   tf.addEventListener("change", () => {
