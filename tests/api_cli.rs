@@ -208,3 +208,35 @@ async fn events_follows_pages_oldest_first_and_tolerates_a_bare_array() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("job_created"));
     server.abort();
 }
+
+#[tokio::test]
+async fn the_12_character_id_the_page_shows_works_and_cancelling_a_finished_job_exits_1_with_its_state()
+ {
+    let t = keyed().await;
+    let (code, out, err) = cli(&t, &["submit", "hello_world", "n=2", "--wait"]).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    let id = err
+        .split_whitespace()
+        .find(|w| w.len() == 64)
+        .expect("the job id is printed")
+        .to_string();
+    let short = format!("{}…", &id[..12]);
+    let (code, out, err) = cli(&t, &["status", &short]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&id), "{out}");
+    let (code, out, err) = cli(&t, &["events", &id[..12]]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("job_completed"), "{out}");
+
+    let (code, _, err) = cli(&t, &["cancel", &id[..12], "--reason", "too late"]).await;
+    assert_eq!(code, 1, "a refused cancel is not a usage error: {err}");
+    assert!(err.contains("completed"), "the job's state is named: {err}");
+
+    let (code, _, err) = cli(&t, &["status", "abc"]).await;
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("too short"), "{err}");
+    let (code, _, err) = cli(&t, &["status", "000000000000"]).await;
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("no job id starts with 000000000000"), "{err}");
+    t.cleanup().await;
+}

@@ -5,8 +5,10 @@
 //! - `GET /api/ui/jobs/{job_id}`: a job page (stage progress bars, task table, event timeline with
 //!   the last successful step marked and failures shown with their error).
 //! - `GET /api/ui/app.js`, `/api/ui/app.css`: the assets.
-//! - `GET /api/ui/data/jobs?status=&job_type=&limit=` and `/api/ui/data/jobs/{job_id}/tasks?limit=`:
-//!   the two reads the page needs beyond `/events`, `/events/summary` and `/timeline`.
+//! - `GET /api/ui/data/jobs?status=&job_type=&q=&since=&until=&cursor=&limit=` (searched, paged,
+//!   with progress) and `/api/ui/data/jobs/{job_id}/tasks?status=&stage=&cursor=&limit=` (one page,
+//!   failures first, totals always): the two reads the page needs beyond `/events` (read
+//!   incrementally with `after`), `/events/summary` and `/timeline`.
 //!
 //! In Azure the page is two HTTP functions: `http-ui` (route `ui/{*path}`, **anonymous**) serves
 //! the page shell and its assets, which hold no data, so a browser can load `<script src>` and

@@ -3,8 +3,9 @@
 //! `COREMACHINE_URL`/`COREMACHINE_KEY`.
 //!
 //! Exit codes: 0 the job completed (or the request succeeded), 1 the job failed, was cancelled
-//! or ended with errors, or the service could not be reached; 2 a usage error (bad arguments, or
-//! the API refused the request with a 4xx).
+//! or ended with errors, its state refused the action (409), or the service could not be reached;
+//! 2 a usage error (bad arguments, or the API refused the request with another 4xx). Job ids may
+//! be given by their first characters (the 12 the web page shows).
 
 mod watch;
 
@@ -197,7 +198,10 @@ impl Client {
                 d["value"]
             ));
         }
-        if status.is_client_error() {
+        if status == reqwest::StatusCode::CONFLICT {
+            // A valid request the job's state refuses (cancel of a finished job): not a usage error.
+            Err(CliError::Failed(msg))
+        } else if status.is_client_error() {
             Err(CliError::Usage(msg))
         } else {
             Err(CliError::Failed(msg))
@@ -211,6 +215,38 @@ impl Client {
             &format!("GET {path}"),
         )
         .await
+    }
+
+    /// The full job id for `id`: a 64-hex id as is, or the one job whose id starts with a shorter
+    /// hex prefix (the page shows the first 12 characters, maybe followed by `…`).
+    pub async fn resolve_job(&self, id: &str) -> Result<String, CliError> {
+        let id = id.trim().trim_end_matches(['…', '.']);
+        let hex = !id.is_empty() && id.chars().all(|c| c.is_ascii_hexdigit());
+        if !hex || id.len() >= 64 {
+            return Ok(id.to_string()); // the API says what is wrong with it
+        }
+        if id.len() < 6 {
+            return Err(CliError::Usage(format!(
+                "job id {id:?} is too short: give the full id or at least its first 6 characters (the page shows 12)"
+            )));
+        }
+        let r = self
+            .get(&format!("/api/ui/data/jobs?q={}&limit=2", enc(id)))
+            .await?;
+        let found: Vec<&str> = r["jobs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|j| j["job_id"].as_str())
+            .collect();
+        match found.as_slice() {
+            [one] => Ok(one.to_string()),
+            [] => Err(CliError::Usage(format!("no job id starts with {id}"))),
+            many => Err(CliError::Usage(format!(
+                "job id prefix {id} is ambiguous ({} and more match): give more characters",
+                many.join(", ")
+            ))),
+        }
     }
 
     /// POST JSON to a path under the base URL.
@@ -306,6 +342,7 @@ async fn run_inner(cmd: ClientCommand) -> Result<ExitCode, CliError> {
         }
         ClientCommand::Status { job_id, conn } => {
             let c = Client::new(&conn)?;
+            let job_id = c.resolve_job(&job_id).await?;
             let r = c.get(&format!("/api/jobs/{}", enc(&job_id))).await?;
             print_json(&r);
             Ok(ExitCode::SUCCESS)
@@ -345,6 +382,7 @@ async fn run_inner(cmd: ClientCommand) -> Result<ExitCode, CliError> {
         }
         ClientCommand::Events { job_id, conn } => {
             let c = Client::new(&conn)?;
+            let job_id = c.resolve_job(&job_id).await?;
             events(&c, &job_id).await
         }
         ClientCommand::Cancel {
@@ -353,6 +391,7 @@ async fn run_inner(cmd: ClientCommand) -> Result<ExitCode, CliError> {
             conn,
         } => {
             let c = Client::new(&conn)?;
+            let job_id = c.resolve_job(&job_id).await?;
             let q = reason
                 .map(|r| format!("?reason={}", enc(&r)))
                 .unwrap_or_default();
@@ -370,6 +409,7 @@ async fn run_inner(cmd: ClientCommand) -> Result<ExitCode, CliError> {
             conn,
         } => {
             let c = Client::new(&conn)?;
+            let job_id = c.resolve_job(&job_id).await?;
             let q = match (from_start, failed_tasks) {
                 (true, _) => "?from=start",
                 (_, true) => "?from=failed_tasks",
@@ -393,6 +433,7 @@ async fn run_inner(cmd: ClientCommand) -> Result<ExitCode, CliError> {
             conn,
         } => {
             let c = Client::new(&conn)?;
+            let job_id = c.resolve_job(&job_id).await?;
             watch::watch(&c, &job_id, timeout).await
         }
     }
