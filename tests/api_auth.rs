@@ -150,7 +150,10 @@ async fn the_web_page_and_its_assets_are_anonymous_and_its_data_needs_a_key() {
     ] {
         let (s, b) = status(&t, "GET", &p, None).await;
         assert_eq!(s, 401, "{p} without a key: {b}");
-        assert!(b["message"].as_str().unwrap().contains("http-ui-data"), "{b}");
+        assert!(
+            b["message"].as_str().unwrap().contains("http-ui-data"),
+            "{b}"
+        );
         let (s, b) = status(&t, "GET", &p, Some(FKEY)).await;
         assert!(s == 200 || s == 404, "{p} with the key: {s} {b}");
     }

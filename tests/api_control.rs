@@ -75,7 +75,10 @@ async fn app_with_fixable() -> TestApp {
         r.add_handler("fixable_task", |ctx| async move {
             let run = ctx.parameters["run"].as_str().unwrap_or("").to_string();
             let odd_only = run.starts_with("odd");
-            if ctx.stage == 2 && broken(&run) && (!odd_only || ctx.parameters["i"] == 1 || ctx.parameters["i"] == 3) {
+            if ctx.stage == 2
+                && broken(&run)
+                && (!odd_only || ctx.parameters["i"] == 1 || ctx.parameters["i"] == 3)
+            {
                 return Err(TaskError::permanent(
                     "BadInput",
                     "the input file is corrupt",
@@ -306,7 +309,12 @@ async fn retrying_only_the_failed_tasks_reruns_them_keeps_the_completed_ones_and
     let done = "completed".to_string();
     assert_eq!(
         rows,
-        vec![(0, 1, done.clone()), (1, 2, done.clone()), (2, 1, done.clone()), (3, 2, done)]
+        vec![
+            (0, 1, done.clone()),
+            (1, 2, done.clone()),
+            (2, 1, done.clone()),
+            (3, 2, done)
+        ]
     );
     let results_after: Vec<(String, Value)> = db
         .query(
@@ -330,7 +338,11 @@ async fn retrying_only_the_failed_tasks_reruns_them_keeps_the_completed_ones_and
         .iter()
         .map(|r| (r.get(0), r.get(1)))
         .collect();
-    assert_eq!(runs, vec![(0, 1), (1, 2), (2, 1), (3, 2)], "each failed task ran once more");
+    assert_eq!(
+        runs,
+        vec![(0, 1), (1, 2), (2, 1), (3, 2)],
+        "each failed task ran once more"
+    );
     let archived: Vec<(i32, String)> = db
         .query(
             "SELECT job_attempt, status FROM app.task_archive WHERE parent_job_id = $1 ORDER BY task_id",

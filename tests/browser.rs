@@ -171,7 +171,11 @@ async fn the_operator_retries_failed_tasks_cancels_and_bulk_resubmits_from_the_p
     }
     let t = TestApp::start().await;
     // Stage 2's first task fails once, permanently: the job fails; its retry succeeds.
-    t.fault(FaultRule::times(Fault::HandlerPermanent, 1).on_stage(2).on_index(0));
+    t.fault(
+        FaultRule::times(Fault::HandlerPermanent, 1)
+            .on_stage(2)
+            .on_index(0),
+    );
     let failed = t
         .submit("hello_world", json!({"n": 3, "message": "retry me"}))
         .await;
@@ -196,7 +200,14 @@ async fn the_operator_retries_failed_tasks_cancels_and_bulk_resubmits_from_the_p
     run_script(
         &t,
         "actions_test.mjs",
-        &["cancel", &t.base, dir, &running[0], &running[1], &running[2]],
+        &[
+            "cancel",
+            &t.base,
+            dir,
+            &running[0],
+            &running[1],
+            &running[2],
+        ],
         &running[0],
     )
     .await;
@@ -241,7 +252,10 @@ async fn the_operator_retries_failed_tasks_cancels_and_bulk_resubmits_from_the_p
             (r.get(0), r.get(1), r.get(2))
         };
         assert_eq!((attempt, cancels), (2, 1), "{id} is {status}");
-        assert!(["queued", "processing"].contains(&status.as_str()), "{status}");
+        assert!(
+            ["queued", "processing"].contains(&status.as_str()),
+            "{status}"
+        );
         let (s, b) = t.post(&format!("/api/jobs/{id}/cancel"), &json!({})).await;
         assert_eq!(s, 200, "{b}");
     }

@@ -135,7 +135,10 @@ async fn the_job_list_is_searched_by_id_prefix_status_type_and_time_and_paged() 
     let job = &found["jobs"][0];
     assert_eq!(job["attempt"], 1);
     assert_eq!(job["done_tasks"], job["task_count"]);
-    assert_eq!(job["task_count"], 4, "hello_world n=2: two stages of 2 tasks");
+    assert_eq!(
+        job["task_count"], 4,
+        "hello_world n=2: two stages of 2 tasks"
+    );
 
     // Paged one at a time, newest first, every job once.
     let mut walked = Vec::new();
@@ -163,10 +166,7 @@ async fn the_job_list_is_searched_by_id_prefix_status_type_and_time_and_paged() 
 
     let future = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
     let (_, none) = t
-        .get(&format!(
-            "/api/ui/data/jobs?since={}",
-            urlencode(&future)
-        ))
+        .get(&format!("/api/ui/data/jobs?since={}", urlencode(&future)))
         .await;
     assert_eq!(none["count"], 0);
     let (_, all) = t

@@ -199,9 +199,10 @@ pub async fn jobs(State(engine): State<Engine>, q: QueryParams) -> Result<Respon
         .ctx(|| "listing jobs".into())?;
     let more = rows.len() as i64 > limit;
     let page = &rows[..rows.len().min(limit as usize)];
-    let next_cursor = more.then(|| page.last()).flatten().map(|r| {
-        super::jobs::job_cursor(r.get::<_, DateTime<Utc>>(5), r.get::<_, &str>(0))
-    });
+    let next_cursor = more
+        .then(|| page.last())
+        .flatten()
+        .map(|r| super::jobs::job_cursor(r.get::<_, DateTime<Utc>>(5), r.get::<_, &str>(0)));
     let jobs: Vec<Value> = page
         .iter()
         .map(|r| {
@@ -331,7 +332,10 @@ pub async fn tasks(
         }
         let e = by_status.entry(status_name.clone()).or_insert(json!(0));
         *e = json!(e.as_i64().unwrap_or(0) + n);
-        by_stage.entry(st).or_default().insert(status_name, json!(n));
+        by_stage
+            .entry(st)
+            .or_default()
+            .insert(status_name, json!(n));
     }
     let more = rows.len() as i64 > limit;
     let page = &rows[..rows.len().min(limit as usize)];

@@ -396,7 +396,13 @@ impl Engine {
             .ctx(|| format!("committing resubmit of job {job_id}"))?;
         match (&message, &requeued) {
             (Some((_, ids)), _) => self.publish(ids).await,
-            (None, Some(Requeued { outbox_ids: Some(ids), .. })) => self.publish(ids).await,
+            (
+                None,
+                Some(Requeued {
+                    outbox_ids: Some(ids),
+                    ..
+                }),
+            ) => self.publish(ids).await,
             _ => self.outbox().wake(),
         }
         cp::emit(

@@ -173,7 +173,10 @@ impl TaskMessage {
         if self.job_attempt <= 1 {
             format!("{}:{}", self.task_id, self.retry_count)
         } else {
-            format!("{}:a{}:{}", self.task_id, self.job_attempt, self.retry_count)
+            format!(
+                "{}:a{}:{}",
+                self.task_id, self.job_attempt, self.retry_count
+            )
         }
     }
 

@@ -182,7 +182,11 @@ impl Engine {
                         job_attempt: attempt,
                     }
                     .stamped()
-                    .to_outbound(&self.settings().queues.tasks, job.traceparent, None)
+                    .to_outbound(
+                        &self.settings().queues.tasks,
+                        job.traceparent,
+                        None,
+                    )
                 })
                 .collect();
             if let Some(ids) = self.outbox().write_fan_out(tx, &msgs).await? {
