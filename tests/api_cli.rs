@@ -119,6 +119,10 @@ async fn watch_follows_a_job_to_its_end_and_cancel_makes_it_exit_1() {
     // Resubmit from the start and wait: it completes this time.
     let (code, out, err) = cli(&t, &["resubmit", &id, "--from-start", "--wait"]).await;
     assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        err.contains("as attempt 2 (from stage 1), after attempt 1 cancelled"),
+        "resubmit --wait says which attempt it follows: {err}"
+    );
     let (code, out, _) = cli(&t, &["watch", &id]).await;
     assert_eq!(code, 0, "{out}");
     let (code, out, _) = cli(&t, &["status", &id]).await;

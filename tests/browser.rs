@@ -286,3 +286,45 @@ async fn the_page_of_a_2x1000_task_job_at_stage_2_pages_its_tasks_and_fits_a_pho
     }
     t.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_resubmitted_jobs_page_shows_the_current_attempts_failure_and_lists_the_earlier_attempt()
+{
+    if !browser_ready() {
+        return;
+    }
+    let t = TestApp::start().await;
+    t.fault(
+        FaultRule::times(Fault::HandlerPermanent, 2)
+            .on_stage(2)
+            .on_index(0),
+    );
+    let job = t
+        .submit("hello_world", json!({"n": 3, "message": "twice"}))
+        .await;
+    assert_eq!(t.wait_terminal(&job, T).await, "failed");
+    let (s, b) = t
+        .post(
+            &format!("/api/jobs/{job}/resubmit?from=failed_tasks"),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(s, 202, "{b}");
+    assert_eq!(t.wait_terminal(&job, T).await, "failed");
+    t.wait_quiet(T).await;
+    let (_, summary) = t.get(&format!("/api/jobs/{job}/events/summary")).await;
+    assert_eq!(summary["current_attempt"], 2);
+    assert_eq!(summary["first_failure"]["job_attempt"], 2, "{summary}");
+    assert_eq!(summary["earlier_attempts"][0]["attempt"], 1);
+    assert_eq!(summary["earlier_attempts"][0]["status"], "failed");
+    let dir = artifacts();
+    run_script(
+        &t,
+        "actions_test.mjs",
+        &["attempts", &t.base, dir.to_str().unwrap(), &job],
+        &job,
+    )
+    .await;
+    assert_screenshot("ui-job-attempts.png");
+    t.cleanup().await;
+}

@@ -259,6 +259,28 @@ impl Client {
     }
 }
 
+/// What a resubmit started and which attempt it follows, in one line.
+fn resubmitted_line(r: &Value) -> String {
+    let attempt = r["attempt"].as_i64().unwrap_or(0);
+    let what = match r["mode"].as_str() {
+        Some("failed_tasks") => format!(
+            "{} failed task(s) of stage {} run again, {} completed kept",
+            r["retried_tasks"], r["from_stage"], r["kept_tasks"]
+        ),
+        _ => format!("from stage {}", r["from_stage"]),
+    };
+    let error = r["previous_error"]
+        .as_str()
+        .map(|e| format!(": {}", e.chars().take(200).collect::<String>()))
+        .unwrap_or_default();
+    format!(
+        "resubmitted job {} as attempt {attempt} ({what}), after attempt {} {}{error}",
+        r["job_id"].as_str().unwrap_or(""),
+        attempt - 1,
+        r["previous_status"].as_str().unwrap_or("")
+    )
+}
+
 /// Exit code for a terminal job status.
 pub fn exit_for_status(status: &str) -> ExitCode {
     if status == "completed" {
@@ -425,6 +447,7 @@ async fn run_inner(cmd: ClientCommand) -> Result<ExitCode, CliError> {
                 print_json(&r);
                 return Ok(ExitCode::SUCCESS);
             }
+            eprintln!("{}", resubmitted_line(&r));
             watch::watch(&c, &job_id, None).await
         }
         ClientCommand::Watch {

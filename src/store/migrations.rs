@@ -51,6 +51,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "cheaper_task_rows",
         sql: include_str!("../../migrations/0011_cheaper_task_rows.sql"),
     },
+    Migration {
+        version: 15,
+        name: "operator_attempt_boundaries",
+        sql: include_str!("../../migrations/0015_operator_attempt_boundaries.sql"),
+    },
 ];
 
 /// The state of one migration in a database.

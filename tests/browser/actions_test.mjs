@@ -6,6 +6,7 @@
 //
 // usage: node actions_test.mjs retry <base_url> <artifacts_dir> <failed_job>
 //        node actions_test.mjs cancel <base_url> <artifacts_dir> <running_1> <running_2> <running_3>
+//        node actions_test.mjs attempts <base_url> <artifacts_dir> <job failed in attempts 1 and 2>
 import { join } from "node:path";
 import { check, withBrowser } from "./harness.mjs";
 
@@ -95,5 +96,29 @@ async function cancel({ page, errors }) {
   check(errors.length === 0, `no JavaScript errors or refused calls (${errors.join(" | ")})`);
 }
 
-await withBrowser(artifacts, mode === "retry" ? retry : cancel);
+// A job whose retry failed again: the page describes attempt 2 and lists attempt 1.
+async function attempts({ page, errors }) {
+  const [jobId] = jobs;
+  await page.goto(`${base}/api/ui/jobs/${jobId}`);
+  await page.waitForSelector('[data-testid="earlier-attempts"]');
+  const earlier = await page.$$eval('[data-testid="earlier-attempt"]', (els) =>
+    els.map((e) => ({ attempt: e.dataset.attempt, status: e.dataset.status, text: e.innerText }))
+  );
+  check(earlier.length === 1 && earlier[0].attempt === "1" && earlier[0].status === "failed", `attempt 1 listed as failed (${JSON.stringify(earlier)})`);
+  check(/InjectedPermanent/.test(earlier[0].text), "the earlier attempt shows its error");
+  const facts = await page.innerText(".facts");
+  check(/first failure \(attempt 2\)/.test(facts), "the first failure shown is the current attempt's");
+  const marked = await page.$eval('tr.first-failure [data-testid="event-job-attempt"]', (e) => e.innerText);
+  check(marked === "2", `the marked first failure belongs to job attempt 2 (${marked})`);
+  const jobAttempts = await page.$$eval('[data-testid="event-job-attempt"]', (els) => els.map((e) => e.innerText));
+  check(jobAttempts[0] === "1" && jobAttempts.includes("2"), "events carry the job attempt they belong to");
+  const failures1 = await page.$$eval('tr.event[data-status="failure"]', (els) =>
+    els.filter((e) => e.querySelector('[data-testid="event-job-attempt"]').innerText === "1").length
+  );
+  check(failures1 >= 1, "attempt 1's failures are still in the timeline");
+  await page.screenshot({ path: join(artifacts, "ui-job-attempts.png"), fullPage: true });
+  check(errors.length === 0, `no JavaScript errors or refused calls (${errors.join(" | ")})`);
+}
+
+await withBrowser(artifacts, { retry, cancel, attempts }[mode]);
 console.log("browser test passed");

@@ -107,6 +107,14 @@ function schedule(fn) {
   if (document.getElementById("auto-refresh").checked) timer = setTimeout(fn, REFRESH_MS);
 }
 
+// Screen readers hear what changed (a job's status, an action's outcome), not each re-render.
+let announced = "";
+function announce(text) {
+  if (text === announced) return;
+  announced = text;
+  document.getElementById("live").textContent = text;
+}
+
 function stamp() {
   document.getElementById("updated").textContent = "updated " + new Date().toLocaleTimeString();
 }
@@ -164,7 +172,7 @@ async function runAction(jobId, action, reason) {
 function resultBanner() {
   if (!lastResult) return "";
   const cls = lastResult.every((r) => r.ok) ? "ok" : "error";
-  return `<div class="result ${cls}" data-testid="action-result" role="status">${lastResult.map((r) => `<div class="${r.ok ? "" : "error"}">${esc(r.text)}</div>`).join("")}</div>`;
+  return `<div class="result ${cls}" data-testid="action-result">${lastResult.map((r) => `<div class="${r.ok ? "" : "error"}">${esc(r.text)}</div>`).join("")}</div>`;
 }
 
 const ACTIONS = {
@@ -191,6 +199,7 @@ async function act(action, jobIds, rerender) {
     return askForKey(e.message, rerender);
   }
   lastResult = results;
+  announce(results.map((r) => r.text).join(". "));
   rerender();
 }
 
@@ -443,6 +452,8 @@ async function renderJob(jobId) {
   }
   const last = summary.last_successful_step;
   const firstFail = summary.first_failure;
+  // The facts describe the current attempt; earlier ones are listed with their outcome.
+  const earlier = [...(summary.earlier_attempts || [])].reverse();
   const taskRows = tasks.tasks
     .map(
       (t) => `<tr data-testid="task-row" data-task-id="${esc(t.task_id)}" data-status="${esc(t.status)}" class="${esc(t.status)}">
@@ -461,7 +472,7 @@ async function renderJob(jobId) {
           class="event ${esc(e.event_status)}${isLast ? " last-success" : ""}${isFirstFail ? " first-failure" : ""}">
         <td>${when(e.created_at)}</td><td>${esc(e.event_type)}${isLast ? ` <span class="marker" data-testid="last-success-marker">◀ last successful step</span>` : ""}${isFirstFail ? ` <span class="marker fail" data-testid="first-failure-marker">◀ first failure</span>` : ""}</td>
         <td>${badge(e.event_status)}</td><td class="mono">${esc(e.checkpoint || "")}</td><td>${esc(e.stage ?? "")}</td>
-        <td class="mono" title="${esc(e.task_id || "")}">${short(e.task_id)}</td><td>${esc(e.attempt ?? "")}</td><td>${ms(e.duration_ms)}</td>
+        <td class="mono" title="${esc(e.task_id || "")}">${short(e.task_id)}</td><td>${esc(e.attempt ?? "")}</td><td data-testid="event-job-attempt">${esc(e.job_attempt ?? "")}</td><td>${ms(e.duration_ms)}</td>
         <td class="error">${err}</td></tr>`;
     })
     .join("");
@@ -475,9 +486,12 @@ async function renderJob(jobId) {
       <dt>correlation id</dt><dd class="mono">${esc(timeline.correlation_id || "")}</dd>
       <dt>created</dt><dd>${when(timeline.created_at)}</dd>
       <dt>finished</dt><dd>${when(timeline.completed_at)}</dd>
-      <dt>last successful step</dt><dd data-testid="last-success">${last ? `${esc(last.event_type)} (${esc(last.checkpoint || "")}${last.stage != null ? ", stage " + esc(last.stage) : ""}) at ${when(last.created_at)}` : "none"}</dd>
-      ${firstFail ? `<dt>first failure</dt><dd class="error" data-testid="first-failure">${esc(firstFail.event_type)}${firstFail.stage != null ? " in stage " + esc(firstFail.stage) : ""}: ${errorText(firstFail.error_class, firstFail.error_type, firstFail.error_message)}</dd>` : ""}
+      <dt>last successful step${earlier.length ? ` (attempt ${esc(summary.current_attempt)})` : ""}</dt><dd data-testid="last-success">${last ? `${esc(last.event_type)} (${esc(last.checkpoint || "")}${last.stage != null ? ", stage " + esc(last.stage) : ""}) at ${when(last.created_at)}` : "none"}</dd>
+      ${firstFail ? `<dt>first failure${earlier.length ? ` (attempt ${esc(summary.current_attempt)})` : ""}</dt><dd class="error" data-testid="first-failure">${esc(firstFail.event_type)}${firstFail.stage != null ? " in stage " + esc(firstFail.stage) : ""}: ${errorText(firstFail.error_class, firstFail.error_type, firstFail.error_message)}</dd>` : ""}
       ${timeline.error_details ? `<dt>error</dt><dd class="error" data-testid="job-error">${esc(timeline.error_details)}</dd>` : ""}
+      ${earlier.length ? `<dt>earlier attempts</dt><dd data-testid="earlier-attempts"><ul class="attempts">${earlier
+        .map((a) => `<li data-testid="earlier-attempt" data-attempt="${esc(a.attempt)}" data-status="${esc(a.status)}">attempt ${esc(a.attempt)}: ${badge(a.status)} at stage ${esc(a.stage)}${a.ended_at ? `, ended ${when(a.ended_at)}` : ""}${a.error_details ? ` <span class="error">${esc(a.error_details)}</span>` : ""}</li>`)
+        .join("")}</ul></dd>` : ""}
     </dl>
     ${jobActions(timeline, firstFail)}
     <h2>Stages</h2>
@@ -494,8 +508,9 @@ async function renderJob(jobId) {
     <h2>Events (${esc(summary.total_events)})</h2>
     ${summary.total_events > events.length ? `<p class="muted" data-testid="events-note">The last ${esc(events.length)} of ${esc(summary.total_events)} events${cache.more ? " (more are still loading)" : ""}; the first failure and the last successful step are in the facts above.</p>` : ""}
     <div class="scroll"><table data-testid="event-timeline"><thead><tr><th>time</th><th>event</th><th>status</th><th>checkpoint</th><th>stage</th>
-      <th>task</th><th>attempt</th><th>duration</th><th>error</th></tr></thead><tbody>${eventRows}</tbody></table></div>`;
+      <th>task</th><th title="the task's attempt (1 + its retries)">attempt</th><th title="the job attempt the event belongs to">job attempt</th><th>duration</th><th>error</th></tr></thead><tbody>${eventRows}</tbody></table></div>`;
   const rerender = () => renderJob(jobId);
+  announce(`job ${jobId.slice(0, 12)} is ${timeline.status} at stage ${timeline.current_stage}`);
   const tf = document.getElementById("task-filter");
   tf.addEventListener("change", () => {
     taskView.status = tf.elements.status.value;
