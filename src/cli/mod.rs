@@ -7,7 +7,10 @@
 //! 2 a usage error (bad arguments, or the API refused the request with another 4xx). Job ids may
 //! be given by their first characters (the 12 the web page shows).
 
+mod read;
 mod watch;
+
+pub use read::Output;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -47,8 +50,11 @@ pub enum ClientCommand {
     },
     /// Show a job's status (`GET /api/jobs/{job_id}`).
     Status {
-        /// Job id.
+        /// Job id (or its first characters).
         job_id: String,
+        /// Output: `json` (the job document, the default) or `table` (one line per stage).
+        #[arg(short = 'o', long, value_enum, default_value_t = Output::Json)]
+        output: Output,
         /// Where the API is.
         #[command(flatten)]
         conn: Conn,
@@ -67,14 +73,49 @@ pub enum ClientCommand {
         /// How many.
         #[arg(long, default_value_t = 20)]
         limit: u32,
+        /// Output: `table` or `json` (one job per line).
+        #[arg(short = 'o', long, value_enum, default_value_t = Output::Table)]
+        output: Output,
         /// Where the API is.
         #[command(flatten)]
         conn: Conn,
     },
     /// Print a job's events, oldest first.
     Events {
-        /// Job id.
+        /// Job id (or its first characters).
         job_id: String,
+        /// Then print new events as they come, until the job ends.
+        #[arg(long, short = 'f')]
+        follow: bool,
+        /// Output: `table` or `json` (one event per line).
+        #[arg(short = 'o', long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+        /// Where the API is.
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// One page of a job's tasks, failures first, with the totals by status.
+    Tasks {
+        /// Job id (or its first characters).
+        job_id: String,
+        /// Only tasks with this status (failed, cancelled, processing, queued, completed).
+        #[arg(long)]
+        status: Option<String>,
+        /// How many.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Output: `table` or `json` (the page document).
+        #[arg(short = 'o', long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+        /// Where the API is.
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// The job types, their stages and parameters.
+    Types {
+        /// Output: `table` or `json` (one type per line).
+        #[arg(short = 'o', long, value_enum, default_value_t = Output::Table)]
+        output: Output,
         /// Where the API is.
         #[command(flatten)]
         conn: Conn,
@@ -259,6 +300,36 @@ impl Client {
     }
 }
 
+/// `status -o table`: the job, then one line per stage.
+fn status_table(j: &Value) {
+    let st = |v: &Value| v.as_str().unwrap_or("").to_string();
+    read::out(&format!(
+        "{}  {} {}  stage {}/{}  attempt {}",
+        st(&j["job_id"]),
+        st(&j["job_type"]),
+        st(&j["status"]),
+        j["stage"],
+        j["total_stages"],
+        j["attempt"]
+    ));
+    for s in j["stages"].as_array().into_iter().flatten() {
+        read::out(&format!(
+            "  stage {} {:<20} {:<10} {} task(s): {} completed, {} failed, {} processing, {} queued",
+            s["stage"],
+            st(&s["name"]),
+            st(&s["status"]),
+            s["task_count"],
+            s["completed"],
+            s["failed"],
+            s["processing"],
+            s["queued"]
+        ));
+    }
+    if let Some(e) = j["error_details"].as_str() {
+        read::out(&format!("error: {e}"));
+    }
+}
+
 /// What a resubmit started and which attempt it follows, in one line.
 fn resubmitted_line(r: &Value) -> String {
     let attempt = r["attempt"].as_i64().unwrap_or(0);
@@ -318,7 +389,7 @@ pub fn parse_params(args: &[String], schema: Option<&Value>) -> Result<Value, Cl
 }
 
 fn print_json(v: &Value) {
-    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+    read::out_json(v);
 }
 
 /// Runs a client subcommand; returns the process exit code.
@@ -362,18 +433,41 @@ async fn run_inner(cmd: ClientCommand) -> Result<ExitCode, CliError> {
             );
             watch::watch(&c, &job_id, timeout).await
         }
-        ClientCommand::Status { job_id, conn } => {
+        ClientCommand::Status {
+            job_id,
+            output,
+            conn,
+        } => {
             let c = Client::new(&conn)?;
             let job_id = c.resolve_job(&job_id).await?;
             let r = c.get(&format!("/api/jobs/{}", enc(&job_id))).await?;
-            print_json(&r);
+            match output {
+                Output::Json => print_json(&r),
+                Output::Table => status_table(&r),
+            }
             Ok(ExitCode::SUCCESS)
+        }
+        ClientCommand::Tasks {
+            job_id,
+            status,
+            limit,
+            output,
+            conn,
+        } => {
+            let c = Client::new(&conn)?;
+            let job_id = c.resolve_job(&job_id).await?;
+            read::tasks(&c, &job_id, status.as_deref(), limit, output).await
+        }
+        ClientCommand::Types { output, conn } => {
+            let c = Client::new(&conn)?;
+            read::types(&c, output).await
         }
         ClientCommand::Jobs {
             status,
             job_type,
             hours,
             limit,
+            output,
             conn,
         } => {
             let c = Client::new(&conn)?;
@@ -388,24 +482,18 @@ async fn run_inner(cmd: ClientCommand) -> Result<ExitCode, CliError> {
                 q.push_str(&format!("&hours={h}"));
             }
             let r = c.get(&format!("/api/jobs?{q}")).await?;
-            for j in r["jobs"].as_array().into_iter().flatten() {
-                println!(
-                    "{}  {:<22} {:<16} stage {}/{}  attempt {}  {}",
-                    j["job_id"].as_str().unwrap_or(""),
-                    j["status"].as_str().unwrap_or(""),
-                    j["job_type"].as_str().unwrap_or(""),
-                    j["stage"],
-                    j["total_stages"],
-                    j["attempt"],
-                    j["created_at"].as_str().unwrap_or("")
-                );
-            }
+            read::jobs(&r, output);
             Ok(ExitCode::SUCCESS)
         }
-        ClientCommand::Events { job_id, conn } => {
+        ClientCommand::Events {
+            job_id,
+            follow,
+            output,
+            conn,
+        } => {
             let c = Client::new(&conn)?;
             let job_id = c.resolve_job(&job_id).await?;
-            events(&c, &job_id).await
+            read::events(&c, &job_id, follow, output).await
         }
         ClientCommand::Cancel {
             job_id,
@@ -460,51 +548,6 @@ async fn run_inner(cmd: ClientCommand) -> Result<ExitCode, CliError> {
             watch::watch(&c, &job_id, timeout).await
         }
     }
-}
-
-/// Prints every event of a job, following pages. Tolerates a bare array or an object with an
-/// `events` array, and a `next_cursor` (or `next_page`) to continue.
-async fn events(c: &Client, job_id: &str) -> Result<ExitCode, CliError> {
-    let base = format!("/api/jobs/{}/events", enc(job_id));
-    let mut path = base.clone();
-    for _ in 0..10_000 {
-        let page = c.get(&path).await?;
-        let list = page
-            .as_array()
-            .or_else(|| page["events"].as_array())
-            .cloned()
-            .unwrap_or_default();
-        for e in &list {
-            let mut line = format!(
-                "{}  {:<24} {:<8}",
-                e["created_at"].as_str().unwrap_or(""),
-                e["event_type"].as_str().unwrap_or("?"),
-                e["event_status"].as_str().unwrap_or("")
-            );
-            if let Some(s) = e["stage"].as_i64() {
-                line.push_str(&format!(" stage {s}"));
-            }
-            if let Some(t) = e["task_id"].as_str() {
-                line.push_str(&format!(" task {}", &t[..t.len().min(12)]));
-            }
-            if let Some(m) = e["error_message"].as_str() {
-                line.push_str(&format!("  error: {m}"));
-            }
-            println!("{line}");
-        }
-        let next = match (&page["next_cursor"], &page["next_page"]) {
-            (Value::String(c), _) if !c.is_empty() => format!("cursor={}", enc(c)),
-            (Value::Number(n), _) => format!("cursor={n}"),
-            (_, Value::Number(n)) => format!("page={n}"),
-            (_, Value::String(p)) if !p.is_empty() => format!("page={}", enc(p)),
-            _ => return Ok(ExitCode::SUCCESS),
-        };
-        if list.is_empty() {
-            return Ok(ExitCode::SUCCESS);
-        }
-        path = format!("{base}?{next}");
-    }
-    Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(test)]

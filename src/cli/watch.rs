@@ -34,13 +34,29 @@ fn update(bars: &mut Vec<ProgressBar>, multi: &MultiProgress, job: &Value) {
             s["stage"],
             s["name"].as_str().unwrap_or("")
         ));
-        bar.set_length(s["task_count"].as_u64().unwrap_or(0));
-        bar.set_position(done);
-        let mut msg = s["status"].as_str().unwrap_or("").to_string();
-        if let Some(f) = s["failed"].as_u64().filter(|f| *f > 0) {
-            msg.push_str(&format!(", {f} failed"));
-        }
-        bar.set_message(msg);
+        let (len, pos) = bar_extent(s["task_count"].as_u64().unwrap_or(0), done, s);
+        bar.set_length(len);
+        bar.set_position(pos);
+        bar.set_message(bar_message(s));
+    }
+}
+
+/// Length and position of a stage's bar. A stage with no tasks yet (pending, or not started) is
+/// drawn empty, not full as a 0/0 bar would be; a completed stage with no tasks is full.
+fn bar_extent(task_count: u64, done: u64, s: &Value) -> (u64, u64) {
+    if task_count > 0 {
+        return (task_count, done.min(task_count));
+    }
+    let finished = matches!(s["status"].as_str(), Some("completed"));
+    (1, u64::from(finished))
+}
+
+/// The status, and the failed count only when the status does not already say it.
+fn bar_message(s: &Value) -> String {
+    let status = s["status"].as_str().unwrap_or("pending").to_string();
+    match s["failed"].as_u64().filter(|f| *f > 0) {
+        Some(f) => format!("{status}: {f} task(s) failed"),
+        None => status,
     }
 }
 
@@ -58,9 +74,9 @@ pub async fn watch(c: &Client, job_id: &str, timeout_s: Option<u64>) -> Result<E
             for b in &bars {
                 b.finish();
             }
-            println!("job {job_id} {status}");
+            super::read::out(&format!("job {job_id} {status}"));
             if let Some(e) = job["error_details"].as_str() {
-                println!("error: {e}");
+                super::read::out(&format!("error: {e}"));
             }
             return Ok(exit_for_status(&status));
         }
@@ -74,5 +90,23 @@ pub async fn watch(c: &Client, job_id: &str, timeout_s: Option<u64>) -> Result<E
             )));
         }
         tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_pending_stage_is_drawn_empty_and_a_failed_count_is_said_once() {
+        assert_eq!(bar_extent(0, 0, &json!({"status": "pending"})), (1, 0));
+        assert_eq!(bar_extent(0, 0, &json!({"status": "completed"})), (1, 1));
+        assert_eq!(bar_extent(4, 3, &json!({"status": "running"})), (4, 3));
+        assert_eq!(
+            bar_message(&json!({"status": "failed", "failed": 1})),
+            "failed: 1 task(s) failed"
+        );
+        assert_eq!(bar_message(&json!({"status": "running"})), "running");
     }
 }
