@@ -79,6 +79,10 @@ async fn submit_wait_exits_0_when_completed_and_1_when_failed() {
     .await;
     assert_eq!(code, 1, "{out}\n{err}");
     assert!(out.contains("failed"), "{out}");
+    assert!(
+        out.contains("what next: a permanent error") && out.contains("--failed-tasks"),
+        "submit --wait explains the error class and the command: {out}"
+    );
     // The parameters were typed by the schema: n is an integer, run stays a string.
     let (code, out, _) = cli(&t, &["jobs", "--job-type", "shapes1"]).await;
     assert_eq!(code, 0);

@@ -60,6 +60,40 @@ fn bar_message(s: &Value) -> String {
     }
 }
 
+/// For a failed or cancelled job: what the error class means and the command that goes on.
+fn what_next(job_id: &str, job: &Value, summary: &Value) -> String {
+    let stopped = job["stages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|s| s["stage"] == job["stage"]);
+    let unfinished = stopped.map_or(0, |s| {
+        ["failed", "cancelled", "queued"]
+            .iter()
+            .map(|k| s[*k].as_u64().unwrap_or(0))
+            .sum::<u64>()
+    });
+    let cmd = if unfinished > 0 {
+        format!("coremachine resubmit {job_id} --failed-tasks")
+    } else {
+        format!("coremachine resubmit {job_id}")
+    };
+    let why = match (
+        job["status"].as_str(),
+        summary["first_failure"]["error_class"].as_str(),
+    ) {
+        (Some("cancelled"), _) => "the job was cancelled; to finish it",
+        (_, Some("transient")) => {
+            "a transient error outlasted its retries (a service or the network was unavailable); retrying may help once it is back"
+        }
+        (_, Some("permanent")) => {
+            "a permanent error: running it again as it is fails the same way; fix what the error names (the input, a missing blob, the job type's code), then"
+        }
+        _ => "to run it again",
+    };
+    format!("what next: {why}: {cmd}")
+}
+
 /// Follows a job until it is terminal (or `timeout_s` passes); the exit code follows its status.
 pub async fn watch(c: &Client, job_id: &str, timeout_s: Option<u64>) -> Result<ExitCode, CliError> {
     let multi = MultiProgress::new();
@@ -77,6 +111,14 @@ pub async fn watch(c: &Client, job_id: &str, timeout_s: Option<u64>) -> Result<E
             super::read::out(&format!("job {job_id} {status}"));
             if let Some(e) = job["error_details"].as_str() {
                 super::read::out(&format!("error: {e}"));
+            }
+            if ["failed", "cancelled"].contains(&status.as_str()) {
+                // Best effort: the outcome is already printed if the summary cannot be read.
+                let summary = c
+                    .get(&format!("/api/jobs/{}/events/summary", enc(job_id)))
+                    .await
+                    .unwrap_or_default();
+                super::read::out(&what_next(job_id, &job, &summary));
             }
             return Ok(exit_for_status(&status));
         }
@@ -97,6 +139,23 @@ pub async fn watch(c: &Client, job_id: &str, timeout_s: Option<u64>) -> Result<E
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_failed_job_is_told_what_to_do_next_by_its_error_class() {
+        let job = json!({"status": "failed", "stage": 2, "stages": [{"stage": 2, "failed": 1}]});
+        let permanent = json!({"first_failure": {"error_class": "permanent"}});
+        let next = what_next("abc", &job, &permanent);
+        assert!(
+            next.contains("permanent error")
+                && next.ends_with("coremachine resubmit abc --failed-tasks"),
+            "{next}"
+        );
+        let transient = json!({"first_failure": {"error_class": "transient"}});
+        assert!(what_next("abc", &job, &transient).contains("retrying may help"));
+        let finalize =
+            json!({"status": "failed", "stage": 2, "stages": [{"stage": 2, "completed": 3}]});
+        assert!(what_next("abc", &finalize, &json!({})).ends_with("coremachine resubmit abc"));
+    }
 
     #[test]
     fn a_pending_stage_is_drawn_empty_and_a_failed_count_is_said_once() {
