@@ -314,3 +314,29 @@ async fn admin_routes_without_a_key_refuse_to_start_unless_unsafe_no_auth() {
     assert_eq!(s, 200, "{b}");
     t.cleanup().await;
 }
+
+#[tokio::test]
+async fn the_web_page_and_its_assets_are_anonymous_and_its_data_needs_a_key() {
+    let t = keyed(false).await;
+    for p in ["/api/ui", "/api/ui/", "/api/ui/app.js", "/api/ui/app.css"] {
+        let r = t.http.get(format!("{}{p}", t.base)).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 200, "{p} without a key");
+    }
+    let page = format!("/api/ui/jobs/{}", "a".repeat(64));
+    let (s, _) = status(&t, "GET", &page, None).await;
+    assert_eq!(s, 200, "{page} (the page shell) without a key");
+    for p in [
+        "/api/ui/data/jobs".to_string(),
+        format!("/api/ui/data/jobs/{}/tasks", "a".repeat(64)),
+    ] {
+        let (s, b) = status(&t, "GET", &p, None).await;
+        assert_eq!(s, 401, "{p} without a key: {b}");
+        assert!(
+            b["message"].as_str().unwrap().contains("http-ui-data"),
+            "{b}"
+        );
+        let (s, b) = status(&t, "GET", &p, Some(FKEY)).await;
+        assert!(s == 200 || s == 404, "{p} with the key: {s} {b}");
+    }
+    t.cleanup().await;
+}

@@ -43,6 +43,14 @@ async fn cli(t: &TestApp, args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// The job id `submit --wait` names on stderr.
+fn job_id_in(err: &str) -> String {
+    err.split_whitespace()
+        .find(|w| w.len() == 64)
+        .expect("the job id is printed")
+        .to_string()
+}
+
 #[tokio::test]
 async fn submit_wait_exits_0_when_completed_and_1_when_failed() {
     let t = keyed().await;
@@ -73,6 +81,10 @@ async fn submit_wait_exits_0_when_completed_and_1_when_failed() {
     .await;
     assert_eq!(code, 1, "{out}\n{err}");
     assert!(out.contains("failed"), "{out}");
+    assert!(
+        out.contains("what next: a permanent error") && out.contains("--failed-tasks"),
+        "submit --wait explains the error class and the command: {out}"
+    );
     // The parameters were typed by the schema: n is an integer, run stays a string.
     let (code, out, _) = cli(&t, &["jobs", "--job-type", "shapes1"]).await;
     assert_eq!(code, 0);
@@ -121,6 +133,10 @@ async fn watch_follows_a_job_to_its_end_and_cancel_makes_it_exit_1() {
     // Resubmit from the start and wait: it completes this time.
     let (code, out, err) = cli(&t, &["resubmit", &id, "--from-start", "--wait"]).await;
     assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        err.contains("as attempt 2 (from stage 1), after attempt 1 cancelled"),
+        "resubmit --wait says which attempt it follows: {err}"
+    );
     let (code, out, _) = cli(&t, &["watch", &id]).await;
     assert_eq!(code, 0, "{out}");
     let (code, out, _) = cli(&t, &["status", &id]).await;
@@ -279,4 +295,103 @@ async fn janitor_honours_once_and_the_app_root_and_keeps_stdout_for_its_report()
     child.start_kill().unwrap();
     let _ = child.wait().await;
     crate::common::drop_db(&name).await;
+}
+
+#[tokio::test]
+async fn the_12_character_id_the_page_shows_works_and_cancelling_a_finished_job_exits_1_with_its_state()
+ {
+    let t = keyed().await;
+    let (code, out, err) = cli(&t, &["submit", "hello_world", "n=2", "--wait"]).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    let id = job_id_in(&err);
+    let short = format!("{}…", &id[..12]);
+    let (code, out, err) = cli(&t, &["status", &short]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&id), "{out}");
+    let (code, out, err) = cli(&t, &["events", &id[..12]]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("job_completed"), "{out}");
+
+    let (code, _, err) = cli(&t, &["cancel", &id[..12], "--reason", "too late"]).await;
+    assert_eq!(code, 1, "a refused cancel is not a usage error: {err}");
+    assert!(err.contains("completed"), "the job's state is named: {err}");
+
+    let (code, _, err) = cli(&t, &["status", "abc"]).await;
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("too short"), "{err}");
+    let (code, _, err) = cli(&t, &["status", "000000000000"]).await;
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("no job id starts with 000000000000"), "{err}");
+    t.cleanup().await;
+}
+
+#[tokio::test]
+async fn read_commands_print_json_with_o_json_follow_events_and_end_quietly_on_a_closed_pipe() {
+    let t = keyed().await;
+    let (code, _, err) = cli(&t, &["submit", "hello_world", "n=3", "--wait"]).await;
+    assert_eq!(code, 0, "{err}");
+    let id = job_id_in(&err);
+    for args in [
+        vec!["jobs", "-o", "json"],
+        vec!["events", &id, "-o", "json"],
+        vec!["types", "-o", "json"],
+    ] {
+        let (code, out, err) = cli(&t, &args).await;
+        assert_eq!(code, 0, "{args:?}: {err}");
+        for line in out.lines() {
+            serde_json::from_str::<serde_json::Value>(line)
+                .unwrap_or_else(|e| panic!("{args:?}: {line:?} is not JSON: {e}"));
+        }
+        assert!(!out.is_empty(), "{args:?}");
+    }
+    let (code, out, _) = cli(&t, &["tasks", &id, "-o", "json"]).await;
+    assert_eq!(code, 0);
+    let page: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(page["total"], 6);
+    let (code, out, _) = cli(&t, &["tasks", &id]).await;
+    assert_eq!(code, 0);
+    assert!(
+        out.starts_with("6 of 6 matching, 6 task(s) in all"),
+        "{out}"
+    );
+    let (code, out, _) = cli(&t, &["types"]).await;
+    assert_eq!(code, 0);
+    assert!(out.contains("hello_world"), "{out}");
+    let (code, out, _) = cli(&t, &["status", &id, "-o", "table"]).await;
+    assert_eq!(code, 0);
+    assert!(out.contains("stage 2 reply"), "{out}");
+    // --follow on a finished job prints its events and ends.
+    let (code, out, _) = cli(&t, &["events", &id, "--follow"]).await;
+    assert_eq!(code, 0);
+    assert!(
+        out.trim_end().ends_with("success") || out.contains("job_completed"),
+        "{out}"
+    );
+
+    // `| head -1`: the reader leaves early; the command ends without a panic. 1,000+ events are
+    // more than a pipe buffer holds, so the writes go on after `head` has gone.
+    let (code, _, err) = cli(
+        &t,
+        &["submit", "shapes1", "tasks=500", "run=pipe", "--wait"],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let big = job_id_in(&err);
+    let out = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "'{}' events {big} | head -1; echo \"status=${{PIPESTATUS:-0}}\"",
+            env!("CARGO_BIN_EXE_coremachine")
+        ))
+        .env("COREMACHINE_URL", &t.base)
+        .env("COREMACHINE_KEY", KEY)
+        .env("RUST_LOG", "off")
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stdout.lines().count(), 2, "{stdout}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    t.cleanup().await;
 }

@@ -12,7 +12,8 @@ use serde_json::{Value, json};
 use crate::common::{TestApp, jobs::test_registry};
 
 /// A two-stage job whose stage-2 tasks fail permanently while their `run` label is in `BROKEN`
-/// (the outside input is bad), and succeed once it is removed (the input was fixed).
+/// (the outside input is bad), and succeed once it is removed (the input was fixed). With a label
+/// starting `odd`, only the odd-numbered stage-2 tasks fail.
 struct Fixable;
 
 static BROKEN: Mutex<Option<HashSet<String>>> = Mutex::new(None);
@@ -73,7 +74,11 @@ async fn app_with_fixable() -> TestApp {
         r.add_job(Fixable);
         r.add_handler("fixable_task", |ctx| async move {
             let run = ctx.parameters["run"].as_str().unwrap_or("").to_string();
-            if ctx.stage == 2 && broken(&run) {
+            let odd_only = run.starts_with("odd");
+            if ctx.stage == 2
+                && broken(&run)
+                && (!odd_only || ctx.parameters["i"] == 1 || ctx.parameters["i"] == 3)
+            {
                 return Err(TaskError::permanent(
                     "BadInput",
                     "the input file is corrupt",
@@ -243,6 +248,134 @@ async fn resubmit_after_a_permanent_failure_then_fixed_input_completes_and_keeps
     assert_eq!(s, 409);
     let (s, _) = t.post(&format!("/api/jobs/{id}/cancel"), &json!({})).await;
     assert_eq!(s, 409);
+    t.cleanup().await;
+}
+
+#[tokio::test]
+async fn retrying_only_the_failed_tasks_reruns_them_keeps_the_completed_ones_and_completes_the_job()
+{
+    let t = app_with_fixable().await;
+    set_broken("odd-r", true);
+    let id = t.submit("fixable", json!({"run": "odd-r"})).await;
+    assert_eq!(
+        t.wait_terminal(&id, Duration::from_secs(30)).await,
+        "failed"
+    );
+    t.wait_quiet(Duration::from_secs(30)).await;
+    let db = t.db().await;
+    let results_before: Vec<(String, Value)> = db
+        .query(
+            "SELECT task_id, result_data FROM app.tasks WHERE parent_job_id = $1 AND stage = 2 AND status = 'completed' ORDER BY task_seq",
+            &[&id],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(results_before.len(), 2, "tasks 0 and 2 completed");
+
+    set_broken("odd-r", false);
+    let (s, b) = t
+        .post(
+            &format!("/api/jobs/{id}/resubmit?from=failed_tasks"),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(s, 202, "{b}");
+    assert_eq!(b["mode"], "failed_tasks");
+    assert_eq!(b["attempt"], 2);
+    assert_eq!(b["from_stage"], 2);
+    assert_eq!(b["retried_tasks"], 2);
+    assert_eq!(b["kept_tasks"], 2);
+    assert_eq!(
+        t.wait_terminal(&id, Duration::from_secs(30)).await,
+        "completed",
+        "{}",
+        t.dump(&id).await
+    );
+
+    // Only tasks 1 and 3 ran again (as attempt 2); 0 and 2 kept their attempt-1 rows and results.
+    let rows: Vec<(i32, i32, String)> = db
+        .query(
+            "SELECT task_seq, job_attempt, status::text FROM app.tasks WHERE parent_job_id = $1 AND stage = 2 ORDER BY task_seq",
+            &[&id],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    let done = "completed".to_string();
+    assert_eq!(
+        rows,
+        vec![
+            (0, 1, done.clone()),
+            (1, 2, done.clone()),
+            (2, 1, done.clone()),
+            (3, 2, done)
+        ]
+    );
+    let results_after: Vec<(String, Value)> = db
+        .query(
+            "SELECT task_id, result_data FROM app.tasks WHERE parent_job_id = $1 AND stage = 2 AND job_attempt = 1 ORDER BY task_seq",
+            &[&id],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(results_after, results_before, "kept results are untouched");
+    let runs: Vec<(i32, i64)> = db
+        .query(
+            "SELECT t.task_seq, count(*) FROM app.job_events e JOIN app.tasks t ON t.task_id = e.task_id \
+             WHERE e.job_id = $1 AND e.stage = 2 AND e.event_type = 'task_started' GROUP BY 1 ORDER BY 1",
+            &[&id],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        runs,
+        vec![(0, 1), (1, 2), (2, 1), (3, 2)],
+        "each failed task ran once more"
+    );
+    let archived: Vec<(i32, String)> = db
+        .query(
+            "SELECT job_attempt, status FROM app.task_archive WHERE parent_job_id = $1 ORDER BY task_id",
+            &[&id],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(archived, vec![(1, "failed".into()), (1, "failed".into())]);
+    // Stage 1 ran once; the job's result has all four stage-2 results.
+    assert_eq!(
+        t.count(
+            "SELECT count(*) FROM app.job_events WHERE job_id = $1 AND stage = 1 AND event_type = 'task_started'",
+            &id
+        )
+        .await,
+        4
+    );
+    let (_, job) = t.get(&format!("/api/jobs/{id}")).await;
+    assert_eq!(job["attempt"], 2);
+    assert_eq!(job["previous_attempts"][0]["status"], "failed");
+    assert_eq!(job["result_data"]["stages"][1]["completed"], 4, "{job}");
+
+    // A completed job has nothing to retry.
+    let (s, b) = t
+        .post(
+            &format!("/api/jobs/{id}/resubmit?from=failed_tasks"),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(s, 409, "{b}");
     t.cleanup().await;
 }
 

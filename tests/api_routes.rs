@@ -375,3 +375,41 @@ async fn a_submit_with_no_body_is_refused_and_starts_no_job() {
     assert_eq!(s, 201, "`{{}}` still means the defaults: {b}");
     t.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_parameter_outside_the_job_id_is_said_to_be_ignored_for_an_existing_job() {
+    let t = TestApp::start().await;
+    let id = t.submit("hello_world", serde_json::json!({"n": 2})).await;
+    let (s, b) = t
+        .post(
+            "/api/jobs/submit/hello_world",
+            &serde_json::json!({"n": 2, "failure_rate": 0.5}),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["job_id"], id.as_str());
+    assert_eq!(b["ignored_parameters"], serde_json::json!(["failure_rate"]));
+    let msg = b["message"].as_str().unwrap();
+    assert!(
+        msg.contains("failure_rate not part of the job id and ignored")
+            && msg.contains("failure_rate=0"),
+        "{msg}"
+    );
+    // The same parameters again: nothing ignored.
+    let (_, b) = t
+        .post("/api/jobs/submit/hello_world", &serde_json::json!({"n": 2}))
+        .await;
+    assert_eq!(b["ignored_parameters"], serde_json::json!([]));
+    let (_, types) = t.get("/api/jobs/types").await;
+    let hello = types["job_types"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["job_type"] == "hello_world")
+        .unwrap();
+    assert_eq!(
+        hello["not_in_job_id"],
+        serde_json::json!(["failure_rate", "delay_ms"])
+    );
+    t.cleanup().await;
+}

@@ -33,3 +33,4 @@ mod spine;
 mod sql_statements;
 mod state_machine;
 mod telemetry;
+mod ui_views;

@@ -16,6 +16,9 @@ pub enum ResubmitFromName {
     FailedStage,
     /// Stage 1.
     Start,
+    /// Only the failed or cancelled tasks of the stage where it stopped (its completed tasks keep
+    /// their results).
+    FailedTasks,
 }
 
 /// The cancel response: what the engine did, and a sentence about it.
@@ -55,6 +58,13 @@ fn control_error(e: ControlError) -> ApiError {
             json!(status),
             format!("the job must be {}", allowed.join(" or ")),
         )]),
+        ControlError::NothingToRetry { stage, .. } => ApiError::conflict(e.to_string())
+            .with_details(vec![detail(
+                "from",
+                "nothing_to_retry",
+                json!("failed_tasks"),
+                format!("stage {stage} has nothing a task retry can run; see the message"),
+            )]),
         ControlError::Store(s) => s.into(),
     }
 }
@@ -108,14 +118,14 @@ pub async fn cancel(
     post, path = "/api/jobs/{job_id}/resubmit", tag = "control", operation_id = "resubmit_job",
     params(
         ("job_id" = String, Path, description = "Job id (64 hex)", pattern = "^[0-9a-fA-F]{64}$"),
-        ("from" = Option<ResubmitFromName>, Query, description = "`failed_stage` (default: keep completed stages) or `start`"),
+        ("from" = Option<ResubmitFromName>, Query, description = "`failed_stage` (default: keep completed stages), `start`, or `failed_tasks` (only the failed or cancelled tasks of the stage where the job stopped run again)"),
     ),
     responses(
         (status = 202, description = "New attempt queued", body = ResubmitResponse),
         (status = 400, description = "Invalid id or `from`", body = ErrorEnvelope),
         (status = 401, description = "Missing or wrong function key", body = ErrorEnvelope),
         (status = 404, description = "No such job", body = ErrorEnvelope),
-        (status = 409, description = "The job is not failed or cancelled", body = ErrorEnvelope),
+        (status = 409, description = "The job is not failed or cancelled, or (`failed_tasks`) its stage has no failed task or still has running ones", body = ErrorEnvelope),
         (status = 413, description = "Body larger than 64 KB", body = ErrorEnvelope),
         (status = 415, description = "Body is not JSON", body = ErrorEnvelope),
         (status = 503, description = "Database unavailable", body = ErrorEnvelope),
@@ -130,8 +140,9 @@ pub async fn resubmit(
 ) -> Result<(axum::http::StatusCode, Json<ResubmitResponse>), ApiError> {
     let job_id = p.job_id("job_id")?;
     q.only(&["from"])?;
-    let from = match q.one_of("from", &["failed_stage", "start"])? {
+    let from = match q.one_of("from", &["failed_stage", "start", "failed_tasks"])? {
         Some("start") => ResubmitFrom::Start,
+        Some("failed_tasks") => ResubmitFrom::FailedTasks,
         _ => ResubmitFrom::FailedStage,
     };
     let r: Resubmitted = engine

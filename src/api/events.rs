@@ -81,6 +81,7 @@ fn event_json(row: &Row, offset: usize) -> Value {
         "error_type": row.get::<_, Option<String>>(offset + 10),
         "error_message": row.get::<_, Option<String>>(offset + 11),
         "data": row.get::<_, Value>(offset + 12),
+        "job_attempt": row.get::<_, i32>(offset + 13),
     })
 }
 
@@ -220,9 +221,15 @@ pub async fn summary(
         "counts_by_status": by_status,
         "first_event_at": first_at,
         "last_event_at": last_at,
+        "current_attempt": job.get::<_, i32>("attempt"),
         "last_successful_step": milestone("last_success"),
         "first_failure": milestone("first_failure"),
         "error_details": job.get::<_, Option<String>>("error_details"),
+        "earlier_attempts": job
+            .get::<_, Value>("metadata")
+            .get("attempts")
+            .cloned()
+            .unwrap_or_else(|| json!([])),
     }))
     .into_response())
 }

@@ -33,6 +33,10 @@ pub struct JobTypeInfo {
     pub stages: Vec<StageInfo>,
     /// JSON Schema (2020-12) of the submit body.
     pub parameters: Value,
+    /// Parameters that are not part of the job id: submitting the same job again with another
+    /// value of one of them returns the existing job, whose value is kept (the 200 response lists
+    /// them as `ignored_parameters`).
+    pub not_in_job_id: Vec<String>,
     /// Where to submit.
     pub submit_url: String,
 }
@@ -77,6 +81,12 @@ pub async fn job_types(
                 })
                 .collect(),
             parameters: params::json_schema(&j.parameters()),
+            not_in_job_id: j
+                .parameters()
+                .iter()
+                .filter(|p| !p.in_job_id)
+                .map(|p| p.name.to_string())
+                .collect(),
             submit_url: format!("/api/jobs/submit/{}", j.job_type()),
         })
         .collect();

@@ -289,7 +289,8 @@ const TASK_STATUSES: &[&str] = &["queued", "processing", "completed", "failed", 
 const _: () = assert!(JOB_STATUSES.len() == JobStatus::ALL.len());
 const _: () = assert!(TASK_STATUSES.len() == TaskStatus::ALL.len());
 
-fn cursor_error(raw: &str) -> ApiError {
+/// The 400 for a cursor this API did not make.
+pub(super) fn cursor_error(raw: &str) -> ApiError {
     ApiError::field(
         "invalid_cursor",
         "query.cursor",
@@ -299,11 +300,13 @@ fn cursor_error(raw: &str) -> ApiError {
     )
 }
 
-fn job_cursor(created: DateTime<Utc>, job_id: &str) -> String {
+/// The keyset cursor of a job list row.
+pub(super) fn job_cursor(created: DateTime<Utc>, job_id: &str) -> String {
     URL_SAFE_NO_PAD.encode(format!("{}.{job_id}", created.timestamp_micros()))
 }
 
-fn parse_job_cursor(raw: &str) -> Result<(DateTime<Utc>, String), ApiError> {
+/// Reads a cursor made by [`job_cursor`].
+pub(super) fn parse_job_cursor(raw: &str) -> Result<(DateTime<Utc>, String), ApiError> {
     let text = URL_SAFE_NO_PAD
         .decode(raw)
         .ok()

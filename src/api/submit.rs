@@ -42,8 +42,11 @@ pub struct SubmitResponse {
     pub job_type: String,
     /// What happened.
     pub message: String,
-    /// Validated parameters with defaults.
+    /// Validated parameters with defaults (an existing job: its own).
     pub parameters: Value,
+    /// An existing job: submitted parameters that are not part of the job id and differ from the
+    /// job's; they were ignored (see `not_in_job_id` in `GET /api/jobs/types`).
+    pub ignored_parameters: Vec<String>,
     /// Whether the job already existed.
     pub idempotent: bool,
     /// Current stage.
@@ -120,7 +123,18 @@ pub async fn submit(
                 s.status.clone()
             };
             let body = SubmitResponse {
-                message: if s.idempotent {
+                message: if s.idempotent && !s.ignored_parameters.is_empty() {
+                    format!(
+                        "job already exists ({}); {} not part of the job id and ignored: the job keeps {}",
+                        s.status,
+                        s.ignored_parameters.join(", "),
+                        s.ignored_parameters
+                            .iter()
+                            .map(|k| format!("{k}={}", s.parameters.get(k).unwrap_or(&Value::Null)))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                } else if s.idempotent {
                     format!("job already exists ({})", s.status)
                 } else {
                     "job created and queued".to_string()
@@ -138,6 +152,7 @@ pub async fn submit(
                 job_status: s.status,
                 job_type: s.job_type,
                 parameters: s.parameters,
+                ignored_parameters: s.ignored_parameters,
                 idempotent: s.idempotent,
                 current_stage: s.stage,
                 total_stages: s.total_stages,

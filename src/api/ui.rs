@@ -5,17 +5,26 @@
 //! - `GET /api/ui/jobs/{job_id}`: a job page (stage progress bars, task table, event timeline with
 //!   the last successful step marked and failures shown with their error).
 //! - `GET /api/ui/app.js`, `/api/ui/app.css`: the assets.
-//! - `GET /api/ui/data/jobs?status=&job_type=&limit=` and `/api/ui/data/jobs/{job_id}/tasks?limit=`:
-//!   the two reads the page needs beyond `/events`, `/events/summary` and `/timeline`.
+//! - `GET /api/ui/data/jobs?status=&job_type=&q=&since=&until=&cursor=&limit=` (searched, paged,
+//!   with progress) and `/api/ui/data/jobs/{job_id}/tasks?status=&stage=&cursor=&limit=` (one page,
+//!   failures first, totals always): the two reads the page needs beyond `/events` (read
+//!   incrementally with `after`), `/events/summary` and `/timeline`.
 //!
-//! In Azure the page is one HTTP function (`http-ui`, route `ui/{*path}`); it passes its own
-//! `?code=` function key on to the API calls it makes.
+//! In Azure the page is two HTTP functions: `http-ui` (route `ui/{*path}`, **anonymous**) serves
+//! the page shell and its assets, which hold no data, so a browser can load `<script src>` and
+//! `<link href>` without a key; `http-ui-data` (route `ui/data/{*path}`, function level; literal
+//! segments win) serves the data. The page sends the operator's function key as
+//! `x-functions-key` on every data call: asked for once when a call answers 401 (or taken from a
+//! `?code=` in the address) and kept in the tab's `sessionStorage`. Behind App Service
+//! Authentication the same calls carry the session cookie (docs/operations.md, "The web page").
 
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
@@ -35,10 +44,16 @@ const APP_CSS: &str = include_str!("ui/app.css");
 pub mod statements {
     /// The job list, newest first.
     pub const UI_JOBS: &str = include_str!("sql/ui_jobs.sql");
-    /// The tasks of one job in stage order.
+    /// One page of the tasks of one job, failures first.
     pub const UI_JOB_TASKS: &str = include_str!("sql/ui_job_tasks.sql");
+    /// Task totals of one job by stage and status.
+    pub const UI_JOB_TASK_TOTALS: &str = include_str!("sql/ui_job_task_totals.sql");
     /// Every statement, by name.
-    pub const ALL: &[(&str, &str)] = &[("ui_jobs", UI_JOBS), ("ui_job_tasks", UI_JOB_TASKS)];
+    pub const ALL: &[(&str, &str)] = &[
+        ("ui_jobs", UI_JOBS),
+        ("ui_job_tasks", UI_JOB_TASKS),
+        ("ui_job_task_totals", UI_JOB_TASK_TOTALS),
+    ];
 }
 
 /// The routes (state: the engine).
@@ -67,8 +82,8 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
 /// The web page (job list, and a job's page under `/api/ui/jobs/{job_id}`).
 #[utoipa::path(
     get, path = "/api/ui", tag = "ui", operation_id = "ui_page",
-    responses((status = 200, description = "The page", content_type = "text/html", body = String)),
-    security(("function_key" = []), ("function_code" = []))
+    responses((status = 200, description = "The page (anonymous: it holds no data)", content_type = "text/html", body = String)),
+    security(())
 )]
 pub async fn index() -> Response {
     asset("text/html; charset=utf-8", INDEX_HTML)
@@ -82,16 +97,58 @@ async fn app_css() -> Response {
     asset("text/css; charset=utf-8", APP_CSS)
 }
 
-/// The page's job list: newest first with task counts.
+/// A query timestamp (RFC 3339), or a 400 naming the parameter.
+fn timestamp(q: &QueryParams, name: &str) -> Result<Option<DateTime<Utc>>, ApiError> {
+    let Some(raw) = q.text(name, 100)?.filter(|s| !s.trim().is_empty()) else {
+        return Ok(None);
+    };
+    DateTime::parse_from_rfc3339(raw.trim())
+        .map(|t| Some(t.with_timezone(&Utc)))
+        .map_err(|e| {
+            ApiError::field(
+                "invalid_query",
+                &format!("query.{name}"),
+                "format",
+                super::error::echo(&raw),
+                format!("expected an RFC 3339 time such as 2026-01-31T12:00:00Z ({e})"),
+            )
+        })
+}
+
+/// A job id prefix (hex, lower-cased), or a 400.
+fn id_prefix(q: &QueryParams) -> Result<Option<String>, ApiError> {
+    let Some(raw) = q.text("q", 100)?.map(|s| s.trim().to_string()) else {
+        return Ok(None);
+    };
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    if raw.len() > 64 || !raw.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(ApiError::field(
+            "invalid_query",
+            "query.q",
+            "pattern",
+            super::error::echo(&raw),
+            "a job id or its beginning: 1 to 64 hex characters (the page shows the first 12)",
+        ));
+    }
+    Ok(Some(raw.to_ascii_lowercase()))
+}
+
+/// The page's job list: newest first with progress, searchable and paged.
 #[utoipa::path(
     get, path = "/api/ui/data/jobs", tag = "ui", operation_id = "ui_jobs",
     params(
         ("limit" = Option<i64>, Query, description = "Rows at most (default 50)", minimum = 1, maximum = 500),
         ("status" = Option<String>, Query, description = "Status filter (empty: any)", max_length = 100),
         ("job_type" = Option<String>, Query, description = "Job type filter (empty: any)", max_length = 100),
+        ("q" = Option<String>, Query, description = "Job id prefix (hex, e.g. the 12 characters the page shows)", max_length = 100),
+        ("since" = Option<String>, Query, description = "Created at or after (RFC 3339)", max_length = 100),
+        ("until" = Option<String>, Query, description = "Created before (RFC 3339)", max_length = 100),
+        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page", max_length = 200),
     ),
     responses(
-        (status = 200, description = "{jobs[], count, limit, filters, statuses, job_types}", body = Object),
+        (status = 200, description = "{jobs[], count, limit, next_cursor, filters, statuses, job_types}", body = Object),
         (status = 400, description = "A bad query parameter", body = ErrorEnvelope),
         (status = 401, description = "Missing or wrong function key", body = ErrorEnvelope),
         (status = 503, description = "Database unavailable", body = ErrorEnvelope),
@@ -99,7 +156,9 @@ async fn app_css() -> Response {
     security(("function_key" = []), ("function_code" = []))
 )]
 pub async fn jobs(State(engine): State<Engine>, q: QueryParams) -> Result<Response, ApiError> {
-    q.only(&["limit", "status", "job_type"])?;
+    q.only(&[
+        "limit", "status", "job_type", "q", "since", "until", "cursor",
+    ])?;
     let limit = q.int("limit", 1, 500)?.unwrap_or(50);
     // An empty filter (the page's "any" choice) means no filter.
     let status = match q.text("status", 100)?.filter(|s| !s.trim().is_empty()) {
@@ -110,12 +169,41 @@ pub async fn jobs(State(engine): State<Engine>, q: QueryParams) -> Result<Respon
         .text("job_type", 100)?
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty());
+    let prefix = id_prefix(&q)?;
+    let (since, until) = (timestamp(&q, "since")?, timestamp(&q, "until")?);
+    let cursor = q
+        .text("cursor", 200)?
+        .filter(|c| !c.is_empty())
+        .map(|c| super::jobs::parse_job_cursor(&c))
+        .transpose()?;
+    let (c_at, c_id) = match cursor {
+        Some((at, id)) => (Some(at), Some(id)),
+        None => (None, None),
+    };
     let client = store::client(engine.pool(), "listing jobs for the web page").await?;
     let rows = client
-        .query(statements::UI_JOBS, &[&status, &job_type, &limit])
+        .query(
+            statements::UI_JOBS,
+            &[
+                &status,
+                &job_type,
+                &prefix,
+                &since,
+                &until,
+                &c_at,
+                &c_id,
+                &(limit + 1),
+            ],
+        )
         .await
         .ctx(|| "listing jobs".into())?;
-    let jobs: Vec<Value> = rows
+    let more = rows.len() as i64 > limit;
+    let page = &rows[..rows.len().min(limit as usize)];
+    let next_cursor = more
+        .then(|| page.last())
+        .flatten()
+        .map(|r| super::jobs::job_cursor(r.get::<_, DateTime<Utc>>(5), r.get::<_, &str>(0)));
+    let jobs: Vec<Value> = page
         .iter()
         .map(|r| {
             json!({
@@ -130,6 +218,8 @@ pub async fn jobs(State(engine): State<Engine>, q: QueryParams) -> Result<Respon
                 "error_details": r.get::<_, Option<String>>(8),
                 "task_count": r.get::<_, i64>(9),
                 "failed_tasks": r.get::<_, i64>(10),
+                "attempt": r.get::<_, i32>(11),
+                "done_tasks": r.get::<_, i64>(12),
             })
         })
         .collect();
@@ -139,22 +229,47 @@ pub async fn jobs(State(engine): State<Engine>, q: QueryParams) -> Result<Respon
         "jobs": jobs,
         "count": jobs.len(),
         "limit": limit,
-        "filters": {"status": status, "job_type": job_type},
+        "next_cursor": next_cursor,
+        "filters": {"status": status, "job_type": job_type, "q": prefix, "since": since, "until": until},
         "statuses": JOB_STATUSES,
         "job_types": types,
     }))
     .into_response())
 }
 
-/// The page's task table of one job.
+/// Task statuses in the order the page lists them (failures first).
+const TASK_ORDER: &[&str] = &["failed", "cancelled", "processing", "queued", "completed"];
+
+fn task_cursor(rank: i32, stage: i32, seq: i32) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{rank}.{stage}.{seq}"))
+}
+
+fn parse_task_cursor(raw: &str) -> Result<(i32, i32, i32), ApiError> {
+    let bad = || super::jobs::cursor_error(raw);
+    let text = URL_SAFE_NO_PAD
+        .decode(raw)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(bad)?;
+    let mut parts = text.splitn(3, '.').map(str::parse::<i32>);
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(Ok(r)), Some(Ok(s)), Some(Ok(q))) => Ok((r, s, q)),
+        _ => Err(bad()),
+    }
+}
+
+/// The page's task table of one job, one page at a time.
 #[utoipa::path(
     get, path = "/api/ui/data/jobs/{job_id}/tasks", tag = "ui", operation_id = "ui_job_tasks",
     params(
         ("job_id" = String, Path, description = "Job id (64 hex)", pattern = "^[0-9a-fA-F]{64}$"),
-        ("limit" = Option<i64>, Query, description = "Rows at most (default 500)", minimum = 1, maximum = 5000),
+        ("limit" = Option<i64>, Query, description = "Rows at most (default 100)", minimum = 1, maximum = 5000),
+        ("status" = Option<String>, Query, description = "Only this task status (empty: any)", max_length = 100),
+        ("stage" = Option<i64>, Query, description = "Only this stage", minimum = 1, maximum = 1000),
+        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page", max_length = 200),
     ),
     responses(
-        (status = 200, description = "{job_id, count, limit, tasks[]}", body = Object),
+        (status = 200, description = "{job_id, count, limit, total, matching, totals{by_status, by_stage[]}, filters, next_cursor, tasks[]}: failures first, then stage and task order", body = Object),
         (status = 400, description = "job_id is not 64 hex, or a bad query parameter", body = ErrorEnvelope),
         (status = 401, description = "Missing or wrong function key", body = ErrorEnvelope),
         (status = 404, description = "No such job", body = ErrorEnvelope),
@@ -168,15 +283,67 @@ pub async fn tasks(
     q: QueryParams,
 ) -> Result<Response, ApiError> {
     let job_id = parse_job_id(&job_id)?;
-    q.only(&["limit"])?;
-    let limit = q.int("limit", 1, 5000)?.unwrap_or(500);
+    q.only(&["limit", "status", "stage", "cursor"])?;
+    let limit = q.int("limit", 1, 5000)?.unwrap_or(100);
+    let status = match q.text("status", 100)?.filter(|s| !s.trim().is_empty()) {
+        Some(_) => q.one_of("status", TASK_ORDER)?,
+        None => None,
+    };
+    let stage = q.int("stage", 1, 1000)?.map(|s| s as i32);
+    let cursor = q
+        .text("cursor", 200)?
+        .filter(|c| !c.is_empty())
+        .map(|c| parse_task_cursor(&c))
+        .transpose()?;
+    let (c_rank, c_stage, c_seq) = match cursor {
+        Some((r, s, n)) => (Some(r), Some(s), Some(n)),
+        None => (None, None, None),
+    };
     let client = store::client(engine.pool(), "listing tasks for the web page").await?;
     job_row(&client, &job_id).await?;
     let rows = client
-        .query(statements::UI_JOB_TASKS, &[&job_id.as_str(), &limit])
+        .query(
+            statements::UI_JOB_TASKS,
+            &[
+                &job_id.as_str(),
+                &status,
+                &stage,
+                &c_rank,
+                &c_stage,
+                &c_seq,
+                &(limit + 1),
+            ],
+        )
         .await
         .ctx(|| format!("listing tasks of job {job_id}"))?;
-    let tasks: Vec<Value> = rows
+    let totals = client
+        .query(statements::UI_JOB_TASK_TOTALS, &[&job_id.as_str()])
+        .await
+        .ctx(|| format!("counting tasks of job {job_id}"))?;
+    let mut by_status = serde_json::Map::new();
+    let mut by_stage: std::collections::BTreeMap<i32, serde_json::Map<String, Value>> =
+        Default::default();
+    let (mut total, mut matching) = (0i64, 0i64);
+    for r in &totals {
+        let (st, status_name, n): (i32, String, i64) = (r.get(0), r.get(1), r.get(2));
+        total += n;
+        if status.is_none_or(|s| s == status_name) && stage.is_none_or(|s| s == st) {
+            matching += n;
+        }
+        let e = by_status.entry(status_name.clone()).or_insert(json!(0));
+        *e = json!(e.as_i64().unwrap_or(0) + n);
+        by_stage
+            .entry(st)
+            .or_default()
+            .insert(status_name, json!(n));
+    }
+    let more = rows.len() as i64 > limit;
+    let page = &rows[..rows.len().min(limit as usize)];
+    let next_cursor = more
+        .then(|| page.last())
+        .flatten()
+        .map(|r| task_cursor(r.get(13), r.get(1), r.get(2)));
+    let tasks: Vec<Value> = page
         .iter()
         .map(|r| {
             json!({
@@ -192,6 +359,7 @@ pub async fn tasks(
                 "started_at": r.get::<_, Option<DateTime<Utc>>>(9),
                 "completed_at": r.get::<_, Option<DateTime<Utc>>>(10),
                 "duration_ms": r.get::<_, Option<i64>>(11),
+                "job_attempt": r.get::<_, i32>(12),
             })
         })
         .collect();
@@ -199,6 +367,15 @@ pub async fn tasks(
         "job_id": job_id.as_str(),
         "count": tasks.len(),
         "limit": limit,
+        "total": total,
+        "matching": matching,
+        "totals": {
+            "by_status": by_status,
+            "by_stage": by_stage.into_iter().map(|(stage, counts)| json!({"stage": stage, "tasks": counts})).collect::<Vec<_>>(),
+        },
+        "filters": {"status": status, "stage": stage},
+        "statuses": TASK_ORDER,
+        "next_cursor": next_cursor,
         "tasks": tasks,
     }))
     .into_response())

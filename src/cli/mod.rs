@@ -3,10 +3,14 @@
 //! `COREMACHINE_URL`/`COREMACHINE_KEY`.
 //!
 //! Exit codes: 0 the job completed (or the request succeeded), 1 the job failed, was cancelled
-//! or ended with errors, or the service could not be reached; 2 a usage error (bad arguments, or
-//! the API refused the request with a 4xx).
+//! or ended with errors, its state refused the action (409), or the service could not be reached;
+//! 2 a usage error (bad arguments, or the API refused the request with another 4xx). Job ids may
+//! be given by their first characters (the 12 the web page shows).
 
+mod read;
 mod watch;
+
+pub use read::Output;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -46,8 +50,11 @@ pub enum ClientCommand {
     },
     /// Show a job's status (`GET /api/jobs/{job_id}`).
     Status {
-        /// Job id.
+        /// Job id (or its first characters).
         job_id: String,
+        /// Output: `json` (the job document, the default) or `table` (one line per stage).
+        #[arg(short = 'o', long, value_enum, default_value_t = Output::Json)]
+        output: Output,
         /// Where the API is.
         #[command(flatten)]
         conn: Conn,
@@ -66,14 +73,49 @@ pub enum ClientCommand {
         /// How many.
         #[arg(long, default_value_t = 20)]
         limit: u32,
+        /// Output: `table` or `json` (one job per line).
+        #[arg(short = 'o', long, value_enum, default_value_t = Output::Table)]
+        output: Output,
         /// Where the API is.
         #[command(flatten)]
         conn: Conn,
     },
     /// Print a job's events, oldest first.
     Events {
-        /// Job id.
+        /// Job id (or its first characters).
         job_id: String,
+        /// Then print new events as they come, until the job ends.
+        #[arg(long, short = 'f')]
+        follow: bool,
+        /// Output: `table` or `json` (one event per line).
+        #[arg(short = 'o', long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+        /// Where the API is.
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// One page of a job's tasks, failures first, with the totals by status.
+    Tasks {
+        /// Job id (or its first characters).
+        job_id: String,
+        /// Only tasks with this status (failed, cancelled, processing, queued, completed).
+        #[arg(long)]
+        status: Option<String>,
+        /// How many.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Output: `table` or `json` (the page document).
+        #[arg(short = 'o', long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+        /// Where the API is.
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// The job types, their stages and parameters.
+    Types {
+        /// Output: `table` or `json` (one type per line).
+        #[arg(short = 'o', long, value_enum, default_value_t = Output::Table)]
+        output: Output,
         /// Where the API is.
         #[command(flatten)]
         conn: Conn,
@@ -94,8 +136,12 @@ pub enum ClientCommand {
         /// Job id.
         job_id: String,
         /// Rerun every stage instead of resuming at the failed one.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "failed_tasks")]
         from_start: bool,
+        /// Run again only the failed or cancelled tasks of the stage where the job stopped (its
+        /// completed tasks keep their results).
+        #[arg(long)]
+        failed_tasks: bool,
         /// Wait until the new attempt is terminal.
         #[arg(long)]
         wait: bool,
@@ -193,7 +239,10 @@ impl Client {
                 d["value"]
             ));
         }
-        if status.is_client_error() {
+        if status == reqwest::StatusCode::CONFLICT {
+            // A valid request the job's state refuses (cancel of a finished job): not a usage error.
+            Err(CliError::Failed(msg))
+        } else if status.is_client_error() {
             Err(CliError::Usage(msg))
         } else {
             Err(CliError::Failed(msg))
@@ -209,6 +258,38 @@ impl Client {
         .await
     }
 
+    /// The full job id for `id`: a 64-hex id as is, or the one job whose id starts with a shorter
+    /// hex prefix (the page shows the first 12 characters, maybe followed by `…`).
+    pub async fn resolve_job(&self, id: &str) -> Result<String, CliError> {
+        let id = id.trim().trim_end_matches(['…', '.']);
+        let hex = !id.is_empty() && id.chars().all(|c| c.is_ascii_hexdigit());
+        if !hex || id.len() >= 64 {
+            return Ok(id.to_string()); // the API says what is wrong with it
+        }
+        if id.len() < 6 {
+            return Err(CliError::Usage(format!(
+                "job id {id:?} is too short: give the full id or at least its first 6 characters (the page shows 12)"
+            )));
+        }
+        let r = self
+            .get(&format!("/api/ui/data/jobs?q={}&limit=2", enc(id)))
+            .await?;
+        let found: Vec<&str> = r["jobs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|j| j["job_id"].as_str())
+            .collect();
+        match found.as_slice() {
+            [one] => Ok(one.to_string()),
+            [] => Err(CliError::Usage(format!("no job id starts with {id}"))),
+            many => Err(CliError::Usage(format!(
+                "job id prefix {id} is ambiguous ({} and more match): give more characters",
+                many.join(", ")
+            ))),
+        }
+    }
+
     /// POST JSON to a path under the base URL.
     pub async fn post(&self, path: &str, body: &Value) -> Result<Value, CliError> {
         self.send(
@@ -217,6 +298,58 @@ impl Client {
         )
         .await
     }
+}
+
+/// `status -o table`: the job, then one line per stage.
+fn status_table(j: &Value) {
+    let st = |v: &Value| v.as_str().unwrap_or("").to_string();
+    read::out(&format!(
+        "{}  {} {}  stage {}/{}  attempt {}",
+        st(&j["job_id"]),
+        st(&j["job_type"]),
+        st(&j["status"]),
+        j["stage"],
+        j["total_stages"],
+        j["attempt"]
+    ));
+    for s in j["stages"].as_array().into_iter().flatten() {
+        read::out(&format!(
+            "  stage {} {:<20} {:<10} {} task(s): {} completed, {} failed, {} processing, {} queued",
+            s["stage"],
+            st(&s["name"]),
+            st(&s["status"]),
+            s["task_count"],
+            s["completed"],
+            s["failed"],
+            s["processing"],
+            s["queued"]
+        ));
+    }
+    if let Some(e) = j["error_details"].as_str() {
+        read::out(&format!("error: {e}"));
+    }
+}
+
+/// What a resubmit started and which attempt it follows, in one line.
+fn resubmitted_line(r: &Value) -> String {
+    let attempt = r["attempt"].as_i64().unwrap_or(0);
+    let what = match r["mode"].as_str() {
+        Some("failed_tasks") => format!(
+            "{} failed task(s) of stage {} run again, {} completed kept",
+            r["retried_tasks"], r["from_stage"], r["kept_tasks"]
+        ),
+        _ => format!("from stage {}", r["from_stage"]),
+    };
+    let error = r["previous_error"]
+        .as_str()
+        .map(|e| format!(": {}", e.chars().take(200).collect::<String>()))
+        .unwrap_or_default();
+    format!(
+        "resubmitted job {} as attempt {attempt} ({what}), after attempt {} {}{error}",
+        r["job_id"].as_str().unwrap_or(""),
+        attempt - 1,
+        r["previous_status"].as_str().unwrap_or("")
+    )
 }
 
 /// Exit code for a terminal job status.
@@ -256,7 +389,7 @@ pub fn parse_params(args: &[String], schema: Option<&Value>) -> Result<Value, Cl
 }
 
 fn print_json(v: &Value) {
-    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+    read::out_json(v);
 }
 
 /// Runs a client subcommand; returns the process exit code.
@@ -300,17 +433,41 @@ async fn run_inner(cmd: ClientCommand) -> Result<ExitCode, CliError> {
             );
             watch::watch(&c, &job_id, timeout).await
         }
-        ClientCommand::Status { job_id, conn } => {
+        ClientCommand::Status {
+            job_id,
+            output,
+            conn,
+        } => {
             let c = Client::new(&conn)?;
+            let job_id = c.resolve_job(&job_id).await?;
             let r = c.get(&format!("/api/jobs/{}", enc(&job_id))).await?;
-            print_json(&r);
+            match output {
+                Output::Json => print_json(&r),
+                Output::Table => status_table(&r),
+            }
             Ok(ExitCode::SUCCESS)
+        }
+        ClientCommand::Tasks {
+            job_id,
+            status,
+            limit,
+            output,
+            conn,
+        } => {
+            let c = Client::new(&conn)?;
+            let job_id = c.resolve_job(&job_id).await?;
+            read::tasks(&c, &job_id, status.as_deref(), limit, output).await
+        }
+        ClientCommand::Types { output, conn } => {
+            let c = Client::new(&conn)?;
+            read::types(&c, output).await
         }
         ClientCommand::Jobs {
             status,
             job_type,
             hours,
             limit,
+            output,
             conn,
         } => {
             let c = Client::new(&conn)?;
@@ -325,23 +482,18 @@ async fn run_inner(cmd: ClientCommand) -> Result<ExitCode, CliError> {
                 q.push_str(&format!("&hours={h}"));
             }
             let r = c.get(&format!("/api/jobs?{q}")).await?;
-            for j in r["jobs"].as_array().into_iter().flatten() {
-                println!(
-                    "{}  {:<22} {:<16} stage {}/{}  attempt {}  {}",
-                    j["job_id"].as_str().unwrap_or(""),
-                    j["status"].as_str().unwrap_or(""),
-                    j["job_type"].as_str().unwrap_or(""),
-                    j["stage"],
-                    j["total_stages"],
-                    j["attempt"],
-                    j["created_at"].as_str().unwrap_or("")
-                );
-            }
+            read::jobs(&r, output);
             Ok(ExitCode::SUCCESS)
         }
-        ClientCommand::Events { job_id, conn } => {
+        ClientCommand::Events {
+            job_id,
+            follow,
+            output,
+            conn,
+        } => {
             let c = Client::new(&conn)?;
-            events(&c, &job_id).await
+            let job_id = c.resolve_job(&job_id).await?;
+            read::events(&c, &job_id, follow, output).await
         }
         ClientCommand::Cancel {
             job_id,
@@ -349,6 +501,7 @@ async fn run_inner(cmd: ClientCommand) -> Result<ExitCode, CliError> {
             conn,
         } => {
             let c = Client::new(&conn)?;
+            let job_id = c.resolve_job(&job_id).await?;
             let q = reason
                 .map(|r| format!("?reason={}", enc(&r)))
                 .unwrap_or_default();
@@ -361,11 +514,17 @@ async fn run_inner(cmd: ClientCommand) -> Result<ExitCode, CliError> {
         ClientCommand::Resubmit {
             job_id,
             from_start,
+            failed_tasks,
             wait,
             conn,
         } => {
             let c = Client::new(&conn)?;
-            let q = if from_start { "?from=start" } else { "" };
+            let job_id = c.resolve_job(&job_id).await?;
+            let q = match (from_start, failed_tasks) {
+                (true, _) => "?from=start",
+                (_, true) => "?from=failed_tasks",
+                _ => "",
+            };
             let r = c
                 .post(
                     &format!("/api/jobs/{}/resubmit{q}", enc(&job_id)),
@@ -376,6 +535,7 @@ async fn run_inner(cmd: ClientCommand) -> Result<ExitCode, CliError> {
                 print_json(&r);
                 return Ok(ExitCode::SUCCESS);
             }
+            eprintln!("{}", resubmitted_line(&r));
             watch::watch(&c, &job_id, None).await
         }
         ClientCommand::Watch {
@@ -384,54 +544,10 @@ async fn run_inner(cmd: ClientCommand) -> Result<ExitCode, CliError> {
             conn,
         } => {
             let c = Client::new(&conn)?;
+            let job_id = c.resolve_job(&job_id).await?;
             watch::watch(&c, &job_id, timeout).await
         }
     }
-}
-
-/// Prints every event of a job, following pages. Tolerates a bare array or an object with an
-/// `events` array, and a `next_cursor` (or `next_page`) to continue.
-async fn events(c: &Client, job_id: &str) -> Result<ExitCode, CliError> {
-    let base = format!("/api/jobs/{}/events", enc(job_id));
-    let mut path = base.clone();
-    for _ in 0..10_000 {
-        let page = c.get(&path).await?;
-        let list = page
-            .as_array()
-            .or_else(|| page["events"].as_array())
-            .cloned()
-            .unwrap_or_default();
-        for e in &list {
-            let mut line = format!(
-                "{}  {:<24} {:<8}",
-                e["created_at"].as_str().unwrap_or(""),
-                e["event_type"].as_str().unwrap_or("?"),
-                e["event_status"].as_str().unwrap_or("")
-            );
-            if let Some(s) = e["stage"].as_i64() {
-                line.push_str(&format!(" stage {s}"));
-            }
-            if let Some(t) = e["task_id"].as_str() {
-                line.push_str(&format!(" task {}", &t[..t.len().min(12)]));
-            }
-            if let Some(m) = e["error_message"].as_str() {
-                line.push_str(&format!("  error: {m}"));
-            }
-            println!("{line}");
-        }
-        let next = match (&page["next_cursor"], &page["next_page"]) {
-            (Value::String(c), _) if !c.is_empty() => format!("cursor={}", enc(c)),
-            (Value::Number(n), _) => format!("cursor={n}"),
-            (_, Value::Number(n)) => format!("page={n}"),
-            (_, Value::String(p)) if !p.is_empty() => format!("page={}", enc(p)),
-            _ => return Ok(ExitCode::SUCCESS),
-        };
-        if list.is_empty() {
-            return Ok(ExitCode::SUCCESS);
-        }
-        path = format!("{base}?{next}");
-    }
-    Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(test)]

@@ -7,7 +7,9 @@
 //!
 //! Resubmit starts a new attempt of a failed or cancelled job, from the stage where it stopped
 //! (completed stages and their results are kept) or from stage 1. The previous attempt's tasks of
-//! the stages that run again move to `app.task_archive`; its events stay where they are.
+//! the stages that run again move to `app.task_archive`; its events stay where they are. A third
+//! mode re-runs only the failed or cancelled tasks of the stage where it stopped (see
+//! `retry_failed.rs`): that stage's completed tasks keep their results.
 
 use serde_json::json;
 
@@ -15,6 +17,7 @@ use super::Engine;
 use super::events::{self, Event, EventStatus};
 use super::ids::JobId;
 use super::messages::JobMessage;
+use super::retry_failed::{Requeued, RetryJob};
 use crate::store::{self, QueryContext, StoreError, sql};
 use crate::telemetry::checkpoints as cp;
 use crate::transport::outbox::Outbox;
@@ -39,6 +42,16 @@ pub enum ControlError {
         status: String,
         /// Statuses the action accepts.
         allowed: &'static [&'static str],
+    },
+    /// A retry of failed tasks does not apply to the stage where the job stopped.
+    #[error("cannot retry the failed tasks of job {job_id} (stage {stage}): {reason}")]
+    NothingToRetry {
+        /// The job.
+        job_id: String,
+        /// The stage where it stopped.
+        stage: i32,
+        /// Why, and what to do instead.
+        reason: String,
     },
     /// The database failed.
     #[error(transparent)]
@@ -69,6 +82,20 @@ pub enum ResubmitFrom {
     FailedStage,
     /// Stage 1; nothing is kept.
     Start,
+    /// Only the failed or cancelled tasks of the stage where it stopped; its completed tasks and
+    /// the earlier stages are kept.
+    FailedTasks,
+}
+
+impl ResubmitFrom {
+    /// The name used by the API and the CLI (`from=`).
+    pub fn name(self) -> &'static str {
+        match self {
+            ResubmitFrom::FailedStage => "failed_stage",
+            ResubmitFrom::Start => "start",
+            ResubmitFrom::FailedTasks => "failed_tasks",
+        }
+    }
 }
 
 /// What a resubmit did.
@@ -88,8 +115,15 @@ pub struct Resubmitted {
     pub kept_stages: Vec<i32>,
     /// Previous-attempt tasks moved to `app.task_archive`.
     pub archived_tasks: u64,
-    /// MessageId of the new attempt's stage message.
-    pub message_id: String,
+    /// `failed_stage`, `start` or `failed_tasks`.
+    pub mode: &'static str,
+    /// `failed_tasks`: the tasks queued again (the same as `archived_tasks`).
+    pub retried_tasks: Option<u64>,
+    /// `failed_tasks`: completed tasks of the stage whose results are kept.
+    pub kept_tasks: Option<u64>,
+    /// MessageId of the new attempt's stage message (`failed_tasks`: none, its task messages are
+    /// sent at once).
+    pub message_id: Option<String>,
 }
 
 const CANCELLABLE: &[&str] = &["queued", "processing"];
@@ -249,18 +283,32 @@ impl Engine {
         let total_stages: i32 = state.get(5);
         let from_stage = match from {
             ResubmitFrom::Start => 1,
-            ResubmitFrom::FailedStage => stopped_at.clamp(1, total_stages.max(1)),
+            ResubmitFrom::FailedStage | ResubmitFrom::FailedTasks => {
+                stopped_at.clamp(1, total_stages.max(1))
+            }
         };
-        let archived_tasks = tx
-            .execute(
-                sql::TASKS_ARCHIVE_FROM_STAGE,
-                &[&job_id.as_str(), &from_stage],
-            )
-            .await
-            .ctx(|| format!("archiving attempt {previous_attempt} tasks of job {job_id}"))?;
-        tx.execute(sql::STAGES_DELETE_FROM, &[&job_id.as_str(), &from_stage])
-            .await
-            .ctx(|| format!("resetting stages {from_stage}.. of job {job_id}"))?;
+        let retry = match from {
+            ResubmitFrom::FailedTasks => Some(self.tasks_to_retry(&tx, job_id, from_stage).await?),
+            _ => None,
+        };
+        let archived_tasks = match retry {
+            Some(ref tasks) => tasks.len() as u64,
+            None => {
+                let n = tx
+                    .execute(
+                        sql::TASKS_ARCHIVE_FROM_STAGE,
+                        &[&job_id.as_str(), &from_stage],
+                    )
+                    .await
+                    .ctx(|| {
+                        format!("archiving attempt {previous_attempt} tasks of job {job_id}")
+                    })?;
+                tx.execute(sql::STAGES_DELETE_FROM, &[&job_id.as_str(), &from_stage])
+                    .await
+                    .ctx(|| format!("resetting stages {from_stage}.. of job {job_id}"))?;
+                n
+            }
+        };
         let previous = json!({
             "attempt": previous_attempt,
             "status": previous_status,
@@ -282,15 +330,46 @@ impl Engine {
         let job_type: String = row.get(1);
         let correlation: Option<String> = row.get(3);
         let traceparent: Option<String> = row.get(4);
-        let msg = JobMessage::new(
-            job_id.as_str(),
-            &job_type,
-            row.get(2),
-            from_stage,
-            attempt,
-            correlation.clone(),
-        );
         let kept_stages: Vec<i32> = (1..from_stage).collect();
+        let (message, requeued) = match retry {
+            None => {
+                let msg = JobMessage::new(
+                    job_id.as_str(),
+                    &job_type,
+                    row.get(2),
+                    from_stage,
+                    attempt,
+                    correlation.clone(),
+                );
+                let ids = Outbox::write(
+                    &tx,
+                    &[msg.to_outbound(&self.settings().queues.jobs, traceparent.as_deref())],
+                )
+                .await?;
+                (Some((msg.message_id(), ids)), None)
+            }
+            Some(tasks) => {
+                // No stage message: the stage's tasks exist; the job runs that stage at once.
+                tx.query_opt(
+                    sql::JOB_START_STAGE,
+                    &[&job_id.as_str(), &from_stage, &attempt],
+                )
+                .await
+                .ctx(|| format!("starting attempt {attempt} of job {job_id}"))?
+                .ok_or_else(|| {
+                    StoreError::Config(format!("job {job_id} changed under its row lock"))
+                })?;
+                let job = RetryJob {
+                    job_id,
+                    job_type: &job_type,
+                    stage: from_stage,
+                    attempt,
+                    correlation_id: correlation.clone(),
+                    traceparent: traceparent.as_deref(),
+                };
+                (None, Some(self.requeue_tasks(&tx, &job, &tasks).await?))
+            }
+        };
         events::write(
             &tx,
             &[Event::job(
@@ -303,21 +382,29 @@ impl Engine {
             .attempt(attempt)
             .data(json!({
                 "previous": previous,
+                "mode": from.name(),
                 "from_stage": from_stage,
                 "kept_stages": kept_stages,
                 "archived_tasks": archived_tasks,
+                "retried_tasks": requeued.as_ref().map(|r| r.retried),
+                "kept_tasks": requeued.as_ref().map(|r| r.kept),
             }))],
-        )
-        .await?;
-        let ids = Outbox::write(
-            &tx,
-            &[msg.to_outbound(&self.settings().queues.jobs, traceparent.as_deref())],
         )
         .await?;
         tx.commit()
             .await
             .ctx(|| format!("committing resubmit of job {job_id}"))?;
-        self.publish(&ids).await;
+        match (&message, &requeued) {
+            (Some((_, ids)), _) => self.publish(ids).await,
+            (
+                None,
+                Some(Requeued {
+                    outbox_ids: Some(ids),
+                    ..
+                }),
+            ) => self.publish(ids).await,
+            _ => self.outbox().wake(),
+        }
         cp::emit(
             cp::JOB_RESUBMITTED,
             &cp::Fields::job(job_id)
@@ -325,7 +412,8 @@ impl Engine {
                 .stage(from_stage)
                 .attempt(attempt)
                 .correlation(correlation.as_deref())
-                .extra("previous_status", &previous_status),
+                .extra("previous_status", &previous_status)
+                .extra("mode", from.name()),
         );
         Ok(Resubmitted {
             job_id: job_id.to_string(),
@@ -335,7 +423,10 @@ impl Engine {
             from_stage,
             kept_stages,
             archived_tasks,
-            message_id: msg.message_id(),
+            mode: from.name(),
+            retried_tasks: requeued.as_ref().map(|r| r.retried),
+            kept_tasks: requeued.as_ref().map(|r| r.kept),
+            message_id: message.map(|(id, _)| id),
         })
     }
 }

@@ -165,9 +165,19 @@ impl TaskMessage {
         serde_json::to_string(&slim).expect("task message serialises")
     }
 
-    /// MessageId: task id + attempt.
+    /// MessageId: task id + attempt (`{task_id}:{retry_count}`). A retry of failed tasks runs a
+    /// task again under the same id in a later job attempt, so from job attempt 2 on the attempt
+    /// is part of it (`{task_id}:a{job_attempt}:{retry_count}`): Service Bus duplicate detection
+    /// would otherwise drop the new attempt's message as a copy of the first one's.
     pub fn message_id(&self) -> String {
-        format!("{}:{}", self.task_id, self.retry_count)
+        if self.job_attempt <= 1 {
+            format!("{}:{}", self.task_id, self.retry_count)
+        } else {
+            format!(
+                "{}:a{}:{}",
+                self.task_id, self.job_attempt, self.retry_count
+            )
+        }
     }
 
     /// The outbound envelope for the tasks queue.
@@ -219,6 +229,17 @@ mod tests {
             correlation_id: None,
             job_attempt: 1,
         }
+    }
+
+    #[test]
+    fn a_later_job_attempt_of_the_same_task_has_another_message_id() {
+        let first = task(json!({}));
+        let again = TaskMessage {
+            job_attempt: 2,
+            ..first.clone()
+        };
+        assert_eq!(first.message_id(), format!("{}:0", "a".repeat(64)));
+        assert_ne!(first.message_id(), again.message_id());
     }
 
     #[test]

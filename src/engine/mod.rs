@@ -19,6 +19,7 @@ pub mod poison;
 pub mod readiness;
 mod repair;
 pub mod retry;
+mod retry_failed;
 mod stage_end;
 pub mod state;
 mod submit;

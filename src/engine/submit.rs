@@ -39,6 +39,9 @@ pub struct Submitted {
     pub created_at: chrono::DateTime<chrono::Utc>,
     /// Queue the stage 1 message went to.
     pub queue_name: String,
+    /// An existing job: the submitted parameters that are not part of the job id and differ from
+    /// the job's own (they were ignored: the job keeps its values).
+    pub ignored_parameters: Vec<String>,
     /// MessageId of the stage 1 message.
     pub message_id: String,
 }
@@ -162,6 +165,16 @@ impl Engine {
             .await
             .ctx(|| format!("reading job {job_id}"))?;
         let idempotent = inserted.is_none();
+        let stored: Value = row.get("parameters");
+        let ignored_parameters = if idempotent {
+            specs
+                .iter()
+                .filter(|p| !p.in_job_id && params_value.get(p.name) != stored.get(p.name))
+                .map(|p| p.name.to_string())
+                .collect()
+        } else {
+            Vec::new()
+        };
         let fields = cp::Fields::job(&job_id)
             .job_type(job_type)
             .correlation(row.get("correlation_id"));
@@ -180,7 +193,8 @@ impl Engine {
             status: row.get("status"),
             stage: row.get("stage"),
             total_stages: row.get("total_stages"),
-            parameters: row.get("parameters"),
+            parameters: stored,
+            ignored_parameters,
             correlation_id: row.get("correlation_id"),
             result_data: row.get("result_data"),
             error_details: row.get("error_details"),

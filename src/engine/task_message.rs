@@ -94,6 +94,7 @@ impl Engine {
                     &msg.retry_count,
                     &lease,
                     &d.invocation_id,
+                    &msg.job_attempt,
                 ],
             )
             .await
@@ -695,7 +696,13 @@ impl Engine {
         let current_retry: i32 = r.get(1);
         let lease_live: Option<bool> = r.get(2);
         let job_status: String = r.get(3);
-        let why = if msg.retry_count < current_retry {
+        let task_job_attempt: i32 = r.get(6);
+        let why = if msg.job_attempt != task_job_attempt {
+            format!(
+                "message of job attempt {}; the task was re-queued for attempt {task_job_attempt}",
+                msg.job_attempt
+            )
+        } else if msg.retry_count < current_retry {
             format!(
                 "stale copy of attempt {} (task is at attempt {})",
                 msg.retry_count + 1,

@@ -61,6 +61,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "retention",
         sql: include_str!("../../migrations/0013_retention.sql"),
     },
+    Migration {
+        version: 14,
+        name: "operator_attempt_boundaries",
+        sql: include_str!("../../migrations/0014_operator_attempt_boundaries.sql"),
+    },
 ];
 
 /// The state of one migration in a database.

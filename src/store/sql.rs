@@ -110,6 +110,12 @@ pub const JOB_RESUBMIT: &str = include_str!("sql/job_resubmit.sql");
 pub const STAGES_DELETE_FROM: &str = include_str!("sql/stages_delete_from.sql");
 /// Resubmit: move the previous attempt's tasks of the stages that run again to app.task_archive.
 pub const TASKS_ARCHIVE_FROM_STAGE: &str = include_str!("sql/tasks_archive_from_stage.sql");
+/// Retry of failed tasks: the stage's tasks that did not complete, locked.
+pub const STAGE_RETRY_TASKS: &str = include_str!("sql/stage_retry_tasks.sql");
+/// Retry of failed tasks: move these tasks to app.task_archive.
+pub const TASKS_ARCHIVE_IDS: &str = include_str!("sql/tasks_archive_ids.sql");
+/// Retry of failed tasks: the stage runs again with only the re-queued tasks on its counter.
+pub const STAGE_REOPEN: &str = include_str!("sql/stage_reopen.sql");
 /// Tasks of a job being run right now.
 pub const TASKS_IN_FLIGHT: &str = include_str!("sql/tasks_in_flight.sql");
 
@@ -210,6 +216,9 @@ pub const ALL: &[(&str, &str)] = &[
     ("stages_delete_from", STAGES_DELETE_FROM),
     ("tasks_archive_from_stage", TASKS_ARCHIVE_FROM_STAGE),
     ("tasks_in_flight", TASKS_IN_FLIGHT),
+    ("stage_retry_tasks", STAGE_RETRY_TASKS),
+    ("tasks_archive_ids", TASKS_ARCHIVE_IDS),
+    ("stage_reopen", STAGE_REOPEN),
     ("task_archived", TASK_ARCHIVED),
     ("stages_cancel_running", STAGES_CANCEL_RUNNING),
     ("stage_cancel_nowait", STAGE_CANCEL_NOWAIT),

@@ -3,45 +3,12 @@
 // and saves screenshots. Exits non-zero with the reason on the first failed check.
 //
 // usage: node page_test.mjs <base_url> <failed_job_id> <completed_job_id> <artifacts_dir>
-import { mkdtempSync, mkdirSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { chromium } from "playwright-core";
+import { check, withBrowser } from "./harness.mjs";
 
 const [base, failedJob, okJob, artifacts] = process.argv.slice(2);
-const executablePath = process.env.COREMACHINE_CHROMIUM || "/usr/bin/chromium";
-const TIMEOUT = 30_000;
 
-function check(cond, what) {
-  if (!cond) throw new Error(`check failed: ${what}`);
-  console.log(`ok - ${what}`);
-}
-
-mkdirSync(artifacts, { recursive: true });
-const profile = mkdtempSync(join(tmpdir(), "coremachine-chromium-"));
-const context = await chromium.launchPersistentContext(profile, {
-  executablePath,
-  headless: true,
-  viewport: { width: 1400, height: 900 },
-  args: [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-  ],
-});
-const errors = [];
-try {
-  const page = context.pages()[0] || (await context.newPage());
-  page.setDefaultTimeout(TIMEOUT);
-  page.on("pageerror", (e) => errors.push(String(e)));
-  page.on("console", (m) => m.type() === "error" && errors.push(m.text()));
-  page.on("response", (r) => r.status() >= 400 && errors.push(`${r.status()} ${r.url()}`));
-
+await withBrowser(artifacts, async ({ page, errors }) => {
   // The job list: both jobs, newest first, with their statuses.
   await page.goto(`${base}/api/ui`);
   await page.waitForSelector('[data-testid="job-row"]');
@@ -107,7 +74,4 @@ try {
 
   check(errors.length === 0, `no JavaScript errors (${errors.join(" | ")})`);
   console.log("browser test passed");
-} finally {
-  await context.close();
-  rmSync(profile, { recursive: true, force: true });
-}
+});

@@ -1,5 +1,7 @@
 -- Task message: queued -> processing (or re-claim of an expired lease) for exactly this attempt,
 -- only while its job is processing; the task_started event is written in the same statement.
+-- $5, the message's job attempt: a retry of failed tasks re-queues them under the same task id
+-- for the new attempt, so a late message of the earlier attempt must not claim the new row.
 WITH c AS (
   UPDATE app.tasks t
   SET status = 'processing', lease_expires_at = now() + make_interval(secs => $3),
@@ -7,6 +9,7 @@ WITH c AS (
   FROM app.jobs j
   WHERE t.task_id = $1 AND t.retry_count = $2
     AND j.job_id = t.parent_job_id AND j.status = 'processing' AND j.attempt = t.job_attempt
+    AND t.job_attempt = $5::int
     AND (t.status = 'queued' OR (t.status = 'processing' AND t.lease_expires_at < now()))
   RETURNING t.task_id, t.parent_job_id, t.job_type, t.task_type, t.stage, t.task_seq, t.parameters,
             t.retry_count, t.job_attempt, j.correlation_id, t.counter_shard
