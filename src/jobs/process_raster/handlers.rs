@@ -44,7 +44,8 @@ impl StacDatabase {
         Self(Arc::new(OnceCell::new()))
     }
 
-    async fn pool(&self) -> Result<Pool, TaskError> {
+    /// The pool, built on first use.
+    pub(crate) async fn pool(&self) -> Result<Pool, TaskError> {
         self.0
             .get_or_init(|| async {
                 let mut s =
@@ -374,7 +375,7 @@ pub async fn create_cog(deps: RasterDeps, ctx: TaskContext) -> Result<Value, Tas
 }
 
 /// Whether a pgSTAC error can clear up by itself (connection lost, server overloaded, deadlock).
-fn pgstac_error(e: pgstac::Error, what: String) -> TaskError {
+pub(crate) fn pgstac_error(e: pgstac::Error, what: String) -> TaskError {
     let pg = match &e {
         pgstac::Error::TokioPostgres(pg) => Some(pg),
         _ => None,
