@@ -30,3 +30,4 @@ mod spine;
 mod sql_statements;
 mod state_machine;
 mod telemetry;
+mod vector_job;

@@ -495,27 +495,38 @@ pub async fn finalize_table(deps: VectorDeps, ctx: TaskContext) -> Result<Value,
         source: &source,
     });
     let stac_pool = deps.stac.pool().await?;
-    let sc = pg_client(&stac_pool, "upserting the STAC item").await?;
-    let pg: &tokio_postgres::Client = &sc;
-    let created = pg
+    let mut sc = pg_client(&stac_pool, "upserting the STAC item").await?;
+    // pgSTAC widens a collection partition's datetime constraint inside the upsert; two upserts
+    // into one collection at once can trip over each other's (check violation), so they take
+    // turns under the collection's advisory lock.
+    let stac_what = format!(
+        "upserting item {item_id} (table {}) into {collection_id}",
+        table.display()
+    );
+    let tx = sc
+        .transaction()
+        .await
+        .map_err(|e| db_error(e, &stac_what))?;
+    tx.execute(
+        sql::ADVISORY_XACT_LOCK,
+        &[&format!("pgstac collection:{collection_id}")],
+    )
+    .await
+    .map_err(|e| db_error(e, &stac_what))?;
+    let created = tx
         .collection(&collection_id)
         .await
         .map_err(|e| pgstac_error(e, format!("reading collection {collection_id}")))?
         .is_none();
     if created {
-        pg.upsert_collection(item::new_collection(&collection_id))
+        tx.upsert_collection(item::new_collection(&collection_id))
             .await
             .map_err(|e| pgstac_error(e, format!("creating collection {collection_id}")))?;
     }
-    pg.upsert_item(item.clone()).await.map_err(|e| {
-        pgstac_error(
-            e,
-            format!(
-                "upserting item {item_id} (table {}) into {collection_id}",
-                table.display()
-            ),
-        )
-    })?;
+    tx.upsert_item(item.clone())
+        .await
+        .map_err(|e| pgstac_error(e, stac_what.clone()))?;
+    tx.commit().await.map_err(|e| db_error(e, &stac_what))?;
     Ok(json!({
         "table": table.display(),
         "rows": rows,
