@@ -9,7 +9,6 @@
 mod synthetic;
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use coremachine::jobs::list_container_contents::BlobSource;
 use coremachine::jobs::process_raster::{self, RasterDeps, StacDatabase};
@@ -96,8 +95,6 @@ async fn upload(c: &BlobClient, container: &str, blob: &str, path: &Path) {
         .unwrap_or_else(|e| panic!("upload {blob}: {e}"));
 }
 
-const WAIT: Duration = Duration::from_secs(240);
-
 /// Submits process_raster and waits; returns (status, result, error, job id).
 async fn process(app: &TestApp, params: Value) -> (String, Value, Option<String>, String) {
     run(app, "process_raster", params).await
@@ -105,6 +102,7 @@ async fn process(app: &TestApp, params: Value) -> (String, Value, Option<String>
 
 /// What a COG in the output container looks like when read back.
 struct CogSeen {
+    bytes: u64,
     layout: Option<String>,
     epsg: Option<i32>,
     block: (usize, usize),
@@ -144,6 +142,7 @@ async fn read_back(c: &BlobClient, container: &str, blob: &str, dir: &Scratch) -
     let b = ds.rasterband(1).unwrap();
     let n = b.overview_count().unwrap().max(0) as usize;
     CogSeen {
+        bytes: props.size,
         layout: ds.metadata_item("LAYOUT", "IMAGE_STRUCTURE"),
         epsg: ds.spatial_ref().ok().and_then(|s| s.auth_code().ok()),
         block: b.block_size(),
@@ -227,7 +226,11 @@ async fn a_utm_rgb_geotiff_becomes_three_valid_cogs_and_one_stac_item_found_by_b
         assert_eq!(s.layout.as_deref(), Some("COG"));
         assert_eq!(s.epsg, Some(4326), "reprojected to the default target_crs");
         assert_eq!(s.block, (512, 512));
-        assert_eq!(cog["size_bytes"].as_u64().unwrap() > 0, true);
+        assert_eq!(
+            cog["size_bytes"].as_u64(),
+            Some(s.bytes),
+            "reported size is the blob's"
+        );
         seen.push(s);
     }
     assert!(
@@ -353,4 +356,418 @@ async fn a_dem_with_nodata_keeps_it_in_every_tier_without_an_alpha_band() {
     assert_eq!(band["nodata"], json!(-9999.0));
     let min = band["statistics"]["minimum"].as_f64().unwrap();
     assert!(min >= 100.0, "statistics leave nodata out: minimum {min}");
+}
+
+#[tokio::test]
+async fn float32_paletted_no_epsg_and_striped_4096_rasters_each_become_valid_cogs() {
+    let c = client();
+    let dir = Scratch::new();
+    let (input, output) = containers(&c, "kinds").await;
+    let float = synthetic::write(
+        &dir.path("float.tif"),
+        &Spec::new(
+            256,
+            256,
+            1,
+            Some("EPSG:32617"),
+            [400000.0, 20.0, 0.0, 4500000.0, 0.0, -20.0],
+        ),
+        synthetic::float,
+    );
+    let paletted = synthetic::write(
+        &dir.path("landcover.tif"),
+        &Spec {
+            palette: true,
+            ..Spec::new(
+                400,
+                300,
+                1,
+                Some("EPSG:32633"),
+                [580000.0, 25.0, 0.0, 5320000.0, 0.0, -25.0],
+            )
+        },
+        synthetic::classes,
+    );
+    // A Lambert conformal conic CRS given as a PROJ string: no EPSG code anywhere.
+    let lcc = "+proj=lcc +lat_0=46 +lon_0=11 +lat_1=44 +lat_2=48 +x_0=0 +y_0=0 +datum=WGS84 +units=m +no_defs";
+    let no_epsg = synthetic::write(
+        &dir.path("lcc.tif"),
+        &Spec::new(
+            200,
+            150,
+            1,
+            Some(lcc),
+            [-20000.0, 100.0, 0.0, 10000.0, 0.0, -100.0],
+        ),
+        synthetic::float,
+    );
+    let striped = synthetic::write(
+        &dir.path("striped.tif"),
+        &Spec {
+            options: &["COMPRESS=DEFLATE"],
+            ..Spec::new(
+                4096,
+                4096,
+                1,
+                Some("EPSG:32633"),
+                [580000.0, 5.0, 0.0, 5320000.0, 0.0, -5.0],
+            )
+        },
+        synthetic::byte,
+    );
+    let cases = [
+        ("float.tif", float, "dem"),
+        ("landcover.tif", paletted, "categorical"),
+        ("lcc.tif", no_epsg, "dem"),
+        ("striped.tif", striped, "dem"),
+    ];
+    for (blob, path, _) in &cases {
+        upload(&c, &input, blob, path).await;
+    }
+    let app = raster_app(c.clone()).await;
+    let runs = futures::future::join_all(cases.iter().map(|(blob, _, _)| {
+        process(
+            &app,
+            json!({"blob_name": blob, "container_name": input, "output_container": output}),
+        )
+    }))
+    .await;
+    for ((blob, _, kind), (status, r, err, id)) in cases.iter().zip(runs) {
+        assert_eq!(
+            status,
+            "completed",
+            "{blob}: {err:?} {}",
+            app.dump(&id).await
+        );
+        let v = &r["validation"];
+        assert_eq!(v["raster_type"], *kind, "{blob}");
+        let cog = &r["cogs"][0];
+        let s = read_back(&c, &output, cog["output_blob"].as_str().unwrap(), &dir).await;
+        assert_eq!(
+            (s.layout.as_deref(), s.epsg, s.block),
+            (Some("COG"), Some(4326), (512, 512)),
+            "{blob}"
+        );
+        let smallest = s.overviews.last().copied().unwrap_or(s.size);
+        assert!(
+            smallest.0.max(smallest.1) <= 512,
+            "{blob}: {:?} {:?}",
+            s.size,
+            s.overviews
+        );
+        match *blob {
+            "lcc.tif" => {
+                assert_eq!(
+                    v["crs"]["code"],
+                    Value::Null,
+                    "no EPSG code for a PROJ-string LCC"
+                );
+                assert_eq!(v["crs_source"], "file");
+            }
+            "landcover.tif" => {
+                assert!(s.has_palette, "the colour table survives");
+                let t = &stage_tasks(&app, &id, 2).await[0];
+                let opts = t.3.as_ref().unwrap()["report"]["creation_options"].to_string();
+                assert!(
+                    opts.contains("RESAMPLING=NEAREST")
+                        && opts.contains("OVERVIEW_RESAMPLING=MODE"),
+                    "{opts}"
+                );
+                let item = &search(&app, "rasters", [15.0, 47.0, 18.0, 49.0]).await;
+                let stats = item
+                    .iter()
+                    .find(|i| i["id"] == "landcover")
+                    .map(|i| i["assets"]["analysis"]["raster:bands"][0]["statistics"].clone())
+                    .expect("landcover item");
+                assert!(
+                    stats["maximum"].as_f64().unwrap() <= 4.0,
+                    "classes only, never blended: {stats}"
+                );
+            }
+            "striped.tif" => {
+                assert_eq!(v["tiled"], false);
+                assert_eq!(
+                    (v["width"].as_u64(), v["height"].as_u64()),
+                    (Some(4096), Some(4096))
+                );
+                assert!(s.overviews.len() >= 3, "{:?}", s.overviews);
+            }
+            _ => {}
+        }
+    }
+}
+
+#[tokio::test]
+async fn bad_inputs_fail_the_job_permanently_naming_the_blob_and_the_problem() {
+    let c = client();
+    let dir = Scratch::new();
+    let (input, output) = containers(&c, "bad").await;
+    let no_crs = synthetic::write(
+        &dir.path("nocrs.tif"),
+        &Spec::new(100, 100, 1, None, [0.0, 1.0, 0.0, 100.0, 0.0, -1.0]),
+        synthetic::byte,
+    );
+    let whole = synthetic::write(
+        &dir.path("whole.tif"),
+        &Spec::new(
+            256,
+            256,
+            1,
+            Some("EPSG:32633"),
+            [580000.0, 10.0, 0.0, 5320000.0, 0.0, -10.0],
+        ),
+        |x, y, _| (x * y) as i16,
+    );
+    let bytes = std::fs::read(&whole).unwrap();
+    let truncated = dir.path("truncated.tif");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    let png = synthetic::png(&dir.path("photo.tif"));
+    let rgb = utm_rgb(&dir.path("rgb.tif"));
+    let cases: Vec<(&str, Option<&Path>, Value, &[&str])> = vec![
+        (
+            "nocrs.tif",
+            Some(&no_crs),
+            json!({}),
+            &["no coordinate reference system", "input_crs"],
+        ),
+        ("truncated.tif", Some(&truncated), json!({}), &["truncated"]),
+        (
+            "photo.tif",
+            Some(&png),
+            json!({}),
+            &["PNG", "not a GeoTIFF"],
+        ),
+        (
+            "missing.tif",
+            None,
+            json!({}),
+            &["BlobNotFound", "missing.tif"],
+        ),
+        (
+            "strict.tif",
+            Some(&rgb),
+            json!({"raster_type": "dem", "strict_mode": true}),
+            &["raster_type dem needs 1 band", "strict_mode"],
+        ),
+    ];
+    for (blob, path, _, _) in &cases {
+        if let Some(p) = path {
+            upload(&c, &input, blob, p).await;
+        }
+    }
+    let app = raster_app(c.clone()).await;
+    let runs = futures::future::join_all(cases.iter().map(|(blob, _, extra, _)| {
+        let mut p = json!({"blob_name": blob, "container_name": input, "output_container": output});
+        p.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        process(&app, p)
+    }))
+    .await;
+    for ((blob, _, _, words), (status, _, err, id)) in cases.iter().zip(runs) {
+        assert_eq!(status, "failed", "{blob}");
+        let err = err.unwrap_or_default();
+        assert!(
+            err.contains(blob),
+            "{blob}: the error names the blob: {err}"
+        );
+        for w in *words {
+            assert!(err.contains(w), "{blob}: {w:?} in {err}");
+        }
+        let t = &stage_tasks(&app, &id, 1).await[0];
+        assert_eq!(
+            (t.1.as_str(), t.5),
+            ("failed", 0),
+            "{blob}: permanent, not retried"
+        );
+        assert!(
+            stage_tasks(&app, &id, 2).await.is_empty(),
+            "{blob}: no COG attempted"
+        );
+    }
+    assert!(
+        c.list_blobs(&output, &Default::default())
+            .await
+            .map(|p| p.items.is_empty())
+            .unwrap_or(true),
+        "nothing written"
+    );
+}
+
+#[tokio::test]
+async fn terra_example_rasters_elev_meuse_and_logo() {
+    let c = client();
+    let dir = Scratch::new();
+    let (input, output) = containers(&c, "terra").await;
+    for f in ["elev.tif", "meuse.tif", "logo.tif"] {
+        upload(&c, &input, &format!("terra/{f}"), &terra(f)).await;
+    }
+    let app = raster_app(c.clone()).await;
+    let base =
+        json!({"container_name": input, "output_container": output, "collection_id": "terra"});
+    let with = |extra: Value| {
+        let mut p = base.clone();
+        p.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        p
+    };
+    let (elev, meuse, logo_bare, logo_crs) = tokio::join!(
+        process(&app, with(json!({"blob_name": "terra/elev.tif"}))),
+        process(
+            &app,
+            with(json!({"blob_name": "terra/meuse.tif", "output_tier": "archive"}))
+        ),
+        process(&app, with(json!({"blob_name": "terra/logo.tif"}))),
+        process(
+            &app,
+            with(
+                json!({"blob_name": "terra/logo.tif", "input_crs": "EPSG:3857", "output_tier": "visualization", "item_id": "logo-3857"})
+            )
+        ),
+    );
+    // elev: Int16 in EPSG:4326 with nodata -32768 (Luxembourg).
+    assert_eq!(elev.0, "completed", "{:?}", elev.2);
+    let v = &elev.1["validation"];
+    assert_eq!(
+        (v["raster_type"].as_str(), v["nodata"].as_f64()),
+        (Some("dem"), Some(-32768.0))
+    );
+    assert_eq!(v["crs"]["code"], "EPSG:4326");
+    let s = read_back(
+        &c,
+        &output,
+        elev.1["cogs"][0]["output_blob"].as_str().unwrap(),
+        &dir,
+    )
+    .await;
+    assert_eq!((s.bands, s.nodata), (1, Some(-32768.0)));
+    let items = search(&app, "terra", [5.8, 49.5, 6.4, 50.1]).await;
+    assert!(items.iter().any(|i| i["id"] == "terra-elev"), "{items:?}");
+    // meuse: an oblique stereographic CRS with no EPSG code in the file (the Meuse floodplain).
+    assert_eq!(meuse.0, "completed", "{:?}", meuse.2);
+    assert_eq!(meuse.1["validation"]["crs_source"], "file");
+    let s = read_back(
+        &c,
+        &output,
+        meuse.1["cogs"][0]["output_blob"].as_str().unwrap(),
+        &dir,
+    )
+    .await;
+    assert_eq!(
+        (s.epsg, s.compression.as_deref()),
+        (Some(4326), Some("LZW"))
+    );
+    assert!(
+        !search(&app, "terra", [5.7, 50.9, 5.8, 51.0])
+            .await
+            .is_empty(),
+        "meuse by bbox"
+    );
+    // logo: an engineering (local Cartesian) CRS cannot be placed on Earth...
+    assert_eq!(logo_bare.0, "failed");
+    let e = logo_bare.2.unwrap_or_default();
+    assert!(
+        e.contains("terra/logo.tif") && e.contains("cannot be transformed"),
+        "{e}"
+    );
+    // ...unless input_crs says where it is; its nodata -1 cannot occur in Byte and is dropped.
+    assert_eq!(logo_crs.0, "completed", "{:?}", logo_crs.2);
+    let v = &logo_crs.1["validation"];
+    assert_eq!(
+        (v["raster_type"].as_str(), v["crs_source"].as_str()),
+        (Some("rgb"), Some("input_crs"))
+    );
+    let warnings = v["warnings"].to_string();
+    assert!(
+        warnings.contains("nodata value -1") && warnings.contains("overrides"),
+        "{warnings}"
+    );
+    read_back(
+        &c,
+        &output,
+        logo_crs.1["cogs"][0]["output_blob"].as_str().unwrap(),
+        &dir,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn blob_server_errors_are_transient_and_the_task_is_retried() {
+    let c = client();
+    let dir = Scratch::new();
+    let (input, output) = containers(&c, "flaky").await;
+    upload(&c, &input, "rgb.tif", &utm_rgb(&dir.path("rgb.tif"))).await;
+    // The first six requests get 503 Server Busy: more than the client's own retries (3), so
+    // the first attempt of validate_raster fails transiently and the engine retries it.
+    let proxy = flaky_proxy::start(&azurite(), |n| n <= 6).await;
+    let through = client_with(&format!("{}/devstoreaccount1", proxy.url), DEV_ACCOUNT_KEY);
+    let app = raster_app(through).await;
+    let (status, _, err, id) = process(
+        &app,
+        json!({"blob_name": "rgb.tif", "container_name": input, "output_container": output}),
+    )
+    .await;
+    assert_eq!(status, "completed", "{err:?} {}", app.dump(&id).await);
+    let t = &stage_tasks(&app, &id, 1).await[0];
+    assert!(
+        t.5 >= 1,
+        "validate_raster was retried after the 503s: {t:?}"
+    );
+    assert!(proxy.injected.load(std::sync::atomic::Ordering::SeqCst) >= 6);
+}
+
+#[tokio::test]
+async fn coremachine_migrate_installs_pgstac_once_and_records_it() {
+    let (name, url) = crate::common::fresh_db().await;
+    let migrate = || {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_coremachine"))
+            .arg("migrate")
+            .env("DATABASE_URL", &url)
+            .env("PGSTAC_SQL", crate::common::pgstac_sql())
+            .env_remove("PGSTAC_DATABASE_URL")
+            .env("RUST_LOG", "off")
+            .kill_on_drop(true)
+            .output()
+    };
+    let first = migrate().await.expect("coremachine migrate runs");
+    let out = String::from_utf8_lossy(&first.stdout);
+    assert!(
+        first.status.success(),
+        "{out} {}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert!(
+        out.contains(r#""outcome":"installed""#) && out.contains("0.10.0"),
+        "{out}"
+    );
+    let second = migrate().await.unwrap();
+    let out = String::from_utf8_lossy(&second.stdout);
+    assert!(
+        second.status.success() && out.contains("already_current"),
+        "{out}"
+    );
+    let (db, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let v: String = db
+        .query_one("SELECT pgstac.get_version()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(v, "0.10.0");
+    let row = db
+        .query_one(
+            "SELECT version, target FROM app.optional_schemas WHERE name = 'pgstac'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (row.get::<_, String>(0), row.get::<_, String>(1)),
+        ("0.10.0".into(), "app database".into())
+    );
+    drop(db);
+    crate::common::drop_db(&name).await;
 }

@@ -2,67 +2,41 @@
 //! database, the pgSTAC database and a local work directory. Each task downloads the blob to its
 //! own directory (removed when the task ends) and runs OGR there inside `spawn_blocking`.
 
-use std::path::PathBuf;
-use std::sync::Arc;
-
 use deadpool_postgres::Pool;
 use pgstac::Pgstac;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
-use tokio::sync::OnceCell;
+use std::path::PathBuf;
 
 use super::source::{self, Chunk, SourceReport, SourceSpec};
 use super::table::{TableDef, owner_job};
 use super::{VectorError, copy, item, sql};
 use crate::jobs::list_container_contents::BlobSource;
 use crate::jobs::list_container_contents::handlers::task_error;
+use crate::jobs::on_first_use::OnFirstUse;
 use crate::jobs::process_raster::StacDatabase;
-use crate::jobs::process_raster::handlers::pgstac_error;
+use crate::jobs::process_raster::handlers::{pgstac_error, stac_pool};
 use crate::jobs::{TaskContext, TaskError};
 use crate::storage::transfer;
 
 /// The PostGIS database tables are loaded into: a fixed pool (tests, embedding) or, on first
 /// use, the app database of the settings (`DATABASE_URL` or the `POSTGIS_*` settings, with their
 /// TLS and managed-identity options).
-#[derive(Clone)]
-pub struct PostgisDatabase(Arc<OnceCell<Result<Pool, String>>>);
+pub type PostgisDatabase = OnFirstUse<Pool>;
 
-impl std::fmt::Debug for PostgisDatabase {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("PostgisDatabase")
-    }
-}
-
-impl PostgisDatabase {
-    /// Always this pool.
-    pub fn fixed(pool: Pool) -> Self {
-        Self(Arc::new(OnceCell::new_with(Some(Ok(pool)))))
-    }
-
-    /// Built from the environment on first use.
-    pub fn from_env() -> Self {
-        Self(Arc::new(OnceCell::new()))
-    }
-
-    async fn pool(&self) -> Result<Pool, TaskError> {
-        self.0
-            .get_or_init(|| async {
-                let mut s =
-                    crate::config::Settings::from_env(crate::config::TransportMode::for_janitor())
-                        .map_err(|e| e.to_string())?;
-                s.db_pool_size = 4;
-                crate::store::connect::pool_for_settings(&s).map_err(|e| e.to_string())
-            })
-            .await
-            .clone()
-            .map_err(|e| {
-                TaskError::permanent("PostgisNotConfigured", format!("the PostGIS database: {e}"))
-            })
-    }
+async fn postgis_pool(db: &PostgisDatabase) -> Result<Pool, TaskError> {
+    db.get(|| async {
+        let transport = crate::config::TransportMode::for_janitor();
+        let mut s = crate::config::Settings::from_env(transport).map_err(|e| e.to_string())?;
+        s.db_pool_size = 4;
+        crate::store::connect::pool_for_settings(&s).map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| TaskError::permanent("PostgisNotConfigured", format!("the PostGIS database: {e}")))
 }
 
 /// What the handlers use.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct VectorDeps {
     /// Blob Storage.
     pub blobs: BlobSource,
@@ -75,13 +49,21 @@ pub struct VectorDeps {
     pub work_dir: Option<PathBuf>,
 }
 
+impl std::fmt::Debug for VectorDeps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VectorDeps")
+            .field("work_dir", &self.work_dir)
+            .finish_non_exhaustive()
+    }
+}
+
 impl VectorDeps {
     /// Everything from the process environment (the binary's default).
     pub fn from_env() -> Self {
         Self {
             blobs: BlobSource::from_env(),
-            postgis: PostgisDatabase::from_env(),
-            stac: StacDatabase::from_env(),
+            postgis: PostgisDatabase::unset(),
+            stac: StacDatabase::unset(),
             work_dir: None,
         }
     }
@@ -276,7 +258,7 @@ pub async fn prepare(deps: VectorDeps, ctx: TaskContext) -> Result<Value, TaskEr
             ),
         ));
     }
-    let pool = deps.postgis.pool().await?;
+    let pool = postgis_pool(&deps.postgis).await?;
     let c = pg_client(&pool, "preparing the target table").await?;
     let ext_schema = postgis_schema(&c).await?;
     let exists: bool = c
@@ -401,7 +383,7 @@ pub async fn load_chunk(deps: VectorDeps, ctx: TaskContext) -> Result<Value, Tas
     })
     .await?;
     drop(dir);
-    let pool = deps.postgis.pool().await?;
+    let pool = postgis_pool(&deps.postgis).await?;
     let mut c = pg_client(&pool, "loading a chunk").await?;
     ensure_table(&mut c, &table, &ext_schema, &ctx.job_id).await?;
     let replaced = copy::replace_batch(&mut c, &table, &batch_id, &chunk.rows)
@@ -443,7 +425,7 @@ pub async fn finalize_table(deps: VectorDeps, ctx: TaskContext) -> Result<Value,
     let item_id: String = field(&ctx, "item_id")?;
     let source: Value = field(&ctx, "source")?;
     let what = |op: &str| format!("{op} {} for job {}", table.display(), ctx.job_id);
-    let pool = deps.postgis.pool().await?;
+    let pool = postgis_pool(&deps.postgis).await?;
     let c = pg_client(&pool, "finishing the table").await?;
     c.batch_execute(&table.gist_sql())
         .await
@@ -494,11 +476,11 @@ pub async fn finalize_table(deps: VectorDeps, ctx: TaskContext) -> Result<Value,
         bbox,
         source: &source,
     });
-    let stac_pool = deps.stac.pool().await?;
+    let stac_pool = stac_pool(&deps.stac).await?;
     let mut sc = pg_client(&stac_pool, "upserting the STAC item").await?;
     // pgSTAC widens a collection partition's datetime constraint inside the upsert; two upserts
     // into one collection at once can trip over each other's (check violation), so they take
-    // turns under the collection's advisory lock.
+    // turns under the collection's advisory lock (the one process_raster takes too).
     let stac_what = format!(
         "upserting item {item_id} (table {}) into {collection_id}",
         table.display()
