@@ -123,7 +123,7 @@ pub fn column_names(fields: &[String]) -> Vec<String> {
             s.insert(0, '_');
         }
         s.truncate(MAX_IDENTIFIER);
-        if used.contains(&s) {
+        if [ID_COLUMN, GEOMETRY_COLUMN, BATCH_COLUMN].contains(&s.as_str()) {
             s = derived(&s, "src");
         }
         let base = s.clone();
