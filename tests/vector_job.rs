@@ -624,3 +624,138 @@ async fn every_ingest_vector_statement_prepares() {
     drop(c);
     crate::common::drop_db(&name).await;
 }
+
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|k| k.parse::<f64>().ok())
+            })
+        })
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
+/// The benchmark of docs/performance.md, only with `BENCH_VECTOR=1`: a generated GeoPackage of
+/// `BENCH_VECTOR_ROWS` (default 1,000,000) points through ingest_vector (chunks of 20,000,
+/// eight concurrent tasks) and through `ogr2ogr -f PostgreSQL` with `PG_USE_COPY=YES`, into
+/// the same database in the same run. Prints rows/s; asserts only the row counts.
+#[tokio::test]
+async fn bench_a_million_points_against_ogr2ogr() {
+    if std::env::var("BENCH_VECTOR").as_deref() != Ok("1") {
+        eprintln!("skipped: set BENCH_VECTOR=1 to run the ingest_vector benchmark");
+        return;
+    }
+    let n: usize = std::env::var("BENCH_VECTOR_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let scratch = Scratch::new();
+    let csv = scratch.path("points.csv");
+    {
+        use std::io::Write;
+        let mut w = std::io::BufWriter::new(std::fs::File::create(&csv).unwrap());
+        writeln!(w, "id,name,value,lon,lat").unwrap();
+        for i in 0..n {
+            let lon = -180.0 + (i as f64 * 0.000_359_7) % 360.0;
+            let lat = -85.0 + (i as f64 * 0.000_170_3) % 170.0;
+            writeln!(w, "{i},p{i},{},{lon:.6},{lat:.6}", i % 997).unwrap();
+        }
+    }
+    let gpkg = scratch.path("points.gpkg");
+    let o = std::process::Command::new("ogr2ogr")
+        .args([
+            "-f",
+            "GPKG",
+            "-oo",
+            "X_POSSIBLE_NAMES=lon",
+            "-oo",
+            "Y_POSSIBLE_NAMES=lat",
+            "-oo",
+            "AUTODETECT_TYPE=YES",
+            "-a_srs",
+            "EPSG:4326",
+            "-nln",
+            "points",
+        ])
+        .arg(&gpkg)
+        .arg(&csv)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let c = client();
+    let container = input_container(&c).await;
+    upload(&c, &container, "points.gpkg", &gpkg).await;
+    let app = vector_app(c, |_| {}).await;
+    let t0 = std::time::Instant::now();
+    let id = app
+        .submit(
+            "ingest_vector",
+            json!({"blob_name": "points.gpkg", "container_name": container, "table_name": "points", "chunk_size": 20_000}),
+        )
+        .await;
+    let status = app
+        .wait_terminal(&id, std::time::Duration::from_secs(3600))
+        .await;
+    let ours = t0.elapsed();
+    assert_eq!(status, "completed", "{}", app.dump(&id).await);
+    let result: Value = app
+        .db()
+        .await
+        .query_one("SELECT result_data FROM app.jobs WHERE job_id = $1", &[&id])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(result["rows"].as_u64(), Some(n as u64));
+    // ogr2ogr into the same database.
+    let pg = format!(
+        "PG:{}",
+        app.db_url
+            .replace(
+                "postgres://postgres@127.0.0.1:",
+                "host=127.0.0.1 user=postgres port="
+            )
+            .replacen('/', " dbname=", 1)
+    );
+    let t1 = std::time::Instant::now();
+    let o = std::process::Command::new("ogr2ogr")
+        .env("PG_USE_COPY", "YES")
+        .args(["-f", "PostgreSQL", &pg])
+        .arg(&gpkg)
+        .args([
+            "-nln",
+            "geo.ogr_points",
+            "-lco",
+            "GEOMETRY_NAME=geom",
+            "-lco",
+            "SPATIAL_INDEX=GIST",
+        ])
+        .output()
+        .unwrap();
+    let theirs = t1.elapsed();
+    assert!(
+        o.status.success(),
+        "ogr2ogr: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let m: i64 = app
+        .db()
+        .await
+        .query_one("SELECT count(*) FROM geo.ogr_points", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(m as usize, n);
+    eprintln!(
+        "BENCH ingest_vector: {n} rows in {:.2} s = {:.0} rows/s (prepare + {} chunks + indexes + STAC); ogr2ogr PG_USE_COPY=YES: {:.2} s = {:.0} rows/s; peak RSS of the test process {:.0} MiB",
+        ours.as_secs_f64(),
+        n as f64 / ours.as_secs_f64(),
+        result["chunks"].as_array().map_or(0, Vec::len),
+        theirs.as_secs_f64(),
+        n as f64 / theirs.as_secs_f64(),
+        peak_rss_mib()
+    );
+    app.cleanup().await;
+}
