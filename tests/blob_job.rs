@@ -103,8 +103,18 @@ pub(crate) async fn run(
     job_type: &str,
     params: Value,
 ) -> (String, Value, Option<String>, String) {
+    run_waiting(app, job_type, params, WAIT).await
+}
+
+/// [`run`], waiting up to `wait` for the job to end.
+pub(crate) async fn run_waiting(
+    app: &TestApp,
+    job_type: &str,
+    params: Value,
+    wait: Duration,
+) -> (String, Value, Option<String>, String) {
     let id = app.submit(job_type, params).await;
-    let status = app.wait_terminal(&id, WAIT).await;
+    let status = app.wait_terminal(&id, wait).await;
     let row = app
         .db()
         .await

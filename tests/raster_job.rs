@@ -9,6 +9,7 @@
 mod synthetic;
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use coremachine::jobs::list_container_contents::BlobSource;
 use coremachine::jobs::process_raster::{self, RasterDeps, StacDatabase};
@@ -18,7 +19,7 @@ use gdal::{Dataset, Metadata};
 use serde_json::{Value, json};
 
 use crate::blob_job::{
-    azurite, client, client_with, container_name, flaky_proxy, run, stage_tasks,
+    azurite, client, client_with, container_name, flaky_proxy, run_waiting, stage_tasks,
 };
 use crate::common::{Opts, TestApp, fresh_db_with_pgstac};
 use synthetic::Spec;
@@ -95,9 +96,10 @@ async fn upload(c: &BlobClient, container: &str, blob: &str, path: &Path) {
         .unwrap_or_else(|e| panic!("upload {blob}: {e}"));
 }
 
-/// Submits process_raster and waits; returns (status, result, error, job id).
+/// Submits process_raster and waits; returns (status, result, error, job id). GDAL work on a
+/// shared machine under load is slow: a generous wait, which is not a timing assertion.
 async fn process(app: &TestApp, params: Value) -> (String, Value, Option<String>, String) {
-    run(app, "process_raster", params).await
+    run_waiting(app, "process_raster", params, Duration::from_secs(300)).await
 }
 
 /// What a COG in the output container looks like when read back.
@@ -522,6 +524,15 @@ async fn bad_inputs_fail_the_job_permanently_naming_the_blob_and_the_problem() {
     let truncated = dir.path("truncated.tif");
     std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
     let png = synthetic::png(&dir.path("photo.tif"));
+    // Complex pixels (radar): GDAL's own tool writes them, the gdal crate has no complex type.
+    let complex = dir.path("complex.tif");
+    let t = std::process::Command::new("gdal_translate")
+        .args(["-q", "-ot", "CInt16"])
+        .arg(&whole)
+        .arg(&complex)
+        .status()
+        .expect("gdal_translate (gdal-bin) runs");
+    assert!(t.success());
     let rgb = utm_rgb(&dir.path("rgb.tif"));
     let cases: Vec<(&str, Option<&Path>, Value, &[&str])> = vec![
         (
@@ -542,6 +553,12 @@ async fn bad_inputs_fail_the_job_permanently_naming_the_blob_and_the_problem() {
             None,
             json!({}),
             &["BlobNotFound", "missing.tif"],
+        ),
+        (
+            "complex.tif",
+            Some(&complex),
+            json!({}),
+            &["no output tier stores", "complex"],
         ),
         (
             "strict.tif",
@@ -770,4 +787,54 @@ async fn coremachine_migrate_installs_pgstac_once_and_records_it() {
     );
     drop(db);
     crate::common::drop_db(&name).await;
+}
+
+#[tokio::test]
+async fn pgstac_can_live_in_another_database_than_the_app() {
+    let (app_name, app_url) = crate::common::fresh_db().await;
+    let (stac_name, stac_url) = crate::common::fresh_db().await;
+    let sql = coremachine::store::pgstac::PgstacSql::read(&crate::common::pgstac_sql()).unwrap();
+    let (mut app, conn) = tokio_postgres::connect(&app_url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let outcome = coremachine::store::pgstac::migrate_with(&mut app, &sql, Some(&stac_url))
+        .await
+        .expect("pgSTAC installs into the other database");
+    assert_eq!(
+        outcome,
+        coremachine::store::pgstac::Outcome::Installed {
+            version: "0.10.0".into()
+        }
+    );
+    assert_eq!(
+        coremachine::store::pgstac::installed_version(&app)
+            .await
+            .unwrap(),
+        None,
+        "not in the app database"
+    );
+    let (stac, conn) = tokio_postgres::connect(&stac_url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    assert_eq!(
+        coremachine::store::pgstac::installed_version(&stac)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("0.10.0")
+    );
+    let (version, target) = coremachine::store::pgstac::recorded(&app)
+        .await
+        .unwrap()
+        .expect("recorded in the app database");
+    assert_eq!(version, "0.10.0");
+    assert!(
+        target.contains(&stac_name),
+        "the target database is named: {target}"
+    );
+    drop((app, stac));
+    crate::common::drop_db(&app_name).await;
+    crate::common::drop_db(&stac_name).await;
 }

@@ -2,7 +2,7 @@
 # Sourced by dev.sh and test.sh: installs the geospatial toolchain idempotently on Debian 12.
 #
 # - GDAL 3.6 (libgdal-dev for the `gdal` crate's link, gdal-bin for the tools) and PostGIS 3 for
-#   the system's PostgreSQL 15 (pgSTAC needs it), from apt;
+#   the system's PostgreSQL (15 on Debian 12; pgSTAC needs it), from apt;
 # - the pgSTAC 0.10.0 schema, taken from PyPI's pypgstac wheel (pgSTAC is not packaged by Debian)
 #   into .dev/pgstac/pgstac.0.10.0.sql;
 # - test tools only (ensure_geo_test_tools): rio-cogeo 7.0.4 in a venv under .dev/rio-cogeo (the
@@ -32,8 +32,16 @@ geo_apt_install() {
   apt-get -o DPkg::Lock::Timeout=300 install -y -qq "${missing[@]}" >/dev/null
 }
 
+# The PostGIS package of the newest installed PostgreSQL (the one scripts/lib/pg.sh runs), else 15.
+geo_postgis_package() {
+  local d major=15
+  d=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+  [ -n "$d" ] && major=$(basename "$(dirname "$d")")
+  echo "postgresql-$major-postgis-3"
+}
+
 ensure_geo_installed() {
-  geo_apt_install libgdal-dev gdal-bin postgresql-15-postgis-3 python3-venv python3-pip
+  geo_apt_install libgdal-dev gdal-bin "$(geo_postgis_package)" python3-venv python3-pip
   local dir sql
   dir="$(geo_dev_dir)/pgstac"
   sql="$dir/pgstac.$PGSTAC_VERSION.sql"

@@ -79,7 +79,11 @@ impl WorkDir {
         let base = deps
             .work_dir
             .clone()
-            .or_else(|| std::env::var_os("RASTER_WORK_DIR").map(PathBuf::from))
+            .or_else(|| {
+                std::env::var_os("RASTER_WORK_DIR")
+                    .filter(|v| !v.is_empty())
+                    .map(PathBuf::from)
+            })
             .unwrap_or_else(std::env::temp_dir);
         let dir = base.join(format!(
             "coremachine-raster-{}-{}",
@@ -318,7 +322,10 @@ pub async fn create_cog(deps: RasterDeps, ctx: TaskContext) -> Result<Value, Tas
             .and_then(Value::as_bool)
             .unwrap_or(false),
         profile: field::<CogProfile>(&ctx, "profile")?,
-        num_threads: std::env::var("RASTER_NUM_THREADS").ok(),
+        num_threads: std::env::var("RASTER_NUM_THREADS")
+            .ok()
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty()),
     };
     let output = dir.path("cog.tif");
     let out_path = output.clone();
