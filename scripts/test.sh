@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 source scripts/lib/pg.sh
 ensure_postgres_running
 export TEST_DATABASE_URL="$PG_ADMIN_URL"
+source scripts/lib/geo.sh && ensure_vector_test_data # real vector files for tests/vector_job.rs (COREMACHINE_VECTOR_DIR)
 # shellcheck source=lib/browser.sh
 source scripts/lib/browser.sh && ensure_browser_test_tools
 # shellcheck source=lib/pg_tls.sh

@@ -34,3 +34,4 @@ mod sql_statements;
 mod state_machine;
 mod telemetry;
 mod ui_views;
+mod vector_job;

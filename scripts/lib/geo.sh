@@ -90,3 +90,37 @@ ensure_geo_test_tools() {
   fi
   export COREMACHINE_TERRA_DIR="$terra/ex"
 }
+
+# Real vector files for tests/vector_job.rs, fetched (never committed) into .dev/vector:
+# Natural Earth shapefiles (public domain) from PyPI's geopandas 0.14.4 wheel, and Debian's
+# r-cran-spdata (CC0: world.gpkg, cycle_hire.geojson, cycle_hire_xy.csv, world_wkt.csv) and
+# r-cran-sf (GPL-2: nc.gpkg, nc.shp in NAD27). Exports COREMACHINE_VECTOR_DIR.
+ensure_vector_test_data() {
+  local dir deb
+  dir="$(geo_dev_dir)/vector"
+  if [ ! -s "$dir/.complete" ]; then
+    echo "==> fetching vector test files (geopandas wheel from PyPI, r-cran-spdata and r-cran-sf from Debian)" >&2
+    rm -rf "$dir" && mkdir -p "$dir/pkg"
+    python3 -m pip download --quiet --no-deps --only-binary=:all: --dest "$dir/pkg" "geopandas==0.14.4"
+    python3 - "$dir/pkg" "$dir" <<'PY'
+import glob, os, sys, zipfile
+pkg, out = sys.argv[1:]
+(wheel,) = glob.glob(f"{pkg}/geopandas-0.14.4-*.whl")
+with zipfile.ZipFile(wheel) as z:
+    for n in z.namelist():
+        for layer in ("naturalearth_lowres", "naturalearth_cities"):
+            if n.startswith(f"geopandas/datasets/{layer}/{layer}."):
+                os.makedirs(f"{out}/{layer}", exist_ok=True)
+                open(f"{out}/{layer}/{os.path.basename(n)}", "wb").write(z.read(n))
+PY
+    apt-get -o DPkg::Lock::Timeout=300 update -qq
+    (cd "$dir/pkg" && apt-get -o APT::Sandbox::User=root download -qq r-cran-spdata r-cran-sf >/dev/null)
+    for deb in "$dir"/pkg/*.deb; do dpkg-deb -x "$deb" "$dir/pkg/root"; done
+    local lib="$dir/pkg/root/usr/lib/R/site-library"
+    cp "$lib"/spData/shapes/{world.gpkg,cycle_hire.geojson} "$lib"/spData/misc/{cycle_hire_xy.csv,world_wkt.csv} "$dir/"
+    mkdir -p "$dir/nc" && cp "$lib"/sf/gpkg/nc.gpkg "$lib"/sf/shape/nc.* "$dir/nc/"
+    rm -rf "$dir/pkg"
+    date -u > "$dir/.complete"
+  fi
+  export COREMACHINE_VECTOR_DIR="$dir"
+}

@@ -6,6 +6,7 @@
 //! `docs/job-types.md` walks through adding one.
 
 pub mod hello_world;
+pub mod ingest_vector;
 pub mod list_container_contents;
 pub mod noop_fanout;
 pub mod on_first_use;
@@ -343,6 +344,7 @@ impl Registry {
         noop_fanout::register(&mut r);
         list_container_contents::register(&mut r, list_container_contents::BlobSource::from_env());
         process_raster::register(&mut r, process_raster::RasterDeps::from_env());
+        ingest_vector::register(&mut r, ingest_vector::VectorDeps::from_env());
         r
     }
 

@@ -26,7 +26,7 @@ use crate::storage::{BlobClient, transfer};
 pub type StacDatabase = OnFirstUse<Pool>;
 
 /// The pgSTAC pool, built on first use when not given.
-async fn stac_pool(db: &StacDatabase) -> Result<Pool, TaskError> {
+pub(crate) async fn stac_pool(db: &StacDatabase) -> Result<Pool, TaskError> {
     db.get(|| async {
         let transport = crate::config::TransportMode::for_janitor();
         let mut s = crate::config::Settings::from_env(transport).map_err(|e| e.to_string())?;
@@ -369,7 +369,7 @@ pub async fn create_cog(deps: RasterDeps, ctx: TaskContext) -> Result<Value, Tas
 }
 
 /// Whether a pgSTAC error can clear up by itself (connection lost, server overloaded, deadlock).
-fn pgstac_error(e: pgstac::Error, what: String) -> TaskError {
+pub(crate) fn pgstac_error(e: pgstac::Error, what: String) -> TaskError {
     let pg = match &e {
         pgstac::Error::TokioPostgres(pg) => Some(pg),
         _ => None,

@@ -1,0 +1,531 @@
+//! The task handlers of ingest_vector and what they need: the Blob client, the target PostGIS
+//! database, the pgSTAC database and a local work directory. Each task downloads the blob to its
+//! own directory (removed when the task ends) and runs OGR there inside `spawn_blocking`.
+
+use deadpool_postgres::Pool;
+use pgstac::Pgstac;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use std::path::PathBuf;
+
+use super::source::{self, Chunk, SourceReport, SourceSpec};
+use super::table::{TableDef, owner_job};
+use super::{VectorError, copy, item, sql};
+use crate::jobs::list_container_contents::BlobSource;
+use crate::jobs::list_container_contents::handlers::task_error;
+use crate::jobs::on_first_use::OnFirstUse;
+use crate::jobs::process_raster::StacDatabase;
+use crate::jobs::process_raster::handlers::{pgstac_error, stac_pool};
+use crate::jobs::{TaskContext, TaskError};
+use crate::storage::transfer;
+
+/// The PostGIS database tables are loaded into: a fixed pool (tests, embedding) or, on first
+/// use, the app database of the settings (`DATABASE_URL` or the `POSTGIS_*` settings, with their
+/// TLS and managed-identity options).
+pub type PostgisDatabase = OnFirstUse<Pool>;
+
+async fn postgis_pool(db: &PostgisDatabase) -> Result<Pool, TaskError> {
+    db.get(|| async {
+        let transport = crate::config::TransportMode::for_janitor();
+        let mut s = crate::config::Settings::from_env(transport).map_err(|e| e.to_string())?;
+        s.db_pool_size = 4;
+        crate::store::connect::pool_for_settings(&s).map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| TaskError::permanent("PostgisNotConfigured", format!("the PostGIS database: {e}")))
+}
+
+/// What the handlers use.
+#[derive(Clone)]
+pub struct VectorDeps {
+    /// Blob Storage.
+    pub blobs: BlobSource,
+    /// Where the tables go.
+    pub postgis: PostgisDatabase,
+    /// Where the STAC items go.
+    pub stac: StacDatabase,
+    /// Parent of the per-task work directories (None: `VECTOR_WORK_DIR`, else the system's
+    /// temporary directory). Needs room for one copy of the source.
+    pub work_dir: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for VectorDeps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VectorDeps")
+            .field("work_dir", &self.work_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl VectorDeps {
+    /// Everything from the process environment (the binary's default).
+    pub fn from_env() -> Self {
+        Self {
+            blobs: BlobSource::from_env(),
+            postgis: PostgisDatabase::unset(),
+            stac: StacDatabase::unset(),
+            work_dir: None,
+        }
+    }
+}
+
+/// A task's own directory, removed on drop (success, failure or panic alike).
+struct WorkDir(PathBuf);
+
+impl WorkDir {
+    fn create(deps: &VectorDeps, ctx: &TaskContext) -> Result<Self, TaskError> {
+        let base = deps
+            .work_dir
+            .clone()
+            .or_else(|| std::env::var_os("VECTOR_WORK_DIR").map(PathBuf::from))
+            .unwrap_or_else(std::env::temp_dir);
+        let dir = base.join(format!(
+            "coremachine-vector-{}-{}",
+            ctx.task_id,
+            uuid::Uuid::new_v4().simple()
+        ));
+        std::fs::create_dir_all(&dir).map_err(|e| {
+            TaskError::transient(
+                "LocalIo",
+                format!("task {}: creating {}: {e}", ctx.task_id, dir.display()),
+            )
+        })?;
+        Ok(Self(dir))
+    }
+}
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn field<T: DeserializeOwned>(ctx: &TaskContext, key: &str) -> Result<T, TaskError> {
+    serde_json::from_value(ctx.parameters.get(key).cloned().unwrap_or(Value::Null)).map_err(|e| {
+        TaskError::permanent(
+            "MissingInput",
+            format!("task {} parameter {key}: {e}", ctx.task_id),
+        )
+    })
+}
+
+/// A database error: transient when the server or connection may recover (class 08, 40, 53,
+/// 55P03 lock timeout, 57, 58, or no SQLSTATE at all), permanent otherwise (permissions, data).
+fn db_error(e: tokio_postgres::Error, what: &str) -> TaskError {
+    let code = e.code().map(|c| c.code().to_string());
+    let msg = match e.as_db_error() {
+        Some(d) => format!("{what}: {}", d.message()),
+        None => format!("{what}: {e}"),
+    };
+    match code.as_deref() {
+        None => TaskError::transient("PostgisUnavailable", msg),
+        Some(c)
+            if ["08", "40", "53", "57", "58"]
+                .iter()
+                .any(|p| c.starts_with(p))
+                || c == "55P03" =>
+        {
+            TaskError::transient("PostgisUnavailable", msg)
+        }
+        Some("42501") => TaskError::permanent(
+            "PostgisPermission",
+            format!("{msg} (see docs/operations.md for the grants ingest_vector needs)"),
+        ),
+        Some(_) => TaskError::permanent("PostgisRejected", msg),
+    }
+}
+
+async fn pg_client(pool: &Pool, what: &str) -> Result<deadpool_postgres::Object, TaskError> {
+    pool.get().await.map_err(|e| {
+        TaskError::transient(
+            "PostgisUnavailable",
+            format!("{what}: {}", crate::store::connect::describe_pool_error(&e)),
+        )
+    })
+}
+
+/// Runs OGR work on a blocking thread; a panic is a permanent failure naming the blob.
+async fn blocking<T: Send + 'static>(
+    label: &str,
+    f: impl FnOnce() -> Result<T, VectorError> + Send + 'static,
+) -> Result<T, TaskError> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r.map_err(TaskError::from),
+        Err(e) if e.is_panic() => Err(TaskError::permanent(
+            "Panic",
+            format!("OGR work on {label} panicked: {e}"),
+        )),
+        Err(e) => Err(TaskError::transient(
+            "Cancelled",
+            format!("OGR work on {label}: {e}"),
+        )),
+    }
+}
+
+/// Downloads the task's blob into its work directory under the format's file name.
+async fn fetch(
+    deps: &VectorDeps,
+    ctx: &TaskContext,
+    spec: &SourceSpec,
+    dir: &WorkDir,
+) -> Result<(PathBuf, u64), TaskError> {
+    let client = deps.blobs.client().await?;
+    let container: String = field(ctx, "container_name")?;
+    let blob: String = field(ctx, "blob_name")?;
+    let local = dir.0.join(spec.format.local_name());
+    let props = transfer::download_to_file(&client, &container, &blob, &local)
+        .await
+        .map_err(|e| {
+            task_error(
+                e,
+                format!(
+                    "downloading {container}/{blob} for job {} task {}",
+                    ctx.job_id, ctx.task_id
+                ),
+            )
+        })?;
+    Ok((local, props.size))
+}
+
+/// The schema PostGIS lives in, creating the extension when it is missing (local mode; a managed
+/// server needs it created by an administrator once).
+async fn postgis_schema(c: &tokio_postgres::Client) -> Result<String, TaskError> {
+    let find = || async {
+        c.query_opt(sql::POSTGIS_SCHEMA, &[])
+            .await
+            .map(|r| r.map(|r| r.get::<_, String>(0)))
+            .map_err(|e| db_error(e, "looking for the postgis extension"))
+    };
+    if let Some(s) = find().await? {
+        return Ok(s);
+    }
+    c.batch_execute(sql::CREATE_POSTGIS).await.map_err(|e| {
+        let mut t = db_error(e, "CREATE EXTENSION postgis");
+        t.message.push_str(
+            " (PostGIS is not installed in the target database; an administrator runs CREATE EXTENSION postgis once)",
+        );
+        t
+    })?;
+    find().await?.ok_or_else(|| {
+        TaskError::permanent(
+            "PostgisMissing",
+            "CREATE EXTENSION postgis left no extension",
+        )
+    })
+}
+
+/// Stage 1: download, read every feature with OGR, check the target, plan the chunks.
+pub async fn prepare(deps: VectorDeps, ctx: TaskContext) -> Result<Value, TaskError> {
+    let ext: String = field(&ctx, "file_extension")?;
+    source::Format::from_extension(&ext)?;
+    let spec: SourceSpec = field(&ctx, "source")?;
+    let schema: String = field(&ctx, "schema")?;
+    let table_name: String = field(&ctx, "table_name")?;
+    let srid: i32 = field(&ctx, "target_srid")?;
+    let promote: bool = field(&ctx, "promote_to_multi")?;
+    let overwrite: bool = field(&ctx, "overwrite")?;
+    let chunk_size: u64 = field(&ctx, "chunk_size")?;
+    let indexes: Vec<String> = field(&ctx, "indexes")?;
+    let dir = WorkDir::create(&deps, &ctx)?;
+    let (local, size) = fetch(&deps, &ctx, &spec, &dir).await?;
+    let s = spec.clone();
+    let report: SourceReport = blocking(&spec.label, move || source::inspect(&s, &local)).await?;
+    drop(dir);
+    let table = source::table_for(&report, &schema, &table_name, srid, promote);
+    // The target SRID must be a CRS GDAL can transform into.
+    gdal::spatial_ref::SpatialRef::from_epsg(srid as u32).map_err(|e| {
+        TaskError::permanent(
+            "BadCrs",
+            format!("target_srid {srid} is not an EPSG code GDAL knows: {e}"),
+        )
+    })?;
+    let missing: Vec<&String> = indexes
+        .iter()
+        .filter(|i| table.find_column(i).is_none())
+        .collect();
+    if !missing.is_empty() {
+        return Err(TaskError::permanent(
+            "IndexColumnNotFound",
+            format!(
+                "indexes names {missing:?}, which {} does not have; its columns: {}",
+                spec.label,
+                table
+                    .columns
+                    .iter()
+                    .map(|c| c.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
+    }
+    let pool = postgis_pool(&deps.postgis).await?;
+    let c = pg_client(&pool, "preparing the target table").await?;
+    let ext_schema = postgis_schema(&c).await?;
+    let exists: bool = c
+        .query_one(sql::SCHEMA_EXISTS, &[&schema])
+        .await
+        .map_err(|e| db_error(e, "looking for the target schema"))?
+        .get(0);
+    if !exists {
+        c.batch_execute(&format!(
+            "CREATE SCHEMA IF NOT EXISTS {}",
+            super::naming::quote(&schema)
+        ))
+        .await
+        .map_err(|e| db_error(e, &format!("creating schema {schema}")))?;
+    }
+    let comment = c
+        .query_opt(sql::TABLE_COMMENT, &[&schema, &table_name])
+        .await
+        .map_err(|e| db_error(e, "looking for the target table"))?
+        .map(|r| r.get::<_, Option<String>>(0));
+    let mut replaced = false;
+    if let Some(comment) = &comment {
+        let owner = owner_job(comment.as_deref());
+        if overwrite {
+            c.batch_execute(&table.drop_sql())
+                .await
+                .map_err(|e| db_error(e, &format!("dropping {} (overwrite)", table.display())))?;
+            replaced = true;
+        } else if owner != Some(ctx.job_id.as_str()) {
+            return Err(TaskError::permanent(
+                "TableExists",
+                match owner {
+                    None => format!(
+                        "{} exists and was not created by CoreMachine; choose another table_name, or set overwrite to replace it",
+                        table.display()
+                    ),
+                    Some(other) => format!(
+                        "{} exists, loaded by job {other}; set overwrite to replace it",
+                        table.display()
+                    ),
+                },
+            ));
+        }
+    }
+    let count = report.feature_count;
+    let k = count.div_ceil(chunk_size);
+    let chunks: Vec<Value> = (0..k)
+        .map(|i| {
+            let start = i * chunk_size;
+            json!({"chunk": i, "start": start, "count": chunk_size.min(count - start)})
+        })
+        .collect();
+    Ok(json!({
+        "source": report,
+        "size_bytes": size,
+        "table": table,
+        "postgis_schema": ext_schema,
+        "replaced_existing_table": replaced,
+        "chunk_size": chunk_size,
+        "chunks": chunks,
+    }))
+}
+
+/// Creates the table when it does not exist: one creator at a time under the table's advisory
+/// lock, the others see it; a table another job took meanwhile is refused.
+async fn ensure_table(
+    c: &mut tokio_postgres::Client,
+    table: &TableDef,
+    ext_schema: &str,
+    job_id: &str,
+) -> Result<(), TaskError> {
+    let what = format!("creating {}", table.display());
+    let tx = c.transaction().await.map_err(|e| db_error(e, &what))?;
+    tx.execute(
+        sql::ADVISORY_XACT_LOCK,
+        &[&format!("ingest_vector:{}", table.display())],
+    )
+    .await
+    .map_err(|e| db_error(e, &what))?;
+    let comment = tx
+        .query_opt(sql::TABLE_COMMENT, &[&table.schema, &table.table])
+        .await
+        .map_err(|e| db_error(e, &what))?;
+    match comment {
+        None => tx
+            .batch_execute(&table.create_sql(ext_schema, job_id))
+            .await
+            .map_err(|e| db_error(e, &what))?,
+        Some(r) => {
+            let comment: Option<String> = r.get(0);
+            if owner_job(comment.as_deref()) != Some(job_id) {
+                return Err(TaskError::permanent(
+                    "TableExists",
+                    format!(
+                        "{} was created by someone else while job {job_id} was loading it ({})",
+                        table.display(),
+                        comment.unwrap_or_else(|| "no CoreMachine mark".into())
+                    ),
+                ));
+            }
+        }
+    }
+    tx.commit().await.map_err(|e| db_error(e, &what))
+}
+
+/// Stage 2: one chunk: read its feature range, create the table if needed, replace the chunk's
+/// rows in one transaction.
+pub async fn load_chunk(deps: VectorDeps, ctx: TaskContext) -> Result<Value, TaskError> {
+    let spec: SourceSpec = field(&ctx, "source")?;
+    let table: TableDef = field(&ctx, "table")?;
+    let ext_schema: String = field(&ctx, "postgis_schema")?;
+    let make_valid: bool = field(&ctx, "make_valid")?;
+    let start: u64 = field(&ctx, "start")?;
+    let count: u64 = field(&ctx, "count")?;
+    let chunk_no: u64 = field(&ctx, "chunk")?;
+    let batch_id: String = field(&ctx, "batch_id")?;
+    let dir = WorkDir::create(&deps, &ctx)?;
+    let (local, _) = fetch(&deps, &ctx, &spec, &dir).await?;
+    let (s, t) = (spec.clone(), table.clone());
+    let chunk: Chunk = blocking(&spec.label, move || {
+        source::read_chunk(&s, &local, &t, make_valid, start, count)
+    })
+    .await?;
+    drop(dir);
+    let pool = postgis_pool(&deps.postgis).await?;
+    let mut c = pg_client(&pool, "loading a chunk").await?;
+    ensure_table(&mut c, &table, &ext_schema, &ctx.job_id).await?;
+    let replaced = copy::replace_batch(&mut c, &table, &batch_id, &chunk.rows)
+        .await
+        .map_err(|e| {
+            db_error(
+                e,
+                &format!(
+                    "loading chunk {chunk_no} (features {start}..{}) of {} into {} for job {}",
+                    start + count,
+                    spec.label,
+                    table.display(),
+                    ctx.job_id
+                ),
+            )
+        })?;
+    Ok(json!({
+        "chunk": chunk_no,
+        "batch_id": batch_id,
+        "start": start,
+        "features": count,
+        "rows": chunk.rows.len(),
+        "repaired": chunk.repaired,
+        "dropped": chunk.dropped,
+        "invalid_kept": chunk.invalid_kept,
+        "null_geometries": chunk.null_geometries,
+        "replaced_rows": replaced,
+        "prepared": if chunk_no == 0 { ctx.parameters.get("prepared").cloned() } else { None },
+    }))
+}
+
+/// Stage 3: indexes, ANALYZE, the row count check, and the table's STAC item in pgSTAC.
+pub async fn finalize_table(deps: VectorDeps, ctx: TaskContext) -> Result<Value, TaskError> {
+    let table: TableDef = field(&ctx, "table")?;
+    let ext_schema: String = field(&ctx, "postgis_schema")?;
+    let index_columns: Vec<String> = field(&ctx, "index_columns")?;
+    let expected: i64 = field(&ctx, "expected_rows")?;
+    let collection_id: String = field(&ctx, "collection_id")?;
+    let item_id: String = field(&ctx, "item_id")?;
+    let source: Value = field(&ctx, "source")?;
+    let what = |op: &str| format!("{op} {} for job {}", table.display(), ctx.job_id);
+    let pool = postgis_pool(&deps.postgis).await?;
+    let c = pg_client(&pool, "finishing the table").await?;
+    c.batch_execute(&table.gist_sql())
+        .await
+        .map_err(|e| db_error(e, &what("the GIST index of")))?;
+    let mut indexes = vec![super::naming::derived(&table.table, "geom_gist")];
+    for name in &index_columns {
+        let col = table.find_column(name).ok_or_else(|| {
+            TaskError::permanent(
+                "IndexColumnNotFound",
+                format!("{} has no column {name}", table.display()),
+            )
+        })?;
+        c.batch_execute(&table.attribute_index_sql(col))
+            .await
+            .map_err(|e| db_error(e, &what(&format!("the index on {} of", col.name))))?;
+        indexes.push(super::naming::derived(
+            &table.table,
+            &format!("{}_idx", col.name),
+        ));
+    }
+    c.batch_execute(&table.analyze_sql())
+        .await
+        .map_err(|e| db_error(e, &what("ANALYZE of")))?;
+    let r = c
+        .query_one(&table.summary_sql(&ext_schema), &[])
+        .await
+        .map_err(|e| db_error(e, &what("counting the rows of")))?;
+    let (rows, invalid): (i64, i64) = (r.get(0), r.get(1));
+    let bbox: Option<[f64; 4]> = match (r.get(2), r.get(3), r.get(4), r.get(5)) {
+        (Some(a), Some(b), Some(c2), Some(d)) => Some([a, b, c2, d]),
+        _ => None,
+    };
+    if rows != expected {
+        return Err(TaskError::permanent(
+            "RowCountMismatch",
+            format!(
+                "{} holds {rows} rows but the chunks of job {} loaded {expected}: rows of another load are in it, or some are missing",
+                table.display(),
+                ctx.job_id
+            ),
+        ));
+    }
+    let item = item::build_item(&item::ItemInput {
+        id: &item_id,
+        collection: &collection_id,
+        table: &table,
+        rows,
+        bbox,
+        source: &source,
+    });
+    let stac_pool = stac_pool(&deps.stac).await?;
+    let mut sc = pg_client(&stac_pool, "upserting the STAC item").await?;
+    // pgSTAC widens a collection partition's datetime constraint inside the upsert; two upserts
+    // into one collection at once can trip over each other's (check violation), so they take
+    // turns under the collection's advisory lock (the one process_raster takes too).
+    let stac_what = format!(
+        "upserting item {item_id} (table {}) into {collection_id}",
+        table.display()
+    );
+    let tx = sc
+        .transaction()
+        .await
+        .map_err(|e| db_error(e, &stac_what))?;
+    tx.execute(
+        sql::ADVISORY_XACT_LOCK,
+        &[&format!("pgstac collection:{collection_id}")],
+    )
+    .await
+    .map_err(|e| db_error(e, &stac_what))?;
+    let created = tx
+        .collection(&collection_id)
+        .await
+        .map_err(|e| pgstac_error(e, format!("reading collection {collection_id}")))?
+        .is_none();
+    if created {
+        tx.upsert_collection(item::new_collection(&collection_id))
+            .await
+            .map_err(|e| pgstac_error(e, format!("creating collection {collection_id}")))?;
+    }
+    tx.upsert_item(item.clone())
+        .await
+        .map_err(|e| pgstac_error(e, stac_what.clone()))?;
+    tx.commit().await.map_err(|e| db_error(e, &stac_what))?;
+    Ok(json!({
+        "table": table.display(),
+        "rows": rows,
+        "invalid_geometries": invalid,
+        "srid": table.srid,
+        "geometry_type": table.geometry.kind.sql(),
+        "bbox": bbox,
+        "indexes": indexes,
+        "stac": {"item_id": item_id, "collection_id": collection_id, "collection_created": created},
+        "chunks": ctx.parameters.get("chunks"),
+        "source": {
+            "driver": source.get("driver"),
+            "layer": source.get("layer"),
+            "feature_count": source.get("feature_count"),
+            "geometry_types": source.get("geometry_types"),
+            "crs": source.get("crs").and_then(|c| c.get("code")),
+            "crs_source": source.get("crs_source"),
+        },
+    }))
+}
