@@ -36,7 +36,7 @@ enum Command {
         #[arg(long, env = "FUNCTIONS_APP_ROOT_PATH")]
         app_root: Option<PathBuf>,
     },
-    /// Apply pending database migrations.
+    /// Apply pending database migrations (and pgSTAC when PGSTAC_SQL names its install file).
     Migrate,
     /// Client subcommands that talk to a running service over HTTP.
     #[command(flatten)]
@@ -158,6 +158,14 @@ async fn run(cli: Cli) -> ExitCode {
             match store::migrations::migrate(&mut c).await {
                 Ok(v) if v.is_empty() => println!("schema is up to date"),
                 Ok(v) => println!("applied migrations: {v:?}"),
+                Err(e) => return fail(e),
+            }
+            // pgSTAC, when PGSTAC_SQL names its install file (src/store/pgstac.rs).
+            match store::pgstac::migrate_configured(&mut c).await {
+                Ok(None) => {}
+                Ok(Some(o)) => {
+                    println!("pgstac: {}", serde_json::to_string(&o).unwrap_or_default())
+                }
                 Err(e) => return fail(e),
             }
             ExitCode::SUCCESS

@@ -9,6 +9,7 @@ pub mod hello_world;
 pub mod list_container_contents;
 pub mod noop_fanout;
 pub mod params;
+pub mod process_raster;
 pub mod tiff;
 
 use std::collections::BTreeMap;
@@ -340,6 +341,7 @@ impl Registry {
         hello_world::register(&mut r);
         noop_fanout::register(&mut r);
         list_container_contents::register(&mut r, list_container_contents::BlobSource::from_env());
+        process_raster::register(&mut r, process_raster::RasterDeps::from_env());
         r
     }
 

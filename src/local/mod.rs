@@ -116,6 +116,7 @@ pub async fn start(
     if opts.migrate {
         let mut c = store::client(&pool, "migrating").await?;
         store::migrations::migrate(&mut c).await?;
+        store::pgstac::migrate_configured(&mut c).await?;
     }
     let q = &settings.queues;
     let local = LocalQueue::new(pool.clone(), &[&q.jobs, &q.tasks, &q.poison]);

@@ -338,6 +338,58 @@ impl BlobClient {
         self.execute(&call).await.map(drop)
     }
 
+    /// Put Block: stages one block of a block blob (committed later by [`Self::put_block_list`]).
+    /// `block_id` is the already base64-encoded id; every id of a blob must have the same length.
+    pub async fn put_block(
+        &self,
+        container: &str,
+        blob: &str,
+        block_id: &str,
+        body: Vec<u8>,
+    ) -> Result<(), StorageError> {
+        let call = Call {
+            method: Method::PUT,
+            container,
+            blob: Some(blob),
+            query: vec![
+                ("comp".into(), "block".into()),
+                ("blockid".into(), block_id.into()),
+            ],
+            headers: Vec::new(),
+            body: Some((body, "application/octet-stream")),
+            operation: format!("upload block {block_id}"),
+        };
+        self.execute(&call).await.map(drop)
+    }
+
+    /// Put Block List: commits the staged blocks, in order, as the blob's content, with its
+    /// Content-Type.
+    pub async fn put_block_list(
+        &self,
+        container: &str,
+        blob: &str,
+        block_ids: &[String],
+        content_type: &str,
+    ) -> Result<(), StorageError> {
+        let mut xml = String::from("<?xml version=\"1.0\" encoding=\"utf-8\"?><BlockList>");
+        for id in block_ids {
+            xml.push_str("<Latest>");
+            xml.push_str(id);
+            xml.push_str("</Latest>");
+        }
+        xml.push_str("</BlockList>");
+        let call = Call {
+            method: Method::PUT,
+            container,
+            blob: Some(blob),
+            query: vec![("comp".into(), "blocklist".into())],
+            headers: vec![("x-ms-blob-content-type".into(), content_type.into())],
+            body: Some((xml.into_bytes(), "application/xml")),
+            operation: format!("commit {} blocks", block_ids.len()),
+        };
+        self.execute(&call).await.map(drop)
+    }
+
     /// Deletes a blob.
     pub async fn delete_blob(&self, container: &str, blob: &str) -> Result<(), StorageError> {
         let call = Call {

@@ -13,6 +13,7 @@
 //! - [`connection_string`]: `AZURE_STORAGE_CONNECTION_STRING` parsing.
 //! - [`shared_key`]: Shared Key request signing.
 //! - [`error`]: [`StorageError`], naming account, container and blob.
+//! - [`transfer`]: whole blobs to and from local files in bounded memory.
 //! - `list_xml`: the List Blobs response body.
 
 pub mod client;
@@ -20,6 +21,7 @@ pub mod connection_string;
 pub mod error;
 mod list_xml;
 pub mod shared_key;
+pub mod transfer;
 
 pub use client::{BlobClient, BlobProperties, ListOptions, MAX_PAGE_SIZE, STORAGE_SCOPE};
 pub use connection_string::ConnectionString;

@@ -51,6 +51,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "cheaper_task_rows",
         sql: include_str!("../../migrations/0011_cheaper_task_rows.sql"),
     },
+    Migration {
+        version: 12,
+        name: "raster_optional_schemas",
+        sql: include_str!("../../migrations/0012_raster_optional_schemas.sql"),
+    },
 ];
 
 /// The state of one migration in a database.

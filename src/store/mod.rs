@@ -6,6 +6,7 @@
 
 pub mod connect;
 pub mod migrations;
+pub mod pgstac;
 pub mod sql;
 
 use deadpool_postgres::Pool;

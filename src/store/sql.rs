@@ -128,6 +128,10 @@ pub const STAGES_CANCEL_RUNNING: &str = include_str!("sql/stages_cancel_running.
 /// Cancel: close a stage that started while the cancel waited, without waiting.
 pub const STAGE_CANCEL_NOWAIT: &str = include_str!("sql/stage_cancel_nowait.sql");
 
+/// The recorded install of an optional schema (pgSTAC).
+pub const OPTIONAL_SCHEMA_GET: &str = include_str!("sql/optional_schema_get.sql");
+/// Records the install of an optional schema.
+pub const OPTIONAL_SCHEMA_RECORD: &str = include_str!("sql/optional_schema_record.sql");
 /// Every statement with its name (prepared against the schema by a test).
 pub const ALL: &[(&str, &str)] = &[
     ("event_insert_batch", EVENT_INSERT_BATCH),
@@ -191,4 +195,6 @@ pub const ALL: &[(&str, &str)] = &[
     ("job_stage_progress", JOB_STAGE_PROGRESS),
     ("tasks_list", TASKS_LIST),
     ("janitor_last_run", JANITOR_LAST_RUN),
+    ("optional_schema_get", OPTIONAL_SCHEMA_GET),
+    ("optional_schema_record", OPTIONAL_SCHEMA_RECORD),
 ];

@@ -96,7 +96,7 @@ pub fn client_from_settings(s: &StorageSettings) -> Result<BlobClient, StorageEr
 
 /// Maps a storage error: retryable ones are transient (the engine retries the task with backoff
 /// after the client's own retries), the rest permanent.
-fn task_error(e: StorageError, what: String) -> TaskError {
+pub(crate) fn task_error(e: StorageError, what: String) -> TaskError {
     let message = format!("{what}: {e}");
     let kind = e.error_type();
     if e.is_retryable() {
