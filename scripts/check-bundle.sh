@@ -134,8 +134,8 @@ hello_world() {
   grep -q 'listening on' "$log" || fail "coremachine local did not start in 60 s: $(tail -n 20 "$log")"
   local out
   out=$(chroot "$root" /usr/bin/env -i PATH=/usr/bin:/bin /app/coremachine submit hello_world \
-    n=3 message="from the bundle on $2" --wait --timeout 120 --url "http://127.0.0.1:$port" 2>&1) \
-    || fail "hello_world did not complete: $out"
+    n=3 message="from the bundle on $2" --wait --timeout 120 --url "http://127.0.0.1:$port" 2>"$root/work/submit.err") \
+    || fail "hello_world did not complete: $out $(cat "$root/work/submit.err")"
   grep -Eq '^job [0-9a-f]{64} completed$' <<<"$out" || fail "hello_world: no completed status in: $out"
   echo "   hello_world: completed ($(grep -o '[0-9a-f]\{64\}' <<<"$out" | head -n 1))"
   kill "$server_pid"; wait "$server_pid" 2>/dev/null || true

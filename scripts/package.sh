@@ -54,7 +54,9 @@ mapfile -t functions < <(find . -mindepth 2 -maxdepth 2 -name function.json \
 # A dynamically linked ELF has a program interpreter; `ldd` then lists its closure.
 is_dynamic_elf() {
   [ "$(head -c 4 "$1" | od -An -c | tr -d ' ')" = '177ELF' ] || return 1
-  ldd "$1" 2>/dev/null | grep -q '=>'
+  local deps
+  deps=$(ldd "$1" 2>/dev/null) || return 1
+  grep -q '=>' <<<"$deps"
 }
 
 stage=$(mktemp -d)

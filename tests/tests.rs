@@ -24,6 +24,7 @@ mod events_api;
 mod failures;
 mod local_queue;
 mod messages;
+mod raster_cli;
 mod soak;
 mod spine;
 mod sql_statements;

@@ -6,6 +6,7 @@
 //! or ended with errors, or the service could not be reached; 2 a usage error (bad arguments, or
 //! the API refused the request with a 4xx).
 
+pub mod raster;
 mod watch;
 
 use std::process::ExitCode;
