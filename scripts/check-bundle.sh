@@ -7,7 +7,8 @@
 #      generate | validate | cog`: the job's own functions), one reprojected to EPSG:4326 (PROJ's
 #      proj.db from the bundle), one Int16 DEM with nodata to EPSG:3857; each output is checked
 #      again outside the chroot with the build machine's gdalinfo (LAYOUT=COG, 512x512 tiles,
-#      overviews down to 512 px or less, the target CRS) and with rio-cogeo when `rio` is on PATH
+#      overviews down to 512 px or less, the target CRS) and with rio-cogeo when COREMACHINE_RIO
+#      names its `rio` (scripts/lib/geo.sh installs it) or `rio` is on PATH
 #   3. hello_world: `coremachine local` in the chroot against PostgreSQL (the chroot shares the
 #      network), a job submitted with `coremachine submit hello_world --wait` until completed
 #
@@ -63,6 +64,7 @@ echo "zip: $ZIP ($(du -h "$ZIP" | cut -f1)), $(unzip -Z1 "$ZIP" | grep -c '^lib/
 
 # PostgreSQL for hello_world: a fresh database on the given server.
 ADMIN_URL=${TEST_DATABASE_URL:-${DATABASE_URL:-}}
+export PGOPTIONS="${PGOPTIONS:-} -c client_min_messages=warning"
 if [ -z "$ADMIN_URL" ]; then
   # shellcheck source=lib/pg.sh
   source scripts/lib/pg.sh
@@ -110,9 +112,10 @@ check_cog() {
   gdalsrsinfo -e "$file" 2>/dev/null | grep -q "$crs" \
     || grep -q "ID\[\"EPSG\",${crs#EPSG:}\]\]\$" <<<"$info" \
     || fail "$file: CRS is not $crs"
-  if command -v rio >/dev/null 2>&1; then
-    rio cogeo validate "$file" | grep -q 'is a valid cloud optimized GeoTIFF' || fail "$file: rio cogeo validate refuses it"
-    echo "   rio cogeo: valid"
+  local rio=${COREMACHINE_RIO:-$(command -v rio || true)}
+  if [ -n "$rio" ]; then
+    "$rio" cogeo validate "$file" | grep -q 'is a valid cloud optimized GeoTIFF' || fail "$file: rio cogeo validate refuses it"
+    echo "   rio cogeo validate: valid"
   fi
   echo "   gdalinfo: LAYOUT=COG, 512x512 tiles, smallest overview $smallest, $crs"
 }
