@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 # shellcheck source=lib/pg.sh
 source scripts/lib/pg.sh
 ensure_postgres_running
+# shellcheck source=lib/geo.sh
+source scripts/lib/geo.sh && ensure_geo_installed # GDAL, PostGIS; PGSTAC_SQL for the pgSTAC migration
 psql "$PG_ADMIN_URL" -qtAc "SELECT 1 FROM pg_database WHERE datname = 'coremachine'" | grep -q 1 \
   || psql "$PG_ADMIN_URL" -qc "CREATE DATABASE coremachine"
 export DATABASE_URL="postgres://postgres@127.0.0.1:$PGPORT/coremachine"

@@ -12,6 +12,8 @@ source scripts/lib/browser.sh && ensure_browser_test_tools
 # shellcheck source=lib/pg_tls.sh
 source scripts/lib/pg_tls.sh && ensure_pg_tls_running && pg_tls_stop_on_exit
 source scripts/lib/azurite.sh && ensure_azurite_running # Blob Storage emulator for tests/blob_job.rs
+# shellcheck source=lib/geo.sh
+source scripts/lib/geo.sh && ensure_geo_test_tools # GDAL, PostGIS, pgSTAC SQL, rio-cogeo, terra rasters (tests/raster_job.rs)
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check

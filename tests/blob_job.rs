@@ -2,7 +2,7 @@
 //! scripts/test.sh, `AZURITE_BLOB_ENDPOINT`), through the real submit route, trigger routes and
 //! host emulator. Every test creates its own containers.
 
-mod flaky_proxy;
+pub(crate) mod flaky_proxy;
 
 mod tiff_writer;
 
@@ -22,13 +22,13 @@ use tiff_writer::TiffSpec;
 
 const WAIT: Duration = Duration::from_secs(120);
 
-fn azurite() -> String {
+pub(crate) fn azurite() -> String {
     std::env::var("AZURITE_BLOB_ENDPOINT").expect(
         "AZURITE_BLOB_ENDPOINT is set (./scripts/test.sh starts Azurite; for one test: source scripts/lib/azurite.sh && ensure_azurite_running)",
     )
 }
 
-fn fast_retries() -> RetryPolicy {
+pub(crate) fn fast_retries() -> RetryPolicy {
     RetryPolicy {
         max_retries: 3,
         base_delay: Duration::from_millis(20),
@@ -38,7 +38,7 @@ fn fast_retries() -> RetryPolicy {
 }
 
 /// A client for `endpoint` (Azurite, or a proxy in front of it) with `key`.
-fn client_with(endpoint: &str, key: &str) -> BlobClient {
+pub(crate) fn client_with(endpoint: &str, key: &str) -> BlobClient {
     let cs = ConnectionString::parse(&format!(
         "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={key};BlobEndpoint={endpoint};"
     ))
@@ -48,16 +48,20 @@ fn client_with(endpoint: &str, key: &str) -> BlobClient {
         .with_retry_policy(fast_retries())
 }
 
-fn client() -> BlobClient {
+pub(crate) fn client() -> BlobClient {
     client_with(&azurite(), DEV_ACCOUNT_KEY)
 }
 
-fn container_name(tag: &str) -> String {
+pub(crate) fn container_name(tag: &str) -> String {
     format!("{tag}-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
 }
 
 /// A fresh container holding `blobs` (name, bytes), uploaded 32 at a time.
-async fn container_with(c: &BlobClient, tag: &str, blobs: Vec<(String, Vec<u8>)>) -> String {
+pub(crate) async fn container_with(
+    c: &BlobClient,
+    tag: &str,
+    blobs: Vec<(String, Vec<u8>)>,
+) -> String {
     let name = container_name(tag);
     assert!(c.create_container(&name).await.expect("create container"));
     futures::stream::iter(blobs)
@@ -94,13 +98,23 @@ async fn result_of(app: &TestApp, id: &str) -> Value {
 }
 
 /// Submits, waits, and returns (status, result_data, error_details).
-async fn run(
+pub(crate) async fn run(
     app: &TestApp,
     job_type: &str,
     params: Value,
 ) -> (String, Value, Option<String>, String) {
+    run_waiting(app, job_type, params, WAIT).await
+}
+
+/// [`run`], waiting up to `wait` for the job to end.
+pub(crate) async fn run_waiting(
+    app: &TestApp,
+    job_type: &str,
+    params: Value,
+    wait: Duration,
+) -> (String, Value, Option<String>, String) {
     let id = app.submit(job_type, params).await;
-    let status = app.wait_terminal(&id, WAIT).await;
+    let status = app.wait_terminal(&id, wait).await;
     let row = app
         .db()
         .await
@@ -118,7 +132,7 @@ async fn run(
     )
 }
 
-async fn stage_tasks(
+pub(crate) async fn stage_tasks(
     app: &TestApp,
     job_id: &str,
     stage: i32,

@@ -25,6 +25,7 @@ mod failures;
 mod local_queue;
 mod messages;
 mod raster_cli;
+mod raster_job;
 mod soak;
 mod spine;
 mod sql_statements;

@@ -8,6 +8,7 @@
 pub mod hello_world;
 pub mod list_container_contents;
 pub mod noop_fanout;
+pub mod on_first_use;
 pub mod params;
 pub mod process_raster;
 pub mod tiff;

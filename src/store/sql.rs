@@ -132,6 +132,8 @@ pub const STAGE_CANCEL_NOWAIT: &str = include_str!("sql/stage_cancel_nowait.sql"
 pub const OPTIONAL_SCHEMA_GET: &str = include_str!("sql/optional_schema_get.sql");
 /// Records the install of an optional schema.
 pub const OPTIONAL_SCHEMA_RECORD: &str = include_str!("sql/optional_schema_record.sql");
+/// Serialises the pgSTAC writes of one collection (process_raster).
+pub const STAC_COLLECTION_LOCK: &str = include_str!("sql/stac_collection_lock.sql");
 /// Every statement with its name (prepared against the schema by a test).
 pub const ALL: &[(&str, &str)] = &[
     ("event_insert_batch", EVENT_INSERT_BATCH),
@@ -197,4 +199,5 @@ pub const ALL: &[(&str, &str)] = &[
     ("janitor_last_run", JANITOR_LAST_RUN),
     ("optional_schema_get", OPTIONAL_SCHEMA_GET),
     ("optional_schema_record", OPTIONAL_SCHEMA_RECORD),
+    ("stac_collection_lock", STAC_COLLECTION_LOCK),
 ];

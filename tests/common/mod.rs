@@ -72,6 +72,11 @@ async fn template() -> String {
 pub async fn fresh_db() -> (String, String) {
     let tpl = template().await;
     let name = format!("cm_t_{}", uuid::Uuid::new_v4().simple());
+    clone_db(&tpl, &name).await;
+    (name.clone(), url_for(&name))
+}
+
+async fn clone_db(tpl: &str, name: &str) {
     let a = admin().await;
     for attempt in 0..20 {
         match a
@@ -87,6 +92,52 @@ pub async fn fresh_db() -> (String, String) {
             Err(e) => panic!("create test database: {e}"),
         }
     }
+}
+
+static PGSTAC_TEMPLATE: OnceCell<String> = OnceCell::const_new();
+
+/// The pgSTAC install file (`PGSTAC_SQL`, fetched by scripts/lib/geo.sh).
+pub fn pgstac_sql() -> std::path::PathBuf {
+    std::env::var_os("PGSTAC_SQL").map(Into::into).expect(
+        "PGSTAC_SQL names pgstac.0.10.0.sql (./scripts/test.sh fetches it; for one test: source scripts/lib/geo.sh && ensure_geo_test_tools)",
+    )
+}
+
+/// The migrated template plus pgSTAC, installed once per test process by CoreMachine's own
+/// pgSTAC migration (~2 s), so only the tests that need pgSTAC pay for it.
+async fn pgstac_template() -> String {
+    PGSTAC_TEMPLATE
+        .get_or_init(|| async {
+            let sql = coremachine::store::pgstac::PgstacSql::read(&pgstac_sql())
+                .expect("read PGSTAC_SQL");
+            let tpl = template().await;
+            let name = format!("cm_tpl_stac_{}", std::process::id());
+            admin()
+                .await
+                .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .await
+                .expect("drop old pgSTAC template");
+            clone_db(&tpl, &name).await;
+            let (mut c, conn) = tokio_postgres::connect(&url_for(&name), NoTls)
+                .await
+                .expect("connect pgSTAC template");
+            let h = tokio::spawn(conn);
+            coremachine::store::pgstac::migrate_with(&mut c, &sql, None)
+                .await
+                .expect("install pgSTAC into the template");
+            drop(c);
+            let _ = h.await;
+            name
+        })
+        .await
+        .clone()
+}
+
+/// A fresh, migrated database with pgSTAC installed.
+pub async fn fresh_db_with_pgstac() -> (String, String) {
+    let tpl = pgstac_template().await;
+    let name = format!("cm_t_{}", uuid::Uuid::new_v4().simple());
+    clone_db(&tpl, &name).await;
     (name.clone(), url_for(&name))
 }
 

@@ -2,14 +2,12 @@
 //! blob), `aggregate_blob_analysis` (the diamond's fan-in stage 3), and [`BlobSource`], where they
 //! get their Blob client.
 
-use std::sync::Arc;
-
 use serde_json::{Value, json};
-use tokio::sync::OnceCell;
 
 use super::filter::{BlobFilter, extension};
 use super::summary::{self, FAILED_BLOB_MARKER, FailedBlob};
 use crate::config::StorageSettings;
+use crate::jobs::on_first_use::OnFirstUse;
 use crate::jobs::tiff;
 use crate::jobs::{TaskContext, TaskError};
 use crate::storage::{BlobClient, ConnectionString, ListOptions, MAX_PAGE_SIZE, StorageError};
@@ -22,7 +20,7 @@ pub const SNIFF_BYTES: u64 = 64 * 1024;
 /// once, on first use, from the process settings (`AZURE_STORAGE_CONNECTION_STRING`, or
 /// `STORAGE_ACCOUNT_NAME` with managed identity).
 #[derive(Clone)]
-pub struct BlobSource(Arc<OnceCell<Result<BlobClient, String>>>);
+pub struct BlobSource(OnFirstUse<BlobClient>);
 
 impl std::fmt::Debug for BlobSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -33,28 +31,25 @@ impl std::fmt::Debug for BlobSource {
 impl BlobSource {
     /// Always this client.
     pub fn fixed(client: BlobClient) -> Self {
-        Self(Arc::new(OnceCell::new_with(Some(Ok(client)))))
+        Self(OnFirstUse::fixed(client))
     }
 
     /// Built from the environment on first use (the binary's default).
     pub fn from_env() -> Self {
-        Self(Arc::new(OnceCell::new()))
+        Self(OnFirstUse::unset())
     }
 
     /// The client, or a permanent error saying which settings are missing or wrong.
     pub async fn client(&self) -> Result<BlobClient, TaskError> {
-        let built = self
-            .0
-            .get_or_init(|| async {
+        self.0
+            .get(|| async {
                 match StorageSettings::from_lookup(|k| std::env::var(k).ok()) {
                     Ok(Some(s)) => client_from_settings(&s).map_err(|e| e.to_string()),
                     Ok(None) => Err("Blob Storage is not configured: set AZURE_STORAGE_CONNECTION_STRING (account key or SAS; Azurite) or STORAGE_ACCOUNT_NAME (managed identity, with STORAGE_MANAGED_IDENTITY_CLIENT_ID for a user-assigned one)".to_string()),
                     Err(e) => Err(e.to_string()),
                 }
             })
-            .await;
-        built
-            .clone()
+            .await
             .map_err(|e| TaskError::permanent("StorageNotConfigured", e))
     }
 }
@@ -106,7 +101,8 @@ pub(crate) fn task_error(e: StorageError, what: String) -> TaskError {
     }
 }
 
-fn param_str<'a>(ctx: &'a TaskContext, key: &str) -> Result<&'a str, TaskError> {
+/// A string parameter of the task, or a permanent error naming it.
+pub(crate) fn param_str<'a>(ctx: &'a TaskContext, key: &str) -> Result<&'a str, TaskError> {
     ctx.parameters
         .get(key)
         .and_then(Value::as_str)

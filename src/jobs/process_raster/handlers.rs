@@ -4,13 +4,11 @@
 //! directory, removed when the task ends.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use deadpool_postgres::Pool;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use pgstac::Pgstac;
 use serde_json::{Value, json};
-use tokio::sync::OnceCell;
 
 use super::RasterError;
 use super::cog::{self, CogOptions, CogReport};
@@ -18,54 +16,32 @@ use super::inspect::{self, InspectRequest};
 use super::profile::{CogProfile, RasterType};
 use super::stac_item::{self, COG_MEDIA_TYPE, TierCog};
 use crate::jobs::list_container_contents::BlobSource;
-use crate::jobs::list_container_contents::handlers::task_error;
+use crate::jobs::list_container_contents::handlers::{param_str as param, task_error};
+use crate::jobs::on_first_use::OnFirstUse;
 use crate::jobs::{TaskContext, TaskError};
 use crate::storage::{BlobClient, transfer};
 
 /// Where the STAC items go: a fixed pool (tests, embedding) or, on first use, the database
 /// `PGSTAC_DATABASE_URL` names, else the app database (`DATABASE_URL` and its identity settings).
-#[derive(Clone)]
-pub struct StacDatabase(Arc<OnceCell<Result<Pool, String>>>);
+pub type StacDatabase = OnFirstUse<Pool>;
 
-impl std::fmt::Debug for StacDatabase {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("StacDatabase")
-    }
-}
-
-impl StacDatabase {
-    /// Always this pool.
-    pub fn fixed(pool: Pool) -> Self {
-        Self(Arc::new(OnceCell::new_with(Some(Ok(pool)))))
-    }
-
-    /// Built from the environment on first use.
-    pub fn from_env() -> Self {
-        Self(Arc::new(OnceCell::new()))
-    }
-
-    async fn pool(&self) -> Result<Pool, TaskError> {
-        self.0
-            .get_or_init(|| async {
-                let mut s =
-                    crate::config::Settings::from_env(crate::config::TransportMode::for_janitor())
-                        .map_err(|e| e.to_string())?;
-                if let Some(url) = crate::store::pgstac::database_url_override() {
-                    s.database_url = url;
-                }
-                s.db_pool_size = 4;
-                crate::store::connect::pool_for_settings(&s).map_err(|e| e.to_string())
-            })
-            .await
-            .clone()
-            .map_err(|e| {
-                TaskError::permanent("PgstacNotConfigured", format!("the pgSTAC database: {e}"))
-            })
-    }
+/// The pgSTAC pool, built on first use when not given.
+async fn stac_pool(db: &StacDatabase) -> Result<Pool, TaskError> {
+    db.get(|| async {
+        let transport = crate::config::TransportMode::for_janitor();
+        let mut s = crate::config::Settings::from_env(transport).map_err(|e| e.to_string())?;
+        if let Some(url) = crate::store::pgstac::database_url_override() {
+            s.database_url = url;
+        }
+        s.db_pool_size = 4;
+        crate::store::connect::pool_for_settings(&s).map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| TaskError::permanent("PgstacNotConfigured", format!("the pgSTAC database: {e}")))
 }
 
 /// What the handlers use.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct RasterDeps {
     /// Blob Storage.
     pub blobs: BlobSource,
@@ -76,12 +52,20 @@ pub struct RasterDeps {
     pub work_dir: Option<PathBuf>,
 }
 
+impl std::fmt::Debug for RasterDeps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RasterDeps")
+            .field("work_dir", &self.work_dir)
+            .finish_non_exhaustive()
+    }
+}
+
 impl RasterDeps {
     /// Everything from the process environment (the binary's default).
     pub fn from_env() -> Self {
         Self {
             blobs: BlobSource::from_env(),
-            stac: StacDatabase::from_env(),
+            stac: OnFirstUse::unset(),
             work_dir: None,
         }
     }
@@ -95,7 +79,11 @@ impl WorkDir {
         let base = deps
             .work_dir
             .clone()
-            .or_else(|| std::env::var_os("RASTER_WORK_DIR").map(PathBuf::from))
+            .or_else(|| {
+                std::env::var_os("RASTER_WORK_DIR")
+                    .filter(|v| !v.is_empty())
+                    .map(PathBuf::from)
+            })
             .unwrap_or_else(std::env::temp_dir);
         let dir = base.join(format!(
             "coremachine-raster-{}-{}",
@@ -126,18 +114,6 @@ impl Drop for WorkDir {
     }
 }
 
-fn param<'a>(ctx: &'a TaskContext, key: &str) -> Result<&'a str, TaskError> {
-    ctx.parameters
-        .get(key)
-        .and_then(Value::as_str)
-        .ok_or_else(|| {
-            TaskError::permanent(
-                "MissingInput",
-                format!("task {} has no {key} parameter", ctx.task_id),
-            )
-        })
-}
-
 fn field<T: serde::de::DeserializeOwned>(ctx: &TaskContext, key: &str) -> Result<T, TaskError> {
     serde_json::from_value(ctx.parameters.get(key).cloned().unwrap_or(Value::Null)).map_err(|e| {
         TaskError::permanent(
@@ -147,11 +123,27 @@ fn field<T: serde::de::DeserializeOwned>(ctx: &TaskContext, key: &str) -> Result
     })
 }
 
+/// Sends GDAL's messages to tracing instead of stderr (once per process). The errors that matter
+/// also come back from the failing call and end up in the task's error.
+fn route_gdal_messages() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        gdal::config::set_error_handler(|class, code, msg| match class {
+            gdal::errors::CplErrType::Failure | gdal::errors::CplErrType::Fatal => {
+                tracing::warn!(gdal.code = code, "GDAL: {msg}")
+            }
+            gdal::errors::CplErrType::Warning => tracing::info!(gdal.code = code, "GDAL: {msg}"),
+            _ => tracing::debug!(gdal.code = code, "GDAL: {msg}"),
+        });
+    });
+}
+
 /// Runs GDAL work on a blocking thread; a panic is a permanent failure naming the blob.
 async fn blocking<T: Send + 'static>(
     blob: &str,
     f: impl FnOnce() -> Result<T, RasterError> + Send + 'static,
 ) -> Result<T, TaskError> {
+    route_gdal_messages();
     match tokio::task::spawn_blocking(f).await {
         Ok(r) => r.map_err(TaskError::from),
         Err(e) if e.is_panic() => Err(TaskError::permanent(
@@ -330,7 +322,10 @@ pub async fn create_cog(deps: RasterDeps, ctx: TaskContext) -> Result<Value, Tas
             .and_then(Value::as_bool)
             .unwrap_or(false),
         profile: field::<CogProfile>(&ctx, "profile")?,
-        num_threads: std::env::var("RASTER_NUM_THREADS").ok(),
+        num_threads: std::env::var("RASTER_NUM_THREADS")
+            .ok()
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty()),
     };
     let output = dir.path("cog.tif");
     let out_path = output.clone();
@@ -391,7 +386,8 @@ fn pgstac_error(e: pgstac::Error, what: String) -> TaskError {
                 "{msg} (pgSTAC is not installed there: run `coremachine migrate` with PGSTAC_SQL set)"
             ),
         ),
-        Some(c) if ["08", "53", "57", "40"].iter().any(|p| c.starts_with(p)) => {
+        // 23505: a concurrent writer created the same partition first; trying again sees it.
+        Some(c) if c == "23505" || ["08", "53", "57", "40"].iter().any(|p| c.starts_with(p)) => {
             TaskError::transient("PgstacUnavailable", msg)
         }
         None if pg.is_some() => TaskError::transient("PgstacUnavailable", msg),
@@ -451,8 +447,8 @@ pub async fn extract_stac_metadata(deps: RasterDeps, ctx: TaskContext) -> Result
             format!("the STAC item of {container}/{blob}: {e}"),
         )
     })?;
-    let pool = deps.stac.pool().await?;
-    let client = crate::store::client(&pool, "upserting a STAC item")
+    let pool = stac_pool(&deps.stac).await?;
+    let mut client = crate::store::client(&pool, "upserting a STAC item")
         .await
         .map_err(|e| {
             TaskError::transient(
@@ -460,18 +456,29 @@ pub async fn extract_stac_metadata(deps: RasterDeps, ctx: TaskContext) -> Result
                 format!("item {item_id} of {container}/{blob}: {e}"),
             )
         })?;
-    let pg: &tokio_postgres::Client = &client;
-    let existing = pg
+    let wrap = |what: String| {
+        move |e: tokio_postgres::Error| pgstac_error(pgstac::Error::TokioPostgres(e), what)
+    };
+    let tx = client
+        .transaction()
+        .await
+        .map_err(wrap(format!("starting the upsert of item {item_id}")))?;
+    // One writer per collection at a time: the first items of a collection create its
+    // partitions, and concurrent first upserts would race on them.
+    tx.execute(crate::store::sql::STAC_COLLECTION_LOCK, &[&collection_id])
+        .await
+        .map_err(wrap(format!("locking collection {collection_id}")))?;
+    let existing = tx
         .collection(collection_id)
         .await
         .map_err(|e| pgstac_error(e, format!("reading collection {collection_id}")))?;
     let created = existing.is_none();
     if created {
-        pg.upsert_collection(stac_item::new_collection(collection_id))
+        tx.upsert_collection(stac_item::new_collection(collection_id))
             .await
             .map_err(|e| pgstac_error(e, format!("creating collection {collection_id}")))?;
     }
-    pg.upsert_item(&item).await.map_err(|e| {
+    tx.upsert_item(&item).await.map_err(|e| {
         pgstac_error(
             e,
             format!(
@@ -479,6 +486,9 @@ pub async fn extract_stac_metadata(deps: RasterDeps, ctx: TaskContext) -> Result
             ),
         )
     })?;
+    tx.commit()
+        .await
+        .map_err(wrap(format!("committing item {item_id}")))?;
     let cog_summaries: Vec<Value> = cogs
         .iter()
         .map(|c| {

@@ -228,7 +228,7 @@ pub fn inspect(
         return Err(fail(
             "UnsupportedDataType",
             format!(
-                "{blob} has {data_type} pixels; no output tier stores complex or unknown data types"
+                "{blob} has pixels of a type no output tier stores (complex or unknown; GDAL reports {data_type})"
             ),
         ));
     }

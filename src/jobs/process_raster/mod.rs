@@ -300,6 +300,7 @@ impl Job for ProcessRaster {
                         JobError::new(format!("the validation of {blob} has no raster_type"))
                     })?;
                 let has_nodata = v.get("nodata").is_some_and(|n| !n.is_null());
+                let eight_bit = v.get("data_type").and_then(Value::as_str) == Some("Byte");
                 let tiers = Tier::requested(str_param(p, "output_tier").unwrap_or("analysis"))
                     .ok_or_else(|| JobError::new("output_tier is not a tier"))?;
                 let quality = p.get("jpeg_quality").and_then(Value::as_u64).unwrap_or(85) as u8;
@@ -313,6 +314,7 @@ impl Job for ProcessRaster {
                         let prof = profile::profile(
                             raster_type,
                             tier,
+                            eight_bit,
                             has_nodata,
                             quality,
                             str_param(p, "resampling"),

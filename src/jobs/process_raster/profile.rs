@@ -189,18 +189,21 @@ pub struct CogProfile {
 }
 
 /// The profile for a raster type in a tier. JPEG only for 8-bit RGB(A) visualization without
-/// nodata (JPEG is lossy and would smear the nodata value into its neighbours); bilinear/cubic
+/// nodata (JPEG holds 8-bit samples only, and is lossy: it would smear the nodata value into its
+/// neighbours); `eight_bit` is whether the data is Byte, whatever type was asked for; bilinear/cubic
 /// for continuous data, nearest (warp) and mode (overviews) for categorical; `resampling`
 /// overrides both.
 pub fn profile(
     raster_type: RasterType,
     tier: Tier,
+    eight_bit: bool,
     has_nodata: bool,
     jpeg_quality: u8,
     resampling: Option<&str>,
 ) -> CogProfile {
     let jpeg = tier == Tier::Visualization
         && matches!(raster_type, RasterType::Rgb | RasterType::Rgba)
+        && eight_bit
         && !has_nodata;
     let (compress, predictor, quality) = match tier {
         _ if jpeg => ("JPEG", None, Some(jpeg_quality)),
@@ -280,34 +283,50 @@ mod tests {
 
     #[test]
     fn jpeg_only_for_8_bit_rgb_visualization_without_nodata() {
-        let p = profile(RasterType::Rgb, Tier::Visualization, false, 85, None);
+        let p = profile(RasterType::Rgb, Tier::Visualization, true, false, 85, None);
         assert_eq!((p.compress.as_str(), p.quality), ("JPEG", Some(85)));
-        let p = profile(RasterType::Rgb, Tier::Visualization, true, 85, None);
+        let p = profile(RasterType::Rgb, Tier::Visualization, true, true, 85, None);
         assert_eq!(p.compress, "DEFLATE");
-        let p = profile(RasterType::Dem, Tier::Visualization, false, 85, None);
+        let p = profile(RasterType::Rgb, Tier::Visualization, false, false, 85, None);
+        assert_eq!(p.compress, "DEFLATE", "rgb asked for on 16-bit data");
+        let p = profile(RasterType::Dem, Tier::Visualization, true, false, 85, None);
         assert_eq!(p.compress, "DEFLATE");
-        let p = profile(RasterType::Rgb, Tier::Analysis, false, 85, None);
+        let p = profile(RasterType::Rgb, Tier::Analysis, true, false, 85, None);
         assert_eq!(
             (p.compress.as_str(), p.predictor.as_deref()),
             ("DEFLATE", Some("YES"))
         );
-        let p = profile(RasterType::Dem, Tier::Archive, true, 85, None);
+        let p = profile(RasterType::Dem, Tier::Archive, true, true, 85, None);
         assert_eq!(p.compress, "LZW");
     }
 
     #[test]
     fn categorical_data_is_never_interpolated_unless_asked() {
-        let p = profile(RasterType::Categorical, Tier::Analysis, false, 85, None);
+        let p = profile(
+            RasterType::Categorical,
+            Tier::Analysis,
+            true,
+            false,
+            85,
+            None,
+        );
         assert_eq!(
             (p.resampling.as_str(), p.overview_resampling.as_str()),
             ("NEAREST", "MODE")
         );
-        let p = profile(RasterType::Dem, Tier::Analysis, true, 85, None);
+        let p = profile(RasterType::Dem, Tier::Analysis, true, true, 85, None);
         assert_eq!(
             (p.resampling.as_str(), p.overview_resampling.as_str()),
             ("BILINEAR", "AVERAGE")
         );
-        let p = profile(RasterType::Dem, Tier::Analysis, true, 85, Some("lanczos"));
+        let p = profile(
+            RasterType::Dem,
+            Tier::Analysis,
+            true,
+            true,
+            85,
+            Some("lanczos"),
+        );
         assert_eq!(
             (p.resampling.as_str(), p.overview_resampling.as_str()),
             ("LANCZOS", "LANCZOS")
