@@ -125,6 +125,7 @@ pub fn cog_options(report: &RasterReport, tier: Tier, req: &Request) -> CogOptio
         profile: profile::profile(
             report.raster_type,
             tier,
+            report.data_type == "Byte",
             report.nodata.is_some(),
             req.jpeg_quality,
             req.resampling.as_deref(),
