@@ -64,6 +64,9 @@ enum Command {
     },
     /// Benchmark: the noop_fanout workload against the PostgreSQL floor (docs/performance.md).
     Bench(coremachine::bench::BenchArgs),
+    /// process_raster's GDAL steps on local files (validate, cog), and their benchmark.
+    #[command(subcommand)]
+    Raster(coremachine::cli::raster::RasterCommand),
 }
 
 fn fail(msg: impl std::fmt::Display) -> ExitCode {
@@ -142,6 +145,7 @@ async fn run(cli: Cli) -> ExitCode {
     };
     match command {
         Command::Client(cmd) => coremachine::cli::run(cmd).await,
+        Command::Raster(cmd) => coremachine::cli::raster::run(cmd).await,
         Command::Bench(args) => match coremachine::bench::run(args).await {
             Ok(_) => ExitCode::SUCCESS,
             Err(e) => fail(e),

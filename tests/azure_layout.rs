@@ -933,3 +933,142 @@ fn the_infrastructure_creates_the_alerts_when_told_whom_to_tell() {
     assert!(!without.contains("scheduled-query create"));
     assert!(without.contains("no alerts"));
 }
+
+/// Compiles a small stand-in for the release binary, linked dynamically like it (against the
+/// build machine's glibc): it prints the data folders it was given and where its libc came from.
+fn dynamic_standin(dir: &Path) -> PathBuf {
+    std::fs::write(
+        dir.join("main.rs"),
+        r#"fn main() {
+    let var = |k: &str| std::env::var(k).unwrap_or_default();
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
+    let libc = maps.split_whitespace().find(|w| w.ends_with("/libc.so.6")).unwrap_or("?");
+    println!("GDAL_DATA={}", var("GDAL_DATA"));
+    println!("PROJ_DATA={}", var("PROJ_DATA"));
+    println!("LIBC={libc}");
+    println!("ARGS={:?}", std::env::args().skip(1).collect::<Vec<_>>());
+}
+"#,
+    )
+    .unwrap();
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let out = Command::new(rustc)
+        .args(["--target", "x86_64-unknown-linux-gnu", "-o"])
+        .arg(dir.join("standin"))
+        .arg(dir.join("main.rs"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dir.join("standin")
+}
+
+#[test]
+fn a_dynamically_linked_binary_is_packaged_with_its_libraries_loader_and_gdal_data() {
+    let dir = std::env::temp_dir().join(format!("cm-bundle-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let standin = dynamic_standin(&dir);
+    let zip = dir.join("app.zip");
+    let out = Command::new("bash")
+        .arg(root().join("scripts/package.sh"))
+        .arg(&standin)
+        .arg(&zip)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    let entries: BTreeMap<String, u32> = zip_entries(&zip)
+        .into_iter()
+        .filter(|(n, _)| !n.ends_with('/'))
+        .collect();
+    let mode = |name: &str| entries.get(name).map(|m| m & 0o170777);
+    // host.json still names `coremachine`: now the launcher, next to the binary it starts.
+    for exe in ["coremachine", "bin/coremachine", "lib/ld-linux-x86-64.so.2"] {
+        assert_eq!(mode(exe), Some(0o100755), "{exe} is an executable file");
+    }
+    assert!(entries.contains_key("lib/libc.so.6"), "glibc is bundled");
+    assert!(
+        entries.contains_key("share/proj/proj.db"),
+        "PROJ's database"
+    );
+    assert!(
+        entries.keys().any(|k| k.starts_with("share/gdal/")),
+        "GDAL's data"
+    );
+    assert!(entries.contains_key("host.json"));
+    for f in functions().keys() {
+        assert!(
+            entries.contains_key(&format!("{f}/function.json")),
+            "{f} is packaged"
+        );
+    }
+    let stray: Vec<&String> = entries
+        .keys()
+        .filter(|k| {
+            !(["coremachine", "host.json", "bin/coremachine"].contains(&k.as_str())
+                || k.starts_with("lib/")
+                || k.starts_with("share/gdal/")
+                || k.starts_with("share/proj/")
+                || functions().contains_key(k.trim_end_matches("/function.json")))
+        })
+        .collect();
+    assert!(stray.is_empty(), "nothing else: {stray:?}");
+
+    // Unpacked and started through the launcher with an empty environment, as the host would,
+    // the binary gets the bundle's data folders and runs on the bundle's glibc.
+    let app = dir.join("app");
+    let unzip = Command::new("unzip")
+        .arg("-q")
+        .arg(&zip)
+        .arg("-d")
+        .arg(&app)
+        .output()
+        .unwrap();
+    assert!(unzip.status.success());
+    let launcher = std::fs::read_to_string(app.join("coremachine")).unwrap();
+    assert!(launcher.starts_with("#!/bin/sh\n"), "{launcher}");
+    let run = Command::new(app.join("coremachine"))
+        .args(["serve", "--flag"])
+        .env_clear()
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let app = app.canonicalize().unwrap();
+    let line = |k: &str| {
+        said.lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}=")))
+            .unwrap_or_else(|| panic!("{k} in {said}"))
+            .to_string()
+    };
+    assert_eq!(
+        line("GDAL_DATA"),
+        app.join("share/gdal").display().to_string()
+    );
+    assert_eq!(
+        line("PROJ_DATA"),
+        app.join("share/proj").display().to_string()
+    );
+    assert!(Path::new(&line("PROJ_DATA")).join("proj.db").is_file());
+    assert_eq!(
+        line("LIBC"),
+        app.join("lib/libc.so.6").display().to_string()
+    );
+    assert_eq!(
+        line("ARGS"),
+        r#"["serve", "--flag"]"#,
+        "arguments are passed on"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -26,6 +26,7 @@ mod events_api;
 mod failures;
 mod local_queue;
 mod messages;
+mod raster_cli;
 mod raster_job;
 mod retention;
 mod soak;

@@ -11,6 +11,7 @@
 
 pub mod floor;
 pub mod process;
+pub mod raster;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

@@ -7,6 +7,7 @@
 //! 2 a usage error (bad arguments, or the API refused the request with another 4xx). Job ids may
 //! be given by their first characters (the 12 the web page shows).
 
+pub mod raster;
 mod read;
 mod watch;
 
