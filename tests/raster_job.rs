@@ -709,6 +709,60 @@ async fn terra_example_rasters_elev_meuse_and_logo() {
     .await;
 }
 
+/// spData's two rasters (Debian r-cran-spdata, CC0): a Float32 elevation whose nodata is NaN and a
+/// categorical Byte grid with a category table and nodata 255 (raster/grain.tif.aux.xml).
+#[tokio::test]
+async fn spdata_rasters_a_nan_nodata_float_and_a_categorical_grid() {
+    let dir_of = std::env::var_os("COREMACHINE_SPDATA_RASTER_DIR").map(PathBuf::from).expect(
+        "COREMACHINE_SPDATA_RASTER_DIR holds spData's raster/ files (./scripts/test.sh fetches them; for one test: source scripts/lib/geo.sh && ensure_vector_test_data)",
+    );
+    let c = client();
+    let dir = Scratch::new();
+    let (input, output) = containers(&c, "spdata").await;
+    for f in ["elev.tif", "grain.tif", "grain.tif.aux.xml"] {
+        let p = dir_of.join(f);
+        assert!(p.is_file(), "{} is missing", p.display());
+        upload(&c, &input, &format!("spdata/{f}"), &p).await;
+    }
+    let app = raster_app(c.clone()).await;
+    let params = |blob: &str| json!({"container_name": input, "output_container": output, "collection_id": "spdata", "blob_name": blob});
+    let (elev, grain) = tokio::join!(
+        process(&app, params("spdata/elev.tif")),
+        process(&app, params("spdata/grain.tif")),
+    );
+    assert_eq!(elev.0, "completed", "{:?}", elev.2);
+    assert_eq!(elev.1["validation"]["raster_type"], "dem", "{}", elev.1);
+    let s = read_back(
+        &c,
+        &output,
+        elev.1["cogs"][0]["output_blob"].as_str().unwrap(),
+        &dir,
+    )
+    .await;
+    assert_eq!((s.epsg, s.bands), (Some(4326), 1));
+    assert!(
+        s.nodata.is_some_and(f64::is_nan),
+        "NaN nodata kept: {:?}",
+        s.nodata
+    );
+    assert_eq!(grain.0, "completed", "{:?}", grain.2);
+    assert_eq!(
+        grain.1["validation"]["raster_type"], "categorical",
+        "{}",
+        grain.1
+    );
+    let s = read_back(
+        &c,
+        &output,
+        grain.1["cogs"][0]["output_blob"].as_str().unwrap(),
+        &dir,
+    )
+    .await;
+    assert_eq!((s.epsg, s.bands, s.nodata), (Some(4326), 1, Some(255.0)));
+    let items = search(&app, "spdata", [-180.0, -90.0, 180.0, 90.0]).await;
+    assert_eq!(items.len(), 2, "{items:?}");
+}
+
 #[tokio::test]
 async fn blob_server_errors_are_transient_and_the_task_is_retried() {
     let c = client();

@@ -94,11 +94,13 @@ ensure_geo_test_tools() {
 # Real vector files for tests/vector_job.rs, fetched (never committed) into .dev/vector:
 # Natural Earth shapefiles (public domain) from PyPI's geopandas 0.14.4 wheel, and Debian's
 # r-cran-spdata (CC0: world.gpkg, cycle_hire.geojson, cycle_hire_xy.csv, world_wkt.csv) and
-# r-cran-sf (GPL-2: nc.gpkg, nc.shp in NAD27). Exports COREMACHINE_VECTOR_DIR.
+# r-cran-sf (GPL-2: nc.gpkg, nc.shp in NAD27), and spData's two rasters (CC0: raster/elev.tif,
+# Float32 with NaN nodata; raster/grain.tif, categorical Byte) for tests/raster_job.rs.
+# Exports COREMACHINE_VECTOR_DIR and COREMACHINE_SPDATA_RASTER_DIR.
 ensure_vector_test_data() {
   local dir deb
   dir="$(geo_dev_dir)/vector"
-  if [ ! -s "$dir/.complete" ]; then
+  if [ ! -s "$dir/.complete" ] || [ ! -f "$dir/spdata-raster/grain.tif" ]; then
     echo "==> fetching vector test files (geopandas wheel from PyPI, r-cran-spdata and r-cran-sf from Debian)" >&2
     rm -rf "$dir" && mkdir -p "$dir/pkg"
     python3 -m pip download --quiet --no-deps --only-binary=:all: --dest "$dir/pkg" "geopandas==0.14.4"
@@ -119,8 +121,10 @@ PY
     local lib="$dir/pkg/root/usr/lib/R/site-library"
     cp "$lib"/spData/shapes/{world.gpkg,cycle_hire.geojson} "$lib"/spData/misc/{cycle_hire_xy.csv,world_wkt.csv} "$dir/"
     mkdir -p "$dir/nc" && cp "$lib"/sf/gpkg/nc.gpkg "$lib"/sf/shape/nc.* "$dir/nc/"
+    mkdir -p "$dir/spdata-raster" && cp "$lib"/spData/raster/* "$dir/spdata-raster/"
     rm -rf "$dir/pkg"
     date -u > "$dir/.complete"
   fi
   export COREMACHINE_VECTOR_DIR="$dir"
+  export COREMACHINE_SPDATA_RASTER_DIR="$dir/spdata-raster"
 }

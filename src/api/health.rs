@@ -118,7 +118,7 @@ pub async fn health(State(engine): State<Engine>) -> (StatusCode, Json<Health>) 
     let mut errors = Vec::new();
     // Startup readiness (engine/readiness.rs): the schema preparation's last error, if any.
     let readiness = engine.readiness().health();
-    if let Some(cause) = engine.readiness().cause() {
+    if let Some(cause) = engine.readiness().public_cause() {
         errors.push(format!("not ready for messages: {cause}"));
     }
     let (db, janitor) = database(&engine, &mut errors).await;

@@ -79,6 +79,14 @@ impl Readiness {
         }
     }
 
+    /// What [`Self::cause`] says in CoreMachine's own words, for answers to clients (health,
+    /// the trigger routes' 503): its first two `: `-separated parts ("database unreachable:
+    /// database unavailable while preparing the schema", "migration failed: migration 12 (...)
+    /// failed"), never the driver's text after them, which goes to the log (`SCHEMA_NOT_READY`).
+    pub fn public_cause(&self) -> Option<String> {
+        self.cause().map(|c| public_part(&c))
+    }
+
     fn set_ready(&self) {
         *self.state.write().unwrap_or_else(|e| e.into_inner()) = State::Ready;
     }
@@ -109,7 +117,7 @@ impl Readiness {
                 attempts,
                 since,
             } => json!({
-                "status": "unhealthy", "ready": false, "cause": cause,
+                "status": "unhealthy", "ready": false, "cause": public_part(cause),
                 "attempts": attempts, "not_ready_since": since,
             }),
         }
@@ -165,6 +173,25 @@ impl Readiness {
     }
 }
 
+/// The first two `: `-separated parts of a cause, with " (the service log has the cause)" when
+/// more was cut; a pending-migrations cause is CoreMachine's own words and is kept whole.
+fn public_part(cause: &str) -> String {
+    if cause.starts_with("the schema has pending migrations") {
+        return cause.to_string();
+    }
+    let mut parts = cause.splitn(3, ": ");
+    let head = [parts.next(), parts.next()]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(": ");
+    if parts.next().is_some() {
+        format!("{head} (the service log has the cause)")
+    } else {
+        head
+    }
+}
+
 /// Migrates, or checks that nothing is pending; the error text names what failed.
 async fn prepare(pool: &Pool, how: Preparation) -> Result<Vec<i32>, String> {
     let mut c = store::client(pool, "preparing the schema")
@@ -204,6 +231,31 @@ async fn prepare(pool: &Pool, how: Preparation) -> Result<Vec<i32>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clients_see_the_cause_without_the_drivers_words() {
+        let r = Readiness::not_ready(
+            "database unreachable: database unavailable while preparing the schema: error connecting to server: Connection refused (os error 111)",
+            None,
+        );
+        let shown = r.public_cause().unwrap();
+        assert_eq!(
+            shown,
+            "database unreachable: database unavailable while preparing the schema (the service log has the cause)"
+        );
+        assert_eq!(r.health()["cause"], shown.as_str());
+        assert!(
+            r.cause().unwrap().contains("os error 111"),
+            "the log keeps it"
+        );
+        let pending = "the schema has pending migrations [13]: run `coremachine migrate` or set MIGRATE_ON_START=true";
+        assert_eq!(
+            Readiness::not_ready(pending, None)
+                .public_cause()
+                .as_deref(),
+            Some(pending)
+        );
+    }
 
     #[test]
     fn retries_back_off_to_a_cap() {

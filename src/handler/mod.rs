@@ -135,7 +135,7 @@ async fn invoke(
     function: &'static str,
     kind: Kind,
 ) -> Response {
-    if let Some(cause) = engine.readiness().cause() {
+    if let Some(cause) = engine.readiness().public_cause() {
         return not_ready(function, &cause);
     }
     let invocation_id = headers
@@ -228,7 +228,7 @@ fn not_ready(function: &str, cause: &str) -> Response {
 }
 
 async fn janitor(State(engine): State<Engine>) -> Response {
-    if let Some(cause) = engine.readiness().cause() {
+    if let Some(cause) = engine.readiness().public_cause() {
         return not_ready("janitor-timer-trigger", &cause);
     }
     // One trace per janitor run: its checkpoints share the run's operation_Id.

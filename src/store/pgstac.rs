@@ -152,28 +152,56 @@ async fn install_locked(
         }
         None => {}
     }
-    let tx = target
-        .transaction()
-        .await
-        .ctx(|| "starting the pgSTAC install".into())?;
-    tx.batch_execute(&sql.text).await.map_err(|e| {
-        fail(format!(
-            "{}: {}",
-            sql.path.display(),
-            e.as_db_error()
-                .map(|d| d.message().to_string())
-                .unwrap_or_else(|| e.to_string())
-        ))
-    })?;
-    // The file switches role and search_path for the session; give the connection back clean.
-    tx.batch_execute("RESET ROLE; RESET search_path")
-        .await
-        .ctx(|| "resetting the session after the pgSTAC install".into())?;
-    tx.commit()
-        .await
-        .ctx(|| "committing the pgSTAC install".into())?;
+    // pgSTAC creates roles, which are shared by every database of the server: installs into two
+    // databases at once can collide on them ("tuple concurrently updated", a unique violation),
+    // which the per-database advisory lock cannot prevent. The install is one transaction, so
+    // such a collision rolls back cleanly and is tried again.
+    let mut attempt = 1;
+    loop {
+        match install_once(target, sql).await {
+            Err(e) if attempt < 5 && is_concurrent_collision(&e) => {
+                tokio::time::sleep(std::time::Duration::from_millis(100 * attempt)).await;
+                attempt += 1;
+            }
+            Err(e) => {
+                return Err(fail(format!(
+                    "{}: {}",
+                    sql.path.display(),
+                    e.as_db_error()
+                        .map(|d| d.message().to_string())
+                        .unwrap_or_else(|| e.to_string())
+                )));
+            }
+            Ok(()) => break,
+        }
+    }
     Ok(Outcome::Installed {
         version: sql.version.clone(),
+    })
+}
+
+/// One try of the install transaction: the file, the session reset, the commit.
+async fn install_once(
+    target: &mut tokio_postgres::Client,
+    sql: &PgstacSql,
+) -> Result<(), tokio_postgres::Error> {
+    let tx = target.transaction().await?;
+    tx.batch_execute(&sql.text).await?;
+    // The file switches role and search_path for the session; give the connection back clean.
+    tx.batch_execute("RESET ROLE; RESET search_path").await?;
+    tx.commit().await
+}
+
+/// Whether an install failed only because another database's install touched the same shared
+/// rows (roles) at the same time.
+fn is_concurrent_collision(e: &tokio_postgres::Error) -> bool {
+    use tokio_postgres::error::SqlState;
+    e.as_db_error().is_some_and(|d| {
+        let c = d.code();
+        *c == SqlState::UNIQUE_VIOLATION
+            || *c == SqlState::T_R_SERIALIZATION_FAILURE
+            || *c == SqlState::T_R_DEADLOCK_DETECTED
+            || (*c == SqlState::INTERNAL_ERROR && d.message().contains("concurrently"))
     })
 }
 
