@@ -26,6 +26,21 @@ fn broken(run: &str) -> bool {
         .is_some_and(|s| s.contains(run))
 }
 
+/// Even stage-2 tasks of an `odd` run that have finished their handler, per run label. The odd
+/// tasks of a broken run fail only after both even ones finished, so the job stops with tasks 0
+/// and 2 completed rather than cancelled by the failure (on a loaded machine an odd task could
+/// otherwise fail before an even one was even claimed).
+static EVENS_DONE: Mutex<Option<std::collections::HashMap<String, usize>>> = Mutex::new(None);
+
+fn evens_done(run: &str) -> usize {
+    EVENS_DONE
+        .lock()
+        .unwrap()
+        .as_ref()
+        .and_then(|m| m.get(run).copied())
+        .unwrap_or(0)
+}
+
 fn set_broken(run: &str, on: bool) {
     let mut g = BROKEN.lock().unwrap();
     let s = g.get_or_insert_with(HashSet::new);
@@ -75,14 +90,30 @@ async fn app_with_fixable() -> TestApp {
         r.add_handler("fixable_task", |ctx| async move {
             let run = ctx.parameters["run"].as_str().unwrap_or("").to_string();
             let odd_only = run.starts_with("odd");
-            if ctx.stage == 2
-                && broken(&run)
-                && (!odd_only || ctx.parameters["i"] == 1 || ctx.parameters["i"] == 3)
-            {
+            let odd_task = ctx.parameters["i"] == 1 || ctx.parameters["i"] == 3;
+            if ctx.stage == 2 && broken(&run) && (!odd_only || odd_task) {
+                if odd_only {
+                    // Bounded wait for the even tasks, then time for their completions to commit.
+                    for _ in 0..300 {
+                        if evens_done(&run) >= 2 {
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    tokio::time::sleep(Duration::from_millis(1000)).await;
+                }
                 return Err(TaskError::permanent(
                     "BadInput",
                     "the input file is corrupt",
                 ));
+            }
+            if ctx.stage == 2 && odd_only && !odd_task {
+                *EVENS_DONE
+                    .lock()
+                    .unwrap()
+                    .get_or_insert_with(Default::default)
+                    .entry(run.clone())
+                    .or_default() += 1;
             }
             Ok(json!({"i": ctx.parameters["i"], "attempt_seen": ctx.attempt}))
         });
