@@ -21,6 +21,7 @@ use serde_json::{Value, json};
 use crate::blob_job::{
     azurite, client, client_with, container_name, flaky_proxy, run_waiting, stage_tasks,
 };
+use crate::common::files::{Scratch, fetched};
 use crate::common::{Opts, TestApp, fresh_db_with_pgstac};
 use synthetic::Spec;
 
@@ -33,33 +34,12 @@ fn rio() -> PathBuf {
 }
 
 fn terra(name: &str) -> PathBuf {
-    let dir: PathBuf = std::env::var_os("COREMACHINE_TERRA_DIR").map(Into::into).expect(
-        "COREMACHINE_TERRA_DIR holds r-cran-terra's ex/ rasters (./scripts/test.sh fetches them; for one test: source scripts/lib/geo.sh && ensure_geo_test_tools)",
-    );
-    let p = dir.join(name);
-    assert!(p.is_file(), "{} is missing", p.display());
-    p
-}
-
-/// A scratch directory for one test, removed on drop.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new() -> Self {
-        let d =
-            std::env::temp_dir().join(format!("cm-raster-test-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&d).unwrap();
-        Self(d)
-    }
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+    fetched(
+        "COREMACHINE_TERRA_DIR",
+        "r-cran-terra's ex/ rasters",
+        "ensure_geo_test_tools",
+        name,
+    )
 }
 
 /// A test app on a database with pgSTAC whose process_raster reads and writes through `blobs`.
@@ -189,7 +169,7 @@ fn utm_rgb(path: &Path) -> PathBuf {
 #[tokio::test]
 async fn a_utm_rgb_geotiff_becomes_three_valid_cogs_and_one_stac_item_found_by_bbox() {
     let c = client();
-    let dir = Scratch::new();
+    let dir = Scratch::new("raster");
     let (input, output) = containers(&c, "rgb").await;
     let blob = "scenes/Utm RGB.tif";
     upload(&c, &input, blob, &utm_rgb(&dir.path("rgb.tif"))).await;
@@ -299,7 +279,7 @@ async fn a_utm_rgb_geotiff_becomes_three_valid_cogs_and_one_stac_item_found_by_b
 #[tokio::test]
 async fn a_dem_with_nodata_keeps_it_in_every_tier_without_an_alpha_band() {
     let c = client();
-    let dir = Scratch::new();
+    let dir = Scratch::new("raster");
     let (input, output) = containers(&c, "dem").await;
     let spec = Spec {
         nodata: Some(-9999.0),
@@ -363,7 +343,7 @@ async fn a_dem_with_nodata_keeps_it_in_every_tier_without_an_alpha_band() {
 #[tokio::test]
 async fn float32_paletted_no_epsg_and_striped_4096_rasters_each_become_valid_cogs() {
     let c = client();
-    let dir = Scratch::new();
+    let dir = Scratch::new("raster");
     let (input, output) = containers(&c, "kinds").await;
     let float = synthetic::write(
         &dir.path("float.tif"),
@@ -502,7 +482,7 @@ async fn float32_paletted_no_epsg_and_striped_4096_rasters_each_become_valid_cog
 #[tokio::test]
 async fn bad_inputs_fail_the_job_permanently_naming_the_blob_and_the_problem() {
     let c = client();
-    let dir = Scratch::new();
+    let dir = Scratch::new("raster");
     let (input, output) = containers(&c, "bad").await;
     let no_crs = synthetic::write(
         &dir.path("nocrs.tif"),
@@ -614,7 +594,7 @@ async fn bad_inputs_fail_the_job_permanently_naming_the_blob_and_the_problem() {
 #[tokio::test]
 async fn terra_example_rasters_elev_meuse_and_logo() {
     let c = client();
-    let dir = Scratch::new();
+    let dir = Scratch::new("raster");
     let (input, output) = containers(&c, "terra").await;
     for f in ["elev.tif", "meuse.tif", "logo.tif"] {
         upload(&c, &input, &format!("terra/{f}"), &terra(f)).await;
@@ -713,15 +693,16 @@ async fn terra_example_rasters_elev_meuse_and_logo() {
 /// categorical Byte grid with a category table and nodata 255 (raster/grain.tif.aux.xml).
 #[tokio::test]
 async fn spdata_rasters_a_nan_nodata_float_and_a_categorical_grid() {
-    let dir_of = std::env::var_os("COREMACHINE_SPDATA_RASTER_DIR").map(PathBuf::from).expect(
-        "COREMACHINE_SPDATA_RASTER_DIR holds spData's raster/ files (./scripts/test.sh fetches them; for one test: source scripts/lib/geo.sh && ensure_vector_test_data)",
-    );
     let c = client();
-    let dir = Scratch::new();
+    let dir = Scratch::new("raster");
     let (input, output) = containers(&c, "spdata").await;
     for f in ["elev.tif", "grain.tif", "grain.tif.aux.xml"] {
-        let p = dir_of.join(f);
-        assert!(p.is_file(), "{} is missing", p.display());
+        let p = fetched(
+            "COREMACHINE_SPDATA_RASTER_DIR",
+            "spData's raster/ files",
+            "ensure_vector_test_data",
+            f,
+        );
         upload(&c, &input, &format!("spdata/{f}"), &p).await;
     }
     let app = raster_app(c.clone()).await;
@@ -766,7 +747,7 @@ async fn spdata_rasters_a_nan_nodata_float_and_a_categorical_grid() {
 #[tokio::test]
 async fn blob_server_errors_are_transient_and_the_task_is_retried() {
     let c = client();
-    let dir = Scratch::new();
+    let dir = Scratch::new("raster");
     let (input, output) = containers(&c, "flaky").await;
     upload(&c, &input, "rgb.tif", &utm_rgb(&dir.path("rgb.tif"))).await;
     // The first six requests get 503 Server Busy: more than the client's own retries (3), so

@@ -20,36 +20,16 @@ use gdal::vector::LayerAccess;
 use serde_json::{Value, json};
 
 use crate::blob_job::{client, container_name, run, stage_tasks};
+use crate::common::files::{Scratch, fetched};
 use crate::common::{Opts, TestApp, fresh_db_with_pgstac};
 
 fn data(rel: &str) -> PathBuf {
-    let dir: PathBuf = std::env::var_os("COREMACHINE_VECTOR_DIR").map(Into::into).expect(
-        "COREMACHINE_VECTOR_DIR holds the fetched vector files (./scripts/test.sh fetches them; for one test: source scripts/lib/geo.sh && ensure_vector_test_data)",
-    );
-    let p = dir.join(rel);
-    assert!(p.is_file(), "{} is missing", p.display());
-    p
-}
-
-/// A scratch directory for one test, removed on drop.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new() -> Self {
-        let d =
-            std::env::temp_dir().join(format!("cm-vector-test-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&d).unwrap();
-        Self(d)
-    }
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+    fetched(
+        "COREMACHINE_VECTOR_DIR",
+        "the fetched vector files",
+        "ensure_vector_test_data",
+        rel,
+    )
 }
 
 /// A zip of `files` (stored under their file names), written with Python's zipfile.
@@ -172,7 +152,7 @@ async fn table_exists(app: &TestApp, table: &str) -> bool {
 async fn natural_earth_shapefile_zip_loads_in_chunks_with_redelivered_chunks_and_an_item() {
     let c = client();
     let container = input_container(&c).await;
-    let scratch = Scratch::new();
+    let scratch = Scratch::new("vector");
     let zipped = scratch.path("naturalearth_lowres.zip");
     zip(
         &zipped,
@@ -377,7 +357,7 @@ async fn nad27_geopackage_is_reprojected_and_an_overwrite_run_keeps_the_source_c
 async fn every_format_loads_with_the_source_count() {
     let c = client();
     let container = input_container(&c).await;
-    let scratch = Scratch::new();
+    let scratch = Scratch::new("vector");
     let fgb = scratch.path("nc.fgb");
     convert(&data("nc/nc.gpkg"), &fgb, "FlatGeobuf");
     let kml = scratch.path("cities.kml");
@@ -483,7 +463,7 @@ async fn fails_with(app: &TestApp, params: Value, needles: &[&str]) -> String {
 async fn bad_inputs_end_with_a_clear_message_and_no_table() {
     let c = client();
     let container = input_container(&c).await;
-    let scratch = Scratch::new();
+    let scratch = Scratch::new("vector");
     // A zip without the .shx.
     let no_shx = scratch.path("no_shx.zip");
     zip(
@@ -652,7 +632,7 @@ async fn bench_a_million_points_against_ogr2ogr() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
-    let scratch = Scratch::new();
+    let scratch = Scratch::new("vector");
     let csv = scratch.path("points.csv");
     {
         use std::io::Write;

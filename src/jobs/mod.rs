@@ -13,6 +13,7 @@ pub mod on_first_use;
 pub mod params;
 pub mod process_raster;
 pub mod tiff;
+pub(crate) mod work_dir;
 
 use std::collections::BTreeMap;
 use std::future::Future;

@@ -4,7 +4,6 @@
 
 use deadpool_postgres::Pool;
 use pgstac::Pgstac;
-use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use std::path::PathBuf;
 
@@ -12,10 +11,11 @@ use super::source::{self, Chunk, SourceReport, SourceSpec};
 use super::table::{TableDef, owner_job};
 use super::{VectorError, copy, item, sql};
 use crate::jobs::list_container_contents::BlobSource;
-use crate::jobs::list_container_contents::handlers::task_error;
+use crate::jobs::list_container_contents::handlers::{param_field as field, task_error};
 use crate::jobs::on_first_use::OnFirstUse;
 use crate::jobs::process_raster::StacDatabase;
-use crate::jobs::process_raster::handlers::{pgstac_error, stac_pool};
+use crate::jobs::process_raster::handlers::{pgstac_error, pool_from_settings, stac_pool};
+use crate::jobs::work_dir::WorkDir;
 use crate::jobs::{TaskContext, TaskError};
 use crate::storage::transfer;
 
@@ -25,14 +25,11 @@ use crate::storage::transfer;
 pub type PostgisDatabase = OnFirstUse<Pool>;
 
 async fn postgis_pool(db: &PostgisDatabase) -> Result<Pool, TaskError> {
-    db.get(|| async {
-        let transport = crate::config::TransportMode::for_janitor();
-        let mut s = crate::config::Settings::from_env(transport).map_err(|e| e.to_string())?;
-        s.db_pool_size = 4;
-        crate::store::connect::pool_for_settings(&s).map_err(|e| e.to_string())
-    })
-    .await
-    .map_err(|e| TaskError::permanent("PostgisNotConfigured", format!("the PostGIS database: {e}")))
+    db.get(|| async { pool_from_settings(None) })
+        .await
+        .map_err(|e| {
+            TaskError::permanent("PostgisNotConfigured", format!("the PostGIS database: {e}"))
+        })
 }
 
 /// What the handlers use.
@@ -67,46 +64,6 @@ impl VectorDeps {
             work_dir: None,
         }
     }
-}
-
-/// A task's own directory, removed on drop (success, failure or panic alike).
-struct WorkDir(PathBuf);
-
-impl WorkDir {
-    fn create(deps: &VectorDeps, ctx: &TaskContext) -> Result<Self, TaskError> {
-        let base = deps
-            .work_dir
-            .clone()
-            .or_else(|| std::env::var_os("VECTOR_WORK_DIR").map(PathBuf::from))
-            .unwrap_or_else(std::env::temp_dir);
-        let dir = base.join(format!(
-            "coremachine-vector-{}-{}",
-            ctx.task_id,
-            uuid::Uuid::new_v4().simple()
-        ));
-        std::fs::create_dir_all(&dir).map_err(|e| {
-            TaskError::transient(
-                "LocalIo",
-                format!("task {}: creating {}: {e}", ctx.task_id, dir.display()),
-            )
-        })?;
-        Ok(Self(dir))
-    }
-}
-
-impl Drop for WorkDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn field<T: DeserializeOwned>(ctx: &TaskContext, key: &str) -> Result<T, TaskError> {
-    serde_json::from_value(ctx.parameters.get(key).cloned().unwrap_or(Value::Null)).map_err(|e| {
-        TaskError::permanent(
-            "MissingInput",
-            format!("task {} parameter {key}: {e}", ctx.task_id),
-        )
-    })
 }
 
 /// A database error: transient when the server or connection may recover (class 08, 40, 53,
@@ -172,7 +129,7 @@ async fn fetch(
     let client = deps.blobs.client().await?;
     let container: String = field(ctx, "container_name")?;
     let blob: String = field(ctx, "blob_name")?;
-    let local = dir.0.join(spec.format.local_name());
+    let local = dir.path(spec.format.local_name());
     let props = transfer::download_to_file(&client, &container, &blob, &local)
         .await
         .map_err(|e| {
@@ -226,7 +183,7 @@ pub async fn prepare(deps: VectorDeps, ctx: TaskContext) -> Result<Value, TaskEr
     let overwrite: bool = field(&ctx, "overwrite")?;
     let chunk_size: u64 = field(&ctx, "chunk_size")?;
     let indexes: Vec<String> = field(&ctx, "indexes")?;
-    let dir = WorkDir::create(&deps, &ctx)?;
+    let dir = WorkDir::create(deps.work_dir.as_deref(), "VECTOR_WORK_DIR", "vector", &ctx)?;
     let (local, size) = fetch(&deps, &ctx, &spec, &dir).await?;
     let s = spec.clone();
     let report: SourceReport = blocking(&spec.label, move || source::inspect(&s, &local)).await?;
@@ -375,7 +332,7 @@ pub async fn load_chunk(deps: VectorDeps, ctx: TaskContext) -> Result<Value, Tas
     let count: u64 = field(&ctx, "count")?;
     let chunk_no: u64 = field(&ctx, "chunk")?;
     let batch_id: String = field(&ctx, "batch_id")?;
-    let dir = WorkDir::create(&deps, &ctx)?;
+    let dir = WorkDir::create(deps.work_dir.as_deref(), "VECTOR_WORK_DIR", "vector", &ctx)?;
     let (local, _) = fetch(&deps, &ctx, &spec, &dir).await?;
     let (s, t) = (spec.clone(), table.clone());
     let chunk: Chunk = blocking(&spec.label, move || {

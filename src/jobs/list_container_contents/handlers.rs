@@ -114,6 +114,19 @@ pub(crate) fn param_str<'a>(ctx: &'a TaskContext, key: &str) -> Result<&'a str, 
         })
 }
 
+/// A typed parameter of the task (absent = JSON null), or a permanent error naming it.
+pub(crate) fn param_field<T: serde::de::DeserializeOwned>(
+    ctx: &TaskContext,
+    key: &str,
+) -> Result<T, TaskError> {
+    serde_json::from_value(ctx.parameters.get(key).cloned().unwrap_or(Value::Null)).map_err(|e| {
+        TaskError::permanent(
+            "MissingInput",
+            format!("task {} parameter {key}: {e}", ctx.task_id),
+        )
+    })
+}
+
 /// Stage 1: lists the container with the filter, stopping at `file_limit`.
 pub async fn list_container_blobs(src: BlobSource, ctx: TaskContext) -> Result<Value, TaskError> {
     let client = src.client().await?;

@@ -16,8 +16,11 @@ use super::inspect::{self, InspectRequest};
 use super::profile::{CogProfile, RasterType};
 use super::stac_item::{self, COG_MEDIA_TYPE, TierCog};
 use crate::jobs::list_container_contents::BlobSource;
-use crate::jobs::list_container_contents::handlers::{param_str as param, task_error};
+use crate::jobs::list_container_contents::handlers::{
+    param_field as field, param_str as param, task_error,
+};
 use crate::jobs::on_first_use::OnFirstUse;
+use crate::jobs::work_dir::WorkDir;
 use crate::jobs::{TaskContext, TaskError};
 use crate::storage::{BlobClient, transfer};
 
@@ -25,19 +28,25 @@ use crate::storage::{BlobClient, transfer};
 /// `PGSTAC_DATABASE_URL` names, else the app database (`DATABASE_URL` and its identity settings).
 pub type StacDatabase = OnFirstUse<Pool>;
 
+/// A small pool (4 connections) to the app database of the process settings, with their TLS
+/// and managed-identity options, or to `database_url` on the same terms.
+pub(crate) fn pool_from_settings(database_url: Option<String>) -> Result<Pool, String> {
+    let transport = crate::config::TransportMode::for_janitor();
+    let mut s = crate::config::Settings::from_env(transport).map_err(|e| e.to_string())?;
+    if let Some(url) = database_url {
+        s.database_url = url;
+    }
+    s.db_pool_size = 4;
+    crate::store::connect::pool_for_settings(&s).map_err(|e| e.to_string())
+}
+
 /// The pgSTAC pool, built on first use when not given.
 pub(crate) async fn stac_pool(db: &StacDatabase) -> Result<Pool, TaskError> {
-    db.get(|| async {
-        let transport = crate::config::TransportMode::for_janitor();
-        let mut s = crate::config::Settings::from_env(transport).map_err(|e| e.to_string())?;
-        if let Some(url) = crate::store::pgstac::database_url_override() {
-            s.database_url = url;
-        }
-        s.db_pool_size = 4;
-        crate::store::connect::pool_for_settings(&s).map_err(|e| e.to_string())
-    })
-    .await
-    .map_err(|e| TaskError::permanent("PgstacNotConfigured", format!("the pgSTAC database: {e}")))
+    db.get(|| async { pool_from_settings(crate::store::pgstac::database_url_override()) })
+        .await
+        .map_err(|e| {
+            TaskError::permanent("PgstacNotConfigured", format!("the pgSTAC database: {e}"))
+        })
 }
 
 /// What the handlers use.
@@ -69,58 +78,6 @@ impl RasterDeps {
             work_dir: None,
         }
     }
-}
-
-/// A task's own directory, removed on drop (success, failure or panic alike).
-struct WorkDir(PathBuf);
-
-impl WorkDir {
-    fn create(deps: &RasterDeps, ctx: &TaskContext) -> Result<Self, TaskError> {
-        let base = deps
-            .work_dir
-            .clone()
-            .or_else(|| {
-                std::env::var_os("RASTER_WORK_DIR")
-                    .filter(|v| !v.is_empty())
-                    .map(PathBuf::from)
-            })
-            .unwrap_or_else(std::env::temp_dir);
-        let dir = base.join(format!(
-            "coremachine-raster-{}-{}",
-            ctx.task_id,
-            uuid::Uuid::new_v4().simple()
-        ));
-        std::fs::create_dir_all(&dir).map_err(|e| {
-            // A full or read-only disk can clear up; retry.
-            TaskError::transient(
-                "LocalIo",
-                format!(
-                    "task {}: creating work directory {}: {e}",
-                    ctx.task_id,
-                    dir.display()
-                ),
-            )
-        })?;
-        Ok(Self(dir))
-    }
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for WorkDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn field<T: serde::de::DeserializeOwned>(ctx: &TaskContext, key: &str) -> Result<T, TaskError> {
-    serde_json::from_value(ctx.parameters.get(key).cloned().unwrap_or(Value::Null)).map_err(|e| {
-        TaskError::permanent(
-            "MissingInput",
-            format!("task {} parameter {key}: {e}", ctx.task_id),
-        )
-    })
 }
 
 /// Sends GDAL's messages to tracing instead of stderr (once per process). The errors that matter
@@ -249,7 +206,7 @@ pub fn validation_summary(v: &Value) -> Value {
 /// Stage 1: download the blob and report it, or fail permanently naming the blob and the check.
 pub async fn validate_raster(deps: RasterDeps, ctx: TaskContext) -> Result<Value, TaskError> {
     let client = deps.blobs.client().await?;
-    let dir = WorkDir::create(&deps, &ctx)?;
+    let dir = WorkDir::create(deps.work_dir.as_deref(), "RASTER_WORK_DIR", "raster", &ctx)?;
     let (local, last_modified, size) = fetch_source(&client, &ctx, &dir).await?;
     let container = param(&ctx, "container_name")?.to_string();
     let blob = param(&ctx, "blob_name")?.to_string();
@@ -299,7 +256,7 @@ pub async fn validate_raster(deps: RasterDeps, ctx: TaskContext) -> Result<Value
 /// the STAC item needs.
 pub async fn create_cog(deps: RasterDeps, ctx: TaskContext) -> Result<Value, TaskError> {
     let client = deps.blobs.client().await?;
-    let dir = WorkDir::create(&deps, &ctx)?;
+    let dir = WorkDir::create(deps.work_dir.as_deref(), "RASTER_WORK_DIR", "raster", &ctx)?;
     let (local, _, _) = fetch_source(&client, &ctx, &dir).await?;
     let label = format!(
         "{}/{}",
