@@ -1,23 +1,25 @@
 //! The task handlers of ingest_vector and what they need: the Blob client, the target PostGIS
-//! database, the pgSTAC database and a local work directory. Each task downloads the blob to its
-//! own directory (removed when the task ends) and runs OGR there inside `spawn_blocking`.
+//! database, the pgSTAC database and a local work directory. A process downloads a blob once for
+//! all the tasks of its job ([`cache`]) and runs OGR on that copy inside `spawn_blocking`.
 
 use deadpool_postgres::Pool;
 use pgstac::Pgstac;
 use serde_json::{Value, json};
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
 
+use super::cache::{self, CachedBlob};
 use super::source::{self, Chunk, SourceReport, SourceSpec};
 use super::table::{TableDef, owner_job};
 use super::{VectorError, copy, item, sql};
 use crate::jobs::list_container_contents::BlobSource;
-use crate::jobs::list_container_contents::handlers::{param_field as field, task_error};
+use crate::jobs::list_container_contents::handlers::param_field as field;
 use crate::jobs::on_first_use::OnFirstUse;
 use crate::jobs::process_raster::StacDatabase;
 use crate::jobs::process_raster::handlers::{pgstac_error, pool_from_settings, stac_pool};
-use crate::jobs::work_dir::WorkDir;
+use crate::jobs::work_dir::base_dir;
 use crate::jobs::{TaskContext, TaskError};
-use crate::storage::transfer;
 
 /// The PostGIS database tables are loaded into: a fixed pool (tests, embedding) or, on first
 /// use, the app database of the settings (`DATABASE_URL` or the `POSTGIS_*` settings, with their
@@ -119,29 +121,32 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
-/// Downloads the task's blob into its work directory under the format's file name.
+/// The task's blob: this process's copy (see [`cache`]), downloaded when it has none.
 async fn fetch(
     deps: &VectorDeps,
     ctx: &TaskContext,
     spec: &SourceSpec,
-    dir: &WorkDir,
-) -> Result<(PathBuf, u64), TaskError> {
+) -> Result<Arc<CachedBlob>, TaskError> {
     let client = deps.blobs.client().await?;
     let container: String = field(ctx, "container_name")?;
     let blob: String = field(ctx, "blob_name")?;
-    let local = dir.path(spec.format.local_name());
-    let props = transfer::download_to_file(&client, &container, &blob, &local)
-        .await
-        .map_err(|e| {
-            task_error(
-                e,
-                format!(
-                    "downloading {container}/{blob} for job {} task {}",
-                    ctx.job_id, ctx.task_id
-                ),
-            )
-        })?;
-    Ok((local, props.size))
+    cache::get(
+        &client,
+        &work_base(deps),
+        &container,
+        &blob,
+        spec.format.local_name(),
+        &format!("for job {} task {}", ctx.job_id, ctx.task_id),
+    )
+    .await
+}
+
+fn work_base(deps: &VectorDeps) -> PathBuf {
+    base_dir(deps.work_dir.as_deref(), "VECTOR_WORK_DIR")
+}
+
+fn millis(t: Instant) -> u64 {
+    t.elapsed().as_millis() as u64
 }
 
 /// The schema PostGIS lives in, creating the extension when it is missing (local mode; a managed
@@ -183,11 +188,11 @@ pub async fn prepare(deps: VectorDeps, ctx: TaskContext) -> Result<Value, TaskEr
     let overwrite: bool = field(&ctx, "overwrite")?;
     let chunk_size: u64 = field(&ctx, "chunk_size")?;
     let indexes: Vec<String> = field(&ctx, "indexes")?;
-    let dir = WorkDir::create(deps.work_dir.as_deref(), "VECTOR_WORK_DIR", "vector", &ctx)?;
-    let (local, size) = fetch(&deps, &ctx, &spec, &dir).await?;
+    let copy = fetch(&deps, &ctx, &spec).await?;
+    let size = copy.size;
     let s = spec.clone();
-    let report: SourceReport = blocking(&spec.label, move || source::inspect(&s, &local)).await?;
-    drop(dir);
+    let report: SourceReport =
+        blocking(&spec.label, move || source::inspect(&s, &copy.path)).await?;
     let table = source::table_for(&report, &schema, &table_name, srid, promote);
     // The target SRID must be a CRS GDAL can transform into.
     gdal::spatial_ref::SpatialRef::from_epsg(srid as u32).map_err(|e| {
@@ -265,7 +270,12 @@ pub async fn prepare(deps: VectorDeps, ctx: TaskContext) -> Result<Value, TaskEr
     let chunks: Vec<Value> = (0..k)
         .map(|i| {
             let start = i * chunk_size;
-            json!({"chunk": i, "start": start, "count": chunk_size.min(count - start)})
+            let mut c = json!({"chunk": i, "start": start, "count": chunk_size.min(count - start)});
+            if let Some(first) = report.first_fid {
+                // Contiguous FIDs: the chunk reads its FID range instead of seeking.
+                c["fid_start"] = json!(first + start);
+            }
+            c
         })
         .collect();
     Ok(json!({
@@ -332,14 +342,18 @@ pub async fn load_chunk(deps: VectorDeps, ctx: TaskContext) -> Result<Value, Tas
     let count: u64 = field(&ctx, "count")?;
     let chunk_no: u64 = field(&ctx, "chunk")?;
     let batch_id: String = field(&ctx, "batch_id")?;
-    let dir = WorkDir::create(deps.work_dir.as_deref(), "VECTOR_WORK_DIR", "vector", &ctx)?;
-    let (local, _) = fetch(&deps, &ctx, &spec, &dir).await?;
+    let fid_start = ctx.parameters.get("fid_start").and_then(Value::as_u64);
+    let t0 = Instant::now();
+    let copy = fetch(&deps, &ctx, &spec).await?;
+    let fetch_ms = millis(t0);
+    let t1 = Instant::now();
     let (s, t) = (spec.clone(), table.clone());
     let chunk: Chunk = blocking(&spec.label, move || {
-        source::read_chunk(&s, &local, &t, make_valid, start, count)
+        source::read_chunk(&s, &copy.path, &t, make_valid, start, count, fid_start)
     })
     .await?;
-    drop(dir);
+    let read_ms = millis(t1);
+    let t2 = Instant::now();
     let pool = postgis_pool(&deps.postgis).await?;
     let mut c = pg_client(&pool, "loading a chunk").await?;
     ensure_table(&mut c, &table, &ext_schema, &ctx.job_id).await?;
@@ -357,6 +371,7 @@ pub async fn load_chunk(deps: VectorDeps, ctx: TaskContext) -> Result<Value, Tas
                 ),
             )
         })?;
+    let copy_ms = millis(t2);
     Ok(json!({
         "chunk": chunk_no,
         "batch_id": batch_id,
@@ -368,6 +383,9 @@ pub async fn load_chunk(deps: VectorDeps, ctx: TaskContext) -> Result<Value, Tas
         "invalid_kept": chunk.invalid_kept,
         "null_geometries": chunk.null_geometries,
         "replaced_rows": replaced,
+        // Where the task's time went: the blob (0 when this process had it), OGR read with
+        // reprojection and EWKB, and table check + DELETE + binary COPY + commit.
+        "timings_ms": {"fetch": fetch_ms, "read": read_ms, "copy": copy_ms},
         "prepared": if chunk_no == 0 { ctx.parameters.get("prepared").cloned() } else { None },
     }))
 }
@@ -382,6 +400,13 @@ pub async fn finalize_table(deps: VectorDeps, ctx: TaskContext) -> Result<Value,
     let item_id: String = field(&ctx, "item_id")?;
     let source: Value = field(&ctx, "source")?;
     let what = |op: &str| format!("{op} {} for job {}", table.display(), ctx.job_id);
+    // Every chunk is loaded: this process's copy of the blob is no longer needed.
+    if let (Ok(container), Ok(blob)) = (
+        field::<String>(&ctx, "container_name"),
+        field::<String>(&ctx, "blob_name"),
+    ) {
+        cache::forget(&work_base(&deps), &container, &blob);
+    }
     let pool = postgis_pool(&deps.postgis).await?;
     let c = pg_client(&pool, "finishing the table").await?;
     c.batch_execute(&table.gist_sql())

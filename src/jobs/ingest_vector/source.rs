@@ -164,6 +164,10 @@ pub struct SourceReport {
     pub crs_source: String,
     /// The fields.
     pub fields: Vec<FieldInfo>,
+    /// The first FID of a GeoPackage layer whose FIDs run without gaps in reading order: its
+    /// chunks then read their FID range (an indexed rowid range in SQLite) instead of seeking.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_fid: Option<u64>,
 }
 
 fn last_gdal_error() -> String {
@@ -453,8 +457,17 @@ pub fn inspect(spec: &SourceSpec, local: &Path) -> Result<SourceReport, VectorEr
     let mut nulls = 0u64;
     let mut has_z = false;
     let mut types: Vec<String> = Vec::new();
+    let mut first_fid = None;
+    let mut contiguous = ds.driver().short_name() == "GPKG";
     reset_gdal_error();
     for f in layer.features() {
+        if contiguous {
+            match (f.fid(), first_fid) {
+                (Some(fid), None) => first_fid = Some(fid),
+                (Some(fid), Some(first)) if fid == first + count => {}
+                _ => contiguous = false,
+            }
+        }
         count += 1;
         match f.geometry() {
             Some(g) if !g.is_empty() => {
@@ -513,6 +526,7 @@ pub fn inspect(spec: &SourceSpec, local: &Path) -> Result<SourceReport, VectorEr
         crs: crs_info(&sr),
         crs_source: crs_source.into(),
         fields,
+        first_fid: first_fid.filter(|_| contiguous),
     })
 }
 
@@ -777,6 +791,7 @@ pub fn read_chunk(
     make_valid: bool,
     start: u64,
     count: u64,
+    fid_start: Option<u64>,
 ) -> Result<Chunk, VectorError> {
     let ds = open(spec, local)?;
     let mut layer = pick_layer(&ds, spec)?;
@@ -801,16 +816,45 @@ pub fn read_chunk(
                 })
         })
         .collect::<Result<_, _>>()?;
-    layer.reset_feature_reading();
-    if start > 0 {
-        // SAFETY: the layer handle is live for `ds`'s lifetime; SetNextByIndex only moves the
-        // read cursor (iterating for drivers without fast random access).
-        let rc = unsafe { gdal_sys::OGR_L_SetNextByIndex(layer.c_layer(), start as i64) };
-        if rc != gdal_sys::OGRErr::OGRERR_NONE {
-            return Err(VectorError::new(
+    if let Some(first) = fid_start {
+        // SAFETY: the layer handle is live for `ds`'s lifetime; the returned string belongs to
+        // the layer and is copied at once.
+        let fid_col = unsafe { CStr::from_ptr(gdal_sys::OGR_L_GetFIDColumn(layer.c_layer())) }
+            .to_string_lossy()
+            .into_owned();
+        let fid_col = if fid_col.is_empty() {
+            "fid".into()
+        } else {
+            fid_col
+        };
+        let filter = format!(
+            "\"{}\" >= {first} AND \"{}\" < {}",
+            fid_col.replace('"', "\"\""),
+            fid_col.replace('"', "\"\""),
+            first + count
+        );
+        layer.set_attribute_filter(&filter).map_err(|e| {
+            VectorError::new(
                 "Unreadable",
-                format!("{}: cannot seek to feature {start}", spec.label),
-            ));
+                format!(
+                    "{}: cannot select features by FID ({filter}): {e}",
+                    spec.label
+                ),
+            )
+        })?;
+        layer.reset_feature_reading();
+    } else {
+        layer.reset_feature_reading();
+        if start > 0 {
+            // SAFETY: the layer handle is live for `ds`'s lifetime; SetNextByIndex only moves
+            // the read cursor (iterating for drivers without fast random access).
+            let rc = unsafe { gdal_sys::OGR_L_SetNextByIndex(layer.c_layer(), start as i64) };
+            if rc != gdal_sys::OGRErr::OGRERR_NONE {
+                return Err(VectorError::new(
+                    "Unreadable",
+                    format!("{}: cannot seek to feature {start}", spec.label),
+                ));
+            }
         }
     }
     let mut chunk = Chunk {
