@@ -221,7 +221,7 @@ pub async fn prepare(deps: VectorDeps, ctx: TaskContext) -> Result<Value, TaskEr
         ));
     }
     let pool = postgis_pool(&deps.postgis).await?;
-    let c = pg_client(&pool, "preparing the target table").await?;
+    let mut c = pg_client(&pool, "preparing the target table").await?;
     let ext_schema = postgis_schema(&c).await?;
     let exists: bool = c
         .query_one(sql::SCHEMA_EXISTS, &[&schema])
@@ -245,9 +245,18 @@ pub async fn prepare(deps: VectorDeps, ctx: TaskContext) -> Result<Value, TaskEr
     if let Some(comment) = &comment {
         let owner = owner_job(comment.as_deref());
         if overwrite {
-            c.batch_execute(&table.drop_sql())
+            // The table and its ledger rows go together: a later load of the same batch ids
+            // finds nothing to delete.
+            let what = format!("dropping {} (overwrite)", table.display());
+            let tx = c.transaction().await.map_err(|e| db_error(e, &what))?;
+            ensure_ledger(&*tx, &table).await?;
+            tx.batch_execute(&table.drop_sql())
                 .await
-                .map_err(|e| db_error(e, &format!("dropping {} (overwrite)", table.display())))?;
+                .map_err(|e| db_error(e, &what))?;
+            tx.execute(&table.ledger_forget_sql(), &[&table.table])
+                .await
+                .map_err(|e| db_error(e, &what))?;
+            tx.commit().await.map_err(|e| db_error(e, &what))?;
             replaced = true;
         } else if owner != Some(ctx.job_id.as_str()) {
             return Err(TaskError::permanent(
@@ -289,6 +298,32 @@ pub async fn prepare(deps: VectorDeps, ctx: TaskContext) -> Result<Value, TaskEr
     }))
 }
 
+/// Creates the schema's batch ledger when it does not exist, under the schema's ledger lock
+/// (tables of two jobs in one schema may be created at once).
+async fn ensure_ledger(
+    c: &impl tokio_postgres::GenericClient,
+    table: &TableDef,
+) -> Result<(), TaskError> {
+    let what = format!("creating the batch ledger {}", table.ledger());
+    let present: bool = c
+        .query_one(sql::REGCLASS_EXISTS, &[&table.ledger()])
+        .await
+        .map_err(|e| db_error(e, &what))?
+        .get(0);
+    if present {
+        return Ok(());
+    }
+    c.execute(
+        sql::ADVISORY_XACT_LOCK,
+        &[&format!("ingest_vector ledger:{}", table.schema)],
+    )
+    .await
+    .map_err(|e| db_error(e, &what))?;
+    c.batch_execute(&table.ledger_create_sql())
+        .await
+        .map_err(|e| db_error(e, &what))
+}
+
 /// Creates the table when it does not exist: one creator at a time under the table's advisory
 /// lock, the others see it; a table another job took meanwhile is refused.
 async fn ensure_table(
@@ -309,6 +344,7 @@ async fn ensure_table(
         .query_opt(sql::TABLE_COMMENT, &[&table.schema, &table.table])
         .await
         .map_err(|e| db_error(e, &what))?;
+    ensure_ledger(&tx, table).await?;
     match comment {
         None => tx
             .batch_execute(&table.create_sql(ext_schema, job_id))
@@ -357,7 +393,7 @@ pub async fn load_chunk(deps: VectorDeps, ctx: TaskContext) -> Result<Value, Tas
     let pool = postgis_pool(&deps.postgis).await?;
     let mut c = pg_client(&pool, "loading a chunk").await?;
     ensure_table(&mut c, &table, &ext_schema, &ctx.job_id).await?;
-    let replaced = copy::replace_batch(&mut c, &table, &batch_id, &chunk.rows)
+    let replaced = copy::replace_batch(&mut c, &table, &batch_id, &ctx.job_id, &chunk.rows)
         .await
         .map_err(|e| {
             db_error(
@@ -409,32 +445,50 @@ pub async fn finalize_table(deps: VectorDeps, ctx: TaskContext) -> Result<Value,
     }
     let pool = postgis_pool(&deps.postgis).await?;
     let c = pg_client(&pool, "finishing the table").await?;
-    c.batch_execute(&table.gist_sql())
-        .await
-        .map_err(|e| db_error(e, &what("the GIST index of")))?;
-    let mut indexes = vec![super::naming::derived(&table.table, "geom_gist")];
-    for name in &index_columns {
-        let col = table.find_column(name).ok_or_else(|| {
-            TaskError::permanent(
-                "IndexColumnNotFound",
-                format!("{} has no column {name}", table.display()),
-            )
-        })?;
-        c.batch_execute(&table.attribute_index_sql(col))
+    let build_indexes = async {
+        c.batch_execute(&table.gist_sql())
             .await
-            .map_err(|e| db_error(e, &what(&format!("the index on {} of", col.name))))?;
-        indexes.push(super::naming::derived(
-            &table.table,
-            &format!("{}_idx", col.name),
-        ));
-    }
-    c.batch_execute(&table.analyze_sql())
-        .await
-        .map_err(|e| db_error(e, &what("ANALYZE of")))?;
-    let r = c
-        .query_one(&table.summary_sql(&ext_schema), &[])
-        .await
-        .map_err(|e| db_error(e, &what("counting the rows of")))?;
+            .map_err(|e| db_error(e, &what("the GIST index of")))?;
+        let mut indexes = vec![super::naming::derived(&table.table, "geom_gist")];
+        for name in &index_columns {
+            let col = table.find_column(name).ok_or_else(|| {
+                TaskError::permanent(
+                    "IndexColumnNotFound",
+                    format!("{} has no column {name}", table.display()),
+                )
+            })?;
+            c.batch_execute(&table.attribute_index_sql(col))
+                .await
+                .map_err(|e| db_error(e, &what(&format!("the index on {} of", col.name))))?;
+            indexes.push(super::naming::derived(
+                &table.table,
+                &format!("{}_idx", col.name),
+            ));
+        }
+        // ANALYZE waits for CREATE INDEX (their locks conflict), so it follows the indexes.
+        c.batch_execute(&table.analyze_sql())
+            .await
+            .map_err(|e| db_error(e, &what("ANALYZE of")))?;
+        Ok::<_, TaskError>(indexes)
+    };
+    let summary_sql = table.summary_sql(&ext_schema);
+    let summary_what = what("counting the rows of");
+    let summarise = |s: deadpool_postgres::Object| async move {
+        s.query_one(&summary_sql, &[])
+            .await
+            .map_err(|e| db_error(e, &summary_what))
+    };
+    // The summary only reads the table, which CREATE INDEX allows: on a second connection it
+    // runs while the GIST index is built (one at a time when the pool has one connection).
+    let (indexes, r) = if pool.status().max_size >= 2 {
+        let s = pg_client(&pool, "summarising the table").await?;
+        tokio::try_join!(build_indexes, summarise(s))?
+    } else {
+        let indexes = build_indexes.await?;
+        drop(c);
+        let s = pg_client(&pool, "summarising the table").await?;
+        (indexes, summarise(s).await?)
+    };
     let (rows, invalid): (i64, i64) = (r.get(0), r.get(1));
     let bbox: Option<[f64; 4]> = match (r.get(2), r.get(3), r.get(4), r.get(5)) {
         (Some(a), Some(b), Some(c2), Some(d)) => Some([a, b, c2, d]),
