@@ -6,7 +6,8 @@
 //! stale copy dropped. The first task to want an entry downloads it while the others for the same
 //! key wait on the entry's lock; a failed download leaves the entry empty for the next try. A
 //! copy's directory is removed when it has left the cache (finalize_table forgets the job's blob,
-//! or a newer version or [`MAX_ENTRIES`] pushed it out) and no task holds it any more.
+//! or a newer version or [`MAX_ENTRIES`] pushed it out) and no task holds it any more; a
+//! process's first download removes the day-old copies of processes that died holding theirs.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -56,6 +57,42 @@ static CACHE: LazyLock<Mutex<Cache>> = LazyLock::new(Mutex::default);
 fn lock() -> std::sync::MutexGuard<'static, Cache> {
     CACHE.lock().unwrap_or_else(|p| p.into_inner())
 }
+
+/// How old a cache directory left by a dead process must be before a new process removes it.
+const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// Removes, once per process and base, the cache directories that processes killed before their
+/// job's finalize_table left behind (older than [`STALE_AFTER`]: a live process's copies are
+/// younger than its job). Best effort.
+fn sweep_stale(base: &Path) {
+    static SWEPT: LazyLock<Mutex<Vec<PathBuf>>> = LazyLock::new(Mutex::default);
+    {
+        let mut swept = SWEPT.lock().unwrap_or_else(|p| p.into_inner());
+        if swept.iter().any(|b| b == base) {
+            return;
+        }
+        swept.push(base.to_path_buf());
+    }
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let stale = e
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.starts_with(DIR_PREFIX))
+            && e.metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > STALE_AFTER);
+        if stale {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
+const DIR_PREFIX: &str = "coremachine-vector-cache-";
 
 /// The local copy of `container/blob` under `base`, downloaded unless this process has it.
 /// `what` names the task for error messages.
@@ -115,10 +152,8 @@ pub(crate) async fn get(
     if let Some(b) = held.as_ref().filter(|b| b.path.exists()) {
         return Ok(b.clone());
     }
-    let dir = base.join(format!(
-        "coremachine-vector-cache-{}",
-        uuid::Uuid::new_v4().simple()
-    ));
+    sweep_stale(base);
+    let dir = base.join(format!("{DIR_PREFIX}{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).map_err(|e| {
         TaskError::transient(
             "LocalIo",
@@ -149,4 +184,35 @@ pub(crate) async fn get(
 pub(crate) fn forget(base: &Path, container: &str, blob: &str) {
     let same_blob = (base.to_path_buf(), container.to_string(), blob.to_string());
     lock().entries.retain(|_, e| e.blob != same_blob);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_process_removes_only_day_old_cache_directories() {
+        let base = std::env::temp_dir().join(format!("cm-sweep-{}", uuid::Uuid::new_v4().simple()));
+        let old = base.join(format!("{DIR_PREFIX}dead"));
+        let fresh = base.join(format!("{DIR_PREFIX}alive"));
+        let other = base.join("someone-elses-old-dir");
+        for d in [&old, &fresh, &other] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        let two_days_ago = std::time::SystemTime::now() - 2 * STALE_AFTER;
+        for d in [&old, &other] {
+            std::fs::File::open(d)
+                .unwrap()
+                .set_modified(two_days_ago)
+                .unwrap();
+        }
+        sweep_stale(&base);
+        assert!(!old.exists(), "a dead process's day-old copy is removed");
+        assert!(fresh.exists(), "a recent copy may belong to a live process");
+        assert!(
+            other.exists(),
+            "only CoreMachine's cache directories are touched"
+        );
+        std::fs::remove_dir_all(&base).unwrap();
+    }
 }
