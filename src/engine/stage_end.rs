@@ -252,7 +252,7 @@ impl Engine {
             })
             .unwrap_or_default();
         Ok(Some(format!(
-            "{failed} tasks failed by stage {stage}, more than {param} = {allowed}; the first: {first}"
+            "{failed} failed task(s) up to stage {stage}, more than {param} = {allowed} allows; the first: {first}"
         )))
     }
 

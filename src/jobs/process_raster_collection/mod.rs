@@ -273,6 +273,14 @@ impl Job for ProcessRasterCollection {
         let Some(list) = params.get("blob_list").and_then(Value::as_array) else {
             return errs;
         };
+        if list.is_empty() {
+            errs.push(FieldError {
+                field: "blob_list".into(),
+                rule: "min".into(),
+                value: json!([]),
+                message: "at least one blob (or list the container with prefix / suffix)".into(),
+            });
+        }
         for field in ["prefix", "suffix"] {
             if let Some(v) = params.get(field) {
                 errs.push(FieldError {
