@@ -245,6 +245,45 @@ fn assert_mosaic_covers(mosaic: &Value, items: &BTreeMap<String, Value>) {
     assert_eq!(actual, expected, "COGs per quadkey");
 }
 
+/// A finished process_raster_collection job over `good` small rasters and the `missing` blobs
+/// (listed but never uploaded), within the failure budget: the app and the job id.
+pub(crate) async fn finished_collection(good: usize, missing: &[&str]) -> (TestApp, String) {
+    let c = client();
+    let dir = Scratch::new("collection");
+    let (input, output) = (container_name("ui-in"), container_name("ui-out"));
+    c.create_container(&input).await.unwrap();
+    let mut names = Vec::new();
+    for i in 0..good {
+        let (col, row) = (i % 10, i / 10);
+        let path = dir.path(&format!("small-{i}.tif"));
+        let px = CELL / 16.0;
+        let (lon, lat) = (
+            ORIGIN.0 + col as f64 * CELL,
+            ORIGIN.1 + (row + 1) as f64 * CELL,
+        );
+        let spec = Spec::new(16, 16, 1, Some("EPSG:4326"), [lon, px, 0.0, lat, 0.0, -px]);
+        synthetic::write(&path, &spec, |x, y, _| (x + y) as u8);
+        let blob = format!("grid/cell-{i:03}.tif");
+        upload(&c, &input, &blob, &path).await;
+        names.push(blob);
+    }
+    names.extend(missing.iter().map(|m| m.to_string()));
+    let app = collection_app(c).await;
+    let (status, _, err, id) = run(
+        &app,
+        json!({"collection_id": "ui-grid", "container_name": input, "blob_list": names,
+               "output_container": output, "max_failures": missing.len()}),
+    )
+    .await;
+    assert_eq!(
+        status,
+        "completed_with_errors",
+        "{err:?} {}",
+        app.dump(&id).await
+    );
+    (app, id)
+}
+
 #[tokio::test]
 async fn twenty_rasters_two_corrupt_make_one_collection_of_eighteen_with_a_mosaic_covering_them() {
     let c = client();
@@ -362,6 +401,40 @@ async fn twenty_rasters_two_corrupt_make_one_collection_of_eighteen_with_a_mosai
         .unwrap();
     assert_eq!(mosaic["maxzoom"], finest, "{mosaic}");
     assert!(mosaic["tiles"].as_object().unwrap().len() > 4, "{mosaic}");
+
+    // The web page's paged outcomes: failures first, a page at a time, a filter.
+    let base = format!("/api/ui/data/jobs/{id}/inputs");
+    let (code, page) = app.get(&format!("{base}?limit=5")).await;
+    assert_eq!(code, 200, "{page}");
+    assert_eq!(
+        (page["total"].as_i64(), page["failed"].as_i64()),
+        (Some(20), Some(2))
+    );
+    assert_eq!(page["count"], 5);
+    assert_eq!(page["next_offset"], 5);
+    let first: Vec<&str> = page["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(first, ["failed", "failed", "ok", "ok", "ok"]);
+    let (_, last) = app.get(&format!("{base}?limit=5&offset=15")).await;
+    assert_eq!(
+        (last["count"].as_i64(), last["next_offset"].is_null()),
+        (Some(5), true)
+    );
+    let (_, failed) = app.get(&format!("{base}?outcome=failed")).await;
+    let blobs: BTreeSet<&str> = failed["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["blob_name"].as_str().unwrap())
+        .collect();
+    assert_eq!(blobs, bad.into_iter().collect());
+    let (code, e) = app.get(&format!("{base}?outcome=maybe")).await;
+    assert_eq!(code, 400, "{e}");
+    assert!(e.to_string().contains("outcome"), "{e}");
 
     // The same submission again: the same job, nothing re-run.
     let (code, body) = app
