@@ -296,14 +296,14 @@ impl Job for ProcessRasterCollection {
             let name = b.as_str().unwrap_or_default();
             let bad = if name.is_empty() || name.ends_with('/') {
                 Some("a blob name, not a folder".to_string())
-            } else if let Some(j) = seen.insert(item_id_from_blob(name), i) {
-                Some(format!(
-                    "its item id {} is the one of blob_list[{j}] ({}); rename one",
-                    item_id_from_blob(name),
-                    list[j]
-                ))
             } else {
-                None
+                seen.insert(item_id_from_blob(name), i).map(|j| {
+                    format!(
+                        "its item id {} is the one of blob_list[{j}] ({}); rename one",
+                        item_id_from_blob(name),
+                        list[j]
+                    )
+                })
             };
             if let Some(message) = bad {
                 errs.push(FieldError {
