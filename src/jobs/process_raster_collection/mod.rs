@@ -174,6 +174,13 @@ fn inputs(input: &StageInput<'_>) -> Result<Vec<String>, JobError> {
         .get("blobs")
         .and_then(Value::as_array)
         .ok_or_else(|| JobError::new("the stage 1 listing has no blobs array"))?;
+    if listing.result.get("limit_reached").and_then(Value::as_bool) == Some(true) {
+        return Err(JobError::new(format!(
+            "more than {MAX_INPUTS} blobs in container {} match prefix {:?}: narrow the prefix or split the collection",
+            str_param(p, "container_name").unwrap_or_default(),
+            str_param(p, "prefix").unwrap_or(""),
+        )));
+    }
     let suffix = str_param(p, "suffix").map(str::to_ascii_lowercase);
     Ok(blobs
         .iter()
@@ -534,6 +541,7 @@ pub fn register(r: &mut Registry, deps: RasterDeps) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::jobs::PreviousResult;
 
     fn failed(stage: i32, blob: &str, error: &str) -> FailedTask {
         FailedTask {
@@ -582,6 +590,34 @@ mod tests {
         let fields: Vec<&str> = e.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(fields, ["blob_list[1]", "blob_list[2]"]);
         assert!(e[0].message.contains("x/A.tif"), "{}", e[0].message);
+    }
+
+    #[test]
+    fn listed_inputs_are_filtered_by_suffix_and_a_truncated_listing_is_refused() {
+        let params = json!({"container_name": "bronze", "prefix": "d/", "suffix": ".TIF"});
+        let params = params.as_object().unwrap();
+        let listing = |limit_reached: bool| PreviousResult {
+            task_id: "t".into(),
+            task_index: 0,
+            result: json!({"limit_reached": limit_reached, "blobs": [
+                {"name": "d/a.tif"}, {"name": "d/b.TIF"}, {"name": "d/readme.txt"}, {"name": "d/sub/"},
+            ]}),
+        };
+        let input = |previous: &[PreviousResult]| -> Result<Vec<String>, JobError> {
+            inputs(&StageInput {
+                job_id: "j",
+                stage: 2,
+                params,
+                previous,
+                previous_failed: &[],
+            })
+        };
+        assert_eq!(input(&[listing(false)]).unwrap(), ["d/a.tif", "d/b.TIF"]);
+        let e = input(&[listing(true)]).unwrap_err().to_string();
+        assert!(
+            e.contains("more than 10000 blobs") && e.contains("d/"),
+            "{e}"
+        );
     }
 
     #[test]
