@@ -328,3 +328,19 @@ async fn a_resubmitted_jobs_page_shows_the_current_attempts_failure_and_lists_th
     assert_screenshot("ui-job-attempts.png");
     t.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_raster_collection_jobs_page_shows_its_input_outcomes_a_page_at_a_time() {
+    if !browser_ready() {
+        return;
+    }
+    let missing = ["grid/gone-a.tif", "grid/gone-b.tif", "grid/gone-c.tif"];
+    let (t, job) = crate::collection_job::finished_collection(52, &missing).await;
+    let _ = std::fs::remove_file(artifacts().join("ui-job-collection.png"));
+    let dir = artifacts();
+    let mut args = vec![t.base.as_str(), job.as_str(), dir.to_str().unwrap()];
+    args.extend(missing);
+    run_script(&t, "inputs_test.mjs", &args, &job).await;
+    assert_screenshot("ui-job-collection.png");
+    t.cleanup().await;
+}
