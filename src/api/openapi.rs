@@ -7,7 +7,7 @@ use axum::Json;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, control, error, events, health, job_types, jobs, submit, ui};
+use super::{admin, control, error, events, health, job_types, jobs, platform, submit, ui};
 
 /// The document.
 #[derive(OpenApi)]
@@ -39,6 +39,9 @@ use super::{admin, control, error, events, health, job_types, jobs, submit, ui};
         admin::migration_status,
         admin::apply_migrations,
         admin::redeploy,
+        platform::submit,
+        platform::status,
+        platform::status_list,
         openapi_json,
     ),
     components(schemas(
@@ -55,6 +58,7 @@ use super::{admin, control, error, events, health, job_types, jobs, submit, ui};
         (name = "events", description = "A job's events, their summary and its timeline"),
         (name = "ui", description = "The operator web page and its data reads"),
         (name = "compatibility", description = "Routes of the earlier implementation"),
+        (name = "platform", description = "The earlier platform layer: submit by dataset / resource / version, the job chosen from the files"),
         (name = "operations", description = "Health and the API description"),
         (name = "admin", description = "Schema administration (admin key, COREMACHINE_ADMIN_ENABLED=true)"),
     )
