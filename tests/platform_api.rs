@@ -18,6 +18,7 @@ use coremachine::storage::{BlobClient, transfer};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use crate::api_cli::cli;
 use crate::blob_job::{client, container_name};
 use crate::common::files::Scratch;
 use crate::common::{Opts, TestApp, fresh_db_with_pgstac};
@@ -581,4 +582,95 @@ async fn platform_statements_prepare_against_the_migrated_schema() {
     }
     drop(c);
     crate::common::drop_db(&name).await;
+}
+
+#[tokio::test]
+async fn the_cli_submits_and_reads_platform_requests() {
+    let t = platform_app(client(), false).await;
+    let (code, out, err) = cli(
+        &t,
+        &[
+            "platform",
+            "submit",
+            "dataset_id=cli-data",
+            "resource_id=res",
+            "version_id=1.0",
+            "container_name=bronze",
+            "file_name=[\"maps/a.tif\"]",
+            "processing_options={\"output_tier\": \"all\"}",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    let r: Value = serde_json::from_str(out.trim()).expect("the submit response as JSON");
+    let request_id = recipe("cli-data", "res", "1.0");
+    assert_eq!(
+        r["request_id"],
+        request_id.as_str(),
+        "version_id stays the string 1.0"
+    );
+    assert_eq!(r["job_type"], "process_raster");
+    let job_id = r["job_id"].as_str().unwrap();
+    let stored = t
+        .db()
+        .await
+        .query_one(
+            "SELECT parameters FROM app.jobs WHERE job_id = $1",
+            &[&job_id],
+        )
+        .await
+        .unwrap()
+        .get::<_, Value>(0);
+    assert_eq!(
+        stored["output_tier"], "all",
+        "processing_options reached the job"
+    );
+
+    let (code, out, _) = cli(&t, &["platform", "status", &request_id]).await;
+    assert_eq!(code, 0);
+    let s: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(
+        (s["job_id"].as_str(), s["job_status"].as_str()),
+        (Some(job_id), Some("queued"))
+    );
+    let (code, out, _) = cli(&t, &["platform", "status"]).await;
+    assert_eq!(code, 0);
+    assert!(
+        out.contains(&request_id) && out.contains("cli-data/res/1.0") && out.contains("queued"),
+        "{out}"
+    );
+
+    // The API's refusals: a bad field is a usage error naming it; UPDATE is 501 (exit 1).
+    let (code, _, err) = cli(
+        &t,
+        &[
+            "platform",
+            "submit",
+            "dataset_id=a/b",
+            "resource_id=r",
+            "version_id=v",
+            "container_name=bronze",
+            "file_name=x.tif",
+        ],
+    )
+    .await;
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("dataset_id"), "{err}");
+    let (code, _, err) = cli(
+        &t,
+        &[
+            "platform",
+            "submit",
+            "dataset_id=a",
+            "resource_id=r",
+            "version_id=v",
+            "container_name=bronze",
+            "file_name=x.tif",
+            "operation=UPDATE",
+        ],
+    )
+    .await;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("501") && err.contains("UPDATE"), "{err}");
+    t.cleanup().await;
 }
