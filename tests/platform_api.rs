@@ -29,7 +29,7 @@ const WAIT: Duration = Duration::from_secs(300);
 
 /// A test app on a database with pgSTAC (the PostGIS target too) with the platform's job types
 /// reading and writing through `blobs`; `emulator: false` leaves the jobs queued.
-async fn platform_app(blobs: BlobClient, emulator: bool) -> TestApp {
+pub(crate) async fn platform_app(blobs: BlobClient, emulator: bool) -> TestApp {
     let (name, url) = fresh_db_with_pgstac().await;
     let mut o = Opts::new(&url);
     o.emulator = emulator;
@@ -54,13 +54,13 @@ async fn platform_app(blobs: BlobClient, emulator: bool) -> TestApp {
     TestApp::start_with(name, url, o).await
 }
 
-async fn upload(c: &BlobClient, container: &str, blob: &str, path: &Path) {
+pub(crate) async fn upload(c: &BlobClient, container: &str, blob: &str, path: &Path) {
     transfer::upload_file(c, container, blob, path, "application/octet-stream")
         .await
         .unwrap_or_else(|e| panic!("upload {blob}: {e}"));
 }
 
-async fn input_container(c: &BlobClient, tag: &str) -> String {
+pub(crate) async fn input_container(c: &BlobClient, tag: &str) -> String {
     let name = container_name(tag);
     c.create_container(&name).await.expect("create container");
     name
@@ -71,7 +71,7 @@ fn recipe(d: &str, r: &str, v: &str) -> String {
     hex::encode(Sha256::digest(format!("{d}|{r}|{v}").as_bytes()))[..32].to_string()
 }
 
-fn request(d: &str, r: &str, v: &str, container: &str, files: Value) -> Value {
+pub(crate) fn request(d: &str, r: &str, v: &str, container: &str, files: Value) -> Value {
     json!({
         "dataset_id": d, "resource_id": r, "version_id": v, "operation": "CREATE",
         "container_name": container, "file_name": files, "service_name": "test service",
@@ -106,12 +106,11 @@ async fn item_count(app: &TestApp, collection: &str, item: &str) -> i64 {
         .get(0)
 }
 
-#[tokio::test]
-async fn one_raster_becomes_process_raster_with_derived_names_and_a_repeat_answers_200() {
-    let c = client();
-    let input = input_container(&c, "plat-r1").await;
-    let output = container_name("plat-r1-out");
-    upload(&c, &input, "dem/elev.tif", &terra("elev.tif")).await;
+/// terra's DEM uploaded as `dem/elev.tif`, an app, and the request of `Aerial-Imagery` /
+/// `Site Alpha` / `v1.0` for it writing into `output`; returns (app, body).
+pub(crate) async fn dem_request(c: &BlobClient, tag: &str, output: &str) -> (TestApp, Value) {
+    let input = input_container(c, tag).await;
+    upload(c, &input, "dem/elev.tif", &terra("elev.tif")).await;
     let app = platform_app(c.clone(), true).await;
     let mut body = request(
         "Aerial-Imagery",
@@ -121,6 +120,14 @@ async fn one_raster_becomes_process_raster_with_derived_names_and_a_repeat_answe
         json!("dem/elev.tif"),
     );
     body["processing_options"] = json!({"output_container": output, "processing_mode": "function"});
+    (app, body)
+}
+
+#[tokio::test]
+async fn one_raster_becomes_process_raster_with_derived_names_and_a_repeat_answers_200() {
+    let c = client();
+    let output = container_name("plat-r1-out");
+    let (app, mut body) = dem_request(&c, "plat-r1", &output).await;
 
     let (s, b) = app.post("/api/platform/submit", &body).await;
     assert_eq!(s, 202, "{b}");
