@@ -115,6 +115,18 @@ pub fn document() -> serde_json::Value {
             r["links"] = serde_json::Value::Object(links.clone());
         }
     }
+    // A platform request's status, and its job, follow from the submit's answer.
+    let platform_links = serde_json::json!({
+        "request_status": {"operationId": "platform_status", "parameters": {"request_id": "$response.body#/request_id"}},
+        "job": {"operationId": "get_job", "parameters": {"job_id": "$response.body#/job_id"}},
+    });
+    for code in ["200", "202"] {
+        if let Some(r) = doc.pointer_mut(&format!(
+            "/paths/~1api~1platform~1submit/post/responses/{code}"
+        )) {
+            r["links"] = platform_links.clone();
+        }
+    }
     doc
 }
 
@@ -136,6 +148,12 @@ mod tests {
         assert!(
             doc.pointer(
                 "/paths/~1api~1jobs~1submit~1{job_type}/post/responses/201/links/cancel/operationId"
+            )
+            .is_some()
+        );
+        assert!(
+            doc.pointer(
+                "/paths/~1api~1platform~1submit/post/responses/202/links/request_status/operationId"
             )
             .is_some()
         );
