@@ -361,3 +361,19 @@ async fn a_platform_requests_page_shows_the_request_and_links_to_its_job() {
     assert_screenshot("ui-platform-request.png");
     t.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_raster_collection_jobs_page_shows_its_input_outcomes_a_page_at_a_time() {
+    if !browser_ready() {
+        return;
+    }
+    let missing = ["grid/gone-a.tif", "grid/gone-b.tif", "grid/gone-c.tif"];
+    let (t, job) = crate::collection_job::finished_collection(52, &missing).await;
+    let _ = std::fs::remove_file(artifacts().join("ui-job-collection.png"));
+    let dir = artifacts();
+    let mut args = vec![t.base.as_str(), job.as_str(), dir.to_str().unwrap()];
+    args.extend(missing);
+    run_script(&t, "inputs_test.mjs", &args, &job).await;
+    assert_screenshot("ui-job-collection.png");
+    t.cleanup().await;
+}

@@ -238,6 +238,73 @@ async fn stage_policies_tolerate_failures_and_min_success_k() {
 }
 
 #[tokio::test]
+async fn max_failures_counts_failed_tasks_across_stages_and_fails_the_job_beyond_it() {
+    let t = TestApp::start().await;
+    // One failure in stage 1 and one in stage 2: within a budget of 2 the job completes...
+    let within = t
+        .submit(
+            "shapes_budget",
+            json!({"tasks": 5, "fail": [1], "fail2": [3], "max_failures": 2}),
+        )
+        .await;
+    // ...with a budget of 1 the second failure (in stage 2) fails it, naming the first.
+    let beyond = t
+        .submit(
+            "shapes_budget",
+            json!({"tasks": 5, "fail": [1], "fail2": [3], "max_failures": 1}),
+        )
+        .await;
+    // A budget of 0 (the default) is fail-fast: stage 2 never starts.
+    let zero = t
+        .submit("shapes_budget", json!({"tasks": 5, "fail": [2]}))
+        .await;
+
+    assert_eq!(t.wait_terminal(&within, T).await, "completed");
+    let (_, _, result, stages) = job_row(&t, &within).await;
+    assert_eq!(stages["1"]["failed"], 1);
+    assert_eq!(stages["2"]["failed"], 1);
+    assert_eq!(stages["2"]["policy"]["policy"], "max_failures");
+    // Stage 3 runs on the 3 inputs that passed both stages.
+    assert_eq!(result["last"], 3, "{result}");
+
+    assert_eq!(t.wait_terminal(&beyond, T).await, "failed");
+    let (_, err, _, _) = job_row(&t, &beyond).await;
+    let err = err.unwrap();
+    assert!(
+        err.contains("2 failed task(s) up to stage 2, more than max_failures = 1 allows")
+            && err.contains("(stage 1, index 1): [permanent]")
+            && err.contains("task 1 told to fail"),
+        "{err}"
+    );
+    assert_eq!(
+        t.count(
+            "SELECT count(*) FROM app.tasks WHERE parent_job_id = $1 AND stage = 3",
+            &beyond
+        )
+        .await,
+        0
+    );
+
+    assert_eq!(t.wait_terminal(&zero, T).await, "failed");
+    let (_, err, _, _) = job_row(&t, &zero).await;
+    assert!(
+        err.as_deref()
+            .unwrap()
+            .contains("more than max_failures = 0 allows"),
+        "{err:?}"
+    );
+    assert_eq!(
+        t.count(
+            "SELECT count(*) FROM app.tasks WHERE parent_job_id = $1 AND stage = 2",
+            &zero
+        )
+        .await,
+        0
+    );
+    t.cleanup().await;
+}
+
+#[tokio::test]
 async fn a_handler_panic_is_a_permanent_failure_and_the_process_keeps_serving() {
     let t = TestApp::start().await;
     t.fault(

@@ -12,8 +12,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use coremachine::jobs::ingest_vector::{self, PostgisDatabase, VectorDeps};
-use coremachine::jobs::list_container_contents::BlobSource;
+use coremachine::jobs::list_container_contents::{self, BlobSource};
 use coremachine::jobs::process_raster::{self, RasterDeps, StacDatabase};
+use coremachine::jobs::process_raster_collection;
 use coremachine::storage::{BlobClient, transfer};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -34,14 +35,14 @@ pub(crate) async fn platform_app(blobs: BlobClient, emulator: bool) -> TestApp {
     let mut o = Opts::new(&url);
     o.emulator = emulator;
     let pool = coremachine::store::connect_pool(&url, 6).expect("PostGIS pool");
-    process_raster::register(
-        &mut o.registry,
-        RasterDeps {
-            blobs: BlobSource::fixed(blobs.clone()),
-            stac: StacDatabase::fixed(pool.clone()),
-            work_dir: None,
-        },
-    );
+    let raster = RasterDeps {
+        blobs: BlobSource::fixed(blobs.clone()),
+        stac: StacDatabase::fixed(pool.clone()),
+        work_dir: None,
+    };
+    list_container_contents::register(&mut o.registry, BlobSource::fixed(blobs.clone()));
+    process_raster::register(&mut o.registry, raster.clone());
+    process_raster_collection::register(&mut o.registry, raster);
     ingest_vector::register(
         &mut o.registry,
         VectorDeps {
@@ -210,35 +211,6 @@ async fn three_rasters_become_one_process_raster_collection() {
         files.push(blob);
     }
     let app = platform_app(c.clone(), true).await;
-    if app
-        .engine()
-        .registry()
-        .job("process_raster_collection")
-        .is_none()
-    {
-        // Until the collection job is in this build: the request is refused naming it, and
-        // nothing is recorded.
-        let (s, b) = app
-            .post(
-                "/api/platform/submit",
-                &request("tiles", "dem", "v1", &input, json!(files)),
-            )
-            .await;
-        assert_eq!(s, 501, "{b}");
-        assert!(
-            b["message"]
-                .as_str()
-                .unwrap()
-                .contains("process_raster_collection"),
-            "{b}"
-        );
-        assert_eq!(
-            count(&app, "SELECT count(*) FROM app.platform_requests").await,
-            0
-        );
-        app.cleanup().await;
-        return;
-    }
     let mut body = request("tiles", "dem", "v1", &input, json!(files));
     body["processing_options"] = json!({"output_container": output, "max_failures": 0});
     let (s, b) = app.post("/api/platform/submit", &body).await;
@@ -251,6 +223,9 @@ async fn three_rasters_become_one_process_raster_collection() {
             .await
             .unwrap_or_else(|e| panic!("COG {i} in the derived folder: {e}"));
     }
+    c.get_properties(&output, "tiles/dem/v1/tiles.mosaic.json")
+        .await
+        .expect("the MosaicJSON in the derived folder, named after the dataset's collection");
     let items = count(
         &app,
         "SELECT count(*) FROM pgstac.items WHERE collection = 'tiles'",
@@ -291,18 +266,15 @@ async fn a_zipped_shapefile_and_a_geopackage_become_ingest_vector_tables() {
     upload(&c, &input, "nc/nc.gpkg", &vector("nc/nc.gpkg")).await;
     let app = platform_app(c.clone(), true).await;
 
-    let (s1, zip) = app
-        .post(
-            "/api/platform/submit",
-            &request(
-                "World",
-                "Countries",
-                "2024-01",
-                &input,
-                json!("ne/countries.zip"),
-            ),
-        )
-        .await;
+    // Both at once, into a schema that does not exist yet: neither may lose the race to create
+    // it (CREATE SCHEMA IF NOT EXISTS failed one of them with 23505 before).
+    let zip_body = request(
+        "World",
+        "Countries",
+        "2024-01",
+        &input,
+        json!("ne/countries.zip"),
+    );
     let mut gpkg_body = request(
         "north-carolina",
         "counties",
@@ -311,7 +283,10 @@ async fn a_zipped_shapefile_and_a_geopackage_become_ingest_vector_tables() {
         json!(["nc/nc.gpkg"]),
     );
     gpkg_body["processing_options"] = json!({"chunk_size": 30, "overwrite": true});
-    let (s2, gpkg) = app.post("/api/platform/submit", &gpkg_body).await;
+    let ((s1, zip), (s2, gpkg)) = tokio::join!(
+        app.post("/api/platform/submit", &zip_body),
+        app.post("/api/platform/submit", &gpkg_body)
+    );
     assert_eq!((s1, s2), (202, 202), "{zip} {gpkg}");
     assert_eq!(zip["job_type"], "ingest_vector");
     assert_eq!(zip["data_type"], "vector");

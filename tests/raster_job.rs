@@ -6,7 +6,7 @@
 //! Needs (scripts/test.sh provides them; for one test `source scripts/lib/geo.sh &&
 //! ensure_geo_test_tools`): PGSTAC_SQL, COREMACHINE_RIO, COREMACHINE_TERRA_DIR, and Azurite.
 
-mod synthetic;
+pub(crate) mod synthetic;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -140,7 +140,11 @@ async fn read_back(c: &BlobClient, container: &str, blob: &str, dir: &Scratch) -
 
 /// The features pgstac.search returns for a bbox in a collection.
 async fn search(app: &TestApp, collection: &str, bbox: [f64; 4]) -> Vec<Value> {
-    let q = json!({"collections": [collection], "bbox": bbox});
+    pgstac_search(app, json!({"collections": [collection], "bbox": bbox})).await
+}
+
+/// The features pgstac.search returns for a search body.
+pub(crate) async fn pgstac_search(app: &TestApp, q: Value) -> Vec<Value> {
     let db = app.db().await;
     // pgSTAC's search resolves its tables through the search_path, as its own roles have it.
     db.batch_execute("SET search_path TO pgstac, public")

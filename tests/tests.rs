@@ -21,6 +21,7 @@ mod bench_slow;
 mod bench_smoke;
 mod blob_job;
 mod browser;
+mod collection_job;
 mod decoding;
 mod events_api;
 mod failures;

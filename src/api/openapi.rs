@@ -32,6 +32,7 @@ use super::{admin, control, error, events, health, job_types, jobs, platform, su
         ui::index,
         ui::jobs,
         ui::tasks,
+        ui::inputs,
         jobs::dbadmin_jobs,
         jobs::dbadmin_job,
         jobs::dbadmin_tasks,

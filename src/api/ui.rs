@@ -8,7 +8,9 @@
 //! - `GET /api/ui/data/jobs?status=&job_type=&q=&since=&until=&cursor=&limit=` (searched, paged,
 //!   with progress) and `/api/ui/data/jobs/{job_id}/tasks?status=&stage=&cursor=&limit=` (one page,
 //!   failures first, totals always): the two reads the page needs beyond `/events` (read
-//!   incrementally with `after`), `/events/summary` and `/timeline`.
+//!   incrementally with `after`), `/events/summary` and `/timeline`; and
+//!   `/api/ui/data/jobs/{job_id}/inputs?outcome=&offset=&limit=` (one page of the per-input
+//!   outcomes a job's result lists, as process_raster_collection's does, failures first).
 //!
 //! In Azure the page is two HTTP functions: `http-ui` (route `ui/{*path}`, **anonymous**) serves
 //! the page shell and its assets, which hold no data, so a browser can load `<script src>` and
@@ -48,11 +50,17 @@ pub mod statements {
     pub const UI_JOB_TASKS: &str = include_str!("sql/ui_job_tasks.sql");
     /// Task totals of one job by stage and status.
     pub const UI_JOB_TASK_TOTALS: &str = include_str!("sql/ui_job_task_totals.sql");
+    /// One page of a job's per-input outcomes (from its result), failures first.
+    pub const UI_JOB_INPUTS: &str = include_str!("sql/ui_job_inputs.sql");
+    /// How many per-input outcomes a job's result holds, and how many are ok.
+    pub const UI_JOB_INPUT_TOTALS: &str = include_str!("sql/ui_job_input_totals.sql");
     /// Every statement, by name.
     pub const ALL: &[(&str, &str)] = &[
         ("ui_jobs", UI_JOBS),
         ("ui_job_tasks", UI_JOB_TASKS),
         ("ui_job_task_totals", UI_JOB_TASK_TOTALS),
+        ("ui_job_inputs", UI_JOB_INPUTS),
+        ("ui_job_input_totals", UI_JOB_INPUT_TOTALS),
     ];
 }
 
@@ -67,6 +75,7 @@ pub fn routes() -> Router<Engine> {
         .route("/api/ui/app.css", get(app_css))
         .route("/api/ui/data/jobs", get(jobs))
         .route("/api/ui/data/jobs/{job_id}/tasks", get(tasks))
+        .route("/api/ui/data/jobs/{job_id}/inputs", get(inputs))
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {
@@ -378,6 +387,77 @@ pub async fn tasks(
         "statuses": TASK_ORDER,
         "next_cursor": next_cursor,
         "tasks": tasks,
+    }))
+    .into_response())
+}
+
+/// Outcomes `GET /api/ui/data/jobs/{job_id}/inputs?outcome=` accepts.
+const INPUT_OUTCOMES: &[&str] = &["ok", "failed"];
+
+/// The page's per-input outcomes of one job (its result's `inputs`), one page at a time.
+#[utoipa::path(
+    get, path = "/api/ui/data/jobs/{job_id}/inputs", tag = "ui", operation_id = "ui_job_inputs",
+    params(
+        ("job_id" = String, Path, description = "Job id (64 hex)", pattern = "^[0-9a-fA-F]{64}$"),
+        ("outcome" = Option<String>, Query, description = "Only `ok` or `failed` inputs (empty: any)", max_length = 100),
+        ("offset" = Option<i64>, Query, description = "Rows to skip (default 0)", minimum = 0, maximum = 1000000),
+        ("limit" = Option<i64>, Query, description = "Rows at most (default 50)", minimum = 1, maximum = 1000),
+    ),
+    responses(
+        (status = 200, description = "{job_id, total, ok, failed, matching, offset, limit, count, next_offset, inputs[]}: failures first, then the result's order; total 0 when the job's result lists no inputs (yet)", body = Object),
+        (status = 400, description = "job_id is not 64 hex, or a bad query parameter", body = ErrorEnvelope),
+        (status = 401, description = "Missing or wrong function key", body = ErrorEnvelope),
+        (status = 404, description = "No such job", body = ErrorEnvelope),
+        (status = 503, description = "Database unavailable", body = ErrorEnvelope),
+    ),
+    security(("function_key" = []), ("function_code" = []))
+)]
+pub async fn inputs(
+    State(engine): State<Engine>,
+    Path(job_id): Path<String>,
+    q: QueryParams,
+) -> Result<Response, ApiError> {
+    let job_id = parse_job_id(&job_id)?;
+    q.only(&["outcome", "offset", "limit"])?;
+    let outcome = match q.text("outcome", 100)?.filter(|s| !s.trim().is_empty()) {
+        Some(_) => q.one_of("outcome", INPUT_OUTCOMES)?,
+        None => None,
+    };
+    let offset = q.int("offset", 0, 1_000_000)?.unwrap_or(0);
+    let limit = q.int("limit", 1, 1000)?.unwrap_or(50);
+    let client = store::client(engine.pool(), "listing input outcomes for the web page").await?;
+    job_row(&client, &job_id).await?;
+    let t = client
+        .query_one(statements::UI_JOB_INPUT_TOTALS, &[&job_id.as_str()])
+        .await
+        .ctx(|| format!("counting the input outcomes of job {job_id}"))?;
+    let (total, ok): (i64, i64) = (t.get(0), t.get(1));
+    let rows = client
+        .query(
+            statements::UI_JOB_INPUTS,
+            &[&job_id.as_str(), &outcome, &offset, &limit],
+        )
+        .await
+        .ctx(|| format!("listing the input outcomes of job {job_id}"))?;
+    let inputs: Vec<Value> = rows.iter().map(|r| r.get(0)).collect();
+    let matching = match outcome {
+        Some("ok") => ok,
+        Some(_) => total - ok,
+        None => total,
+    };
+    let end = offset + inputs.len() as i64;
+    Ok(axum::Json(json!({
+        "job_id": job_id.as_str(),
+        "total": total,
+        "ok": ok,
+        "failed": total - ok,
+        "matching": matching,
+        "outcome": outcome,
+        "offset": offset,
+        "limit": limit,
+        "count": inputs.len(),
+        "next_offset": (end < matching).then_some(end),
+        "inputs": inputs,
     }))
     .into_response())
 }

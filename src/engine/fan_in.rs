@@ -54,7 +54,10 @@ pub fn decide(policy: StagePolicy, stage: i32, total_stages: i32, c: StageCounts
         StagePolicy::FailFast if c.failed > 0 => StageOutcome::Fail {
             reason: format!("stage {stage}: {} of {} tasks failed", c.failed, c.total),
         },
-        StagePolicy::FailFast | StagePolicy::TolerateFailures => next(),
+        // The budget of MaxFailures is checked before (it counts earlier stages too).
+        StagePolicy::FailFast | StagePolicy::TolerateFailures | StagePolicy::MaxFailures { .. } => {
+            next()
+        }
         StagePolicy::MinSuccess { k } if c.completed >= k as i64 => next(),
         StagePolicy::MinSuccess { k } => StageOutcome::Fail {
             reason: format!(

@@ -375,14 +375,16 @@ impl Engine {
             })
             .collect();
         let failed = tx
-            .query(sql::STAGE_FAILED_TASKS, &[&job_id, &stage, &10_000i64])
+            .query(sql::EARLIER_FAILED_TASKS, &[&job_id, &stage, &10_000i64])
             .await
-            .ctx(|| format!("loading stage {stage} failures of job {job_id}"))?
+            .ctx(|| format!("loading failures up to stage {stage} of job {job_id}"))?
             .into_iter()
             .map(|r| FailedTask {
                 task_id: r.get(0),
                 task_index: r.get(1),
                 error: r.get(2),
+                stage: r.get(3),
+                parameters: r.get(4),
             })
             .collect();
         Ok((previous, failed))

@@ -16,6 +16,9 @@ use crate::store::{QueryContext, StoreError, Transaction, sql};
 use crate::telemetry::checkpoints as cp;
 use crate::transport::outbox::Outbox;
 
+/// The status of a job that completed with some failed inputs.
+const WITH_ERRORS: &str = "completed_with_errors";
+
 /// The job a stage belongs to.
 #[derive(Debug, Clone)]
 pub(crate) struct JobCtx {
@@ -100,7 +103,10 @@ impl Engine {
         } else {
             Vec::new()
         };
-        let outcome = fan_in::decide(policy, stage, job.total_stages, counts);
+        let outcome = match self.over_failure_budget(tx, job, stage, policy).await? {
+            Some(reason) => StageOutcome::Fail { reason },
+            None => fan_in::decide(policy, stage, job.total_stages, counts),
+        };
         let stage_name = self
             .registry()
             .job(&job.job_type)
@@ -202,6 +208,52 @@ impl Engine {
                 .await
             }
         }
+    }
+
+    /// Under [`StagePolicy::MaxFailures`]: why the job's failed tasks up to `stage` exceed its
+    /// budget (None: within it, or another policy). The reason names the first failed task (by
+    /// stage and position) and its error, which names its input.
+    pub(crate) async fn over_failure_budget(
+        &self,
+        tx: &Transaction<'_>,
+        job: &JobCtx,
+        stage: i32,
+        policy: StagePolicy,
+    ) -> Result<Option<String>, StoreError> {
+        let StagePolicy::MaxFailures { param } = policy else {
+            return Ok(None);
+        };
+        let allowed = job.params.get(param).and_then(Value::as_i64).unwrap_or(0);
+        let failed: i64 = tx
+            .query_one(sql::JOB_FAILED_COUNT, &[&job.job_id, &stage])
+            .await
+            .ctx(|| {
+                format!(
+                    "counting failed tasks of job {} up to stage {stage}",
+                    job.job_id
+                )
+            })?
+            .get(0);
+        if failed <= allowed {
+            return Ok(None);
+        }
+        let first = tx
+            .query_opt(sql::EARLIER_FAILED_TASKS, &[&job.job_id, &stage, &1i64])
+            .await
+            .ctx(|| format!("reading the first failed task of job {}", job.job_id))?
+            .map(|r| {
+                format!(
+                    "task {} (stage {}, index {}): {}",
+                    r.get::<_, String>(0),
+                    r.get::<_, i32>(3),
+                    r.get::<_, i32>(1),
+                    r.get::<_, String>(2)
+                )
+            })
+            .unwrap_or_default();
+        Ok(Some(format!(
+            "{failed} failed task(s) up to stage {stage}, more than {param} = {allowed} allows; the first: {first}"
+        )))
     }
 
     async fn finish_stage_row(
@@ -336,21 +388,36 @@ impl Engine {
         drop(last);
         let fields = job.fields().stage(stage);
         let (status, result, error_details, events_out) = match outcome {
-            Ok(result) => (
-                "completed",
-                result,
-                None,
-                vec![
-                    Event::job(
-                        &job.job_id,
-                        "job_completed",
-                        EventStatus::Success,
-                        cp::JOB_COMPLETED,
-                    )
-                    .stage(stage)
-                    .attempt(job.attempt),
-                ],
-            ),
+            Ok(result) => {
+                // A finalize that reports some inputs failed (within the job's tolerance) ends
+                // the job completed_with_errors, its result saying which.
+                let with_errors = result.get("status").and_then(Value::as_str) == Some(WITH_ERRORS);
+                let mut done = Event::job(
+                    &job.job_id,
+                    "job_completed",
+                    if with_errors {
+                        EventStatus::Warning
+                    } else {
+                        EventStatus::Success
+                    },
+                    cp::JOB_COMPLETED,
+                )
+                .stage(stage)
+                .attempt(job.attempt);
+                if with_errors {
+                    done = done.data(json!({"status": WITH_ERRORS}));
+                }
+                (
+                    if with_errors {
+                        WITH_ERRORS
+                    } else {
+                        "completed"
+                    },
+                    result,
+                    None,
+                    vec![done],
+                )
+            }
             Err(err) => {
                 let fallback = json!({
                     "status": "completed_with_errors",

@@ -635,12 +635,19 @@ impl Engine {
             None
         };
         if let Some((job, policy)) = job_and_policy {
-            if e.status == "failed" && policy == StagePolicy::FailFast {
-                let reason = format!(
-                    "{} failed: {}",
-                    who.unwrap_or(task_id),
-                    e.error_details.as_deref().unwrap_or("(no details)")
-                );
+            let over_budget = if e.status == "failed" {
+                self.over_failure_budget(tx, &job, stage, policy).await?
+            } else {
+                None
+            };
+            if e.status == "failed" && (policy == StagePolicy::FailFast || over_budget.is_some()) {
+                let reason = over_budget.unwrap_or_else(|| {
+                    format!(
+                        "{} failed: {}",
+                        who.unwrap_or(task_id),
+                        e.error_details.as_deref().unwrap_or("(no details)")
+                    )
+                });
                 ids = self
                     .fail_job_in_tx(tx, &job, Some(stage), &reason, json!({"task_id": task_id, "error_class": e.error_class, "error_type": e.error_type}))
                     .await?;

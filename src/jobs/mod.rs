@@ -12,6 +12,7 @@ pub mod noop_fanout;
 pub mod on_first_use;
 pub mod params;
 pub mod process_raster;
+pub mod process_raster_collection;
 pub mod tiff;
 pub(crate) mod work_dir;
 
@@ -36,6 +37,14 @@ pub enum StagePolicy {
     MinSuccess {
         /// Successes needed.
         k: u32,
+    },
+    /// The stage advances once every task is terminal while the job's failed tasks, counted over
+    /// this and every earlier stage, stay within the budget the job parameter `param` holds (an
+    /// integer; absent = 0). The failure that goes beyond it fails the job at once, as fail-fast
+    /// does, so a budget of 0 is fail-fast.
+    MaxFailures {
+        /// The job parameter holding the budget (e.g. `max_failures`).
+        param: &'static str,
     },
 }
 
@@ -88,7 +97,8 @@ pub struct StageInput<'a> {
     pub params: &'a Map<String, Value>,
     /// Completed results of the previous stage in task order (empty for stage 1).
     pub previous: &'a [PreviousResult],
-    /// Ids and errors of the previous stage's failed tasks (tolerant policies only).
+    /// The failed tasks of every earlier stage (tolerant policies only), in stage and task
+    /// order, so a failure budget can be counted across stages.
     pub previous_failed: &'a [FailedTask],
 }
 
@@ -101,6 +111,12 @@ pub struct FailedTask {
     pub task_index: i32,
     /// The error text.
     pub error: String,
+    /// Its stage (given to `create_tasks`; not part of stage_results).
+    #[serde(default, skip_serializing)]
+    pub stage: i32,
+    /// Its parameters (given to `create_tasks`; not part of stage_results).
+    #[serde(default, skip_serializing)]
+    pub parameters: Value,
 }
 
 /// One task to create.
@@ -344,7 +360,9 @@ impl Registry {
         hello_world::register(&mut r);
         noop_fanout::register(&mut r);
         list_container_contents::register(&mut r, list_container_contents::BlobSource::from_env());
-        process_raster::register(&mut r, process_raster::RasterDeps::from_env());
+        let raster = process_raster::RasterDeps::from_env();
+        process_raster::register(&mut r, raster.clone());
+        process_raster_collection::register(&mut r, raster);
         ingest_vector::register(&mut r, ingest_vector::VectorDeps::from_env());
         r
     }

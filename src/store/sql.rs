@@ -63,8 +63,12 @@ pub const OUTBOX_UNSENDABLE_ROWS: &str = include_str!("sql/outbox_unsendable_row
 pub const STAGE_COUNTERS_INSERT: &str = include_str!("sql/stage_counters_insert.sql");
 /// Task counts of one stage, computed once when the stage ends.
 pub const STAGE_COUNTS: &str = include_str!("sql/stage_counts.sql");
+/// Failed tasks of a job up to a stage, in stage and task order, with their parameters.
+pub const EARLIER_FAILED_TASKS: &str = include_str!("sql/earlier_failed_tasks.sql");
 /// `stage_failed_tasks.sql`
 pub const STAGE_FAILED_TASKS: &str = include_str!("sql/stage_failed_tasks.sql");
+/// How many tasks of a job failed up to a stage (the `max_failures` budget).
+pub const JOB_FAILED_COUNT: &str = include_str!("sql/job_failed_count.sql");
 /// `stage_finish.sql`
 pub const STAGE_FINISH: &str = include_str!("sql/stage_finish.sql");
 /// `stage_insert.sql`
@@ -193,6 +197,8 @@ pub const ALL: &[(&str, &str)] = &[
     ("stage_counters_insert", STAGE_COUNTERS_INSERT),
     ("stage_counts", STAGE_COUNTS),
     ("stage_failed_tasks", STAGE_FAILED_TASKS),
+    ("earlier_failed_tasks", EARLIER_FAILED_TASKS),
+    ("job_failed_count", JOB_FAILED_COUNT),
     ("stage_finish", STAGE_FINISH),
     ("stage_insert", STAGE_INSERT),
     ("stage_results_completed", STAGE_RESULTS_COMPLETED),

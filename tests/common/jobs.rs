@@ -30,6 +30,16 @@ impl Job for Shapes {
                 "indexes that fail permanently in stage 1",
             )
             .default(json!([])),
+            ParamSpec::new(
+                "fail2",
+                ParamKind::Array(Box::new(ParamKind::Integer)),
+                "indexes that fail permanently in stage 2",
+            ),
+            ParamSpec::new(
+                "max_failures",
+                ParamKind::Integer,
+                "budget of shapes_budget",
+            ),
             ParamSpec::new("run", ParamKind::String, "").default(json!("")),
             ParamSpec::new("sleep_ms", ParamKind::Integer, "")
                 .range(0.0, 60_000.0)
@@ -55,13 +65,15 @@ impl Job for Shapes {
         if input.stage == 1 {
             Ok((0..n).map(|i| TaskSpec::new(i.to_string(), json!({"i": i, "fail": fail.as_array().is_some_and(|a| a.contains(&json!(i))), "sleep_ms": sleep}))).collect())
         } else {
+            let fail2 = input.params.get("fail2").cloned().unwrap_or(json!([]));
+            let fails = |i: &Value| fail2.as_array().is_some_and(|a| a.contains(i));
             Ok(input
                 .previous
                 .iter()
                 .map(|p| {
                     TaskSpec::new(
                         p.task_index.to_string(),
-                        json!({"i": p.result["i"], "fail": false, "sleep_ms": sleep}),
+                        json!({"i": p.result["i"], "fail": input.stage == 2 && fails(&p.result["i"]), "sleep_ms": sleep}),
                     )
                 })
                 .collect())
@@ -161,6 +173,13 @@ pub fn test_registry() -> Registry {
         ("shapes_tolerant", 2, StagePolicy::TolerateFailures),
         ("shapes_min2", 1, StagePolicy::MinSuccess { k: 2 }),
         ("shapes_min3", 1, StagePolicy::MinSuccess { k: 3 }),
+        (
+            "shapes_budget",
+            3,
+            StagePolicy::MaxFailures {
+                param: "max_failures",
+            },
+        ),
     ] {
         r.add_job(ShapesVariant {
             name,

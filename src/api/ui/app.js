@@ -497,6 +497,7 @@ async function renderJob(jobId) {
     ${jobActions(timeline, firstFail)}
     <h2>Stages</h2>
     <div data-testid="stages">${timeline.stages.map(stageBar).join("")}</div>
+    <div id="inputs-section" data-testid="inputs-section"></div>
     <h2>Tasks (${esc(tasks.total)})</h2>
     <form class="filters" id="task-filter">
       <label>status <select name="status" data-testid="task-status-filter">${["", ...tasks.statuses].map((v) => `<option value="${esc(v)}"${v === taskView.status ? " selected" : ""}>${esc(v || "any")}${v ? ` (${esc(tasks.totals.by_status[v] || 0)})` : ""}</option>`).join("")}</select></label>
@@ -529,7 +530,62 @@ async function renderJob(jobId) {
     b.addEventListener("click", () => act(b.dataset.action, [jobId], rerender))
   );
   stamp();
-  if (!TERMINAL.includes(timeline.status)) schedule(rerender);
+  if (TERMINAL.includes(timeline.status)) renderInputs(jobId);
+  else schedule(rerender);
+}
+
+// ---- Per-input outcomes: a job whose result lists `inputs` (process_raster_collection) ----
+// One page at a time from /api/ui/data/jobs/{id}/inputs (failures first), so a collection of
+// thousands of rasters never loads every outcome, nor any task row, to show what happened to each.
+const INPUTS_PAGE = 50;
+const inputsView = { jobId: null, offset: 0, outcome: "" };
+
+async function renderInputs(jobId) {
+  const box = document.getElementById("inputs-section");
+  if (!box) return;
+  if (inputsView.jobId !== jobId) Object.assign(inputsView, { jobId, offset: 0, outcome: "" });
+  const q = `limit=${INPUTS_PAGE}&offset=${inputsView.offset}${inputsView.outcome ? "&outcome=" + encodeURIComponent(inputsView.outcome) : ""}`;
+  let d;
+  try {
+    d = await api(`/api/ui/data/jobs/${jobId}/inputs?${q}`);
+  } catch (e) {
+    if (e instanceof KeyNeeded) return;
+    box.innerHTML = `<p class="error" data-testid="inputs-error">Could not load the input outcomes: ${esc(e.message)}</p>`;
+    return;
+  }
+  if (!d.total) {
+    box.innerHTML = "";
+    return;
+  }
+  const rows = d.inputs
+    .map(
+      (i) => `<tr data-testid="input-row" data-outcome="${esc(i.outcome)}" data-blob="${esc(i.blob_name)}" class="${i.outcome === "ok" ? "completed" : "failed"}">
+        <td class="mono">${esc(i.blob_name)}</td><td><span class="badge ${i.outcome === "ok" ? "completed" : "failed"}">${esc(i.outcome)}</span></td>
+        <td>${i.outcome === "ok" ? `item <span class="mono" data-testid="input-item">${esc(i.item_id)}</span>` : `stage ${esc(i.stage)} (${esc(i.stage_name || "")})`}</td>
+        <td class="error" data-testid="input-error">${i.error ? esc(i.error) : ""}</td></tr>`
+    )
+    .join("");
+  const from = d.count ? d.offset + 1 : 0;
+  box.innerHTML = `<h2>Inputs (${esc(d.total)})</h2>
+    <form class="filters" id="inputs-filter">
+      <label>outcome <select name="outcome" data-testid="input-outcome-filter">${["", "failed", "ok"].map((v) => `<option value="${v}"${v === inputsView.outcome ? " selected" : ""}>${v || "any"}${v ? ` (${esc(v === "ok" ? d.ok : d.failed)})` : ""}</option>`).join("")}</select></label>
+      <span class="muted" data-testid="input-range">${esc(from)}–${esc(d.offset + d.count)} of ${esc(d.matching)}${d.outcome ? " " + esc(d.outcome) : ""} · ${esc(d.ok)} ok, ${esc(d.failed)} failed · failures first</span>
+      ${d.offset > 0 ? `<button type="button" data-inputs="prev" data-testid="inputs-prev">previous</button>` : ""}
+      ${d.next_offset != null ? `<button type="button" data-inputs="next" data-testid="inputs-next">next</button>` : ""}
+    </form>
+    <div class="scroll"><table data-testid="input-table"><thead><tr><th>input</th><th>outcome</th><th>item / stage</th><th>error</th></tr></thead><tbody>${rows}</tbody></table></div>`;
+  const f = document.getElementById("inputs-filter");
+  f.addEventListener("change", () => {
+    inputsView.outcome = f.elements.outcome.value;
+    inputsView.offset = 0;
+    renderInputs(jobId);
+  });
+  f.addEventListener("click", (ev) => {
+    const b = ev.target.closest("[data-inputs]");
+    if (!b) return;
+    inputsView.offset = b.dataset.inputs === "next" ? d.next_offset : Math.max(0, d.offset - INPUTS_PAGE);
+    renderInputs(jobId);
+  });
 }
 
 // ---------------------------------------------------------------- a platform request's page

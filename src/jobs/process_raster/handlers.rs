@@ -96,7 +96,7 @@ fn route_gdal_messages() {
 }
 
 /// Runs GDAL work on a blocking thread; a panic is a permanent failure naming the blob.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     blob: &str,
     f: impl FnOnce() -> Result<T, RasterError> + Send + 'static,
 ) -> Result<T, TaskError> {
@@ -297,16 +297,7 @@ pub async fn create_cog(deps: RasterDeps, ctx: TaskContext) -> Result<Value, Tas
             ctx.job_id
         )
     };
-    if !client
-        .container_exists(&out_container)
-        .await
-        .map_err(|e| task_error(e, what("checking the container of")))?
-    {
-        client
-            .create_container(&out_container)
-            .await
-            .map_err(|e| task_error(e, what("creating the container of")))?;
-    }
+    ensure_container(&client, &out_container, what).await?;
     transfer::upload_file(&client, &out_container, &out_blob, &output, COG_MEDIA_TYPE)
         .await
         .map_err(|e| task_error(e, what("uploading")))?;
@@ -323,6 +314,26 @@ pub async fn create_cog(deps: RasterDeps, ctx: TaskContext) -> Result<Value, Tas
         "report": report,
         "validation": ctx.parameters.get("validation"),
     }))
+}
+
+/// Creates the output container when it does not exist; `what("checking the container of")`
+/// names the blob being written in the error.
+pub(crate) async fn ensure_container(
+    client: &BlobClient,
+    container: &str,
+    what: impl Fn(&str) -> String,
+) -> Result<(), TaskError> {
+    if !client
+        .container_exists(container)
+        .await
+        .map_err(|e| task_error(e, what("checking the container of")))?
+    {
+        client
+            .create_container(container)
+            .await
+            .map_err(|e| task_error(e, what("creating the container of")))?;
+    }
+    Ok(())
 }
 
 /// Whether a pgSTAC error can clear up by itself (connection lost, server overloaded, deadlock).
@@ -352,6 +363,46 @@ pub(crate) fn pgstac_error(e: pgstac::Error, what: String) -> TaskError {
     }
 }
 
+/// A connection to the pgSTAC database, for `what` (named in the error).
+pub(crate) async fn stac_client(
+    db: &StacDatabase,
+    what: &str,
+) -> Result<deadpool_postgres::Object, TaskError> {
+    let pool = stac_pool(db).await?;
+    crate::store::client(&pool, "upserting into pgSTAC")
+        .await
+        .map_err(|e| TaskError::transient("PgstacUnavailable", format!("{what}: {e}")))
+}
+
+/// Maps a driver error of `what` to a task error, as [`pgstac_error`] classifies it.
+pub(crate) fn pg_error(what: String) -> impl FnOnce(tokio_postgres::Error) -> TaskError {
+    move |e| pgstac_error(pgstac::Error::TokioPostgres(e), what)
+}
+
+/// A create_cog result as the STAC item builder takes it.
+pub(crate) fn tier_cog(c: &Value, task_id: &str) -> Result<TierCog, TaskError> {
+    let report: CogReport = serde_json::from_value(c.get("report").cloned().unwrap_or(Value::Null))
+        .map_err(|e| {
+            TaskError::permanent(
+                "MissingInput",
+                format!("task {task_id}: a create_cog result: {e}"),
+            )
+        })?;
+    Ok(TierCog {
+        tier: c
+            .get("tier")
+            .and_then(Value::as_str)
+            .unwrap_or("analysis")
+            .to_string(),
+        href: c
+            .get("href")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
+        report,
+    })
+}
+
 /// Stage 3: the STAC item of every COG, upserted into pgSTAC; the collection is created when it
 /// does not exist.
 pub async fn extract_stac_metadata(deps: RasterDeps, ctx: TaskContext) -> Result<Value, TaskError> {
@@ -360,31 +411,10 @@ pub async fn extract_stac_metadata(deps: RasterDeps, ctx: TaskContext) -> Result
     let blob = param(&ctx, "blob_name")?;
     let container = param(&ctx, "container_name")?;
     let cogs: Vec<Value> = field(&ctx, "cogs")?;
-    let mut tiers = Vec::new();
-    for c in &cogs {
-        let report: CogReport = serde_json::from_value(
-            c.get("report").cloned().unwrap_or(Value::Null),
-        )
-        .map_err(|e| {
-            TaskError::permanent(
-                "MissingInput",
-                format!("task {}: a create_cog result: {e}", ctx.task_id),
-            )
-        })?;
-        tiers.push(TierCog {
-            tier: c
-                .get("tier")
-                .and_then(Value::as_str)
-                .unwrap_or("analysis")
-                .to_string(),
-            href: c
-                .get("href")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string(),
-            report,
-        });
-    }
+    let tiers = cogs
+        .iter()
+        .map(|c| tier_cog(c, &ctx.task_id))
+        .collect::<Result<Vec<_>, _>>()?;
     let validation = cogs
         .first()
         .and_then(|c| c.get("validation"))
@@ -404,18 +434,9 @@ pub async fn extract_stac_metadata(deps: RasterDeps, ctx: TaskContext) -> Result
             format!("the STAC item of {container}/{blob}: {e}"),
         )
     })?;
-    let pool = stac_pool(&deps.stac).await?;
-    let mut client = crate::store::client(&pool, "upserting a STAC item")
-        .await
-        .map_err(|e| {
-            TaskError::transient(
-                "PgstacUnavailable",
-                format!("item {item_id} of {container}/{blob}: {e}"),
-            )
-        })?;
-    let wrap = |what: String| {
-        move |e: tokio_postgres::Error| pgstac_error(pgstac::Error::TokioPostgres(e), what)
-    };
+    let mut client =
+        stac_client(&deps.stac, &format!("item {item_id} of {container}/{blob}")).await?;
+    let wrap = pg_error;
     let tx = client
         .transaction()
         .await

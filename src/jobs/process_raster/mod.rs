@@ -70,7 +70,7 @@ impl From<RasterError> for TaskError {
     }
 }
 
-fn env_or(name: &str, default: &str) -> String {
+pub(crate) fn env_or(name: &str, default: &str) -> String {
     std::env::var(name)
         .ok()
         .map(|v| v.trim().to_string())
@@ -78,11 +78,11 @@ fn env_or(name: &str, default: &str) -> String {
         .unwrap_or_else(|| default.to_string())
 }
 
-fn check_crs(s: &str) -> Result<(), (&'static str, String)> {
+pub(crate) fn check_crs(s: &str) -> Result<(), (&'static str, String)> {
     inspect::parse_crs(s).map(drop).map_err(|e| ("crs", e))
 }
 
-fn check_item_id(s: &str) -> Result<(), (&'static str, String)> {
+pub(crate) fn check_item_id(s: &str) -> Result<(), (&'static str, String)> {
     if !s.is_empty()
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
@@ -96,7 +96,7 @@ fn check_item_id(s: &str) -> Result<(), (&'static str, String)> {
     }
 }
 
-fn check_folder(s: &str) -> Result<(), (&'static str, String)> {
+pub(crate) fn check_folder(s: &str) -> Result<(), (&'static str, String)> {
     if s.split('/').any(|p| p == "..") || s.starts_with('/') {
         Err((
             "blob_path",
@@ -226,6 +226,70 @@ pub fn output_blob(blob: &str, output_folder: Option<&str>, tier: Tier) -> Strin
     }
 }
 
+/// The validate_raster task parameters of `blob` (stage 1). Shared with
+/// process_raster_collection, whose parameters use the same names.
+pub fn validate_task(p: &Map<String, Value>, blob: &str) -> Value {
+    json!({
+        "blob_name": blob,
+        "container_name": p.get("container_name"),
+        "input_crs": p.get("input_crs"),
+        "raster_type": p.get("raster_type"),
+        "target_crs": p.get("target_crs"),
+        "strict_mode": p.get("strict_mode"),
+    })
+}
+
+/// The create_cog task parameters of `blob` for every tier `p` asks for, from its validation
+/// report `v` (stage 1's result). Shared with process_raster_collection, whose parameters use the
+/// same names.
+pub fn cog_tasks(
+    p: &Map<String, Value>,
+    blob: &str,
+    v: &Value,
+) -> Result<Vec<(Tier, Value)>, JobError> {
+    let raster_type = v
+        .get("raster_type")
+        .and_then(Value::as_str)
+        .and_then(RasterType::parse)
+        .ok_or_else(|| JobError::new(format!("the validation of {blob} has no raster_type")))?;
+    let has_nodata = v.get("nodata").is_some_and(|n| !n.is_null());
+    let eight_bit = v.get("data_type").and_then(Value::as_str) == Some("Byte");
+    let tiers = Tier::requested(str_param(p, "output_tier").unwrap_or("analysis"))
+        .ok_or_else(|| JobError::new("output_tier is not a tier"))?;
+    let quality = p.get("jpeg_quality").and_then(Value::as_u64).unwrap_or(85) as u8;
+    let source_crs = (v.get("crs_source").and_then(Value::as_str) == Some("input_crs"))
+        .then(|| p.get("input_crs").cloned())
+        .flatten();
+    let summary = handlers::validation_summary(v);
+    Ok(tiers
+        .into_iter()
+        .map(|tier| {
+            let prof = profile::profile(
+                raster_type,
+                tier,
+                eight_bit,
+                has_nodata,
+                quality,
+                str_param(p, "resampling"),
+            );
+            let params = json!({
+                "blob_name": blob,
+                "container_name": p.get("container_name"),
+                "tier": tier,
+                "raster_type": raster_type,
+                "source_crs": source_crs,
+                "drop_nodata": v.get("nodata_dropped").and_then(Value::as_bool).unwrap_or(false),
+                "target_crs": p.get("target_crs"),
+                "profile": prof,
+                "output_container": p.get("output_container"),
+                "output_blob": output_blob(blob, str_param(p, "output_folder"), tier),
+                "validation": summary,
+            });
+            (tier, params)
+        })
+        .collect())
+}
+
 /// The process_raster job type.
 pub struct ProcessRaster;
 
@@ -271,17 +335,7 @@ impl Job for ProcessRaster {
         let p = input.params;
         let blob = str_param(p, "blob_name").unwrap_or_default();
         match input.stage {
-            1 => Ok(vec![TaskSpec::new(
-                blob,
-                json!({
-                    "blob_name": blob,
-                    "container_name": p.get("container_name"),
-                    "input_crs": p.get("input_crs"),
-                    "raster_type": p.get("raster_type"),
-                    "target_crs": p.get("target_crs"),
-                    "strict_mode": p.get("strict_mode"),
-                }),
-            )]),
+            1 => Ok(vec![TaskSpec::new(blob, validate_task(p, blob))]),
             2 => {
                 let v = &input
                     .previous
@@ -292,50 +346,9 @@ impl Job for ProcessRaster {
                         )
                     })?
                     .result;
-                let raster_type = v
-                    .get("raster_type")
-                    .and_then(Value::as_str)
-                    .and_then(RasterType::parse)
-                    .ok_or_else(|| {
-                        JobError::new(format!("the validation of {blob} has no raster_type"))
-                    })?;
-                let has_nodata = v.get("nodata").is_some_and(|n| !n.is_null());
-                let eight_bit = v.get("data_type").and_then(Value::as_str) == Some("Byte");
-                let tiers = Tier::requested(str_param(p, "output_tier").unwrap_or("analysis"))
-                    .ok_or_else(|| JobError::new("output_tier is not a tier"))?;
-                let quality = p.get("jpeg_quality").and_then(Value::as_u64).unwrap_or(85) as u8;
-                let source_crs = (v.get("crs_source").and_then(Value::as_str) == Some("input_crs"))
-                    .then(|| p.get("input_crs").cloned())
-                    .flatten();
-                let summary = handlers::validation_summary(v);
-                Ok(tiers
+                Ok(cog_tasks(p, blob, v)?
                     .into_iter()
-                    .map(|tier| {
-                        let prof = profile::profile(
-                            raster_type,
-                            tier,
-                            eight_bit,
-                            has_nodata,
-                            quality,
-                            str_param(p, "resampling"),
-                        );
-                        TaskSpec::new(
-                            tier.as_str(),
-                            json!({
-                                "blob_name": blob,
-                                "container_name": p.get("container_name"),
-                                "tier": tier,
-                                "raster_type": raster_type,
-                                "source_crs": source_crs,
-                                "drop_nodata": v.get("nodata_dropped").and_then(Value::as_bool).unwrap_or(false),
-                                "target_crs": p.get("target_crs"),
-                                "profile": prof,
-                                "output_container": p.get("output_container"),
-                                "output_blob": output_blob(blob, str_param(p, "output_folder"), tier),
-                                "validation": summary,
-                            }),
-                        )
-                    })
+                    .map(|(tier, params)| TaskSpec::new(tier.as_str(), params))
                     .collect())
             }
             3 => {
