@@ -24,7 +24,7 @@ async fn keyed() -> TestApp {
 }
 
 /// Runs the binary with the test app's URL and key; returns (exit code, stdout, stderr).
-async fn cli(t: &TestApp, args: &[&str]) -> (i32, String, String) {
+pub(crate) async fn cli(t: &TestApp, args: &[&str]) -> (i32, String, String) {
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_coremachine"))
         .args(args)
         .env("COREMACHINE_URL", &t.base)

@@ -330,6 +330,39 @@ async fn a_resubmitted_jobs_page_shows_the_current_attempts_failure_and_lists_th
 }
 
 #[tokio::test]
+async fn a_platform_requests_page_shows_the_request_and_links_to_its_job() {
+    if !browser_ready() {
+        return;
+    }
+    let c = crate::blob_job::client();
+    let output = crate::blob_job::container_name("plat-ui-out");
+    let (t, body) = crate::platform_api::dem_request(&c, "plat-ui", &output).await;
+    let (s, r) = t.post("/api/platform/submit", &body).await;
+    assert_eq!(s, 202, "{r}");
+    let job = r["job_id"].as_str().unwrap().to_string();
+    assert_eq!(
+        t.wait_terminal(&job, Duration::from_secs(300)).await,
+        "completed"
+    );
+    let dir = artifacts();
+    run_script(
+        &t,
+        "platform_test.mjs",
+        &[
+            &t.base,
+            r["request_id"].as_str().unwrap(),
+            &job,
+            r["outputs"]["table_name"].as_str().unwrap(),
+            dir.to_str().unwrap(),
+        ],
+        &job,
+    )
+    .await;
+    assert_screenshot("ui-platform-request.png");
+    t.cleanup().await;
+}
+
+#[tokio::test]
 async fn a_raster_collection_jobs_page_shows_its_input_outcomes_a_page_at_a_time() {
     if !browser_ready() {
         return;

@@ -33,7 +33,7 @@ fn rio() -> PathBuf {
     )
 }
 
-fn terra(name: &str) -> PathBuf {
+pub(crate) fn terra(name: &str) -> PathBuf {
     fetched(
         "COREMACHINE_TERRA_DIR",
         "r-cran-terra's ex/ rasters",

@@ -27,6 +27,7 @@ mod events_api;
 mod failures;
 mod local_queue;
 mod messages;
+mod platform_api;
 mod raster_cli;
 mod raster_job;
 mod retention;

@@ -23,7 +23,7 @@ use crate::blob_job::{client, container_name, run, stage_tasks};
 use crate::common::files::{Scratch, fetched};
 use crate::common::{Opts, TestApp, fresh_db_with_pgstac};
 
-fn data(rel: &str) -> PathBuf {
+pub(crate) fn data(rel: &str) -> PathBuf {
     fetched(
         "COREMACHINE_VECTOR_DIR",
         "the fetched vector files",
@@ -33,7 +33,7 @@ fn data(rel: &str) -> PathBuf {
 }
 
 /// A zip of `files` (stored under their file names), written with Python's zipfile.
-fn zip(out: &Path, files: &[PathBuf]) {
+pub(crate) fn zip(out: &Path, files: &[PathBuf]) {
     let status = std::process::Command::new("python3")
         .arg("-c")
         .arg("import sys, zipfile, os\nwith zipfile.ZipFile(sys.argv[1], 'w', zipfile.ZIP_DEFLATED) as z:\n    [z.write(f, os.path.basename(f)) for f in sys.argv[2:]]")

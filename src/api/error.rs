@@ -148,7 +148,10 @@ impl From<crate::store::StoreError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let request_id = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
-        let message = if self.status.is_server_error() {
+        // A 501 says what the service does not do for this request (an operation, a file type):
+        // the handler's own words, no driver text, so the client keeps them.
+        let message = if self.status.is_server_error() && self.status != StatusCode::NOT_IMPLEMENTED
+        {
             tracing::warn!(request_id, status = self.status.as_u16(), error = self.error, message = %self.message, "API request failed");
             // The detail (driver text, SQLSTATE, causes) is for the log, not for the client.
             server_error_message(self.status, &request_id)

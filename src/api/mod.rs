@@ -7,6 +7,7 @@
 //! - [`input`]: body, query and path limits; [`error`]: the one error envelope.
 //! - [`openapi`]: the OpenAPI 3.1 document at `/api/openapi.json`.
 //! - [`events`]: a job's events, their summary and its timeline; [`ui`]: the operator web page.
+//! - [`platform`]: the earlier system's platform routes (submit by dataset / resource / version).
 
 pub mod admin;
 pub mod control;
@@ -17,6 +18,7 @@ pub mod input;
 pub mod job_types;
 pub mod jobs;
 pub mod openapi;
+pub mod platform;
 pub mod submit;
 pub mod ui;
 
@@ -49,6 +51,9 @@ pub fn router(engine: Engine) -> Router {
         )
         .route("/api/dbadmin/maintenance/redeploy", post(admin::redeploy))
         .route("/api/openapi.json", get(openapi::openapi_json))
+        .route("/api/platform/submit", post(platform::submit))
+        .route("/api/platform/status", get(platform::status_list))
+        .route("/api/platform/status/{request_id}", get(platform::status))
         .merge(events::routes())
         .merge(ui::routes())
         .layer(axum::middleware::from_fn(error::envelope_layer))

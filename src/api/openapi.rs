@@ -7,7 +7,7 @@ use axum::Json;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, control, error, events, health, job_types, jobs, submit, ui};
+use super::{admin, control, error, events, health, job_types, jobs, platform, submit, ui};
 
 /// The document.
 #[derive(OpenApi)]
@@ -40,6 +40,9 @@ use super::{admin, control, error, events, health, job_types, jobs, submit, ui};
         admin::migration_status,
         admin::apply_migrations,
         admin::redeploy,
+        platform::submit,
+        platform::status,
+        platform::status_list,
         openapi_json,
     ),
     components(schemas(
@@ -56,6 +59,7 @@ use super::{admin, control, error, events, health, job_types, jobs, submit, ui};
         (name = "events", description = "A job's events, their summary and its timeline"),
         (name = "ui", description = "The operator web page and its data reads"),
         (name = "compatibility", description = "Routes of the earlier implementation"),
+        (name = "platform", description = "The earlier platform layer: submit by dataset / resource / version, the job chosen from the files"),
         (name = "operations", description = "Health and the API description"),
         (name = "admin", description = "Schema administration (admin key, COREMACHINE_ADMIN_ENABLED=true)"),
     )
@@ -112,6 +116,18 @@ pub fn document() -> serde_json::Value {
             r["links"] = serde_json::Value::Object(links.clone());
         }
     }
+    // A platform request's status, and its job, follow from the submit's answer.
+    let platform_links = serde_json::json!({
+        "request_status": {"operationId": "platform_status", "parameters": {"request_id": "$response.body#/request_id"}},
+        "job": {"operationId": "get_job", "parameters": {"job_id": "$response.body#/job_id"}},
+    });
+    for code in ["200", "202"] {
+        if let Some(r) = doc.pointer_mut(&format!(
+            "/paths/~1api~1platform~1submit/post/responses/{code}"
+        )) {
+            r["links"] = platform_links.clone();
+        }
+    }
     doc
 }
 
@@ -133,6 +149,12 @@ mod tests {
         assert!(
             doc.pointer(
                 "/paths/~1api~1jobs~1submit~1{job_type}/post/responses/201/links/cancel/operationId"
+            )
+            .is_some()
+        );
+        assert!(
+            doc.pointer(
+                "/paths/~1api~1platform~1submit/post/responses/202/links/request_status/operationId"
             )
             .is_some()
         );

@@ -67,7 +67,8 @@ pub struct SubmitResponse {
     pub status_url: String,
 }
 
-fn header_str(headers: &HeaderMap, name: &str) -> Option<String> {
+/// A request header as text (first 64 characters), if present and not empty.
+pub(super) fn header_str(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get(name)
         .and_then(|v| v.to_str().ok())

@@ -70,6 +70,7 @@ pub fn routes() -> Router<Engine> {
         .route("/api/ui", get(index))
         .route("/api/ui/", get(index))
         .route("/api/ui/jobs/{job_id}", get(index))
+        .route("/api/ui/requests/{request_id}", get(index))
         .route("/api/ui/app.js", get(app_js))
         .route("/api/ui/app.css", get(app_css))
         .route("/api/ui/data/jobs", get(jobs))

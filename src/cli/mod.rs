@@ -7,10 +7,12 @@
 //! 2 a usage error (bad arguments, or the API refused the request with another 4xx). Job ids may
 //! be given by their first characters (the 12 the web page shows).
 
+mod platform;
 pub mod raster;
 mod read;
 mod watch;
 
+pub use platform::PlatformCommand;
 pub use read::Output;
 
 use std::process::ExitCode;
@@ -149,6 +151,12 @@ pub enum ClientCommand {
         /// Where the API is.
         #[command(flatten)]
         conn: Conn,
+    },
+    /// The earlier platform routes: `platform submit ...`, `platform status [<request_id>]`.
+    Platform {
+        /// What to do.
+        #[command(subcommand)]
+        cmd: PlatformCommand,
     },
     /// Follow a job with one progress bar per stage until it is terminal.
     Watch {
@@ -539,6 +547,7 @@ async fn run_inner(cmd: ClientCommand) -> Result<ExitCode, CliError> {
             eprintln!("{}", resubmitted_line(&r));
             watch::watch(&c, &job_id, None).await
         }
+        ClientCommand::Platform { cmd } => platform::run(cmd).await,
         ClientCommand::Watch {
             job_id,
             timeout,

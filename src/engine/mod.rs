@@ -40,7 +40,7 @@ pub use control::{Cancelled, ControlError, ResubmitFrom, Resubmitted};
 pub use faults::{Fault, FaultRule, Faults};
 pub use ids::{JobId, TaskId};
 pub(crate) use repair::load_job_ctx;
-pub use submit::{SubmitError, Submitted};
+pub use submit::{SubmitError, SubmitRecord, Submitted};
 
 /// How the message that triggered an invocation arrived (for records and checkpoints).
 #[derive(Debug, Clone, Default)]

@@ -1,5 +1,9 @@
 //! Submit: validate, derive the content-addressed job id, and create the job with its stage 1
 //! message in one transaction. Submitting the same job again returns the existing one.
+//!
+//! A caller that must record something of its own with the job (the platform layer's request
+//! row) passes a [`SubmitRecord`]: it is written in the same transaction, so neither exists
+//! without the other.
 
 use serde_json::{Value, json};
 
@@ -8,7 +12,7 @@ use super::events::{self, Event, EventStatus};
 use super::ids::JobId;
 use super::messages::JobMessage;
 use crate::jobs::{FieldError, params};
-use crate::store::{self, QueryContext, StoreError, sql};
+use crate::store::{self, QueryContext, StoreError, Transaction, sql};
 use crate::telemetry::checkpoints as cp;
 use crate::transport::outbox::Outbox;
 
@@ -70,6 +74,32 @@ pub enum SubmitError {
     Store(#[from] StoreError),
 }
 
+/// A row written in a submit's own transaction, after the job's insert: an error rolls the whole
+/// submit back (the job included), so the caller's record and the job commit together or not at
+/// all.
+pub trait SubmitRecord: Sync {
+    /// The caller's error; a submit error converts into it.
+    type Error: From<SubmitError> + From<StoreError> + Send;
+    /// Writes the record for `job_id`; `created` says whether this submit created the job (false:
+    /// the job existed already).
+    fn write(
+        &self,
+        tx: &Transaction<'_>,
+        job_id: &JobId,
+        created: bool,
+    ) -> impl std::future::Future<Output = Result<(), Self::Error>> + Send;
+}
+
+/// Nothing to record (a plain submit).
+struct NoRecord;
+
+impl SubmitRecord for NoRecord {
+    type Error = SubmitError;
+    async fn write(&self, _: &Transaction<'_>, _: &JobId, _: bool) -> Result<(), SubmitError> {
+        Ok(())
+    }
+}
+
 impl Engine {
     /// Submits a job of `job_type` with the parameters in `body`.
     pub async fn submit(
@@ -79,6 +109,19 @@ impl Engine {
         correlation_id: Option<String>,
         traceparent: Option<String>,
     ) -> Result<Submitted, SubmitError> {
+        self.submit_recorded(job_type, body, correlation_id, traceparent, &NoRecord)
+            .await
+    }
+
+    /// Like [`Engine::submit`], and writes `record` in the submit's transaction.
+    pub async fn submit_recorded<R: SubmitRecord>(
+        &self,
+        job_type: &str,
+        body: &Value,
+        correlation_id: Option<String>,
+        traceparent: Option<String>,
+        record: &R,
+    ) -> Result<Submitted, R::Error> {
         let Some(job) = self.registry().job(job_type) else {
             return Err(SubmitError::UnknownJobType {
                 job_type: job_type.chars().take(100).collect(),
@@ -88,7 +131,8 @@ impl Engine {
                     .iter()
                     .map(|s| s.to_string())
                     .collect(),
-            });
+            }
+            .into());
         };
         let specs = job.parameters();
         let validated = params::validate(&specs, body)
@@ -140,6 +184,7 @@ impl Engine {
             .await
             .ctx(|| format!("inserting job {job_id}"))?;
         let mut outbox_ids = Vec::new();
+        record.write(&tx, &job_id, inserted.is_some()).await?;
         if inserted.is_some() {
             events::write(
                 &tx,

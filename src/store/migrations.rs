@@ -66,6 +66,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "operator_attempt_boundaries",
         sql: include_str!("../../migrations/0014_operator_attempt_boundaries.sql"),
     },
+    Migration {
+        version: 16,
+        name: "platform_requests",
+        sql: include_str!("../../migrations/0016_platform_requests.sql"),
+    },
 ];
 
 /// The state of one migration in a database.

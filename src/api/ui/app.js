@@ -1,4 +1,5 @@
-// CoreMachine operator page: the job list (/api/ui) and a job page (/api/ui/jobs/{job_id}).
+// CoreMachine operator page: the job list (/api/ui), a job page (/api/ui/jobs/{job_id}) and a
+// platform request's page (/api/ui/requests/{request_id}).
 // Plain browser JavaScript, no build step; every value from the API is escaped before display.
 "use strict";
 
@@ -587,9 +588,52 @@ async function renderInputs(jobId) {
   });
 }
 
+// ---------------------------------------------------------------- a platform request's page
+// /api/ui/requests/{request_id}: what POST /api/platform/submit recorded (dataset, resource,
+// version, files, derived names) and its job's state, with a link to the job's page.
+async function renderRequest(requestId) {
+  const app = document.getElementById("app");
+  document.getElementById("where").textContent = "request " + requestId.slice(0, 12) + "…";
+  let r;
+  try {
+    r = await api(`/api/platform/status/${encodeURIComponent(requestId)}`);
+  } catch (e) {
+    if (e instanceof KeyNeeded) return askForKey(e.message, () => renderRequest(requestId));
+    app.innerHTML = `<p><a href="/api/ui">← all jobs</a></p>
+      <p class="error" data-testid="load-error">Could not load request ${esc(requestId)}: ${esc(e.message)}</p>`;
+    if (e.status !== 404) schedule(() => renderRequest(requestId));
+    return;
+  }
+  const files = [].concat(r.request.file_name || []);
+  const outputs = Object.entries(r.outputs || {})
+    .map(([k, v]) => `<dt>${esc(k)}</dt><dd class="mono">${esc(v)}</dd>`)
+    .join("");
+  app.innerHTML = `<p><a href="/api/ui">← all jobs</a></p>
+    <section data-testid="request" data-request-id="${esc(r.request_id)}" data-job-status="${esc(r.job_status)}">
+      <h1>Platform request <span class="mono">${esc(r.request_id)}</span></h1>
+      <dl class="facts">
+        <dt>dataset / resource / version</dt><dd>${esc(r.dataset_id)} / ${esc(r.resource_id)} / ${esc(r.version_id)}</dd>
+        <dt>data type</dt><dd>${esc(r.data_type)}</dd>
+        <dt>files</dt><dd class="mono">${files.map(esc).join("<br>")}</dd>
+        <dt>container</dt><dd class="mono">${esc(r.request.container_name)}</dd>
+        <dt>client</dt><dd>${esc(r.client_id)}</dd>
+        <dt>recorded</dt><dd>${when(r.created_at)}</dd>
+        <dt>job</dt><dd><a data-testid="request-job-link" class="mono" href="${esc("/api/ui/jobs/" + r.job_id)}">${short(r.job_id)}</a>
+          ${esc(r.job_type)} ${badge(r.job_status)} stage ${esc(r.job_stage)}/${esc(r.total_stages)}</dd>
+        ${r.error_details ? `<dt>error</dt><dd class="error">${esc(r.error_details)}</dd>` : ""}
+      </dl>
+      <h2>Outputs</h2>
+      <dl class="facts" data-testid="request-outputs">${outputs}</dl>
+    </section>`;
+  stamp();
+  if (!TERMINAL.includes(r.job_status)) schedule(() => renderRequest(requestId));
+}
+
 function route() {
   const m = location.pathname.match(/\/api\/ui\/jobs\/([^/]+)\/?$/);
+  const req = location.pathname.match(/\/api\/ui\/requests\/([^/]+)\/?$/);
   if (m) renderJob(decodeURIComponent(m[1]));
+  else if (req) renderRequest(decodeURIComponent(req[1]));
   else renderList();
 }
 

@@ -229,12 +229,19 @@ pub async fn prepare(deps: VectorDeps, ctx: TaskContext) -> Result<Value, TaskEr
         .map_err(|e| db_error(e, "looking for the target schema"))?
         .get(0);
     if !exists {
-        c.batch_execute(&format!(
-            "CREATE SCHEMA IF NOT EXISTS {}",
-            super::naming::quote(&schema)
-        ))
-        .await
-        .map_err(|e| db_error(e, &format!("creating schema {schema}")))?;
+        let created = c
+            .batch_execute(&format!(
+                "CREATE SCHEMA IF NOT EXISTS {}",
+                super::naming::quote(&schema)
+            ))
+            .await;
+        match created {
+            // IF NOT EXISTS is not safe against a concurrent CREATE SCHEMA: two jobs loading
+            // into a new schema at once, one of them loses on pg_namespace's unique index
+            // (23505) after the other created it, which is what it wanted.
+            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) => {}
+            r => r.map_err(|e| db_error(e, &format!("creating schema {schema}")))?,
+        }
     }
     let comment = c
         .query_opt(sql::TABLE_COMMENT, &[&schema, &table_name])
