@@ -583,3 +583,188 @@ fn a_thread_scoped_pipeline_sees_a_callsite_another_thread_hit_first() {
     callsite();
     assert_eq!(SEEN.load(Ordering::SeqCst), 1);
 }
+
+/// The dependency records (`RemoteDependencyData`) of an upload, as their `baseData`.
+fn dependencies(items: &[Value]) -> Vec<&Value> {
+    items
+        .iter()
+        .filter(|e| base_type(e) == "RemoteDependencyData")
+        .map(|e| &e["data"]["baseData"])
+        .collect()
+}
+
+/// #18.6: PostgreSQL, Blob Storage and Service Bus calls are `dependencies` records with the
+/// fields the application map reads (type, target, name, data, duration, success, resultCode),
+/// and a job's calls share its operation.
+#[tokio::test(flavor = "current_thread")]
+async fn a_jobs_database_blob_and_service_bus_calls_are_exported_as_dependencies() {
+    use crate::azure_fakes::{FakeServiceBus, Scripted};
+    use coremachine::jobs::list_container_contents::{self, BlobSource};
+
+    let ingestion = FakeIngestion::start();
+    let telemetry = Arc::new(pipeline(&ingestion));
+    let _guard = tracing::dispatcher::set_default(telemetry.dispatch());
+
+    let blobs = crate::blob_job::client();
+    let container = crate::blob_job::container_with(
+        &blobs,
+        "deps",
+        vec![
+            ("a.txt".into(), vec![b'a'; 10]),
+            ("b.csv".into(), vec![b'b'; 30]),
+        ],
+    )
+    .await;
+    let client = blobs.clone();
+    let t = TestApp::start_opts(move |o| {
+        list_container_contents::register(&mut o.registry, BlobSource::fixed(client))
+    })
+    .await;
+    let job = t
+        .submit(
+            "list_container_contents",
+            json!({"container_name": container}),
+        )
+        .await;
+    assert_eq!(
+        t.wait_terminal(&job, T).await,
+        "completed",
+        "{}",
+        t.dump(&job).await
+    );
+    t.wait_quiet(T).await;
+
+    // Service Bus: one accepted send, one refused.
+    let fake = FakeServiceBus::bearer("t1").await;
+    let sender = crate::azure_service_bus::sender(
+        &fake,
+        crate::azure_service_bus::Tokens::new("t1", "t2"),
+        &[],
+    );
+    sender
+        .send_all(&[crate::azure_service_bus::task_msg(0, 10)])
+        .await
+        .expect("accepted");
+    fake.script([Scripted::status(400, "bad request")]);
+    sender
+        .send_all(&[crate::azure_service_bus::task_msg(1, 10)])
+        .await
+        .expect_err("refused");
+    flush(&telemetry).await;
+
+    let items = ingestion.items();
+    assert!(ingestion.bad_requests.lock().unwrap().is_empty());
+    let trace: String = t
+        .db()
+        .await
+        .query_one(
+            "SELECT traceparent FROM app.jobs WHERE job_id = $1",
+            &[&job],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let op = trace.split('-').nth(1).unwrap().to_string();
+    let of_job: Vec<&Value> = items
+        .iter()
+        .filter(|e| base_type(e) == "RemoteDependencyData" && operation_id(e) == Some(&op))
+        .map(|e| &e["data"]["baseData"])
+        .collect();
+    let all = dependencies(&items);
+    let kinds =
+        |ty: &str| -> Vec<&Value> { of_job.iter().copied().filter(|d| d["type"] == ty).collect() };
+
+    // Blob: the listing and each blob's read, within the job's operation.
+    let blob = kinds("Azure blob");
+    assert!(blob.len() >= 3, "list + 2 reads: {blob:?}");
+    let azurite = reqwest::Url::parse(&crate::blob_job::azurite()).unwrap();
+    let host = format!(
+        "{}:{}",
+        azurite.host_str().unwrap(),
+        azurite.port().unwrap()
+    );
+    for d in &blob {
+        assert_eq!(d["target"], host.as_str(), "{d}");
+        assert_eq!(d["success"], true, "{d}");
+        assert!(d["resultCode"].as_str().unwrap().starts_with('2'), "{d}");
+        let data = d["data"].as_str().unwrap();
+        assert!(
+            data.contains(&container) && !data.contains('?') && !data.contains("sig="),
+            "the URL without its query (no SAS, no key): {data}"
+        );
+        assert!(d["duration"].as_str().is_some(), "{d}");
+    }
+    assert!(
+        blob.iter().any(|d| d["name"] == "GET container"),
+        "the listing: {blob:?}"
+    );
+    assert!(
+        blob.iter().any(|d| d["name"] == "HEAD blob"),
+        "a blob read: {blob:?}"
+    );
+
+    // PostgreSQL: one claim per task run, named by its statement, with its text as data.
+    let tasks = t
+        .count(
+            "SELECT count(*) FROM app.job_events WHERE job_id = $1 AND event_type = 'task_started'",
+            &job,
+        )
+        .await;
+    let pg = kinds("postgresql");
+    let claims: Vec<&&Value> = pg.iter().filter(|d| d["name"] == "task_claim").collect();
+    assert_eq!(claims.len() as i64, tasks, "one task_claim per run: {pg:?}");
+    for d in &claims {
+        assert_eq!(d["success"], true, "{d}");
+        assert_eq!(
+            d["resultCode"], "1",
+            "the exporter's code of an OK span: {d}"
+        );
+        assert!(
+            d["data"].as_str().unwrap().contains("UPDATE app.tasks"),
+            "{d}"
+        );
+        let db_url: tokio_postgres::Config =
+            std::env::var("TEST_DATABASE_URL").unwrap().parse().unwrap();
+        assert!(
+            d["target"]
+                .as_str()
+                .unwrap()
+                .ends_with(&format!(":{}", db_url.get_ports()[0])),
+            "host:port of the database: {d}"
+        );
+    }
+    assert!(
+        pg.iter().any(
+            |d| d["name"] == "local_queue_insert_batch" || d["name"] == "outbox_to_local_queue"
+        ),
+        "the fan-out's queue writes: {pg:?}"
+    );
+
+    // Service Bus: the accepted send succeeded with 201, the refused one failed with 400.
+    let sb: Vec<&Value> = all
+        .iter()
+        .copied()
+        .filter(|d| d["type"] == "Azure Service Bus")
+        .collect();
+    let fake_host = reqwest::Url::parse(&fake.url).unwrap();
+    let fake_host = format!(
+        "{}:{}",
+        fake_host.host_str().unwrap(),
+        fake_host.port().unwrap()
+    );
+    assert_eq!(sb.len(), 2, "{sb:?}");
+    for d in &sb {
+        assert_eq!(d["name"], "send to geospatial-tasks", "{d}");
+        assert_eq!(d["target"], fake_host.as_str(), "{d}");
+        assert!(!d["data"].as_str().unwrap().contains('?'), "{d}");
+    }
+    assert_eq!(
+        (sb[0]["success"].clone(), sb[0]["resultCode"].clone()),
+        (json!(true), json!("201"))
+    );
+    assert_eq!(
+        (sb[1]["success"].clone(), sb[1]["resultCode"].clone()),
+        (json!(false), json!("400"))
+    );
+    t.cleanup().await;
+}

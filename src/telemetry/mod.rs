@@ -7,11 +7,13 @@
 //!   Only the exporter's own warnings go to stderr.
 //! - Without it, JSON lines on stdout.
 //!
-//! Layout: [`checkpoints`] (the catalogue of named steps), [`trace_context`] (W3C `traceparent`
+//! Layout: [`checkpoints`] (the catalogue of named steps), [`dependency`] (CLIENT spans around
+//! PostgreSQL, Blob and Service Bus calls), [`trace_context`] (W3C `traceparent`
 //! propagation), [`http`] (a span per API request), [`exporter`] (upload client, truncation
 //! wrapper), [`truncate`] (cutting at character boundaries).
 
 pub mod checkpoints;
+pub mod dependency;
 pub mod exporter;
 pub mod http;
 pub mod trace_context;
