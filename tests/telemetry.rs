@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use coremachine::engine::{Fault, FaultRule};
-use coremachine::telemetry::Telemetry;
+use coremachine::telemetry::{Sampling, Telemetry};
 use serde_json::{Value, json};
 use tracing_subscriber::EnvFilter;
 
@@ -47,10 +47,19 @@ fn keep_interest_cache_multi_dispatcher() {
     });
 }
 
+/// A pipeline that exports every record (no sampling: these tests count records one by one).
 fn pipeline(ingestion: &FakeIngestion) -> Telemetry {
+    pipeline_with(ingestion, Sampling::keep_all())
+}
+
+fn pipeline_with(ingestion: &FakeIngestion, sampling: Sampling) -> Telemetry {
     keep_interest_cache_multi_dispatcher();
-    Telemetry::application_insights(&ingestion.connection_string(), EnvFilter::new("info"))
-        .expect("connection string is accepted")
+    Telemetry::application_insights_sampled(
+        &ingestion.connection_string(),
+        EnvFilter::new("info"),
+        sampling,
+    )
+    .expect("connection string is accepted")
 }
 
 /// Flushes on a blocking thread (the exporter uploads from its own threads meanwhile).
@@ -460,6 +469,9 @@ async fn the_binary_exports_to_application_insights_only_and_flushes_on_sigterm(
             ingestion.connection_string(),
         )
         .env("LOCAL_QUEUE_POLL_MS", "25")
+        // Every task's checkpoints (the check below names TASK_COMPLETED; sampling is tested on
+        // its own).
+        .env(coremachine::telemetry::exporter::SAMPLE_PERCENT_VAR, "100")
         .env_remove("RUST_LOG")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -765,6 +777,126 @@ async fn a_jobs_database_blob_and_service_bus_calls_are_exported_as_dependencies
     assert_eq!(
         (sb[1]["success"].clone(), sb[1]["resultCode"].clone()),
         (json!(false), json!("400"))
+    );
+    t.cleanup().await;
+}
+
+/// #18.6: with the default sampling, a job of 2 x 1,000 tasks exports its stage- and job-level
+/// checkpoints and every failure and retry, while its per-task success rows (claims and
+/// completions) stay under the documented bound of 60 per 1,000 tasks; a sampled task keeps
+/// its claim and its completion together.
+#[tokio::test(flavor = "current_thread")]
+async fn a_1000_task_jobs_sampled_volume_stays_under_the_bound_and_keeps_every_failure() {
+    use coremachine::telemetry::exporter::{DEFAULT_SAMPLE_PERCENT, SAMPLED_CHECKPOINTS};
+    let ingestion = FakeIngestion::start();
+    let telemetry = Arc::new(pipeline_with(
+        &ingestion,
+        Sampling::percent(DEFAULT_SAMPLE_PERCENT),
+    ));
+    let _guard = tracing::dispatcher::set_default(telemetry.dispatch());
+    let t = TestApp::start().await;
+    // Two tasks fail for good (tolerated), one is retried once.
+    t.fault(
+        FaultRule::times(Fault::HandlerTransient, 1)
+            .on_stage(1)
+            .on_index(3),
+    );
+    let job = t
+        .submit(
+            "shapes_tolerant",
+            json!({"tasks": 1000, "fail": [5, 700], "run": "sampling"}),
+        )
+        .await;
+    assert_eq!(
+        t.wait_terminal(&job, Duration::from_secs(300)).await,
+        "completed",
+        "{}",
+        t.dump(&job).await
+    );
+    t.wait_quiet(T).await;
+    flush(&telemetry).await;
+
+    let items = ingestion.items();
+    let traces: Vec<&Value> = items
+        .iter()
+        .filter(|e| base_type(e) == "MessageData" && props(e)["job_id"] == job.as_str())
+        .collect();
+    let names: Vec<&str> = traces
+        .iter()
+        .filter_map(|e| props(e)["checkpoint"].as_str())
+        .collect();
+    let db = t.db().await;
+    let rows = db
+        .query(
+            "SELECT checkpoint_name, event_status, count(*) FROM app.job_events WHERE job_id = $1 GROUP BY 1, 2",
+            &[&job],
+        )
+        .await
+        .unwrap();
+    let mut tasks_run = 0i64;
+    for r in &rows {
+        let (c, status, n): (String, String, i64) = (r.get(0), r.get(1), r.get(2));
+        let got = names.iter().filter(|x| **x == c).count() as i64;
+        if SAMPLED_CHECKPOINTS.contains(&c.as_str()) {
+            if c == "TASK_CLAIMED" {
+                tasks_run = n;
+            }
+            assert!(got < n, "{c}: sampled, {got} of {n} exported");
+        } else {
+            // Failures, retries and every stage- and job-level step: all of them.
+            assert_eq!(
+                got, n,
+                "{c} ({status}): {n} job_events rows, {got} exported"
+            );
+        }
+    }
+    assert!(tasks_run >= 1998, "{tasks_run} task runs");
+    assert_eq!(names.iter().filter(|n| **n == "TASK_FAILED").count(), 2);
+    assert_eq!(
+        names
+            .iter()
+            .filter(|n| **n == "TASK_RETRY_SCHEDULED")
+            .count(),
+        1
+    );
+    let per_task: Vec<&&Value> = traces
+        .iter()
+        .filter(|e| SAMPLED_CHECKPOINTS.contains(&props(e)["checkpoint"].as_str().unwrap_or("")))
+        .collect();
+    let bound = 60 * tasks_run / 1000;
+    assert!(
+        !per_task.is_empty() && (per_task.len() as i64) <= bound,
+        "{} per-task rows for {tasks_run} task runs (bound {bound})",
+        per_task.len()
+    );
+    let of = |c: &str| -> std::collections::BTreeSet<String> {
+        per_task
+            .iter()
+            .filter(|e| props(e)["checkpoint"] == c)
+            .map(|e| props(e)["task_id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        of("TASK_CLAIMED"),
+        of("TASK_COMPLETED"),
+        "a sampled task keeps its claim and its completion"
+    );
+    // Requests of task messages are sampled the same way; the job's failures are all there.
+    let task_requests = items
+        .iter()
+        .filter(|e| {
+            base_type(e) == "RequestData" && e["data"]["baseData"]["name"] == "tasks-queue-trigger"
+        })
+        .count() as i64;
+    assert!(
+        task_requests <= bound,
+        "{task_requests} tasks-queue-trigger requests exported (bound {bound})"
+    );
+    eprintln!(
+        "sampled volume: {} traces rows for the job ({} per-task), {task_requests} task requests, {} dependencies, for {tasks_run} task runs",
+        traces.len(),
+        per_task.len(),
+        dependencies(&items).len()
     );
     t.cleanup().await;
 }

@@ -32,6 +32,7 @@ use tracing::Dispatch;
 use tracing_subscriber::filter::filter_fn;
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
+pub use exporter::Sampling;
 use exporter::{Truncating, UploadClient};
 
 /// The environment variable that switches on the Application Insights exporter.
@@ -173,6 +174,15 @@ impl Telemetry {
         connection_string: &str,
         filter: EnvFilter,
     ) -> Result<Self, TelemetryError> {
+        Self::application_insights_sampled(connection_string, filter, Sampling::from_env())
+    }
+
+    /// [`Telemetry::application_insights`] with an explicit [`Sampling`] of per-task records.
+    pub fn application_insights_sampled(
+        connection_string: &str,
+        filter: EnvFilter,
+        sampling: Sampling,
+    ) -> Result<Self, TelemetryError> {
         let client = UploadClient::new(Duration::from_secs(30));
         let exporter = Exporter::new_from_connection_string(connection_string, client)
             .map_err(|e| TelemetryError::ConnectionString {
@@ -188,11 +198,11 @@ impl Telemetry {
         let resource = resource();
         let tracer = SdkTracerProvider::builder()
             .with_resource(resource.clone())
-            .with_batch_exporter(Truncating::new(exporter.clone()))
+            .with_batch_exporter(Truncating::new(exporter.clone()).with_sampling(sampling))
             .build();
         let logger = SdkLoggerProvider::builder()
             .with_resource(resource)
-            .with_batch_exporter(Truncating::new(exporter))
+            .with_batch_exporter(Truncating::new(exporter).with_sampling(sampling))
             .build();
         // Spans only: events reach Application Insights once, as log records through the bridge
         // (as span events too, every checkpoint would be stored twice).
