@@ -900,3 +900,111 @@ async fn a_1000_task_jobs_sampled_volume_stays_under_the_bound_and_keeps_every_f
     );
     t.cleanup().await;
 }
+
+/// What a line pipeline wrote, shared with the test.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+/// Runs a hello_world job submitted with `traceparent` under a line pipeline in `format`;
+/// returns the job id and what was printed.
+async fn job_lines(
+    format: coremachine::telemetry::log_format::Format,
+    traceparent: &str,
+) -> (String, String) {
+    keep_interest_cache_multi_dispatcher();
+    let out = Captured::default();
+    let telemetry = Telemetry::lines_to(EnvFilter::new("info"), format, out.clone());
+    let _guard = tracing::dispatcher::set_default(telemetry.dispatch());
+    let t = TestApp::start().await;
+    let r = t
+        .http
+        .post(format!("{}/api/jobs/submit/hello_world", t.base))
+        .header("traceparent", traceparent)
+        .json(&json!({"n": 2, "message": format!("{format:?} lines")}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let job = r.json::<Value>().await.unwrap()["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(t.wait_terminal(&job, T).await, "completed");
+    t.wait_quiet(T).await;
+    t.cleanup().await;
+    let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+    (job, text)
+}
+
+/// #18.6: every line of a job's submit request and of its invocations carries the request id and
+/// the job's trace id, in JSON and with `LOG_FORMAT=pretty`.
+#[tokio::test(flavor = "current_thread")]
+async fn every_log_line_of_a_job_carries_its_request_id_and_trace_id_in_json_and_pretty() {
+    use coremachine::telemetry::log_format::Format;
+    let trace = "5bf92f3577b34da6a3ce929d0e0e4736";
+    let (job, text) = job_lines(Format::Json, &format!("00-{trace}-00f067aa0ba902b7-01")).await;
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let of_job: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["job_id"] == job.as_str())
+        .collect();
+    let checkpoints: Vec<&str> = of_job
+        .iter()
+        .filter_map(|l| l["checkpoint"].as_str())
+        .collect();
+    for c in [
+        "JOB_SUBMITTED",
+        "TASK_CLAIMED",
+        "TASK_COMPLETED",
+        "JOB_COMPLETED",
+    ] {
+        assert!(checkpoints.contains(&c), "{c} missing from {checkpoints:?}");
+    }
+    let mut requests = std::collections::BTreeSet::new();
+    for l in &of_job {
+        assert_eq!(l["trace_id"], trace, "the job's trace id: {l}");
+        let r = l["request_id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("a request id: {l}"));
+        assert!(!r.is_empty(), "{l}");
+        requests.insert(r.to_string());
+        for k in ["timestamp", "level", "target", "message"] {
+            assert!(l[k].is_string(), "{k} in {l}");
+        }
+    }
+    // The submit request and every invocation have ids of their own.
+    assert!(requests.len() >= 5, "{requests:?}");
+
+    let trace = "6bf92f3577b34da6a3ce929d0e0e4736";
+    let (job, text) = job_lines(Format::Pretty, &format!("00-{trace}-00f067aa0ba902b7-01")).await;
+    let of_job: Vec<&str> = text.lines().filter(|l| l.contains(&job)).collect();
+    assert!(
+        of_job.iter().any(|l| l.contains(" INFO TASK_COMPLETED ")),
+        "{text}"
+    );
+    for l in &of_job {
+        assert!(!l.trim_start().starts_with('{'), "not JSON: {l}");
+        assert!(l.contains(&format!(" trace_id={trace}")), "{l}");
+        assert!(l.contains(" request_id="), "{l}");
+    }
+}

@@ -157,6 +157,9 @@ async fn invoke(
     };
     let inv = decode_queue_invocation(function, &body, invocation_id.clone());
     let prop = |k: &str| inv.delivery.properties.get(k).and_then(|v| v.as_str());
+    // One trace per job: the message carries the job's trace context (else the host's header).
+    let header_tp = headers.get("traceparent").and_then(|v| v.to_str().ok());
+    let traceparent = prop(trace_context::TRACEPARENT).or(header_tp);
     let span = tracing::info_span!(
         "invocation",
         otel.name = function,
@@ -168,10 +171,9 @@ async fn invoke(
         delivery_count = inv.delivery.delivery_count.unwrap_or(0),
         job_id = prop("job_id"),
         task_id = prop("task_id"),
+        trace_id = traceparent.and_then(trace_context::trace_id_of),
     );
-    // One trace per job: the message carries the job's trace context (else the host's header).
-    let header_tp = headers.get("traceparent").and_then(|v| v.to_str().ok());
-    trace_context::continue_trace(&span, prop(trace_context::TRACEPARENT).or(header_tp));
+    trace_context::continue_trace(&span, traceparent);
     let result = async {
         match kind {
             Kind::Jobs => engine.on_job_message(&inv.body, &inv.delivery).await,

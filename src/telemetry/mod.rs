@@ -5,7 +5,8 @@
 //!   their fields in `customDimensions`), and nothing is printed on stdout: the Functions host
 //!   forwards stdout to Application Insights too, so printing would store every record twice.
 //!   Only the exporter's own warnings go to stderr.
-//! - Without it, JSON lines on stdout.
+//! - Without it, JSON lines on stdout (or, with `LOG_FORMAT=pretty`, readable ones), each with
+//!   the request id and trace id of its request or invocation ([`log_format`]).
 //!
 //! Layout: [`checkpoints`] (the catalogue of named steps), [`dependency`] (CLIENT spans around
 //! PostgreSQL, Blob and Service Bus calls), [`trace_context`] (W3C `traceparent`
@@ -16,6 +17,7 @@ pub mod checkpoints;
 pub mod dependency;
 pub mod exporter;
 pub mod http;
+pub mod log_format;
 pub mod trace_context;
 pub mod truncate;
 
@@ -30,7 +32,7 @@ use opentelemetry_sdk::logs::SdkLoggerProvider;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing::Dispatch;
 use tracing_subscriber::filter::filter_fn;
-use tracing_subscriber::{EnvFilter, fmt, prelude::*};
+use tracing_subscriber::{EnvFilter, Layer as _, fmt, prelude::*};
 
 pub use exporter::Sampling;
 use exporter::{Truncating, UploadClient};
@@ -105,12 +107,21 @@ where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
     W: for<'w> fmt::MakeWriter<'w> + Send + Sync + 'static,
 {
-    fmt::layer()
-        .with_writer(writer)
-        .json()
-        .flatten_event(true)
-        .with_current_span(false)
-        .with_span_list(false)
+    lines(writer, log_format::Format::from_env())
+}
+
+fn lines<S, W>(writer: W, format: log_format::Format) -> impl tracing_subscriber::Layer<S>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    W: for<'w> fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    // `LOG_FORMAT=pretty` for a terminal; JSON lines otherwise. Both carry the request and
+    // trace ids of the spans around each record (log_format.rs).
+    log_format::IdsLayer.and_then(
+        fmt::layer()
+            .with_writer(writer)
+            .event_format(log_format::Lines(format)),
+    )
 }
 
 fn resource() -> Resource {
@@ -143,6 +154,24 @@ impl Telemetry {
             tracing_subscriber::registry()
                 .with(filter)
                 .with(stdout_layer()),
+        );
+        Self {
+            mode: Mode::Stdout,
+            dispatch,
+            tracer: None,
+            logger: None,
+        }
+    }
+
+    /// Lines in `format` to `writer` (the tests capture what would reach stdout).
+    pub fn lines_to<W>(filter: EnvFilter, format: log_format::Format, writer: W) -> Self
+    where
+        W: for<'w> fmt::MakeWriter<'w> + Send + Sync + 'static,
+    {
+        let dispatch = Dispatch::new(
+            tracing_subscriber::registry()
+                .with(filter)
+                .with(lines(writer, format)),
         );
         Self {
             mode: Mode::Stdout,
