@@ -382,8 +382,24 @@ const CHECKPOINT_FIELDS: &[&str] = &[
     "extra",
 ];
 
-/// Every query of the KQL pack (`scripts/kql/`) and of the alerts (`scripts/kql/alerts/`).
+/// Every query of the KQL pack (`scripts/kql/`), of the alerts (`scripts/kql/alerts/`) and
+/// their workspace variants (`scripts/kql/workspace/`).
 fn kql_files() -> Vec<std::path::PathBuf> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/kql");
+    let mut files = resource_kql_files();
+    files.extend(
+        [root.join("workspace"), root.join("workspace/alerts")]
+            .iter()
+            .flat_map(|d| std::fs::read_dir(d).unwrap())
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "kql")),
+    );
+    files.sort();
+    files
+}
+
+/// The queries written for the Application Insights resource (`traces`, `customDimensions`).
+fn resource_kql_files() -> Vec<std::path::PathBuf> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/kql");
     let mut files: Vec<_> = [root.clone(), root.join("alerts")]
         .iter()
@@ -409,8 +425,11 @@ fn every_kql_query_is_well_formed() {
 fn the_kql_pack_uses_only_checkpoint_names_and_fields_that_exist() {
     use coremachine::telemetry::checkpoints as cp;
     let files = kql_files();
-    assert!(files.len() >= 7 + 5, "the pack and the alerts: {files:?}");
-    let field = regex::Regex::new(r"customDimensions\.([A-Za-z_]+)").unwrap();
+    assert!(
+        files.len() >= 2 * (7 + 5),
+        "the pack, the alerts and their workspace variants: {files:?}"
+    );
+    let field = regex::Regex::new(r"(?:customDimensions|Properties)\.([A-Za-z_]+)").unwrap();
     let name = regex::Regex::new(r#""([A-Z][A-Z_]+)""#).unwrap();
     let prefix = regex::Regex::new(r#"startswith "([A-Z_]+)""#).unwrap();
     for f in &files {
@@ -1006,5 +1025,50 @@ async fn every_log_line_of_a_job_carries_its_request_id_and_trace_id_in_json_and
         assert!(!l.trim_start().starts_with('{'), "not JSON: {l}");
         assert!(l.contains(&format!(" trace_id={trace}")), "{l}");
         assert!(l.contains(" request_id="), "{l}");
+    }
+}
+
+/// #18.6: the pack works from the workspace too: `scripts/kql/workspace/` holds every query of
+/// the pack and of the alerts with the workspace's names (`AppTraces`, `Properties`, ...),
+/// generated from the resource's; the files checked in are what the generator makes
+/// (`UPDATE_KQL=1` rewrites them).
+#[test]
+fn the_workspace_variant_of_every_kql_query_is_generated_from_the_resource_one() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/kql");
+    let update = std::env::var("UPDATE_KQL").as_deref() == Ok("1");
+    for f in resource_kql_files() {
+        let rel = f.strip_prefix(&root).unwrap();
+        let source = format!("scripts/kql/{}", rel.display());
+        let want = crate::common::kql::to_workspace(&std::fs::read_to_string(&f).unwrap(), &source);
+        let target = root.join("workspace").join(rel);
+        if update {
+            std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+            std::fs::write(&target, &want).unwrap();
+        }
+        let got = std::fs::read_to_string(&target).unwrap_or_else(|_| {
+            panic!(
+                "{} is missing: run UPDATE_KQL=1 cargo test --test tests the_workspace_variant",
+                target.display()
+            )
+        });
+        assert_eq!(
+            got,
+            want,
+            "{} is not generated from {source}",
+            target.display()
+        );
+        for (resource, _) in crate::common::kql::WORKSPACE_NAMES.iter().take(5) {
+            let code: String = got
+                .lines()
+                .filter(|l| !l.trim_start().starts_with("//"))
+                .collect();
+            assert!(
+                !regex::Regex::new(&format!(r"(^|[^.\w]){resource}\b"))
+                    .unwrap()
+                    .is_match(&code),
+                "{}: still names {resource}",
+                target.display()
+            );
+        }
     }
 }
