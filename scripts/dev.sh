@@ -11,6 +11,8 @@ source scripts/lib/geo.sh && ensure_geo_installed # GDAL, PostGIS; PGSTAC_SQL fo
 psql "$PG_ADMIN_URL" -qtAc "SELECT 1 FROM pg_database WHERE datname = 'coremachine'" | grep -q 1 \
   || psql "$PG_ADMIN_URL" -qc "CREATE DATABASE coremachine"
 export DATABASE_URL="postgres://postgres@127.0.0.1:$PGPORT/coremachine"
+# Readable log lines on the terminal (LOG_FORMAT=json for the JSON lines of production).
+export LOG_FORMAT="${LOG_FORMAT:-pretty}"
 cargo build --release
 echo "==> DATABASE_URL=$DATABASE_URL"
 exec ./target/release/coremachine local --port "${COREMACHINE_PORT:-7071}" --app-root "$PWD"

@@ -281,6 +281,7 @@ async fn every_documented_route_has_a_function_folder_and_unknown_methods_get_th
         for method in ops.as_object().unwrap().keys() {
             let concrete = path
                 .replace("{job_id}", &"a".repeat(64))
+                .replace("{task_id}", &"b".repeat(64))
                 .replace("{job_type}", "hello_world");
             let m: axum::http::Method = method.to_uppercase().parse().unwrap();
             assert!(

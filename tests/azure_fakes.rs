@@ -422,7 +422,7 @@ fn sb_check(
             return Err(sb_error(403, "The maximum message size has been exceeded."));
         }
         let mut props = Map::new();
-        for name in ["job_id", "task_id", "stage", "traceparent"] {
+        for name in ["job_id", "task_id", "stage", "traceparent", "Diagnostic-Id"] {
             if let Some(v) = headers.get(name).and_then(|v| v.to_str().ok()) {
                 // Strings travel quoted, numbers plain.
                 let parsed = match serde_json::from_str::<Value>(v) {

@@ -145,6 +145,9 @@ async fn a_single_message_carries_broker_properties_and_property_headers() {
     assert_eq!(r.properties["stage"], json!(2), "numbers stay numbers");
     assert_eq!(r.properties["task_id"], m.properties["task_id"]);
     assert_eq!(r.properties["traceparent"], m.properties["traceparent"]);
+    // #18.6: the Service Bus SDK under the Functions host reads the trace context from
+    // Diagnostic-Id unless its ActivitySource support is switched on (the default is off).
+    assert_eq!(r.properties["Diagnostic-Id"], m.properties["traceparent"]);
     assert_eq!(fake.seen()[0].authorization, "Bearer t1");
 }
 
@@ -175,6 +178,13 @@ async fn many_messages_go_in_batches_of_at_most_100_in_order() {
         ]
     );
     let got = fake.received();
+    // Batched messages carry Diagnostic-Id beside traceparent too (in their UserProperties).
+    assert!(
+        got.iter()
+            .all(|r| r.properties.get("Diagnostic-Id").is_some()
+                && r.properties["Diagnostic-Id"] == r.properties["traceparent"]),
+        "Diagnostic-Id in every message"
+    );
     let tasks: Vec<&str> = got
         .iter()
         .filter(|r| r.queue == "geospatial-tasks")

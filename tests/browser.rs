@@ -377,3 +377,65 @@ async fn a_raster_collection_jobs_page_shows_its_input_outcomes_a_page_at_a_time
     assert_screenshot("ui-job-collection.png");
     t.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_jobs_page_shows_its_parameters_and_result_and_a_tasks_detail_with_every_attempt() {
+    if !browser_ready() {
+        return;
+    }
+    let t = TestApp::start().await;
+    // Stage 1's first task fails transiently once (retried); a second job fails at stage 2.
+    t.fault(
+        FaultRule::times(Fault::HandlerTransient, 1)
+            .on_stage(1)
+            .on_index(0),
+    );
+    let ok = t
+        .submit("hello_world", json!({"n": 2, "message": "detail page"}))
+        .await;
+    assert_eq!(t.wait_terminal(&ok, T).await, "completed");
+    t.fault(
+        FaultRule::always(Fault::HandlerPermanent)
+            .on_stage(2)
+            .on_index(1),
+    );
+    let failed = t
+        .submit("hello_world", json!({"n": 2, "message": "detail fails"}))
+        .await;
+    assert_eq!(t.wait_terminal(&failed, T).await, "failed");
+    t.wait_quiet(T).await;
+    let db = t.db().await;
+    let task = |job: String, stage: i32, seq: i32| {
+        let db = &db;
+        async move {
+            db.query_one(
+                "SELECT task_id FROM app.tasks WHERE parent_job_id = $1 AND stage = $2 AND task_seq = $3",
+                &[&job, &stage, &seq],
+            )
+            .await
+            .unwrap()
+            .get::<_, String>(0)
+        }
+    };
+    let retried = task(ok.clone(), 1, 0).await;
+    let failed_task = task(failed.clone(), 2, 1).await;
+    let dir = artifacts();
+    run_script(
+        &t,
+        "detail_test.mjs",
+        &[
+            &t.base,
+            dir.to_str().unwrap(),
+            &ok,
+            &retried,
+            &failed,
+            &failed_task,
+        ],
+        &ok,
+    )
+    .await;
+    for shot in ["ui-task-detail.png", "ui-task-detail-390.png"] {
+        assert_screenshot(shot);
+    }
+    t.cleanup().await;
+}

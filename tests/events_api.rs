@@ -396,10 +396,154 @@ async fn every_statement_of_the_events_api_and_the_page_prepares_against_the_sch
     for (name, sql) in coremachine::api::events::statements::ALL
         .iter()
         .chain(coremachine::api::ui::statements::ALL)
+        .chain(coremachine::api::task_detail::statements::ALL)
     {
         if let Err(e) = c.prepare(sql).await {
             panic!("statement {name} does not prepare: {e}");
         }
     }
+    t.cleanup().await;
+}
+
+/// The task id of (stage, task_seq) of a job, via the task listing.
+async fn task_at(t: &TestApp, job: &str, stage: i64, seq: i64) -> String {
+    let (s, b) = t
+        .get(&format!("/api/jobs/{job}/tasks?stage={stage}&limit=1000"))
+        .await;
+    assert_eq!(s, 200, "{b}");
+    b["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["task_seq"] == seq)
+        .unwrap_or_else(|| panic!("no task {stage}/{seq}: {b}"))["task_id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// (job_attempt, attempt, outcome, error_type) of a task detail's attempts.
+fn attempt_outline(detail: &Value) -> Vec<(i64, i64, String, String)> {
+    detail["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["job_attempt"].as_i64().unwrap(),
+                a["attempt"].as_i64().unwrap(),
+                a["outcome"].as_str().unwrap().to_string(),
+                a["error_type"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn task_detail_shows_parameters_result_and_one_entry_per_attempt_with_its_error() {
+    let t = TestApp::start().await;
+    t.fault(
+        FaultRule::times(Fault::HandlerTransient, 1)
+            .on_index(0)
+            .on_stage(1),
+    );
+    let job = t
+        .submit("hello_world", json!({"n": 2, "message": "detail"}))
+        .await;
+    assert_eq!(t.wait_terminal(&job, T).await, "completed");
+    let task = task_at(&t, &job, 1, 0).await;
+    let (s, d) = t.get(&format!("/api/jobs/{job}/tasks/{task}")).await;
+    assert_eq!(s, 200, "{d}");
+    assert_eq!(d["task_id"], task.as_str());
+    assert_eq!(d["status"], "completed");
+    assert_eq!(d["parameters"]["index"], 0, "{d}");
+    assert!(d["result_data"].is_object(), "the handler's result: {d}");
+    assert_eq!(d["archived_at"], Value::Null);
+    assert_eq!(d["history_truncated"], false);
+    assert_eq!(
+        attempt_outline(&d),
+        vec![
+            (1, 1, "retry_scheduled".into(), "InjectedTransient".into()),
+            (1, 2, "completed".into(), String::new()),
+        ],
+        "{d}"
+    );
+    for a in d["attempts"].as_array().unwrap() {
+        let (start, end) = (a["started_at"].as_str(), a["ended_at"].as_str());
+        assert!(start.is_some() && end.is_some() && start <= end, "{a}");
+        assert!(a["duration_ms"].as_i64().unwrap() >= 0, "{a}");
+    }
+    assert_eq!(d["attempts"][0]["error_class"], "transient");
+    assert_eq!(
+        d["links"]["events"],
+        format!("/api/jobs/{job}/events?task_id={task}")
+    );
+    // A task that never retried has one attempt.
+    let other = task_at(&t, &job, 1, 1).await;
+    let (_, d) = t.get(&format!("/api/jobs/{job}/tasks/{other}")).await;
+    assert_eq!(
+        attempt_outline(&d),
+        vec![(1, 1, "completed".into(), String::new())]
+    );
+
+    // Bad input: a field-level 400 for the id, a 404 naming the missing task.
+    let (s, b) = t.get(&format!("/api/jobs/{job}/tasks/not-a-task")).await;
+    assert_eq!(s, 400, "{b}");
+    assert_eq!(b["error"], "invalid_task_id");
+    assert!(b.to_string().contains("path.task_id"), "{b}");
+    let missing = "b".repeat(64);
+    let (s, b) = t.get(&format!("/api/jobs/{job}/tasks/{missing}")).await;
+    assert_eq!(s, 404, "{b}");
+    assert!(b["message"].as_str().unwrap().contains(&missing), "{b}");
+    let (s, _) = t
+        .get(&format!("/api/jobs/{}/tasks/{task}", "c".repeat(64)))
+        .await;
+    assert_eq!(s, 404);
+    t.cleanup().await;
+}
+
+#[tokio::test]
+async fn task_detail_of_a_retried_failed_task_lists_the_failed_attempt_and_the_new_jobs_run() {
+    let t = TestApp::start().await;
+    t.fault(
+        FaultRule::times(Fault::HandlerPermanent, 1)
+            .on_stage(2)
+            .on_index(0),
+    );
+    let job = t.submit("hello_world", json!({"n": 2})).await;
+    assert_eq!(t.wait_terminal(&job, T).await, "failed");
+    let task = task_at(&t, &job, 2, 0).await;
+    let (_, d) = t.get(&format!("/api/jobs/{job}/tasks/{task}")).await;
+    assert_eq!(d["status"], "failed");
+    assert!(
+        d["error_details"]
+            .as_str()
+            .unwrap()
+            .contains("InjectedPermanent"),
+        "{d}"
+    );
+    assert_eq!(
+        attempt_outline(&d),
+        vec![(1, 1, "failed".into(), "InjectedPermanent".into())]
+    );
+    let (s, b) = t
+        .post(
+            &format!("/api/jobs/{job}/resubmit?from=failed_tasks"),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(s, 202, "{b}");
+    assert_eq!(t.wait_terminal(&job, T).await, "completed");
+    let (_, d) = t.get(&format!("/api/jobs/{job}/tasks/{task}")).await;
+    assert_eq!(d["status"], "completed", "{d}");
+    assert_eq!(d["job_attempt"], 2);
+    assert_eq!(
+        attempt_outline(&d),
+        vec![
+            (1, 1, "failed".into(), "InjectedPermanent".into()),
+            (2, 1, "completed".into(), String::new()),
+        ],
+        "{d}"
+    );
     t.cleanup().await;
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use coremachine::engine::{Fault, FaultRule};
-use coremachine::telemetry::Telemetry;
+use coremachine::telemetry::{Sampling, Telemetry};
 use serde_json::{Value, json};
 use tracing_subscriber::EnvFilter;
 
@@ -47,10 +47,19 @@ fn keep_interest_cache_multi_dispatcher() {
     });
 }
 
+/// A pipeline that exports every record (no sampling: these tests count records one by one).
 fn pipeline(ingestion: &FakeIngestion) -> Telemetry {
+    pipeline_with(ingestion, Sampling::keep_all())
+}
+
+fn pipeline_with(ingestion: &FakeIngestion, sampling: Sampling) -> Telemetry {
     keep_interest_cache_multi_dispatcher();
-    Telemetry::application_insights(&ingestion.connection_string(), EnvFilter::new("info"))
-        .expect("connection string is accepted")
+    Telemetry::application_insights_sampled(
+        &ingestion.connection_string(),
+        EnvFilter::new("info"),
+        sampling,
+    )
+    .expect("connection string is accepted")
 }
 
 /// Flushes on a blocking thread (the exporter uploads from its own threads meanwhile).
@@ -373,8 +382,24 @@ const CHECKPOINT_FIELDS: &[&str] = &[
     "extra",
 ];
 
-/// Every query of the KQL pack (`scripts/kql/`) and of the alerts (`scripts/kql/alerts/`).
+/// Every query of the KQL pack (`scripts/kql/`), of the alerts (`scripts/kql/alerts/`) and
+/// their workspace variants (`scripts/kql/workspace/`).
 fn kql_files() -> Vec<std::path::PathBuf> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/kql");
+    let mut files = resource_kql_files();
+    files.extend(
+        [root.join("workspace"), root.join("workspace/alerts")]
+            .iter()
+            .flat_map(|d| std::fs::read_dir(d).unwrap())
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "kql")),
+    );
+    files.sort();
+    files
+}
+
+/// The queries written for the Application Insights resource (`traces`, `customDimensions`).
+fn resource_kql_files() -> Vec<std::path::PathBuf> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/kql");
     let mut files: Vec<_> = [root.clone(), root.join("alerts")]
         .iter()
@@ -400,8 +425,11 @@ fn every_kql_query_is_well_formed() {
 fn the_kql_pack_uses_only_checkpoint_names_and_fields_that_exist() {
     use coremachine::telemetry::checkpoints as cp;
     let files = kql_files();
-    assert!(files.len() >= 7 + 5, "the pack and the alerts: {files:?}");
-    let field = regex::Regex::new(r"customDimensions\.([A-Za-z_]+)").unwrap();
+    assert!(
+        files.len() >= 2 * (7 + 5),
+        "the pack, the alerts and their workspace variants: {files:?}"
+    );
+    let field = regex::Regex::new(r"(?:customDimensions|Properties)\.([A-Za-z_]+)").unwrap();
     let name = regex::Regex::new(r#""([A-Z][A-Z_]+)""#).unwrap();
     let prefix = regex::Regex::new(r#"startswith "([A-Z_]+)""#).unwrap();
     for f in &files {
@@ -460,6 +488,9 @@ async fn the_binary_exports_to_application_insights_only_and_flushes_on_sigterm(
             ingestion.connection_string(),
         )
         .env("LOCAL_QUEUE_POLL_MS", "25")
+        // Every task's checkpoints (the check below names TASK_COMPLETED; sampling is tested on
+        // its own).
+        .env(coremachine::telemetry::exporter::SAMPLE_PERCENT_VAR, "100")
         .env_remove("RUST_LOG")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -582,4 +613,462 @@ fn a_thread_scoped_pipeline_sees_a_callsite_another_thread_hit_first() {
     std::thread::spawn(callsite).join().unwrap();
     callsite();
     assert_eq!(SEEN.load(Ordering::SeqCst), 1);
+}
+
+/// The dependency records (`RemoteDependencyData`) of an upload, as their `baseData`.
+fn dependencies(items: &[Value]) -> Vec<&Value> {
+    items
+        .iter()
+        .filter(|e| base_type(e) == "RemoteDependencyData")
+        .map(|e| &e["data"]["baseData"])
+        .collect()
+}
+
+/// #18.6: PostgreSQL, Blob Storage and Service Bus calls are `dependencies` records with the
+/// fields the application map reads (type, target, name, data, duration, success, resultCode),
+/// and a job's calls share its operation.
+#[tokio::test(flavor = "current_thread")]
+async fn a_jobs_database_blob_and_service_bus_calls_are_exported_as_dependencies() {
+    use crate::azure_fakes::{FakeServiceBus, Scripted};
+    use coremachine::jobs::list_container_contents::{self, BlobSource};
+
+    let ingestion = FakeIngestion::start();
+    let telemetry = Arc::new(pipeline(&ingestion));
+    let _guard = tracing::dispatcher::set_default(telemetry.dispatch());
+
+    let blobs = crate::blob_job::client();
+    let container = crate::blob_job::container_with(
+        &blobs,
+        "deps",
+        vec![
+            ("a.txt".into(), vec![b'a'; 10]),
+            ("b.csv".into(), vec![b'b'; 30]),
+        ],
+    )
+    .await;
+    let client = blobs.clone();
+    let t = TestApp::start_opts(move |o| {
+        list_container_contents::register(&mut o.registry, BlobSource::fixed(client))
+    })
+    .await;
+    let job = t
+        .submit(
+            "list_container_contents",
+            json!({"container_name": container}),
+        )
+        .await;
+    assert_eq!(
+        t.wait_terminal(&job, T).await,
+        "completed",
+        "{}",
+        t.dump(&job).await
+    );
+    t.wait_quiet(T).await;
+
+    // Service Bus: one accepted send, one refused.
+    let fake = FakeServiceBus::bearer("t1").await;
+    let sender = crate::azure_service_bus::sender(
+        &fake,
+        crate::azure_service_bus::Tokens::new("t1", "t2"),
+        &[],
+    );
+    sender
+        .send_all(&[crate::azure_service_bus::task_msg(0, 10)])
+        .await
+        .expect("accepted");
+    fake.script([Scripted::status(400, "bad request")]);
+    sender
+        .send_all(&[crate::azure_service_bus::task_msg(1, 10)])
+        .await
+        .expect_err("refused");
+    flush(&telemetry).await;
+
+    let items = ingestion.items();
+    assert!(ingestion.bad_requests.lock().unwrap().is_empty());
+    let trace: String = t
+        .db()
+        .await
+        .query_one(
+            "SELECT traceparent FROM app.jobs WHERE job_id = $1",
+            &[&job],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let op = trace.split('-').nth(1).unwrap().to_string();
+    let of_job: Vec<&Value> = items
+        .iter()
+        .filter(|e| base_type(e) == "RemoteDependencyData" && operation_id(e) == Some(&op))
+        .map(|e| &e["data"]["baseData"])
+        .collect();
+    let all = dependencies(&items);
+    let kinds =
+        |ty: &str| -> Vec<&Value> { of_job.iter().copied().filter(|d| d["type"] == ty).collect() };
+
+    // Blob: the listing and each blob's read, within the job's operation.
+    let blob = kinds("Azure blob");
+    assert!(blob.len() >= 3, "list + 2 reads: {blob:?}");
+    let azurite = reqwest::Url::parse(&crate::blob_job::azurite()).unwrap();
+    let host = format!(
+        "{}:{}",
+        azurite.host_str().unwrap(),
+        azurite.port().unwrap()
+    );
+    for d in &blob {
+        assert_eq!(d["target"], host.as_str(), "{d}");
+        assert_eq!(d["success"], true, "{d}");
+        assert!(d["resultCode"].as_str().unwrap().starts_with('2'), "{d}");
+        let data = d["data"].as_str().unwrap();
+        assert!(
+            data.contains(&container) && !data.contains('?') && !data.contains("sig="),
+            "the URL without its query (no SAS, no key): {data}"
+        );
+        assert!(d["duration"].as_str().is_some(), "{d}");
+    }
+    assert!(
+        blob.iter().any(|d| d["name"] == "GET container"),
+        "the listing: {blob:?}"
+    );
+    assert!(
+        blob.iter().any(|d| d["name"] == "HEAD blob"),
+        "a blob read: {blob:?}"
+    );
+
+    // PostgreSQL: one claim per task run, named by its statement, with its text as data.
+    let tasks = t
+        .count(
+            "SELECT count(*) FROM app.job_events WHERE job_id = $1 AND event_type = 'task_started'",
+            &job,
+        )
+        .await;
+    let pg = kinds("postgresql");
+    let claims: Vec<&&Value> = pg.iter().filter(|d| d["name"] == "task_claim").collect();
+    assert_eq!(claims.len() as i64, tasks, "one task_claim per run: {pg:?}");
+    for d in &claims {
+        assert_eq!(d["success"], true, "{d}");
+        assert_eq!(
+            d["resultCode"], "1",
+            "the exporter's code of an OK span: {d}"
+        );
+        assert!(
+            d["data"].as_str().unwrap().contains("UPDATE app.tasks"),
+            "{d}"
+        );
+        let db_url: tokio_postgres::Config =
+            std::env::var("TEST_DATABASE_URL").unwrap().parse().unwrap();
+        assert!(
+            d["target"]
+                .as_str()
+                .unwrap()
+                .ends_with(&format!(":{}", db_url.get_ports()[0])),
+            "host:port of the database: {d}"
+        );
+    }
+    assert!(
+        pg.iter().any(
+            |d| d["name"] == "local_queue_insert_batch" || d["name"] == "outbox_to_local_queue"
+        ),
+        "the fan-out's queue writes: {pg:?}"
+    );
+
+    // Service Bus: the accepted send succeeded with 201, the refused one failed with 400.
+    let sb: Vec<&Value> = all
+        .iter()
+        .copied()
+        .filter(|d| d["type"] == "Azure Service Bus")
+        .collect();
+    let fake_host = reqwest::Url::parse(&fake.url).unwrap();
+    let fake_host = format!(
+        "{}:{}",
+        fake_host.host_str().unwrap(),
+        fake_host.port().unwrap()
+    );
+    assert_eq!(sb.len(), 2, "{sb:?}");
+    for d in &sb {
+        assert_eq!(d["name"], "send to geospatial-tasks", "{d}");
+        assert_eq!(d["target"], fake_host.as_str(), "{d}");
+        assert!(!d["data"].as_str().unwrap().contains('?'), "{d}");
+    }
+    assert_eq!(
+        (sb[0]["success"].clone(), sb[0]["resultCode"].clone()),
+        (json!(true), json!("201"))
+    );
+    assert_eq!(
+        (sb[1]["success"].clone(), sb[1]["resultCode"].clone()),
+        (json!(false), json!("400"))
+    );
+    t.cleanup().await;
+}
+
+/// #18.6: with the default sampling, a job of 2 x 1,000 tasks exports its stage- and job-level
+/// checkpoints and every failure and retry, while its per-task success rows (claims and
+/// completions) stay under the documented bound of 60 per 1,000 tasks; a sampled task keeps
+/// its claim and its completion together.
+#[tokio::test(flavor = "current_thread")]
+async fn a_1000_task_jobs_sampled_volume_stays_under_the_bound_and_keeps_every_failure() {
+    use coremachine::telemetry::exporter::{DEFAULT_SAMPLE_PERCENT, SAMPLED_CHECKPOINTS};
+    let ingestion = FakeIngestion::start();
+    let telemetry = Arc::new(pipeline_with(
+        &ingestion,
+        Sampling::percent(DEFAULT_SAMPLE_PERCENT),
+    ));
+    let _guard = tracing::dispatcher::set_default(telemetry.dispatch());
+    let t = TestApp::start().await;
+    // Two tasks fail for good (tolerated), one is retried once.
+    t.fault(
+        FaultRule::times(Fault::HandlerTransient, 1)
+            .on_stage(1)
+            .on_index(3),
+    );
+    let job = t
+        .submit(
+            "shapes_tolerant",
+            json!({"tasks": 1000, "fail": [5, 700], "run": "sampling"}),
+        )
+        .await;
+    assert_eq!(
+        t.wait_terminal(&job, Duration::from_secs(300)).await,
+        "completed",
+        "{}",
+        t.dump(&job).await
+    );
+    t.wait_quiet(T).await;
+    flush(&telemetry).await;
+
+    let items = ingestion.items();
+    let traces: Vec<&Value> = items
+        .iter()
+        .filter(|e| base_type(e) == "MessageData" && props(e)["job_id"] == job.as_str())
+        .collect();
+    let names: Vec<&str> = traces
+        .iter()
+        .filter_map(|e| props(e)["checkpoint"].as_str())
+        .collect();
+    let db = t.db().await;
+    let rows = db
+        .query(
+            "SELECT checkpoint_name, event_status, count(*) FROM app.job_events WHERE job_id = $1 GROUP BY 1, 2",
+            &[&job],
+        )
+        .await
+        .unwrap();
+    let mut tasks_run = 0i64;
+    for r in &rows {
+        let (c, status, n): (String, String, i64) = (r.get(0), r.get(1), r.get(2));
+        let got = names.iter().filter(|x| **x == c).count() as i64;
+        if SAMPLED_CHECKPOINTS.contains(&c.as_str()) {
+            if c == "TASK_CLAIMED" {
+                tasks_run = n;
+            }
+            assert!(got < n, "{c}: sampled, {got} of {n} exported");
+        } else {
+            // Failures, retries and every stage- and job-level step: all of them.
+            assert_eq!(
+                got, n,
+                "{c} ({status}): {n} job_events rows, {got} exported"
+            );
+        }
+    }
+    assert!(tasks_run >= 1998, "{tasks_run} task runs");
+    assert_eq!(names.iter().filter(|n| **n == "TASK_FAILED").count(), 2);
+    assert_eq!(
+        names
+            .iter()
+            .filter(|n| **n == "TASK_RETRY_SCHEDULED")
+            .count(),
+        1
+    );
+    let per_task: Vec<&&Value> = traces
+        .iter()
+        .filter(|e| SAMPLED_CHECKPOINTS.contains(&props(e)["checkpoint"].as_str().unwrap_or("")))
+        .collect();
+    let bound = 60 * tasks_run / 1000;
+    assert!(
+        !per_task.is_empty() && (per_task.len() as i64) <= bound,
+        "{} per-task rows for {tasks_run} task runs (bound {bound})",
+        per_task.len()
+    );
+    let of = |c: &str| -> std::collections::BTreeSet<String> {
+        per_task
+            .iter()
+            .filter(|e| props(e)["checkpoint"] == c)
+            .map(|e| props(e)["task_id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        of("TASK_CLAIMED"),
+        of("TASK_COMPLETED"),
+        "a sampled task keeps its claim and its completion"
+    );
+    // Requests of task messages are sampled the same way; the job's failures are all there.
+    let task_requests = items
+        .iter()
+        .filter(|e| {
+            base_type(e) == "RequestData" && e["data"]["baseData"]["name"] == "tasks-queue-trigger"
+        })
+        .count() as i64;
+    assert!(
+        task_requests <= bound,
+        "{task_requests} tasks-queue-trigger requests exported (bound {bound})"
+    );
+    eprintln!(
+        "sampled volume: {} traces rows for the job ({} per-task), {task_requests} task requests, {} dependencies, for {tasks_run} task runs",
+        traces.len(),
+        per_task.len(),
+        dependencies(&items).len()
+    );
+    t.cleanup().await;
+}
+
+/// What a line pipeline wrote, shared with the test.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+/// Runs a hello_world job submitted with `traceparent` under a line pipeline in `format`;
+/// returns the job id and what was printed.
+async fn job_lines(
+    format: coremachine::telemetry::log_format::Format,
+    traceparent: &str,
+) -> (String, String) {
+    keep_interest_cache_multi_dispatcher();
+    let out = Captured::default();
+    let telemetry = Telemetry::lines_to(EnvFilter::new("info"), format, out.clone());
+    let _guard = tracing::dispatcher::set_default(telemetry.dispatch());
+    let t = TestApp::start().await;
+    let r = t
+        .http
+        .post(format!("{}/api/jobs/submit/hello_world", t.base))
+        .header("traceparent", traceparent)
+        .json(&json!({"n": 2, "message": format!("{format:?} lines")}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let job = r.json::<Value>().await.unwrap()["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(t.wait_terminal(&job, T).await, "completed");
+    t.wait_quiet(T).await;
+    t.cleanup().await;
+    let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+    (job, text)
+}
+
+/// #18.6: every line of a job's submit request and of its invocations carries the request id and
+/// the job's trace id, in JSON and with `LOG_FORMAT=pretty`.
+#[tokio::test(flavor = "current_thread")]
+async fn every_log_line_of_a_job_carries_its_request_id_and_trace_id_in_json_and_pretty() {
+    use coremachine::telemetry::log_format::Format;
+    let trace = "5bf92f3577b34da6a3ce929d0e0e4736";
+    let (job, text) = job_lines(Format::Json, &format!("00-{trace}-00f067aa0ba902b7-01")).await;
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let of_job: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["job_id"] == job.as_str())
+        .collect();
+    let checkpoints: Vec<&str> = of_job
+        .iter()
+        .filter_map(|l| l["checkpoint"].as_str())
+        .collect();
+    for c in [
+        "JOB_SUBMITTED",
+        "TASK_CLAIMED",
+        "TASK_COMPLETED",
+        "JOB_COMPLETED",
+    ] {
+        assert!(checkpoints.contains(&c), "{c} missing from {checkpoints:?}");
+    }
+    let mut requests = std::collections::BTreeSet::new();
+    for l in &of_job {
+        assert_eq!(l["trace_id"], trace, "the job's trace id: {l}");
+        let r = l["request_id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("a request id: {l}"));
+        assert!(!r.is_empty(), "{l}");
+        requests.insert(r.to_string());
+        for k in ["timestamp", "level", "target", "message"] {
+            assert!(l[k].is_string(), "{k} in {l}");
+        }
+    }
+    // The submit request and every invocation have ids of their own.
+    assert!(requests.len() >= 5, "{requests:?}");
+
+    let trace = "6bf92f3577b34da6a3ce929d0e0e4736";
+    let (job, text) = job_lines(Format::Pretty, &format!("00-{trace}-00f067aa0ba902b7-01")).await;
+    let of_job: Vec<&str> = text.lines().filter(|l| l.contains(&job)).collect();
+    assert!(
+        of_job.iter().any(|l| l.contains(" INFO TASK_COMPLETED ")),
+        "{text}"
+    );
+    for l in &of_job {
+        assert!(!l.trim_start().starts_with('{'), "not JSON: {l}");
+        assert!(l.contains(&format!(" trace_id={trace}")), "{l}");
+        assert!(l.contains(" request_id="), "{l}");
+    }
+}
+
+/// #18.6: the pack works from the workspace too: `scripts/kql/workspace/` holds every query of
+/// the pack and of the alerts with the workspace's names (`AppTraces`, `Properties`, ...),
+/// generated from the resource's; the files checked in are what the generator makes
+/// (`UPDATE_KQL=1` rewrites them).
+#[test]
+fn the_workspace_variant_of_every_kql_query_is_generated_from_the_resource_one() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/kql");
+    let update = std::env::var("UPDATE_KQL").as_deref() == Ok("1");
+    for f in resource_kql_files() {
+        let rel = f.strip_prefix(&root).unwrap();
+        let source = format!("scripts/kql/{}", rel.display());
+        let want = crate::common::kql::to_workspace(&std::fs::read_to_string(&f).unwrap(), &source);
+        let target = root.join("workspace").join(rel);
+        if update {
+            std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+            std::fs::write(&target, &want).unwrap();
+        }
+        let got = std::fs::read_to_string(&target).unwrap_or_else(|_| {
+            panic!(
+                "{} is missing: run UPDATE_KQL=1 cargo test --test tests the_workspace_variant",
+                target.display()
+            )
+        });
+        assert_eq!(
+            got,
+            want,
+            "{} is not generated from {source}",
+            target.display()
+        );
+        for (resource, _) in crate::common::kql::WORKSPACE_NAMES.iter().take(5) {
+            let code: String = got
+                .lines()
+                .filter(|l| !l.trim_start().starts_with("//"))
+                .collect();
+            assert!(
+                !regex::Regex::new(&format!(r"(^|[^.\w]){resource}\b"))
+                    .unwrap()
+                    .is_match(&code),
+                "{}: still names {resource}",
+                target.display()
+            );
+        }
+    }
 }

@@ -186,7 +186,8 @@ pub struct TaskRow {
 }
 
 impl TaskRow {
-    fn from_row(r: &Row) -> Self {
+    /// Reads the columns of `tasks_list.sql` (and `task_get.sql`).
+    pub(super) fn from_row(r: &Row) -> Self {
         Self {
             task_id: r.get("task_id"),
             parent_job_id: r.get("parent_job_id"),

@@ -2,6 +2,7 @@
 //!
 //! - [`submit`]: submit, and the earlier status route.
 //! - [`jobs`]: job and task listings (keyset pages), the earlier `dbadmin` reads.
+//! - [`task_detail`]: one task with its parameters, result, error and attempt history.
 //! - [`control`]: cancel and resubmit.
 //! - [`job_types`], [`health`], [`admin`] (migrations, redeploy).
 //! - [`input`]: body, query and path limits; [`error`]: the one error envelope.
@@ -20,6 +21,7 @@ pub mod jobs;
 pub mod openapi;
 pub mod platform;
 pub mod submit;
+pub mod task_detail;
 pub mod ui;
 
 use axum::Router;
@@ -39,6 +41,10 @@ pub fn router(engine: Engine) -> Router {
         .route("/api/jobs/types", get(job_types::job_types))
         .route("/api/jobs/{job_id}", get(jobs::get_job))
         .route("/api/jobs/{job_id}/tasks", get(jobs::list_tasks))
+        .route(
+            "/api/jobs/{job_id}/tasks/{task_id}",
+            get(task_detail::get_task),
+        )
         .route("/api/jobs/{job_id}/cancel", post(control::cancel))
         .route("/api/jobs/{job_id}/resubmit", post(control::resubmit))
         .route("/api/dbadmin/jobs", get(jobs::dbadmin_jobs))

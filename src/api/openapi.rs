@@ -7,7 +7,9 @@ use axum::Json;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, control, error, events, health, job_types, jobs, platform, submit, ui};
+use super::{
+    admin, control, error, events, health, job_types, jobs, platform, submit, task_detail, ui,
+};
 
 /// The document.
 #[derive(OpenApi)]
@@ -23,6 +25,7 @@ use super::{admin, control, error, events, health, job_types, jobs, platform, su
         jobs::list_jobs,
         jobs::get_job,
         jobs::list_tasks,
+        task_detail::get_task,
         job_types::job_types,
         control::cancel,
         control::resubmit,

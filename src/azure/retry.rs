@@ -38,6 +38,7 @@ use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 
 use crate::telemetry::checkpoints as cp;
+use crate::telemetry::dependency::{self, Dependency};
 
 /// What to do with one HTTP response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -320,6 +321,34 @@ pub struct Sent {
     pub attempts: u32,
 }
 
+/// The dependency span of one request to `target` (its URL and method read from a clone of the
+/// builder; a builder that cannot be built yet is named by the target alone).
+fn dependency_of(target: &Target, request: &reqwest::RequestBuilder) -> Dependency {
+    let kind = match target.service {
+        "Service Bus" => dependency::AZURE_SERVICE_BUS,
+        _ => dependency::AZURE_BLOB,
+    };
+    let built = request.try_clone().and_then(|b| b.build().ok());
+    match built {
+        Some(r) => Dependency::azure(
+            kind,
+            target.kind,
+            &target.name,
+            &target.operation,
+            r.method().as_str(),
+            r.url(),
+        ),
+        None => Dependency::azure(
+            kind,
+            target.kind,
+            &target.name,
+            &target.operation,
+            "",
+            &reqwest::Url::parse("https://unknown.invalid/").expect("a valid URL"),
+        ),
+    }
+}
+
 /// Sends the request `build` makes, retrying per `policy`. `build` is called once per attempt
 /// (a request cannot be replayed) and may fetch a token; with [`Attempt::refresh_auth`] it must
 /// fetch a new one. An error from `build` marked `retryable` (e.g. a busy token endpoint) is
@@ -378,75 +407,85 @@ where
                 return Err(give_up(target, e));
             }
         };
+        // Each request is one dependency record (telemetry/dependency.rs), retries included.
+        let dependency = dependency_of(target, &request);
+        let sent = dependency
+            .run(tokio::time::timeout(policy.try_timeout, request.send()))
+            .await;
+        match &sent {
+            Ok(Ok(r)) => dependency.record_status(r.status().as_u16()),
+            Ok(Err(e)) if e.is_timeout() => dependency.record_failure("timeout"),
+            Ok(Err(_)) => dependency.record_failure("connection"),
+            Err(_) => dependency.record_failure("timeout"),
+        }
         // What went wrong with this attempt: (status, message, retry-after) of a retryable failure.
-        let failure: (Option<u16>, String, Option<Duration>) =
-            match tokio::time::timeout(policy.try_timeout, request.send()).await {
-                Err(_) => (
+        let failure: (Option<u16>, String, Option<Duration>) = match sent {
+            Err(_) => (
+                None,
+                format!("no response within {:?}", policy.try_timeout),
+                None,
+            ),
+            Ok(Err(e)) if e.is_builder() => {
+                let e = fail(
+                    target,
                     None,
-                    format!("no response within {:?}", policy.try_timeout),
-                    None,
-                ),
-                Ok(Err(e)) if e.is_builder() => {
-                    let e = fail(
-                        target,
-                        None,
-                        e.to_string(),
-                        false,
-                        attempts,
-                        FailureKind::Request,
-                    );
-                    return Err(give_up(target, e));
+                    e.to_string(),
+                    false,
+                    attempts,
+                    FailureKind::Request,
+                );
+                return Err(give_up(target, e));
+            }
+            Ok(Err(e)) => (None, describe_reqwest(&e), None),
+            Ok(Ok(response)) => {
+                let status = response.status();
+                let verdict = RetryPolicy::classify(status, response.headers());
+                if let Some(p) = permit.take_if(|_| !matches!(verdict, Verdict::Retry { .. })) {
+                    p.success(); // the endpoint answered, even if it refused
                 }
-                Ok(Err(e)) => (None, describe_reqwest(&e), None),
-                Ok(Ok(response)) => {
-                    let status = response.status();
-                    let verdict = RetryPolicy::classify(status, response.headers());
-                    if let Some(p) = permit.take_if(|_| !matches!(verdict, Verdict::Retry { .. })) {
-                        p.success(); // the endpoint answered, even if it refused
+                match verdict {
+                    Verdict::Success => return Ok(Sent { response, attempts }),
+                    Verdict::RefreshAuth if !refreshed => {
+                        refreshed = true;
+                        refresh_now = true;
+                        let msg = service_message(response).await;
+                        emit_retry(target, Some(401), &msg, attempts, Duration::ZERO);
+                        continue;
                     }
-                    match verdict {
-                        Verdict::Success => return Ok(Sent { response, attempts }),
-                        Verdict::RefreshAuth if !refreshed => {
-                            refreshed = true;
-                            refresh_now = true;
-                            let msg = service_message(response).await;
-                            emit_retry(target, Some(401), &msg, attempts, Duration::ZERO);
-                            continue;
-                        }
-                        Verdict::RefreshAuth => {
-                            let msg = service_message(response).await;
-                            let e = fail(
-                                target,
-                                Some(401),
-                                format!(
-                                    "{msg} (the credential was refused again after a token refresh)"
-                                ),
-                                false,
-                                attempts,
-                                FailureKind::Auth,
-                            );
-                            return Err(give_up(target, e));
-                        }
-                        Verdict::Permanent => {
-                            let msg = service_message(response).await;
-                            let e = fail(
-                                target,
-                                Some(status.as_u16()),
-                                msg,
-                                false,
-                                attempts,
-                                FailureKind::Rejected,
-                            );
-                            return Err(give_up(target, e));
-                        }
-                        Verdict::Retry { after } => (
+                    Verdict::RefreshAuth => {
+                        let msg = service_message(response).await;
+                        let e = fail(
+                            target,
+                            Some(401),
+                            format!(
+                                "{msg} (the credential was refused again after a token refresh)"
+                            ),
+                            false,
+                            attempts,
+                            FailureKind::Auth,
+                        );
+                        return Err(give_up(target, e));
+                    }
+                    Verdict::Permanent => {
+                        let msg = service_message(response).await;
+                        let e = fail(
+                            target,
                             Some(status.as_u16()),
-                            service_message(response).await,
-                            after,
-                        ),
+                            msg,
+                            false,
+                            attempts,
+                            FailureKind::Rejected,
+                        );
+                        return Err(give_up(target, e));
                     }
+                    Verdict::Retry { after } => (
+                        Some(status.as_u16()),
+                        service_message(response).await,
+                        after,
+                    ),
                 }
-            };
+            }
+        };
         let (status, message, after) = failure;
         if retries >= policy.max_retries {
             // The breaker counts calls that failed after all their retries, not attempts: a

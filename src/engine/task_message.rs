@@ -15,7 +15,7 @@ use super::retry::{self, RetryDecision};
 use super::stage_end::JobCtx;
 use super::{Delivery, Engine, EngineError, Handled};
 use crate::jobs::{StagePolicy, TaskContext, TaskError};
-use crate::store::{self, QueryContext, StoreError, sql};
+use crate::store::{self, QueryContext, StoreError, Traced, sql};
 use crate::telemetry::checkpoints as cp;
 use crate::transport::outbox::Outbox;
 
@@ -97,6 +97,7 @@ impl Engine {
                     &msg.job_attempt,
                 ],
             )
+            .traced(sql::TASK_CLAIM)
             .await
             .ctx(|| format!("claiming task {task_id} attempt {}", msg.retry_count + 1))?;
         let Some(row) = row else {

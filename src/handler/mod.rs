@@ -199,6 +199,7 @@ async fn handle_one(
     header_tp: Option<&str>,
 ) -> Result<Handled, EngineError> {
     let prop = |k: &str| inv.delivery.properties.get(k).and_then(|v| v.as_str());
+    let traceparent = prop(trace_context::TRACEPARENT).or(header_tp);
     let span = tracing::info_span!(
         "invocation",
         otel.name = function,
@@ -210,8 +211,9 @@ async fn handle_one(
         delivery_count = inv.delivery.delivery_count.unwrap_or(0),
         job_id = prop("job_id"),
         task_id = prop("task_id"),
+        trace_id = traceparent.and_then(trace_context::trace_id_of),
     );
-    trace_context::continue_trace(&span, prop(trace_context::TRACEPARENT).or(header_tp));
+    trace_context::continue_trace(&span, traceparent);
     let result = async {
         match kind {
             Kind::Jobs => engine.on_job_message(&inv.body, &inv.delivery).await,

@@ -635,6 +635,7 @@ pub fn build_pool(
     if pg.get_connect_timeout().is_none() {
         pg.connect_timeout(Duration::from_secs(10));
     }
+    crate::telemetry::dependency::set_database(&pg);
     let connector = Connector {
         tls: tls_connector(&tls)?,
         tokens,

@@ -118,6 +118,19 @@ impl<T> QueryContext<T> for Result<T, tokio_postgres::Error> {
     }
 }
 
+/// Times a statement as a PostgreSQL dependency (a CLIENT span, see `telemetry::dependency`),
+/// named by its `.sql` file: `client.query(&stmt, &[..]).traced(sql::TASK_CLAIM).await.ctx(..)`.
+pub trait Traced<T>:
+    std::future::Future<Output = Result<T, tokio_postgres::Error>> + Sized
+{
+    /// Runs the statement `text` (one of [`sql`]'s constants) inside its dependency span.
+    fn traced(self, text: &'static str) -> impl std::future::Future<Output = Self::Output> {
+        crate::telemetry::dependency::Dependency::postgres(sql::name_of(text), text).run_query(self)
+    }
+}
+
+impl<T, F: std::future::Future<Output = Result<T, tokio_postgres::Error>>> Traced<T> for F {}
+
 /// Builds the pool. It connects lazily: no connection is opened until the first query, so the
 /// process answers the host's readiness probe before the database is touched.
 pub fn connect_pool(database_url: &str, max_size: usize) -> Result<Pool, StoreError> {

@@ -244,3 +244,12 @@ pub const ALL: &[(&str, &str)] = &[
     ("retention_mark_events_purged", RETENTION_MARK_EVENTS_PURGED),
     ("retention_preview", RETENTION_PREVIEW),
 ];
+
+/// The name of a statement of [`ALL`] (the `.sql` file's), found by its text; `"statement"` for
+/// text that is not one of them.
+pub fn name_of(text: &str) -> &'static str {
+    ALL.iter()
+        .find(|(_, t)| std::ptr::eq(t.as_ptr(), text.as_ptr()) || *t == text)
+        .map(|(n, _)| *n)
+        .unwrap_or("statement")
+}

@@ -91,20 +91,144 @@ fn upload_url(uri: &axum::http::Uri) -> String {
 }
 
 /// Wraps an exporter so that no string it receives is longer than the Application Insights
-/// limits (cut at character boundaries, see [`super::truncate`]).
+/// limits (cut at character boundaries, see [`super::truncate`]), and so that the per-task
+/// success records are sampled ([`Sampling`]).
 #[derive(Debug)]
 pub struct Truncating<E> {
     inner: E,
     /// Builds replacement log records (a provider without processors: it never exports).
     scratch: SdkLogger,
+    sampling: Sampling,
 }
 
 impl<E> Truncating<E> {
-    /// Wraps `inner`.
+    /// Wraps `inner` (keeping every record).
     pub fn new(inner: E) -> Self {
         Self {
             inner,
             scratch: SdkLoggerProvider::builder().build().logger("truncate"),
+            sampling: Sampling::keep_all(),
+        }
+    }
+
+    /// Samples per-task success records with `sampling`.
+    pub fn with_sampling(mut self, sampling: Sampling) -> Self {
+        self.sampling = sampling;
+        self
+    }
+}
+
+/// Exporter-side sampling of what a big job writes once per task: so that a million-task job
+/// does not write millions of rows, only a share of its tasks (chosen by a hash of the task id,
+/// so the same tasks on every instance) export their success records. Everything else is kept:
+/// warnings and errors (every failure, retry, duplicate), stage- and job-level checkpoints, API
+/// requests, job messages, and every failed dependency.
+///
+/// Sampled, when successful: the checkpoints in [`SAMPLED_CHECKPOINTS`] (a task's claim and
+/// completion), a task message's `tasks-queue-trigger` request, and dependency calls (kept or
+/// dropped per invocation: by their parent span).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sampling {
+    /// Share of tasks kept, in hundredths of a percent (10,000 = all).
+    basis_points: u32,
+}
+
+/// The setting: percent of tasks whose success records are exported (0 to 100).
+pub const SAMPLE_PERCENT_VAR: &str = "COREMACHINE_TELEMETRY_TASK_SAMPLE_PERCENT";
+
+/// The default share: 1 % of tasks (a 1,000-task stage exports about 20 per-task rows).
+pub const DEFAULT_SAMPLE_PERCENT: f64 = 1.0;
+
+/// The per-task success checkpoints that are sampled.
+pub const SAMPLED_CHECKPOINTS: &[&str] = &[
+    super::checkpoints::TASK_CLAIMED,
+    super::checkpoints::TASK_COMPLETED,
+];
+
+impl Sampling {
+    /// Every record kept.
+    pub fn keep_all() -> Self {
+        Self {
+            basis_points: 10_000,
+        }
+    }
+
+    /// `percent` of tasks kept (clamped to 0..=100).
+    pub fn percent(percent: f64) -> Self {
+        let p = if percent.is_finite() {
+            percent.clamp(0.0, 100.0)
+        } else {
+            100.0
+        };
+        Self {
+            basis_points: (p * 100.0).round() as u32,
+        }
+    }
+
+    /// From [`SAMPLE_PERCENT_VAR`] (default [`DEFAULT_SAMPLE_PERCENT`]); an unreadable value is
+    /// reported on stderr and the default used.
+    pub fn from_env() -> Self {
+        match std::env::var(SAMPLE_PERCENT_VAR) {
+            Ok(v) if !v.trim().is_empty() => match v.trim().parse::<f64>() {
+                Ok(p) if (0.0..=100.0).contains(&p) => Self::percent(p),
+                _ => {
+                    eprintln!(
+                        "coremachine: {SAMPLE_PERCENT_VAR}={v:?} is not a percentage from 0 to 100; \
+                         using {DEFAULT_SAMPLE_PERCENT}"
+                    );
+                    Self::percent(DEFAULT_SAMPLE_PERCENT)
+                }
+            },
+            _ => Self::percent(DEFAULT_SAMPLE_PERCENT),
+        }
+    }
+
+    /// Whether the records keyed by `key` (a task id, a span id) are kept.
+    pub fn keeps(&self, key: &str) -> bool {
+        if self.basis_points >= 10_000 {
+            return true;
+        }
+        // FNV-1a: stable across processes and versions (the std hasher is neither).
+        let h = key.bytes().fold(0xcbf29ce484222325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
+        });
+        (h % 10_000) < u64::from(self.basis_points)
+    }
+
+    fn keeps_record(&self, r: &SdkLogRecord) -> bool {
+        if self.basis_points >= 10_000
+            || r.severity_number()
+                .is_some_and(|s| s >= opentelemetry::logs::Severity::Warn)
+        {
+            return true;
+        }
+        let attr = |name: &str| {
+            r.attributes_iter().find_map(|(k, v)| match v {
+                AnyValue::String(s) if k.as_str() == name => Some(s.as_str().to_string()),
+                _ => None,
+            })
+        };
+        match (attr("checkpoint"), attr("task_id")) {
+            (Some(c), Some(task)) if SAMPLED_CHECKPOINTS.contains(&c.as_str()) => self.keeps(&task),
+            _ => true,
+        }
+    }
+
+    fn keeps_span(&self, s: &SpanData) -> bool {
+        use opentelemetry::trace::{SpanKind, Status};
+        if self.basis_points >= 10_000 || matches!(s.status, Status::Error { .. }) {
+            return true;
+        }
+        match s.span_kind {
+            SpanKind::Client => self.keeps(&s.parent_span_id.to_string()),
+            SpanKind::Consumer if s.name == "tasks-queue-trigger" => s
+                .attributes
+                .iter()
+                .find(|kv| kv.key.as_str() == "task_id")
+                .map(|kv| kv.value.as_str())
+                .filter(|t| !t.is_empty())
+                .is_none_or(|t| self.keeps(&t)),
+            _ => true,
         }
     }
 }
@@ -204,9 +328,20 @@ fn cut_kvs(kvs: &mut [KeyValue]) {
 
 impl<E: LogExporter> LogExporter for Truncating<E> {
     async fn export(&self, batch: LogBatch<'_>) -> OTelSdkResult {
-        let items: Vec<_> = batch.iter().collect();
+        let all: Vec<_> = batch.iter().collect();
+        let items: Vec<_> = all
+            .iter()
+            .copied()
+            .filter(|(r, _)| self.sampling.keeps_record(r))
+            .collect();
+        if items.is_empty() {
+            return Ok(());
+        }
         if !items.iter().any(|(r, _)| record_too_long(r)) {
-            return self.inner.export(batch).await;
+            if items.len() == all.len() {
+                return self.inner.export(batch).await;
+            }
+            return self.inner.export(LogBatch::new(&items)).await;
         }
         let replaced: Vec<Option<SdkLogRecord>> = items
             .iter()
@@ -231,6 +366,7 @@ impl<E: LogExporter> LogExporter for Truncating<E> {
 
 impl<E: SpanExporter> SpanExporter for Truncating<E> {
     async fn export(&self, mut batch: Vec<SpanData>) -> OTelSdkResult {
+        batch.retain(|s| self.sampling.keeps_span(s));
         for span in &mut batch {
             if too_long(&span.name, 1000) {
                 span.name = truncate_chars(&span.name, 1000).into_owned().into();

@@ -5,15 +5,19 @@
 //!   their fields in `customDimensions`), and nothing is printed on stdout: the Functions host
 //!   forwards stdout to Application Insights too, so printing would store every record twice.
 //!   Only the exporter's own warnings go to stderr.
-//! - Without it, JSON lines on stdout.
+//! - Without it, JSON lines on stdout (or, with `LOG_FORMAT=pretty`, readable ones), each with
+//!   the request id and trace id of its request or invocation ([`log_format`]).
 //!
-//! Layout: [`checkpoints`] (the catalogue of named steps), [`trace_context`] (W3C `traceparent`
+//! Layout: [`checkpoints`] (the catalogue of named steps), [`dependency`] (CLIENT spans around
+//! PostgreSQL, Blob and Service Bus calls), [`trace_context`] (W3C `traceparent`
 //! propagation), [`http`] (a span per API request), [`exporter`] (upload client, truncation
 //! wrapper), [`truncate`] (cutting at character boundaries).
 
 pub mod checkpoints;
+pub mod dependency;
 pub mod exporter;
 pub mod http;
+pub mod log_format;
 pub mod trace_context;
 pub mod truncate;
 
@@ -28,8 +32,9 @@ use opentelemetry_sdk::logs::SdkLoggerProvider;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing::Dispatch;
 use tracing_subscriber::filter::filter_fn;
-use tracing_subscriber::{EnvFilter, fmt, prelude::*};
+use tracing_subscriber::{EnvFilter, Layer as _, fmt, prelude::*};
 
+pub use exporter::Sampling;
 use exporter::{Truncating, UploadClient};
 
 /// The environment variable that switches on the Application Insights exporter.
@@ -102,12 +107,21 @@ where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
     W: for<'w> fmt::MakeWriter<'w> + Send + Sync + 'static,
 {
-    fmt::layer()
-        .with_writer(writer)
-        .json()
-        .flatten_event(true)
-        .with_current_span(false)
-        .with_span_list(false)
+    lines(writer, log_format::Format::from_env())
+}
+
+fn lines<S, W>(writer: W, format: log_format::Format) -> impl tracing_subscriber::Layer<S>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    W: for<'w> fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    // `LOG_FORMAT=pretty` for a terminal; JSON lines otherwise. Both carry the request and
+    // trace ids of the spans around each record (log_format.rs).
+    log_format::IdsLayer.and_then(
+        fmt::layer()
+            .with_writer(writer)
+            .event_format(log_format::Lines(format)),
+    )
 }
 
 fn resource() -> Resource {
@@ -149,6 +163,24 @@ impl Telemetry {
         }
     }
 
+    /// Lines in `format` to `writer` (the tests capture what would reach stdout).
+    pub fn lines_to<W>(filter: EnvFilter, format: log_format::Format, writer: W) -> Self
+    where
+        W: for<'w> fmt::MakeWriter<'w> + Send + Sync + 'static,
+    {
+        let dispatch = Dispatch::new(
+            tracing_subscriber::registry()
+                .with(filter)
+                .with(lines(writer, format)),
+        );
+        Self {
+            mode: Mode::Stdout,
+            dispatch,
+            tracer: None,
+            logger: None,
+        }
+    }
+
     /// JSON lines on stderr: for commands whose stdout is their report (`janitor`, `migrate`),
     /// so `| jq` reads only the report.
     pub fn stderr(filter: EnvFilter) -> Self {
@@ -171,6 +203,15 @@ impl Telemetry {
         connection_string: &str,
         filter: EnvFilter,
     ) -> Result<Self, TelemetryError> {
+        Self::application_insights_sampled(connection_string, filter, Sampling::from_env())
+    }
+
+    /// [`Telemetry::application_insights`] with an explicit [`Sampling`] of per-task records.
+    pub fn application_insights_sampled(
+        connection_string: &str,
+        filter: EnvFilter,
+        sampling: Sampling,
+    ) -> Result<Self, TelemetryError> {
         let client = UploadClient::new(Duration::from_secs(30));
         let exporter = Exporter::new_from_connection_string(connection_string, client)
             .map_err(|e| TelemetryError::ConnectionString {
@@ -186,11 +227,11 @@ impl Telemetry {
         let resource = resource();
         let tracer = SdkTracerProvider::builder()
             .with_resource(resource.clone())
-            .with_batch_exporter(Truncating::new(exporter.clone()))
+            .with_batch_exporter(Truncating::new(exporter.clone()).with_sampling(sampling))
             .build();
         let logger = SdkLoggerProvider::builder()
             .with_resource(resource)
-            .with_batch_exporter(Truncating::new(exporter))
+            .with_batch_exporter(Truncating::new(exporter).with_sampling(sampling))
             .build();
         // Spans only: events reach Application Insights once, as log records through the bridge
         // (as span events too, every checkpoint would be stored twice).

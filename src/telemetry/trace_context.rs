@@ -45,6 +45,11 @@ pub fn parse_traceparent(s: &str) -> Option<SpanContext> {
     cx.is_valid().then_some(cx)
 }
 
+/// The trace id (32 hex) of a valid `traceparent`, for log lines.
+pub fn trace_id_of(traceparent: &str) -> Option<String> {
+    parse_traceparent(traceparent).map(|cx| cx.trace_id().to_string())
+}
+
 /// Formats a span context as a `traceparent` value.
 pub fn format_traceparent(cx: &SpanContext) -> String {
     format!(

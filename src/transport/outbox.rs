@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::{OutboundMessage, SharedTransport};
 use crate::engine::faults::{Fault, Faults};
-use crate::store::{QueryContext, StoreError, sql};
+use crate::store::{QueryContext, StoreError, Traced, sql};
 use crate::telemetry::checkpoints as cp;
 
 /// Messages as the column arrays the `unnest(...)` inserts take.
@@ -113,6 +113,7 @@ impl Outbox {
                 &stmt,
                 &[&m.queue, &m.id, &m.body, &m.props, &m.corr, &m.at, &j],
             )
+            .traced(sql::OUTBOX_INSERT_BATCH)
             .await
             .ctx(|| format!("writing {} outbox messages for job {job}", messages.len()))?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
@@ -138,13 +139,16 @@ impl Outbox {
             .await
             .ctx(|| "preparing local queue insert".into())?;
         let m = Columns::of(messages);
-        tx.execute(&stmt, &m.params()).await.ctx(|| {
-            format!(
-                "queueing {} messages for job {}",
-                messages.len(),
-                messages[0].job_id.as_deref().unwrap_or("")
-            )
-        })?;
+        tx.execute(&stmt, &m.params())
+            .traced(sql::LOCAL_QUEUE_INSERT_BATCH)
+            .await
+            .ctx(|| {
+                format!(
+                    "queueing {} messages for job {}",
+                    messages.len(),
+                    messages[0].job_id.as_deref().unwrap_or("")
+                )
+            })?;
         Ok(None)
     }
 
@@ -196,6 +200,7 @@ impl Outbox {
                 .ctx(|| "preparing outbox move".into())?;
             let n = client
                 .execute(&stmt, &[&ids])
+                .traced(sql::OUTBOX_TO_LOCAL_QUEUE)
                 .await
                 .ctx(|| format!("moving {} outbox rows to the local queue", ids.len()))?;
             local.wake_all();
@@ -207,6 +212,7 @@ impl Outbox {
             .ctx(|| "starting outbox publish".into())?;
         let rows = tx
             .query(sql::OUTBOX_SELECT, &[&ids])
+            .traced(sql::OUTBOX_SELECT)
             .await
             .ctx(|| "reading outbox rows".into())?;
         let messages: Vec<OutboundMessage> = rows
@@ -230,6 +236,7 @@ impl Outbox {
         }
         self.transport.send(&messages).await?;
         tx.execute(sql::OUTBOX_DELETE, &[&locked])
+            .traced(sql::OUTBOX_DELETE)
             .await
             .ctx(|| "deleting published outbox rows".into())?;
         tx.commit()

@@ -371,6 +371,8 @@ impl ServiceBusSender {
         if messages.is_empty() {
             return Ok(());
         }
+        let with_ids: Vec<OutboundMessage> = messages.iter().map(with_diagnostic_id).collect();
+        let messages = &with_ids[..];
         let started = Instant::now();
         let s = &self.settings;
         // Group by queue, keeping first-seen order of queues and message order within each.
@@ -506,6 +508,28 @@ pub fn transport_for(
             message: "Azure mode needs ServiceBusConnection__fullyQualifiedNamespace or ServiceBusConnection".into(),
         }),
     }
+}
+
+/// The application property Azure.Messaging.ServiceBus reads a message's trace context from when
+/// the host runs without the SDK's (experimental) ActivitySource support, which is the default:
+/// `MessagingClientDiagnostics.TryExtractTraceContext` takes `traceparent` only with that support
+/// on and falls back to `Diagnostic-Id` (a W3C traceparent value) otherwise, and the AMQP path
+/// reads `Diagnostic-Id` alone. So every message carries both, with the same value
+/// (docs/observability.md, "One trace per job").
+pub const DIAGNOSTIC_ID: &str = "Diagnostic-Id";
+
+/// `m` with `Diagnostic-Id` beside its `traceparent` (unless it has one already).
+fn with_diagnostic_id(m: &OutboundMessage) -> OutboundMessage {
+    let mut m = m.clone();
+    if !m.properties.contains_key(DIAGNOSTIC_ID)
+        && let Some(tp) = m
+            .properties
+            .get(crate::telemetry::trace_context::TRACEPARENT)
+            .cloned()
+    {
+        m.properties.insert(DIAGNOSTIC_ID.into(), tp);
+    }
+    m
 }
 
 fn describe_one(m: &OutboundMessage) -> String {

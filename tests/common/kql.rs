@@ -31,8 +31,127 @@ const OPERATORS: &[&str] = &[
     "render",
 ];
 
-/// Tables a query may start from.
-const TABLES: &[&str] = &["traces", "requests", "dependencies", "exceptions", "union"];
+/// Tables a query may start from: the Application Insights resource's, and the Log Analytics
+/// workspace's (the generated variants under `scripts/kql/workspace/`).
+const TABLES: &[&str] = &[
+    "traces",
+    "requests",
+    "dependencies",
+    "exceptions",
+    "AppTraces",
+    "AppRequests",
+    "AppDependencies",
+    "AppExceptions",
+    "union",
+];
+
+/// Application Insights resource names → Log Analytics workspace names (tables and columns).
+/// Only whole identifiers outside strings and comments are renamed, never a member after a `.`
+/// (`customDimensions.job_id` becomes `Properties.job_id`).
+pub const WORKSPACE_NAMES: &[(&str, &str)] = &[
+    ("traces", "AppTraces"),
+    ("requests", "AppRequests"),
+    ("dependencies", "AppDependencies"),
+    ("exceptions", "AppExceptions"),
+    ("customDimensions", "Properties"),
+    ("timestamp", "TimeGenerated"),
+    ("severityLevel", "SeverityLevel"),
+    ("operation_Id", "OperationId"),
+    ("operation_Name", "OperationName"),
+    ("operation_ParentId", "ParentId"),
+    ("message", "Message"),
+    ("name", "Name"),
+    ("success", "Success"),
+    ("duration", "DurationMs"),
+    ("resultCode", "ResultCode"),
+    ("cloud_RoleName", "AppRoleName"),
+    ("cloud_RoleInstance", "AppRoleInstance"),
+    ("itemCount", "ItemCount"),
+    ("itemType", "Type"),
+];
+
+/// The workspace variant of a resource query (`source` names the file it is generated from).
+pub fn to_workspace(text: &str, source: &str) -> String {
+    let mut out = String::new();
+    let mut lines = text.lines().peekable();
+    // The `// When to use:` comment stays first; the note on the variant follows it.
+    while let Some(l) = lines.next_if(|l| l.starts_with("//")) {
+        out.push_str(l);
+        out.push('\n');
+    }
+    out.push_str(&format!(
+        "// Workspace variant (Log Analytics: AppTraces, Properties, TimeGenerated, ...), generated from\n\
+         // {source} by tests/telemetry.rs (UPDATE_KQL=1); edit that file, not this one.\n"
+    ));
+    for l in lines {
+        out.push_str(&rename_line(l));
+        out.push('\n');
+    }
+    out
+}
+
+fn rename_line(line: &str) -> String {
+    let chars: Vec<char> = line.chars().collect();
+    let mut out = String::new();
+    let mut i = 0;
+    let mut quote: Option<char> = None;
+    while i < chars.len() {
+        let c = chars[i];
+        if let Some(q) = quote {
+            out.push(c);
+            if c == q {
+                quote = None;
+            }
+            i += 1;
+            continue;
+        }
+        if c == '"' || c == '\'' {
+            quote = Some(c);
+            out.push(c);
+            i += 1;
+            continue;
+        }
+        if c == '/' && chars.get(i + 1) == Some(&'/') {
+            out.extend(&chars[i..]);
+            break;
+        }
+        if c.is_ascii_alphabetic() || c == '_' {
+            let start = i;
+            while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '_') {
+                i += 1;
+            }
+            let word: String = chars[start..i].iter().collect();
+            let after_dot = out.trim_end().ends_with('.');
+            match WORKSPACE_NAMES.iter().find(|(a, _)| *a == word) {
+                Some((_, w)) if !after_dot => out.push_str(w),
+                _ => out.push_str(&word),
+            }
+            continue;
+        }
+        out.push(c);
+        i += 1;
+    }
+    out
+}
+
+#[test]
+fn the_workspace_variant_renames_tables_and_columns_but_not_members_strings_or_comments() {
+    let q = "// When to use: x\ntraces // traces here\n| where timestamp > ago(1h) and message == \"timestamp\"\n| extend j = tostring(customDimensions.name), d = duration";
+    let w = to_workspace(q, "scripts/kql/x.kql");
+    assert!(
+        w.starts_with("// When to use: x\n// Workspace variant"),
+        "{w}"
+    );
+    assert!(w.contains("AppTraces // traces here"), "{w}");
+    assert!(
+        w.contains("where TimeGenerated > ago(1h) and Message == \"timestamp\""),
+        "{w}"
+    );
+    assert!(
+        w.contains("tostring(Properties.name), d = DurationMs"),
+        "{w}"
+    );
+}
 
 /// The query without `//` comments (outside string literals).
 fn strip_comments(text: &str) -> String {

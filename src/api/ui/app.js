@@ -378,10 +378,10 @@ async function newEvents(jobId) {
 }
 
 // The task table's view: status filter and the cursors of the pages seen (to go back).
-let taskView = { jobId: null, status: "", cursors: [""] };
+let taskView = { jobId: null, status: "", cursors: [""], open: null, focus: false };
 
 function taskQuery(jobId) {
-  if (taskView.jobId !== jobId) taskView = { jobId, status: "", cursors: [""] };
+  if (taskView.jobId !== jobId) taskView = { jobId, status: "", cursors: [""], open: null, focus: false };
   const q = new URLSearchParams({ limit: "100" });
   if (taskView.status) q.set("status", taskView.status);
   const c = taskView.cursors[taskView.cursors.length - 1];
@@ -432,17 +432,126 @@ function jobActions(timeline, firstFail) {
   return `<section class="actions" aria-label="actions">${hint}<div class="buttons" data-testid="job-actions">${buttons}</div></section>`;
 }
 
+// ---------------------------------------------------------------- job parameters and result
+
+// Longest JSON shown inline; the rest is one click away (the API route).
+const JSON_SHOWN = 20000;
+
+function jsonBlock(v, testid, href) {
+  let text = JSON.stringify(v, null, 2);
+  const cut = text.length > JSON_SHOWN;
+  if (cut) text = text.slice(0, JSON_SHOWN);
+  return `<pre class="json" data-testid="${esc(testid)}" tabindex="0">${esc(text)}</pre>${cut ? `<p class="muted">cut at ${JSON_SHOWN} characters: the whole value is at <a href="${esc(href)}">${esc(href)}</a></p>` : ""}`;
+}
+
+// The job row (`GET /api/jobs/{id}`): parameters never change and the result only when the job
+// ends, so it is read again only when the status or the attempt changed.
+let jobInfo = null;
+
+async function jobParameters(jobId, timeline) {
+  if (!jobInfo || jobInfo.job_id !== jobId || jobInfo.status !== timeline.status || jobInfo.attempt !== timeline.attempt) {
+    jobInfo = await api(`/api/jobs/${jobId}`);
+  }
+  return jobInfo;
+}
+
+function jobParametersHtml(job) {
+  const href = `/api/jobs/${job.job_id}`;
+  const result = job.result_data != null
+    ? jsonBlock(job.result_data, "job-result", href)
+    : `<p class="muted" data-testid="job-result-none">${TERMINAL.includes(job.status) ? `none: the job ended ${esc(job.status)} without a result` : "none yet: the job has not finished"}</p>`;
+  return `<section class="params" aria-label="parameters and result" data-testid="job-params-section">
+    <div><h2>Parameters</h2>${jsonBlock(job.parameters, "job-parameters", href)}</div>
+    <div><h2>Result</h2>${result}</div>
+  </section>`;
+}
+
+// ---------------------------------------------------------------- task detail
+
+// Reads the open task's detail (`GET /api/jobs/{id}/tasks/{task_id}`); a failed read is shown in
+// the panel, not in place of the page.
+async function taskDetail(jobId) {
+  if (!taskView.open) return null;
+  try {
+    return await api(`/api/jobs/${jobId}/tasks/${taskView.open}`);
+  } catch (e) {
+    if (e instanceof KeyNeeded) throw e;
+    return { task_id: taskView.open, loadError: e.message };
+  }
+}
+
+function taskDetailHtml(d) {
+  if (!d) return "";
+  const close = `<button type="button" data-task-close data-testid="task-detail-close">Close</button>`;
+  if (d.loadError) {
+    return `<section class="task-detail" id="task-detail" data-testid="task-detail" aria-label="task ${short(d.task_id)}">
+      <h2>Task ${short(d.task_id)} ${close}</h2><p class="error" data-testid="task-detail-error">${esc(d.loadError)}</p></section>`;
+  }
+  const href = `/api/jobs/${d.parent_job_id}/tasks/${d.task_id}`;
+  const rows = d.attempts
+    .map(
+      (a) => `<tr data-testid="task-attempt" data-outcome="${esc(a.outcome)}" data-job-attempt="${esc(a.job_attempt)}" data-attempt="${esc(a.attempt)}">
+        <td>${esc(a.job_attempt)}</td><td>${esc(a.attempt)}</td><td>${when(a.started_at)}</td><td>${when(a.ended_at)}</td>
+        <td>${ms(a.duration_ms)}</td><td>${badge(a.outcome)}</td>
+        <td class="error">${a.error_type || a.error_message ? errorText(a.error_class, a.error_type, a.error_message) : ""}</td></tr>`
+    )
+    .join("");
+  return `<section class="task-detail" id="task-detail" data-testid="task-detail" data-task-id="${esc(d.task_id)}" aria-label="task ${short(d.task_id)}">
+    <h2>Task ${esc(d.stage)}/${esc(d.task_index)} ${badge(d.status)} ${close}</h2>
+    <dl class="facts">
+      <dt>task id</dt><dd class="mono">${esc(d.task_id)}</dd>
+      <dt>type</dt><dd>${esc(d.task_type)} (stage ${esc(d.stage)}, index ${esc(d.task_index)}, job attempt ${esc(d.job_attempt)})</dd>
+      ${d.archived_at ? `<dt>archived</dt><dd>${when(d.archived_at)} (a resubmit replaced this attempt's tasks)</dd>` : ""}
+      ${d.error_details ? `<dt>error</dt><dd class="error" data-testid="task-detail-error">${errorText(d.error_class, null, d.error_details)}</dd>` : ""}
+    </dl>
+    <h3>Parameters</h3>${jsonBlock(d.parameters, "task-parameters", href)}
+    <h3>Result</h3>${d.result_data != null ? jsonBlock(d.result_data, "task-result", href) : `<p class="muted">none</p>`}
+    <h3>Attempts (${esc(d.attempts.length)})</h3>
+    ${d.attempts.length ? `<div class="scroll"><table data-testid="task-attempts"><thead><tr><th title="the job attempt">job attempt</th><th title="the task's attempt (1 + its retries)">attempt</th>
+      <th>started</th><th>ended</th><th>duration</th><th>outcome</th><th>error</th></tr></thead><tbody>${rows}</tbody></table></div>` : `<p class="muted">Not run yet.</p>`}
+    ${d.history_truncated ? `<p class="muted">Only the first attempts are shown: the task has more events than are read here.</p>` : ""}
+  </section>`;
+}
+
+// Opening a task (its id button in the task table) and closing its panel.
+function wireTaskDetail(app, rerender) {
+  app.querySelectorAll("[data-task-open]").forEach((b) =>
+    b.addEventListener("click", () => {
+      taskView.open = b.dataset.taskOpen;
+      taskView.focus = true;
+      rerender();
+    })
+  );
+  const closeBtn = app.querySelector("[data-task-close]");
+  if (closeBtn) closeBtn.addEventListener("click", () => {
+    const was = taskView.open;
+    taskView.open = null;
+    rerender().then(() => {
+      const back = document.querySelector(`[data-task-open="${CSS.escape(was)}"]`);
+      if (back) back.focus();
+    });
+  });
+  const panel = document.getElementById("task-detail");
+  if (panel && taskView.focus) {
+    taskView.focus = false;
+    panel.scrollIntoView({ block: "start" });
+    closeBtn.focus({ preventScroll: true });
+  }
+}
+
 async function renderJob(jobId) {
   const app = document.getElementById("app");
   document.getElementById("where").textContent = "job " + jobId.slice(0, 12) + "…";
-  let timeline, summary, tasks, cache, events;
+  let timeline, summary, tasks, cache, events, job, detail;
   try {
-    [timeline, summary, tasks, cache] = await Promise.all([
+    [timeline, summary, tasks, cache, detail] = await Promise.all([
       api(`/api/jobs/${jobId}/timeline`),
       api(`/api/jobs/${jobId}/events/summary`),
       api(taskQuery(jobId)),
       newEvents(jobId),
+      taskDetail(jobId),
     ]);
+    job = await jobParameters(jobId, timeline);
     events = cache.events.slice(-EVENTS_SHOWN);
   } catch (e) {
     if (e instanceof KeyNeeded) return askForKey(e.message, () => renderJob(jobId));
@@ -461,7 +570,8 @@ async function renderJob(jobId) {
         <td>${esc(t.stage)}</td><td>${esc(t.task_index)}</td><td>${esc(t.task_type)}</td><td>${badge(t.status)}</td>
         <td>${esc(t.attempts)}</td><td>${ms(t.duration_ms)}</td>
         <td class="error" data-testid="task-error">${t.error_details ? errorText(t.error_class, null, t.error_details) : ""}</td>
-        <td class="mono" title="${esc(t.task_id)}">${short(t.task_id)}</td></tr>`
+        <td class="mono"><button type="button" class="link mono" data-task-open="${esc(t.task_id)}" data-testid="task-open"
+          title="details of task ${esc(t.task_id)}"${t.task_id === taskView.open ? ' aria-expanded="true"' : ""}>${short(t.task_id)}</button></td></tr>`
     )
     .join("");
   const eventRows = events
@@ -495,6 +605,7 @@ async function renderJob(jobId) {
         .join("")}</ul></dd>` : ""}
     </dl>
     ${jobActions(timeline, firstFail)}
+    ${jobParametersHtml(job)}
     <h2>Stages</h2>
     <div data-testid="stages">${timeline.stages.map(stageBar).join("")}</div>
     <div id="inputs-section" data-testid="inputs-section"></div>
@@ -507,6 +618,7 @@ async function renderJob(jobId) {
     </form>
     ${tasks.tasks.length ? `<div class="scroll"><table data-testid="task-table"><thead><tr><th>stage</th><th>index</th><th>type</th><th>status</th><th>attempts</th>
       <th>duration</th><th>error</th><th>task</th></tr></thead><tbody>${taskRows}</tbody></table></div>` : `<p class="empty">No tasks yet.</p>`}
+    ${taskDetailHtml(detail)}
     <h2>Events (${esc(summary.total_events)})</h2>
     ${summary.total_events > events.length ? `<p class="muted" data-testid="events-note">The last ${esc(events.length)} of ${esc(summary.total_events)} events${cache.more ? " (more are still loading)" : ""}; the first failure and the last successful step are in the facts above.</p>` : ""}
     <div class="scroll"><table data-testid="event-timeline"><thead><tr><th>time</th><th>event</th><th>status</th><th>checkpoint</th><th>stage</th>
@@ -529,6 +641,7 @@ async function renderJob(jobId) {
   app.querySelectorAll("[data-action]").forEach((b) =>
     b.addEventListener("click", () => act(b.dataset.action, [jobId], rerender))
   );
+  wireTaskDetail(app, rerender);
   stamp();
   if (TERMINAL.includes(timeline.status)) renderInputs(jobId);
   else schedule(rerender);
