@@ -218,6 +218,9 @@ pub struct Settings {
     /// [`TRIGGER_MAX_BODY_BYTES`]); a larger one is recorded in `message_failures` and
     /// acknowledged.
     pub trigger_max_body_bytes: usize,
+    /// How many messages of one batched invocation (`"cardinality": "many"`) are handled at
+    /// once (`TRIGGER_BATCH_CONCURRENCY`, default 16).
+    pub trigger_batch_concurrency: usize,
     /// How long finished jobs and events are kept (`RETENTION_*`, src/retention.rs).
     pub retention: crate::retention::RetentionSettings,
 }
@@ -247,6 +250,7 @@ impl Settings {
             migrate_on_start: false,
             storage: None,
             trigger_max_body_bytes: TRIGGER_MAX_BODY_BYTES,
+            trigger_batch_concurrency: 16,
             retention: crate::retention::RetentionSettings::default(),
         }
     }
@@ -281,6 +285,7 @@ impl Settings {
             64 * 1024,
             1 << 30,
         )? as usize;
+        s.trigger_batch_concurrency = num(&get, "TRIGGER_BATCH_CONCURRENCY", 16, 1, 1000)? as usize;
         // An empty value is no value (the example settings list the earlier names empty).
         let set = |k: &str| get(k).filter(|v| !v.trim().is_empty());
         if let Some(q) = set("SERVICE_BUS_JOBS_QUEUE").or_else(|| set("JOB_PROCESSING_QUEUE")) {

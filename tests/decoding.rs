@@ -143,10 +143,14 @@ async fn an_unreachable_database_makes_triggers_abandon_and_health_report_503() 
     assert_eq!(s, 503, "{b}");
     assert_eq!(b["status"], "unhealthy");
     let body = unknown_task_message(&"c".repeat(64), &"d".repeat(64));
-    let payload = json!({"Data": {"msg": base64::engine::general_purpose::STANDARD.encode(body)}, "Metadata": {}});
+    let payload = json!({"Data": {"msg": base64::engine::general_purpose::STANDARD.encode(&body)}, "Metadata": {}});
     let (s, ct, _) = post_invocation(&t, "tasks-queue-trigger", &payload).await;
     assert_eq!(s, 503, "the host must abandon and redeliver");
     assert!(ct.starts_with("application/json"));
+    // A batch whose outcomes cannot be recorded is abandoned as a whole, naming its messages.
+    let batch = batch_invocation(&[body.as_bytes(), body.as_bytes()], &["x1", "x2"], &[1, 1]);
+    let (s, _, resp) = post_invocation(&t, "tasks-queue-trigger", &batch).await;
+    assert_eq!(s, 503, "{resp}");
     if let Some(app) = t.app {
         app.kill().await;
     }
@@ -196,6 +200,111 @@ async fn run_stage_message(t: &TestApp, job: &str) {
     )
     .await;
     assert_eq!(s, 200, "{resp}");
+}
+
+/// A batched invocation as the host sends one to a `"cardinality": "many"` function: `Data.msg`
+/// and every `<Key>Array` serialised to JSON strings of arrays (functions-protocol.md, §3.3).
+fn batch_invocation(bodies: &[&[u8]], ids: &[&str], counts: &[i32]) -> Value {
+    let b64: Vec<String> = bodies
+        .iter()
+        .map(|b| base64::engine::general_purpose::STANDARD.encode(b))
+        .collect();
+    let props: Vec<Value> = bodies.iter().map(|_| json!({})).collect();
+    json!({
+        "Data": {"msg": json!(b64).to_string()},
+        "Metadata": {
+            "MessageIdArray": json!(ids).to_string(),
+            "DeliveryCountArray": json!(counts).to_string(),
+            "LockTokenArray": json!(ids.iter().map(|i| format!("lock-{i}")).collect::<Vec<_>>()).to_string(),
+            "ApplicationPropertiesArray": json!(props).to_string(),
+        }
+    })
+}
+
+async fn task_statuses(t: &TestApp, job: &str) -> Vec<String> {
+    t.db()
+        .await
+        .query(
+            "SELECT status::text FROM app.tasks WHERE parent_job_id = $1 AND stage = 1 ORDER BY task_seq",
+            &[&job],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+/// #21 point 1-2: one invocation carrying several messages runs each of them, answers once, and
+/// records every outcome first: a duplicate inside the batch and one across batches are
+/// recognised, a malformed body is recorded under its own MessageId, and the job advances.
+#[tokio::test]
+async fn a_batched_invocation_runs_each_message_and_answers_once() {
+    let t = TestApp::start_opts(|o| o.emulator = false).await;
+    let job = t.submit("hello_world", json!({"n": 4})).await;
+    run_stage_message(&t, &job).await;
+    let tasks = queued_bodies(&t, "geospatial-tasks", &job).await;
+    assert_eq!(tasks.len(), 4);
+    let b = |i: usize| tasks[i].as_bytes();
+    // Tasks 0 and 1, task 1 again (a duplicate in the same batch), and garbage.
+    let first = batch_invocation(
+        &[b(0), b(1), b(1), b"this is <not> json"],
+        &["m0", "m1", "m1-copy", "junk"],
+        &[1, 1, 1, 1],
+    );
+    let (s, _, resp) = post_invocation(&t, "tasks-queue-trigger", &first).await;
+    assert_eq!(s, 200, "{resp}");
+    assert!(
+        resp["Logs"][0]
+            .as_str()
+            .unwrap_or("")
+            .contains("batch of 4"),
+        "{resp}"
+    );
+    assert_eq!(
+        task_statuses(&t, &job).await,
+        ["completed", "completed", "queued", "queued"]
+    );
+    let recorded = failures(&t).await;
+    assert_eq!(recorded.len(), 1, "{recorded:?}");
+    assert_eq!(
+        (
+            recorded[0].0.as_str(),
+            recorded[0].1.as_deref(),
+            recorded[0].2
+        ),
+        ("malformed", Some("junk"), Some(1)),
+        "the garbage is recorded under its own MessageId and DeliveryCount"
+    );
+    // A second batch: task 0 delivered again (DeliveryCount 2: the first batch's lock was lost)
+    // beside tasks 2 and 3.
+    let second = batch_invocation(&[b(2), b(0), b(3)], &["m2", "m0", "m3"], &[1, 2, 1]);
+    let (s, _, resp) = post_invocation(&t, "tasks-queue-trigger", &second).await;
+    assert_eq!(s, 200, "{resp}");
+    assert_eq!(task_statuses(&t, &job).await, ["completed"; 4]);
+    // Each task ran once: one completion event each, and the stage ended once.
+    let db = t.db().await;
+    let completions: i64 = db
+        .query_one(
+            "SELECT count(*) FROM app.job_events WHERE job_id = $1 AND event_type = 'task_completed'",
+            &[&job],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(completions, 4);
+    let stage_messages: Vec<i64> = queued_bodies(&t, "geospatial-jobs", &job)
+        .await
+        .iter()
+        .filter_map(|b| serde_json::from_str::<Value>(b).ok()?["stage"].as_i64())
+        .collect();
+    assert_eq!(
+        stage_messages,
+        [1, 2],
+        "the last task of stage 1 queued stage 2 once"
+    );
+    assert_eq!(failures(&t).await.len(), 1, "duplicates are not failures");
+    t.cleanup().await;
 }
 
 /// #12 point 3: a UTF-8 BOM, the message JSON inside a JSON string literal (JavaScript SDK,

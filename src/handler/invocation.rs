@@ -187,6 +187,128 @@ pub fn decode_queue_invocation(
     }
 }
 
+/// The Metadata keys that only a batch (`"cardinality": "many"`) carries: the extension names
+/// each per-message key `<Key>Array` (ServiceBusTriggerBindingStrategy, batch dispatch).
+const BATCH_KEYS: [&str; 5] = [
+    "MessageIdArray",
+    "DeliveryCountArray",
+    "ApplicationPropertiesArray",
+    "UserPropertiesArray",
+    "SequenceNumberArray",
+];
+
+/// A Metadata array: the host serialises a batch's `<Key>Array` (and the Data array) with
+/// `JsonConvert.SerializeObject`, so it arrives as a JSON string holding the array; a real JSON
+/// array is accepted too. `None` when absent or not an array.
+pub fn meta_array(m: &Map<String, Value>, key: &str) -> Option<Vec<Value>> {
+    as_array(m.get(key)?)
+}
+
+fn as_array(v: &Value) -> Option<Vec<Value>> {
+    match v {
+        Value::Array(a) => Some(a.clone()),
+        Value::String(s) => match serde_json::from_str::<Value>(s.trim()) {
+            Ok(Value::Array(a)) => Some(a),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// A batch element of a `<Key>Array` as a plain string (numbers stringified, nulls absent).
+fn elem_str(v: Option<&Value>) -> Option<String> {
+    match v? {
+        Value::String(s) => Some(s.clone()),
+        Value::Null => None,
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        other => Some(other.to_string()),
+    }
+}
+
+/// Decodes a queue-trigger request into its messages: one for a single-message function
+/// (`cardinality: one`, see [`decode_queue_invocation`]), one per element for a batch
+/// (`cardinality: many`: `Data.<name>` an array of base64 strings with `dataType: binary`, or of
+/// message texts, and the message's metadata at the same position of every `<Key>Array`). A
+/// batch is recognised by its `<Key>Array` Metadata or a Data value that is a JSON array; a
+/// position missing from an array leaves that field unknown for its message.
+pub fn decode_queue_invocations(
+    function: &str,
+    raw: &[u8],
+    invocation_id: Option<String>,
+) -> Vec<QueueInvocation> {
+    let single = || {
+        vec![decode_queue_invocation(
+            function,
+            raw,
+            invocation_id.clone(),
+        )]
+    };
+    let text = match text_of(raw) {
+        Some(t) => std::borrow::Cow::Owned(t),
+        None => String::from_utf8_lossy(raw),
+    };
+    let Ok(Value::Object(envelope)) = serde_json::from_str::<Value>(&text) else {
+        return single();
+    };
+    let empty = Map::new();
+    let meta = envelope
+        .get("Metadata")
+        .and_then(Value::as_object)
+        .unwrap_or(&empty);
+    let data = envelope
+        .get("Data")
+        .and_then(Value::as_object)
+        .unwrap_or(&empty);
+    let value = data.get("msg").or_else(|| data.values().next());
+    let batch_meta = BATCH_KEYS.iter().any(|k| meta.contains_key(*k));
+    let elements = match value {
+        Some(v @ Value::Array(_)) => as_array(v),
+        Some(v) if batch_meta => as_array(v),
+        _ => None,
+    };
+    let Some(elements) = elements else {
+        return single();
+    };
+    let arr = |k: &str| meta_array(meta, k).unwrap_or_default();
+    let (ids, counts, app, user, dl_source) = (
+        arr("MessageIdArray"),
+        arr("DeliveryCountArray"),
+        arr("ApplicationPropertiesArray"),
+        arr("UserPropertiesArray"),
+        arr("DeadLetterSourceArray"),
+    );
+    elements
+        .iter()
+        .enumerate()
+        .map(|(i, elem)| {
+            let props = app
+                .get(i)
+                .or_else(|| user.get(i))
+                .and_then(|p| match p {
+                    Value::Object(o) => Some(o.clone()),
+                    Value::String(s) => serde_json::from_str(s).ok(),
+                    _ => None,
+                })
+                .unwrap_or_default();
+            let prop_str = |k: &str| props.get(k).and_then(|v| v.as_str().map(str::to_string));
+            QueueInvocation {
+                body: decode_data(elem),
+                delivery: Delivery {
+                    function: function.to_string(),
+                    message_id: elem_str(ids.get(i)),
+                    delivery_count: elem_str(counts.get(i)).and_then(|c| c.trim().parse().ok()),
+                    invocation_id: invocation_id.clone(),
+                    dead_letter_reason: prop_str("DeadLetterReason"),
+                    dead_letter_description: prop_str("DeadLetterErrorDescription"),
+                    dead_letter_source: elem_str(dl_source.get(i)),
+                    properties: props,
+                },
+            }
+        })
+        .collect()
+}
+
 /// The response body the host expects from a non-forwarded invocation.
 pub fn response_body(logs: &[String]) -> Value {
     json!({"Outputs": {}, "Logs": logs, "ReturnValue": null})
@@ -232,6 +354,110 @@ mod tests {
         let twice = serde_json::to_string(&quoted).unwrap();
         assert_eq!(message_text(&twice), twice);
         assert_eq!(message_text("\"just text\""), "\"just text\"");
+    }
+
+    /// A batch as the host sends it to a custom handler: `Data.msg` and every `<Key>Array` are
+    /// `JsonConvert.SerializeObject` strings of arrays (ScriptInvocationContextExtensions).
+    fn host_batch(elements: Vec<Value>, with_props: bool) -> Vec<u8> {
+        let s = |v: Value| json!(v.to_string());
+        let mut meta = json!({
+            "MessageIdArray": s(json!(["m1", "m2", "m3"])),
+            "DeliveryCountArray": s(json!([1, 2, 10])),
+            "LockTokenArray": s(json!(["t1", "t2", "t3"])),
+            "SequenceNumberArray": s(json!([7, 8, 9])),
+            "EnqueuedTimeUtcArray": s(json!(["2026-12-07T10:00:00", "2026-12-07T10:00:01", "2026-12-07T10:00:02"])),
+            "ExpiresAtUtcArray": s(json!(["9999-12-31T23:59:59", "9999-12-31T23:59:59", "9999-12-31T23:59:59"])),
+            "ContentTypeArray": s(json!([null, "application/json", null])),
+            "CorrelationIdArray": s(json!([null, null, null])),
+            "SubjectArray": s(json!([null, null, null])),
+            "DeadLetterSourceArray": s(json!([null, null, "geospatial-tasks"])),
+            "sys": {"MethodName": "tasks-queue-trigger", "UtcNow": "2026-12-07T10:00:03Z", "RandGuid": "x"},
+        });
+        if with_props {
+            meta["ApplicationPropertiesArray"] = s(json!([
+                {"job_id": "j1"},
+                {"job_id": "j2", "task_id": "t2"},
+                {"DeadLetterReason": "MaxDeliveryCountExceeded", "DeadLetterErrorDescription": "10 deliveries"},
+            ]));
+        } else {
+            meta["UserPropertiesArray"] = s(json!([{"job_id": "j1"}, {}, {}]));
+        }
+        serde_json::to_vec(&json!({"Data": {"msg": s(Value::Array(elements))}, "Metadata": meta}))
+            .unwrap()
+    }
+
+    #[test]
+    fn a_batch_decodes_to_one_message_per_element_with_its_own_metadata() {
+        let bodies = [r#"{"a":1}"#, r#"{"b":2}"#, "not json"];
+        let b64 = |b: &str| json!(base64::engine::general_purpose::STANDARD.encode(b));
+        // dataType binary: base64 elements; string binding: the texts themselves.
+        for (form, elements) in [
+            ("binary", bodies.iter().map(|b| b64(b)).collect::<Vec<_>>()),
+            ("string", bodies.iter().map(|b| json!(b)).collect()),
+        ] {
+            let raw = host_batch(elements, true);
+            let inv = decode_queue_invocations("tasks-queue-trigger", &raw, Some("inv".into()));
+            assert_eq!(inv.len(), 3, "{form}");
+            let got: Vec<&str> = inv.iter().map(|i| i.body.as_str()).collect();
+            assert_eq!(got, bodies, "{form}");
+            let ids: Vec<_> = inv.iter().map(|i| i.delivery.message_id.clone()).collect();
+            assert_eq!(
+                ids,
+                [Some("m1".into()), Some("m2".into()), Some("m3".into())]
+            );
+            let counts: Vec<_> = inv.iter().map(|i| i.delivery.delivery_count).collect();
+            assert_eq!(counts, [Some(1), Some(2), Some(10)]);
+            assert_eq!(inv[1].delivery.properties["task_id"], "t2");
+            assert_eq!(inv[0].delivery.dead_letter_source, None);
+            assert_eq!(
+                inv[2].delivery.dead_letter_source.as_deref(),
+                Some("geospatial-tasks")
+            );
+            assert_eq!(
+                inv[2].delivery.dead_letter_reason.as_deref(),
+                Some("MaxDeliveryCountExceeded")
+            );
+            assert_eq!(
+                inv[2].delivery.dead_letter_description.as_deref(),
+                Some("10 deliveries")
+            );
+            assert!(
+                inv.iter()
+                    .all(|i| i.delivery.invocation_id.as_deref() == Some("inv"))
+            );
+        }
+        // The older alias, and real JSON arrays instead of serialised strings.
+        let raw = host_batch(vec![b64(bodies[0]), b64(bodies[1]), b64(bodies[2])], false);
+        let inv = decode_queue_invocations("f", &raw, None);
+        assert_eq!(inv[0].delivery.properties["job_id"], "j1");
+        let raw = serde_json::to_vec(&json!({"Data": {"msg": [b64(bodies[0])]}, "Metadata": {"MessageIdArray": ["x"], "DeliveryCountArray": [3]}})).unwrap();
+        let inv = decode_queue_invocations("f", &raw, None);
+        assert_eq!(
+            (
+                inv.len(),
+                inv[0].body.as_str(),
+                inv[0].delivery.delivery_count
+            ),
+            (1, bodies[0], Some(3))
+        );
+        // An empty batch is no message; a single-message invocation stays one message.
+        let raw = serde_json::to_vec(
+            &json!({"Data": {"msg": "[]"}, "Metadata": {"MessageIdArray": "[]"}}),
+        )
+        .unwrap();
+        assert!(decode_queue_invocations("f", &raw, None).is_empty());
+        let raw = serde_json::to_vec(&json!({"Data": {"msg": b64(bodies[0])}, "Metadata": {"MessageId": "\"one\"", "DeliveryCount": "1"}})).unwrap();
+        let inv = decode_queue_invocations("f", &raw, None);
+        assert_eq!(
+            (inv.len(), inv[0].delivery.message_id.as_deref()),
+            (1, Some("one"))
+        );
+        // A single message whose body is a JSON array stays one (malformed) message.
+        let raw = serde_json::to_vec(
+            &json!({"Data": {"msg": "[1,2]"}, "Metadata": {"MessageId": "\"a\""}}),
+        )
+        .unwrap();
+        assert_eq!(decode_queue_invocations("f", &raw, None).len(), 1);
     }
 
     #[test]

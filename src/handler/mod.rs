@@ -5,7 +5,9 @@
 //! A route answers 200 with `{"Outputs": {}, "Logs": [...], "ReturnValue": null}` when the
 //! message is done (processed, a recognised duplicate, or recorded as bad), and 503 only when the
 //! host must abandon it so it is delivered again (the database could not record anything, or the
-//! schema is not ready yet: `{"error": "not_ready", "cause": ...}`).
+//! schema is not ready yet: `{"error": "not_ready", "cause": ...}`). A batched invocation
+//! (`"cardinality": "many"`) is answered once for all its messages: 200 when every outcome is
+//! recorded, 503 when one is not.
 
 pub mod invocation;
 
@@ -21,7 +23,7 @@ use tracing::Instrument;
 use crate::engine::{Engine, EngineError, Handled};
 use crate::telemetry::checkpoints as cp;
 use crate::telemetry::trace_context;
-use invocation::{decode_queue_invocation, response_body};
+use invocation::{QueueInvocation, decode_queue_invocations, response_body};
 
 /// Which engine entry point a function folder maps to.
 #[derive(Debug, Clone, Copy)]
@@ -155,7 +157,47 @@ async fn invoke(
             );
         }
     };
-    let inv = decode_queue_invocation(function, &body, invocation_id.clone());
+    let mut invs = decode_queue_invocations(function, &body, invocation_id.clone());
+    let header_tp = headers.get("traceparent").and_then(|v| v.to_str().ok());
+    if invs.len() == 1
+        && let Some(inv) = invs.pop()
+    {
+        let message_id = inv.delivery.message_id.clone();
+        let result = handle_one(&engine, function, kind, inv, header_tp).await;
+        return settle(function, &message_id, result);
+    }
+    // A batch (`cardinality: many`): the host completes or abandons it as a whole, so every
+    // message's outcome is committed before the answer. A task that fails has recorded its own
+    // retry or failure (an Ok here); only a message whose outcome could not be recorded makes
+    // the answer non-2xx, and the copies delivered again are then recognised by the guards.
+    let total = invs.len();
+    let limit = engine.settings().trigger_batch_concurrency.max(1);
+    let results: Vec<(Option<String>, Result<Handled, EngineError>)> =
+        futures::stream::iter(invs.into_iter().map(|inv| {
+            let engine = &engine;
+            async move {
+                let message_id = inv.delivery.message_id.clone();
+                (
+                    message_id,
+                    handle_one(engine, function, kind, inv, header_tp).await,
+                )
+            }
+        }))
+        .buffer_unordered(limit)
+        .collect()
+        .await;
+    settle_batch(function, total, results)
+}
+
+/// Runs one message through the engine inside its own invocation span, which continues the
+/// trace the message carries (one trace per job; else the host's header).
+async fn handle_one(
+    engine: &Engine,
+    function: &'static str,
+    kind: Kind,
+    inv: QueueInvocation,
+    header_tp: Option<&str>,
+) -> Result<Handled, EngineError> {
     let prop = |k: &str| inv.delivery.properties.get(k).and_then(|v| v.as_str());
     let span = tracing::info_span!(
         "invocation",
@@ -163,14 +205,12 @@ async fn invoke(
         otel.kind = "consumer",
         otel.status_code = tracing::field::Empty,
         function,
-        invocation_id = invocation_id.as_deref().unwrap_or(""),
+        invocation_id = inv.delivery.invocation_id.as_deref().unwrap_or(""),
         message_id = inv.delivery.message_id.as_deref().unwrap_or(""),
         delivery_count = inv.delivery.delivery_count.unwrap_or(0),
         job_id = prop("job_id"),
         task_id = prop("task_id"),
     );
-    // One trace per job: the message carries the job's trace context (else the host's header).
-    let header_tp = headers.get("traceparent").and_then(|v| v.to_str().ok());
     trace_context::continue_trace(&span, prop(trace_context::TRACEPARENT).or(header_tp));
     let result = async {
         match kind {
@@ -187,7 +227,50 @@ async fn invoke(
     if result.is_err() {
         span.record("otel.status_code", "ERROR");
     }
-    settle(function, &inv.delivery.message_id, result)
+    result
+}
+
+/// The answer to a batch: 200 with every message's log lines when every outcome was recorded,
+/// else 503 naming the messages that were not (each also an INVOCATION_FAILED checkpoint).
+fn settle_batch(
+    function: &str,
+    total: usize,
+    results: Vec<(Option<String>, Result<Handled, EngineError>)>,
+) -> Response {
+    let mut logs = vec![format!("{function}: batch of {total} message(s)")];
+    let mut unrecorded = Vec::new();
+    for (message_id, result) in results {
+        let id = message_id.as_deref().unwrap_or("(no MessageId)");
+        match result {
+            Ok(h) => logs.extend(h.logs),
+            Err(e) => {
+                cp::emit_error(
+                    cp::INVOCATION_FAILED,
+                    &cp::Fields::default()
+                        .extra("function", function)
+                        .extra("message_id", id)
+                        .extra("batch_size", total),
+                    "InvocationFailed",
+                    &e,
+                );
+                logs.push(format!("{function}: message {id}: {e}"));
+                unrecorded.push(id.to_string());
+            }
+        }
+    }
+    if unrecorded.is_empty() {
+        return json_response(StatusCode::OK, response_body(&logs));
+    }
+    let error = format!(
+        "{} of {total} message(s) of the batch could not be recorded ({}); the host delivers the whole batch again, and the messages already done are recognised as duplicates",
+        unrecorded.len(),
+        unrecorded.join(", ")
+    );
+    logs.push(format!("{function}: {error}"));
+    json_response(
+        StatusCode::SERVICE_UNAVAILABLE,
+        serde_json::json!({"Outputs": {}, "Logs": logs, "ReturnValue": null, "error": error, "unrecorded": unrecorded}),
+    )
 }
 
 fn settle(

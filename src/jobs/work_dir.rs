@@ -5,6 +5,19 @@ use std::path::{Path, PathBuf};
 
 use crate::jobs::{TaskContext, TaskError};
 
+/// The parent of the work directories: `configured`, else the directory the setting `env_var`
+/// names (empty = not set), else the system's temporary directory.
+pub(crate) fn base_dir(configured: Option<&Path>, env_var: &str) -> PathBuf {
+    configured
+        .map(Path::to_path_buf)
+        .or_else(|| {
+            std::env::var_os(env_var)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        })
+        .unwrap_or_else(std::env::temp_dir)
+}
+
 /// A task's own directory, removed on drop (success, failure or panic alike).
 pub(crate) struct WorkDir(PathBuf);
 
@@ -18,14 +31,7 @@ impl WorkDir {
         kind: &str,
         ctx: &TaskContext,
     ) -> Result<Self, TaskError> {
-        let base = configured
-            .map(Path::to_path_buf)
-            .or_else(|| {
-                std::env::var_os(env_var)
-                    .filter(|v| !v.is_empty())
-                    .map(PathBuf::from)
-            })
-            .unwrap_or_else(std::env::temp_dir);
+        let base = base_dir(configured, env_var);
         let dir = base.join(format!(
             "coremachine-{kind}-{}-{}",
             ctx.task_id,

@@ -1,5 +1,6 @@
 //! One chunk into PostGIS: one transaction that takes the chunk's advisory lock, deletes the
-//! chunk's earlier rows (a redelivery) and binary-COPYs its rows, so a chunk run any number of
+//! chunk's earlier rows when the schema's batch ledger says it was loaded before (a redelivery),
+//! binary-COPYs its rows and records the batch in the ledger, so a chunk run any number of
 //! times, even twice at once, leaves its rows exactly once.
 
 use std::error::Error;
@@ -56,11 +57,14 @@ impl ToSql for Ewkb<'_> {
     to_sql_checked!();
 }
 
-/// Replaces the rows of `batch_id` in `table` with `rows`; returns the rows deleted first.
+/// Replaces the rows of `batch_id` in `table` with `rows` and records the batch in the schema's
+/// ledger; returns the rows deleted first (only a batch the ledger has can have rows, so a first
+/// delivery deletes nothing and scans nothing).
 pub async fn replace_batch(
     client: &mut tokio_postgres::Client,
     table: &TableDef,
     batch_id: &str,
+    job_id: &str,
     rows: &[Row],
 ) -> Result<u64, tokio_postgres::Error> {
     let types_stmt = client.prepare(&table.copy_types_sql()).await?;
@@ -71,7 +75,15 @@ pub async fn replace_batch(
         .collect();
     let tx = client.transaction().await?;
     tx.execute(sql::ADVISORY_XACT_LOCK, &[&batch_id]).await?;
-    let deleted = tx.execute(&table.delete_batch_sql(), &[&batch_id]).await?;
+    let known = tx
+        .query_opt(&table.ledger_lookup_sql(), &[&table.table, &batch_id])
+        .await?
+        .is_some();
+    let deleted = if known {
+        tx.execute(&table.delete_batch_sql(), &[&batch_id]).await?
+    } else {
+        0
+    };
     let sink = tx.copy_in(&table.copy_sql()).await?;
     let writer = BinaryCopyInWriter::new(sink, &types);
     pin_mut!(writer);
@@ -83,7 +95,12 @@ pub async fn replace_batch(
         values.push(&batch_id);
         writer.as_mut().write(&values).await?;
     }
-    writer.finish().await?;
+    let copied = writer.finish().await? as i64;
+    tx.execute(
+        &table.ledger_record_sql(),
+        &[&table.table, &batch_id, &job_id, &copied],
+    )
+    .await?;
     tx.commit().await?;
     Ok(deleted)
 }

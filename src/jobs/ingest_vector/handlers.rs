@@ -1,23 +1,25 @@
 //! The task handlers of ingest_vector and what they need: the Blob client, the target PostGIS
-//! database, the pgSTAC database and a local work directory. Each task downloads the blob to its
-//! own directory (removed when the task ends) and runs OGR there inside `spawn_blocking`.
+//! database, the pgSTAC database and a local work directory. A process downloads a blob once for
+//! all the tasks of its job ([`cache`]) and runs OGR on that copy inside `spawn_blocking`.
 
 use deadpool_postgres::Pool;
 use pgstac::Pgstac;
 use serde_json::{Value, json};
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
 
+use super::cache::{self, CachedBlob};
 use super::source::{self, Chunk, SourceReport, SourceSpec};
 use super::table::{TableDef, owner_job};
 use super::{VectorError, copy, item, sql};
 use crate::jobs::list_container_contents::BlobSource;
-use crate::jobs::list_container_contents::handlers::{param_field as field, task_error};
+use crate::jobs::list_container_contents::handlers::param_field as field;
 use crate::jobs::on_first_use::OnFirstUse;
 use crate::jobs::process_raster::StacDatabase;
 use crate::jobs::process_raster::handlers::{pgstac_error, pool_from_settings, stac_pool};
-use crate::jobs::work_dir::WorkDir;
+use crate::jobs::work_dir::base_dir;
 use crate::jobs::{TaskContext, TaskError};
-use crate::storage::transfer;
 
 /// The PostGIS database tables are loaded into: a fixed pool (tests, embedding) or, on first
 /// use, the app database of the settings (`DATABASE_URL` or the `POSTGIS_*` settings, with their
@@ -119,29 +121,32 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
-/// Downloads the task's blob into its work directory under the format's file name.
+/// The task's blob: this process's copy (see [`cache`]), downloaded when it has none.
 async fn fetch(
     deps: &VectorDeps,
     ctx: &TaskContext,
     spec: &SourceSpec,
-    dir: &WorkDir,
-) -> Result<(PathBuf, u64), TaskError> {
+) -> Result<Arc<CachedBlob>, TaskError> {
     let client = deps.blobs.client().await?;
     let container: String = field(ctx, "container_name")?;
     let blob: String = field(ctx, "blob_name")?;
-    let local = dir.path(spec.format.local_name());
-    let props = transfer::download_to_file(&client, &container, &blob, &local)
-        .await
-        .map_err(|e| {
-            task_error(
-                e,
-                format!(
-                    "downloading {container}/{blob} for job {} task {}",
-                    ctx.job_id, ctx.task_id
-                ),
-            )
-        })?;
-    Ok((local, props.size))
+    cache::get(
+        &client,
+        &work_base(deps),
+        &container,
+        &blob,
+        spec.format.local_name(),
+        &format!("for job {} task {}", ctx.job_id, ctx.task_id),
+    )
+    .await
+}
+
+fn work_base(deps: &VectorDeps) -> PathBuf {
+    base_dir(deps.work_dir.as_deref(), "VECTOR_WORK_DIR")
+}
+
+fn millis(t: Instant) -> u64 {
+    t.elapsed().as_millis() as u64
 }
 
 /// The schema PostGIS lives in, creating the extension when it is missing (local mode; a managed
@@ -183,11 +188,11 @@ pub async fn prepare(deps: VectorDeps, ctx: TaskContext) -> Result<Value, TaskEr
     let overwrite: bool = field(&ctx, "overwrite")?;
     let chunk_size: u64 = field(&ctx, "chunk_size")?;
     let indexes: Vec<String> = field(&ctx, "indexes")?;
-    let dir = WorkDir::create(deps.work_dir.as_deref(), "VECTOR_WORK_DIR", "vector", &ctx)?;
-    let (local, size) = fetch(&deps, &ctx, &spec, &dir).await?;
+    let copy = fetch(&deps, &ctx, &spec).await?;
+    let size = copy.size;
     let s = spec.clone();
-    let report: SourceReport = blocking(&spec.label, move || source::inspect(&s, &local)).await?;
-    drop(dir);
+    let report: SourceReport =
+        blocking(&spec.label, move || source::inspect(&s, &copy.path)).await?;
     let table = source::table_for(&report, &schema, &table_name, srid, promote);
     // The target SRID must be a CRS GDAL can transform into.
     gdal::spatial_ref::SpatialRef::from_epsg(srid as u32).map_err(|e| {
@@ -216,7 +221,7 @@ pub async fn prepare(deps: VectorDeps, ctx: TaskContext) -> Result<Value, TaskEr
         ));
     }
     let pool = postgis_pool(&deps.postgis).await?;
-    let c = pg_client(&pool, "preparing the target table").await?;
+    let mut c = pg_client(&pool, "preparing the target table").await?;
     let ext_schema = postgis_schema(&c).await?;
     let exists: bool = c
         .query_one(sql::SCHEMA_EXISTS, &[&schema])
@@ -247,9 +252,18 @@ pub async fn prepare(deps: VectorDeps, ctx: TaskContext) -> Result<Value, TaskEr
     if let Some(comment) = &comment {
         let owner = owner_job(comment.as_deref());
         if overwrite {
-            c.batch_execute(&table.drop_sql())
+            // The table and its ledger rows go together: a later load of the same batch ids
+            // finds nothing to delete.
+            let what = format!("dropping {} (overwrite)", table.display());
+            let tx = c.transaction().await.map_err(|e| db_error(e, &what))?;
+            ensure_ledger(&*tx, &table).await?;
+            tx.batch_execute(&table.drop_sql())
                 .await
-                .map_err(|e| db_error(e, &format!("dropping {} (overwrite)", table.display())))?;
+                .map_err(|e| db_error(e, &what))?;
+            tx.execute(&table.ledger_forget_sql(), &[&table.table])
+                .await
+                .map_err(|e| db_error(e, &what))?;
+            tx.commit().await.map_err(|e| db_error(e, &what))?;
             replaced = true;
         } else if owner != Some(ctx.job_id.as_str()) {
             return Err(TaskError::permanent(
@@ -272,7 +286,12 @@ pub async fn prepare(deps: VectorDeps, ctx: TaskContext) -> Result<Value, TaskEr
     let chunks: Vec<Value> = (0..k)
         .map(|i| {
             let start = i * chunk_size;
-            json!({"chunk": i, "start": start, "count": chunk_size.min(count - start)})
+            let mut c = json!({"chunk": i, "start": start, "count": chunk_size.min(count - start)});
+            if let Some(first) = report.first_fid {
+                // Contiguous FIDs: the chunk reads its FID range instead of seeking.
+                c["fid_start"] = json!(first + start);
+            }
+            c
         })
         .collect();
     Ok(json!({
@@ -284,6 +303,32 @@ pub async fn prepare(deps: VectorDeps, ctx: TaskContext) -> Result<Value, TaskEr
         "chunk_size": chunk_size,
         "chunks": chunks,
     }))
+}
+
+/// Creates the schema's batch ledger when it does not exist, under the schema's ledger lock
+/// (tables of two jobs in one schema may be created at once).
+async fn ensure_ledger(
+    c: &impl tokio_postgres::GenericClient,
+    table: &TableDef,
+) -> Result<(), TaskError> {
+    let what = format!("creating the batch ledger {}", table.ledger());
+    let present: bool = c
+        .query_one(sql::REGCLASS_EXISTS, &[&table.ledger()])
+        .await
+        .map_err(|e| db_error(e, &what))?
+        .get(0);
+    if present {
+        return Ok(());
+    }
+    c.execute(
+        sql::ADVISORY_XACT_LOCK,
+        &[&format!("ingest_vector ledger:{}", table.schema)],
+    )
+    .await
+    .map_err(|e| db_error(e, &what))?;
+    c.batch_execute(&table.ledger_create_sql())
+        .await
+        .map_err(|e| db_error(e, &what))
 }
 
 /// Creates the table when it does not exist: one creator at a time under the table's advisory
@@ -306,6 +351,7 @@ async fn ensure_table(
         .query_opt(sql::TABLE_COMMENT, &[&table.schema, &table.table])
         .await
         .map_err(|e| db_error(e, &what))?;
+    ensure_ledger(&tx, table).await?;
     match comment {
         None => tx
             .batch_execute(&table.create_sql(ext_schema, job_id))
@@ -339,18 +385,22 @@ pub async fn load_chunk(deps: VectorDeps, ctx: TaskContext) -> Result<Value, Tas
     let count: u64 = field(&ctx, "count")?;
     let chunk_no: u64 = field(&ctx, "chunk")?;
     let batch_id: String = field(&ctx, "batch_id")?;
-    let dir = WorkDir::create(deps.work_dir.as_deref(), "VECTOR_WORK_DIR", "vector", &ctx)?;
-    let (local, _) = fetch(&deps, &ctx, &spec, &dir).await?;
+    let fid_start = ctx.parameters.get("fid_start").and_then(Value::as_u64);
+    let t0 = Instant::now();
+    let copy = fetch(&deps, &ctx, &spec).await?;
+    let fetch_ms = millis(t0);
+    let t1 = Instant::now();
     let (s, t) = (spec.clone(), table.clone());
     let chunk: Chunk = blocking(&spec.label, move || {
-        source::read_chunk(&s, &local, &t, make_valid, start, count)
+        source::read_chunk(&s, &copy.path, &t, make_valid, start, count, fid_start)
     })
     .await?;
-    drop(dir);
+    let read_ms = millis(t1);
+    let t2 = Instant::now();
     let pool = postgis_pool(&deps.postgis).await?;
     let mut c = pg_client(&pool, "loading a chunk").await?;
     ensure_table(&mut c, &table, &ext_schema, &ctx.job_id).await?;
-    let replaced = copy::replace_batch(&mut c, &table, &batch_id, &chunk.rows)
+    let replaced = copy::replace_batch(&mut c, &table, &batch_id, &ctx.job_id, &chunk.rows)
         .await
         .map_err(|e| {
             db_error(
@@ -364,6 +414,7 @@ pub async fn load_chunk(deps: VectorDeps, ctx: TaskContext) -> Result<Value, Tas
                 ),
             )
         })?;
+    let copy_ms = millis(t2);
     Ok(json!({
         "chunk": chunk_no,
         "batch_id": batch_id,
@@ -375,6 +426,9 @@ pub async fn load_chunk(deps: VectorDeps, ctx: TaskContext) -> Result<Value, Tas
         "invalid_kept": chunk.invalid_kept,
         "null_geometries": chunk.null_geometries,
         "replaced_rows": replaced,
+        // Where the task's time went: the blob (0 when this process had it), OGR read with
+        // reprojection and EWKB, and table check + DELETE + binary COPY + commit.
+        "timings_ms": {"fetch": fetch_ms, "read": read_ms, "copy": copy_ms},
         "prepared": if chunk_no == 0 { ctx.parameters.get("prepared").cloned() } else { None },
     }))
 }
@@ -389,34 +443,59 @@ pub async fn finalize_table(deps: VectorDeps, ctx: TaskContext) -> Result<Value,
     let item_id: String = field(&ctx, "item_id")?;
     let source: Value = field(&ctx, "source")?;
     let what = |op: &str| format!("{op} {} for job {}", table.display(), ctx.job_id);
+    // Every chunk is loaded: this process's copy of the blob is no longer needed.
+    if let (Ok(container), Ok(blob)) = (
+        field::<String>(&ctx, "container_name"),
+        field::<String>(&ctx, "blob_name"),
+    ) {
+        cache::forget(&work_base(&deps), &container, &blob);
+    }
     let pool = postgis_pool(&deps.postgis).await?;
     let c = pg_client(&pool, "finishing the table").await?;
-    c.batch_execute(&table.gist_sql())
-        .await
-        .map_err(|e| db_error(e, &what("the GIST index of")))?;
-    let mut indexes = vec![super::naming::derived(&table.table, "geom_gist")];
-    for name in &index_columns {
-        let col = table.find_column(name).ok_or_else(|| {
-            TaskError::permanent(
-                "IndexColumnNotFound",
-                format!("{} has no column {name}", table.display()),
-            )
-        })?;
-        c.batch_execute(&table.attribute_index_sql(col))
+    let build_indexes = async {
+        c.batch_execute(&table.gist_sql())
             .await
-            .map_err(|e| db_error(e, &what(&format!("the index on {} of", col.name))))?;
-        indexes.push(super::naming::derived(
-            &table.table,
-            &format!("{}_idx", col.name),
-        ));
-    }
-    c.batch_execute(&table.analyze_sql())
-        .await
-        .map_err(|e| db_error(e, &what("ANALYZE of")))?;
-    let r = c
-        .query_one(&table.summary_sql(&ext_schema), &[])
-        .await
-        .map_err(|e| db_error(e, &what("counting the rows of")))?;
+            .map_err(|e| db_error(e, &what("the GIST index of")))?;
+        let mut indexes = vec![super::naming::derived(&table.table, "geom_gist")];
+        for name in &index_columns {
+            let col = table.find_column(name).ok_or_else(|| {
+                TaskError::permanent(
+                    "IndexColumnNotFound",
+                    format!("{} has no column {name}", table.display()),
+                )
+            })?;
+            c.batch_execute(&table.attribute_index_sql(col))
+                .await
+                .map_err(|e| db_error(e, &what(&format!("the index on {} of", col.name))))?;
+            indexes.push(super::naming::derived(
+                &table.table,
+                &format!("{}_idx", col.name),
+            ));
+        }
+        // ANALYZE waits for CREATE INDEX (their locks conflict), so it follows the indexes.
+        c.batch_execute(&table.analyze_sql())
+            .await
+            .map_err(|e| db_error(e, &what("ANALYZE of")))?;
+        Ok::<_, TaskError>(indexes)
+    };
+    let summary_sql = table.summary_sql(&ext_schema);
+    let summary_what = what("counting the rows of");
+    let summarise = |s: deadpool_postgres::Object| async move {
+        s.query_one(&summary_sql, &[])
+            .await
+            .map_err(|e| db_error(e, &summary_what))
+    };
+    // The summary only reads the table, which CREATE INDEX allows: on a second connection it
+    // runs while the GIST index is built (one at a time when the pool has one connection).
+    let (indexes, r) = if pool.status().max_size >= 2 {
+        let s = pg_client(&pool, "summarising the table").await?;
+        tokio::try_join!(build_indexes, summarise(s))?
+    } else {
+        let indexes = build_indexes.await?;
+        drop(c);
+        let s = pg_client(&pool, "summarising the table").await?;
+        (indexes, summarise(s).await?)
+    };
     let (rows, invalid): (i64, i64) = (r.get(0), r.get(1));
     let bbox: Option<[f64; 4]> = match (r.get(2), r.get(3), r.get(4), r.get(5)) {
         (Some(a), Some(b), Some(c2), Some(d)) => Some([a, b, c2, d]),

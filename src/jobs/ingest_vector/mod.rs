@@ -19,6 +19,7 @@
 //! - [`item`]: the STAC item (pure).
 //! - [`handlers`]: the task handlers: blob download, `spawn_blocking`, PostGIS, pgSTAC.
 
+mod cache;
 pub mod copy;
 pub mod handlers;
 pub mod item;
@@ -393,6 +394,7 @@ impl Job for IngestVector {
                                 "chunk": n,
                                 "start": c.get("start"),
                                 "count": c.get("count"),
+                                "fid_start": c.get("fid_start"),
                                 "batch_id": format!("{}:{n}", input.job_id),
                                 // What finalize_table needs of prepare, passed along.
                                 "prepared": {
@@ -439,6 +441,7 @@ impl Job for IngestVector {
                             "repaired": r.get("repaired"),
                             "dropped": r.get("dropped"),
                             "invalid_kept": r.get("invalid_kept"),
+                            "timings_ms": r.get("timings_ms"),
                         })
                     })
                     .collect();
@@ -448,6 +451,8 @@ impl Job for IngestVector {
                 Ok(vec![TaskSpec::new(
                     "table",
                     json!({
+                        "blob_name": str_param(p, "blob_name"),
+                        "container_name": p.get("container_name"),
                         "table": table,
                         "postgis_schema": prepared.get("postgis_schema"),
                         "index_columns": index_columns,

@@ -50,7 +50,16 @@ pub fn check_identifier(s: &str) -> Result<(), String> {
 
 /// The parameter check of `table_name`.
 pub fn check_table(s: &str) -> Result<(), (&'static str, String)> {
-    check_identifier(s).map_err(|e| ("identifier", e))
+    check_identifier(s).map_err(|e| ("identifier", e))?;
+    if s == super::table::LEDGER_TABLE {
+        return Err((
+            "reserved_table",
+            format!(
+                "{s:?} is CoreMachine's batch ledger in the target schema; choose another name"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// The parameter check of `schema`: an identifier and not an engine or system schema.

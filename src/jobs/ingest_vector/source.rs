@@ -164,6 +164,10 @@ pub struct SourceReport {
     pub crs_source: String,
     /// The fields.
     pub fields: Vec<FieldInfo>,
+    /// The first FID of a GeoPackage layer whose FIDs run without gaps in reading order: its
+    /// chunks then read their FID range (an indexed rowid range in SQLite) instead of seeking.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_fid: Option<u64>,
 }
 
 fn last_gdal_error() -> String {
@@ -434,6 +438,25 @@ pub fn source_srs(
     ))
 }
 
+/// Tells OGR not to decode the attribute fields (and the style string) of `layer`'s features:
+/// inspect needs only the FIDs and geometries, and decoding every field of a wide layer was most
+/// of its time. Best effort: a driver that cannot ignore fields decodes them.
+fn ignore_attributes(layer: &gdal::vector::Layer, fields: &[FieldInfo]) {
+    let mut names = CslStringList::new();
+    for f in fields {
+        if names.add_string(&f.name).is_err() {
+            return;
+        }
+    }
+    if names.add_string("OGR_STYLE").is_err() {
+        return;
+    }
+    // SAFETY: the layer handle is live; OGR copies the NULL-terminated list it is given.
+    unsafe {
+        gdal_sys::OGR_L_SetIgnoredFields(layer.c_layer(), names.as_ptr() as *mut *const _);
+    }
+}
+
 /// Reads every feature once: count, geometry types, and whether the file reads to its end.
 pub fn inspect(spec: &SourceSpec, local: &Path) -> Result<SourceReport, VectorError> {
     let ds = open(spec, local)?;
@@ -449,20 +472,31 @@ pub fn inspect(spec: &SourceSpec, local: &Path) -> Result<SourceReport, VectorEr
         })
         .collect();
     let declared = layer.try_feature_count();
+    ignore_attributes(&layer, &fields);
     let mut count = 0u64;
     let mut nulls = 0u64;
     let mut has_z = false;
-    let mut types: Vec<String> = Vec::new();
+    // Flattened OGR type codes seen (named once at the end, not per feature).
+    let mut codes: Vec<OGRwkbGeometryType::Type> = Vec::new();
+    let mut first_fid = None;
+    let mut contiguous = ds.driver().short_name() == "GPKG";
     reset_gdal_error();
     for f in layer.features() {
+        if contiguous {
+            match (f.fid(), first_fid) {
+                (Some(fid), None) => first_fid = Some(fid),
+                (Some(fid), Some(first)) if fid == first + count => {}
+                _ => contiguous = false,
+            }
+        }
         count += 1;
         match f.geometry() {
             Some(g) if !g.is_empty() => {
                 let t = g.geometry_type();
                 has_z |= geometry_type_has_z(t);
-                let name = geometry_type_to_name(geometry_type_flatten(t));
-                if !types.contains(&name) {
-                    types.push(name);
+                let flat = geometry_type_flatten(t);
+                if !codes.contains(&flat) {
+                    codes.push(flat);
                 }
             }
             _ => nulls += 1,
@@ -501,7 +535,9 @@ pub fn inspect(spec: &SourceSpec, local: &Path) -> Result<SourceReport, VectorEr
             ),
         ));
     }
+    let mut types: Vec<String> = codes.into_iter().map(geometry_type_to_name).collect();
     types.sort();
+    types.dedup();
     Ok(SourceReport {
         driver: ds.driver().short_name(),
         layer: layer.name(),
@@ -513,6 +549,7 @@ pub fn inspect(spec: &SourceSpec, local: &Path) -> Result<SourceReport, VectorEr
         crs: crs_info(&sr),
         crs_source: crs_source.into(),
         fields,
+        first_fid: first_fid.filter(|_| contiguous),
     })
 }
 
@@ -717,7 +754,7 @@ impl GeometryPipeline {
             chunk.dropped += 1;
             return Ok(Some(Vec::new()));
         }
-        if !g.is_valid() {
+        if !point_validity(&g).unwrap_or_else(|| g.is_valid()) {
             if self.make_valid {
                 match g.make_valid(&CslStringList::new()) {
                     Ok(v) if !v.is_empty() && v.is_valid() => {
@@ -749,6 +786,30 @@ impl GeometryPipeline {
     }
 }
 
+/// The validity of a point or multipoint without GEOS: valid when every coordinate is finite,
+/// which is GEOS's (and `ST_IsValid`'s) only rule for points. `None` for other types. GEOS's
+/// check converts the geometry first and was a large share of loading a point layer.
+fn point_validity(g: &Geometry) -> Option<bool> {
+    let finite = |g: &Geometry| {
+        // SAFETY: `g` is a live point geometry; OGR_G_GetX/Y/Z read its first vertex.
+        let h = unsafe { g.c_geometry() };
+        unsafe {
+            gdal_sys::OGR_G_GetX(h, 0).is_finite()
+                && gdal_sys::OGR_G_GetY(h, 0).is_finite()
+                && gdal_sys::OGR_G_GetZ(h, 0).is_finite()
+        }
+    };
+    match geometry_type_flatten(g.geometry_type()) {
+        OGRwkbGeometryType::wkbPoint => Some(finite(g)),
+        OGRwkbGeometryType::wkbMultiPoint => Some((0..g.geometry_count()).all(|i| {
+            // SAFETY: `i` is below the geometry count; the part stays owned by `g`.
+            // (OGR counts a point with a NaN coordinate as empty, so emptiness is not asked.)
+            finite(&unsafe { g.get_unowned_geometry(i) })
+        })),
+        _ => None,
+    }
+}
+
 fn cell(f: &gdal::vector::Feature<'_>, idx: usize, ty: PgType) -> Cell {
     let r = match ty {
         PgType::Int4 => f.field_as_integer(idx).ok().flatten().map(Cell::Int4),
@@ -777,6 +838,7 @@ pub fn read_chunk(
     make_valid: bool,
     start: u64,
     count: u64,
+    fid_start: Option<u64>,
 ) -> Result<Chunk, VectorError> {
     let ds = open(spec, local)?;
     let mut layer = pick_layer(&ds, spec)?;
@@ -801,16 +863,45 @@ pub fn read_chunk(
                 })
         })
         .collect::<Result<_, _>>()?;
-    layer.reset_feature_reading();
-    if start > 0 {
-        // SAFETY: the layer handle is live for `ds`'s lifetime; SetNextByIndex only moves the
-        // read cursor (iterating for drivers without fast random access).
-        let rc = unsafe { gdal_sys::OGR_L_SetNextByIndex(layer.c_layer(), start as i64) };
-        if rc != gdal_sys::OGRErr::OGRERR_NONE {
-            return Err(VectorError::new(
+    if let Some(first) = fid_start {
+        // SAFETY: the layer handle is live for `ds`'s lifetime; the returned string belongs to
+        // the layer and is copied at once.
+        let fid_col = unsafe { CStr::from_ptr(gdal_sys::OGR_L_GetFIDColumn(layer.c_layer())) }
+            .to_string_lossy()
+            .into_owned();
+        let fid_col = if fid_col.is_empty() {
+            "fid".into()
+        } else {
+            fid_col
+        };
+        let filter = format!(
+            "\"{}\" >= {first} AND \"{}\" < {}",
+            fid_col.replace('"', "\"\""),
+            fid_col.replace('"', "\"\""),
+            first + count
+        );
+        layer.set_attribute_filter(&filter).map_err(|e| {
+            VectorError::new(
                 "Unreadable",
-                format!("{}: cannot seek to feature {start}", spec.label),
-            ));
+                format!(
+                    "{}: cannot select features by FID ({filter}): {e}",
+                    spec.label
+                ),
+            )
+        })?;
+        layer.reset_feature_reading();
+    } else {
+        layer.reset_feature_reading();
+        if start > 0 {
+            // SAFETY: the layer handle is live for `ds`'s lifetime; SetNextByIndex only moves
+            // the read cursor (iterating for drivers without fast random access).
+            let rc = unsafe { gdal_sys::OGR_L_SetNextByIndex(layer.c_layer(), start as i64) };
+            if rc != gdal_sys::OGRErr::OGRERR_NONE {
+                return Err(VectorError::new(
+                    "Unreadable",
+                    format!("{}: cannot seek to feature {start}", spec.label),
+                ));
+            }
         }
     }
     let mut chunk = Chunk {
@@ -904,6 +995,27 @@ mod tests {
         let e = Format::from_extension("docx").unwrap_err();
         assert_eq!(e.check, "UnknownFormat");
         assert!(e.message.contains("docx"));
+    }
+
+    #[test]
+    fn points_are_valid_exactly_when_their_coordinates_are_finite() {
+        let point = |x: f64, y: f64| {
+            let mut g = Geometry::empty(OGRwkbGeometryType::wkbPoint).unwrap();
+            g.set_point_2d(0, (x, y));
+            g
+        };
+        assert_eq!(point_validity(&point(1.0, 2.0)), Some(true));
+        assert_eq!(point_validity(&point(f64::NAN, 2.0)), Some(false));
+        assert_eq!(point_validity(&point(1.0, f64::INFINITY)), Some(false));
+        let mut multi = Geometry::empty(OGRwkbGeometryType::wkbMultiPoint).unwrap();
+        multi.add_geometry(point(1.0, 2.0)).unwrap();
+        assert_eq!(point_validity(&multi), Some(true));
+        multi.add_geometry(point(3.0, f64::NAN)).unwrap();
+        assert_eq!(point_validity(&multi), Some(false));
+        // The same answer as GEOS for the valid ones; other types are left to GEOS.
+        assert!(point(1.0, 2.0).is_valid());
+        let square = Geometry::from_wkt("POLYGON ((0 0, 1 0, 1 1, 0 1, 0 0))").unwrap();
+        assert_eq!(point_validity(&square), None);
     }
 
     #[test]

@@ -10,11 +10,14 @@ pub const SCHEMA_EXISTS: &str = include_str!("sql/schema_exists.sql");
 pub const TABLE_COMMENT: &str = include_str!("sql/table_comment.sql");
 /// A transaction-scoped advisory lock on a text key.
 pub const ADVISORY_XACT_LOCK: &str = include_str!("sql/advisory_xact_lock.sql");
+/// Whether a relation of this (quoted, qualified) name exists.
+pub const REGCLASS_EXISTS: &str = include_str!("sql/regclass_exists.sql");
 /// Installs PostGIS when missing (local mode; utility statement, not prepared).
 pub const CREATE_POSTGIS: &str = "CREATE EXTENSION IF NOT EXISTS postgis";
 
 /// Every prepared statement, for the statement test.
-pub const ALL: [(&str, &str); 4] = [
+pub const ALL: [(&str, &str); 5] = [
+    ("regclass_exists", REGCLASS_EXISTS),
     ("postgis_schema", POSTGIS_SCHEMA),
     ("schema_exists", SCHEMA_EXISTS),
     ("table_comment", TABLE_COMMENT),

@@ -96,7 +96,7 @@ fn route_gdal_messages() {
 }
 
 /// Runs GDAL work on a blocking thread; a panic is a permanent failure naming the blob.
-pub(crate) async fn blocking<T: Send + 'static>(
+async fn blocking<T: Send + 'static>(
     blob: &str,
     f: impl FnOnce() -> Result<T, RasterError> + Send + 'static,
 ) -> Result<T, TaskError> {

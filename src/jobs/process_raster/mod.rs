@@ -78,7 +78,7 @@ pub(crate) fn env_or(name: &str, default: &str) -> String {
         .unwrap_or_else(|| default.to_string())
 }
 
-pub(crate) fn check_crs(s: &str) -> Result<(), (&'static str, String)> {
+fn check_crs(s: &str) -> Result<(), (&'static str, String)> {
     inspect::parse_crs(s).map(drop).map_err(|e| ("crs", e))
 }
 
