@@ -656,3 +656,48 @@ async fn the_cli_submits_and_reads_platform_requests() {
     assert!(err.contains("501") && err.contains("UPDATE"), "{err}");
     t.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_request_whose_job_failed_is_resubmitted_and_its_status_follows_the_new_attempt() {
+    let c = client();
+    let input = input_container(&c, "plat-re").await;
+    let app = platform_app(c.clone(), true).await;
+    let mut body = request("retry", "dem", "v1", &input, json!("dem/late.tif"));
+    body["processing_options"] = json!({"output_container": container_name("plat-re-out")});
+    let (s, b) = app.post("/api/platform/submit", &body).await;
+    assert_eq!(s, 202, "{b}");
+    let request_id = b["request_id"].as_str().unwrap().to_string();
+    let job_id = b["job_id"].as_str().unwrap().to_string();
+    let st = finished(&app, &request_id).await;
+    assert_eq!(
+        st["job_status"], "failed",
+        "the blob is not there yet: {st}"
+    );
+    assert!(
+        st["error_details"]
+            .as_str()
+            .unwrap()
+            .contains("dem/late.tif"),
+        "the error names the blob: {st}"
+    );
+    // The repeat does not start another job; the operator resubmits the request's job.
+    let (s, again) = app.post("/api/platform/submit", &body).await;
+    assert_eq!(
+        (s, again["job_status"].as_str()),
+        (200, Some("failed")),
+        "{again}"
+    );
+    upload(&c, &input, "dem/late.tif", &terra("elev.tif")).await;
+    let (s, r) = app
+        .post(
+            &format!("/api/jobs/{job_id}/resubmit?from=start"),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(s, 202, "{r}");
+    let st = finished(&app, &request_id).await;
+    assert_eq!(st["job_status"], "completed", "{st}");
+    assert_eq!(st["job_id"], job_id.as_str());
+    assert_eq!(count(&app, "SELECT count(*) FROM app.jobs").await, 1);
+    app.cleanup().await;
+}
