@@ -303,6 +303,9 @@ async fn a_resubmitted_jobs_page_shows_the_current_attempts_failure_and_lists_th
         .submit("hello_world", json!({"n": 3, "message": "twice"}))
         .await;
     assert_eq!(t.wait_terminal(&job, T).await, "failed");
+    // The failed job's sibling tasks may still be running: a retry of the failed tasks waits
+    // for them (it answers 409 while a task of the job is live).
+    t.wait_quiet(T).await;
     let (s, b) = t
         .post(
             &format!("/api/jobs/{job}/resubmit?from=failed_tasks"),
