@@ -67,9 +67,9 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../migrations/0014_operator_attempt_boundaries.sql"),
     },
     Migration {
-        version: 16,
+        version: 15,
         name: "platform_requests",
-        sql: include_str!("../../migrations/0016_platform_requests.sql"),
+        sql: include_str!("../../migrations/0015_platform_requests.sql"),
     },
 ];
 
