@@ -770,6 +770,15 @@ async fn a_jobs_database_blob_and_service_bus_calls_are_exported_as_dependencies
         ),
         "the fan-out's queue writes: {pg:?}"
     );
+    // And the task completions, in one of their three statements.
+    let completions = pg
+        .iter()
+        .filter(|d| {
+            ["task_complete", "task_complete_fast", "task_complete_batch"]
+                .contains(&d["name"].as_str().unwrap_or(""))
+        })
+        .count();
+    assert!(completions >= 1, "task completions: {pg:?}");
 
     // Service Bus: the accepted send succeeded with 201, the refused one failed with 400.
     let sb: Vec<&Value> = all
