@@ -770,6 +770,15 @@ async fn a_jobs_database_blob_and_service_bus_calls_are_exported_as_dependencies
         ),
         "the fan-out's queue writes: {pg:?}"
     );
+    // And the task completions, in one of their three statements.
+    let completions = pg
+        .iter()
+        .filter(|d| {
+            ["task_complete", "task_complete_fast", "task_complete_batch"]
+                .contains(&d["name"].as_str().unwrap_or(""))
+        })
+        .count();
+    assert!(completions >= 1, "task completions: {pg:?}");
 
     // Service Bus: the accepted send succeeded with 201, the refused one failed with 400.
     let sb: Vec<&Value> = all
@@ -1071,4 +1080,32 @@ fn the_workspace_variant_of_every_kql_query_is_generated_from_the_resource_one()
             );
         }
     }
+}
+
+/// A failed statement is a failed dependency: `success` false, its SQLSTATE kept.
+#[tokio::test(flavor = "current_thread")]
+async fn a_failed_statement_is_a_failed_postgresql_dependency_with_its_sqlstate() {
+    use coremachine::telemetry::dependency::Dependency;
+    let ingestion = FakeIngestion::start();
+    let telemetry = Arc::new(pipeline(&ingestion));
+    let _guard = tracing::dispatcher::set_default(telemetry.dispatch());
+    let t = TestApp::start_opts(|o| o.emulator = false).await;
+    let db = t.db().await;
+    let text = "SELECT no_such_column FROM app.jobs";
+    let err = Dependency::postgres("broken_statement", text)
+        .run_query(db.query(text, &[]))
+        .await
+        .expect_err("the column does not exist");
+    assert_eq!(err.code().map(|c| c.code()), Some("42703"));
+    flush(&telemetry).await;
+    let items = ingestion.items();
+    let d = dependencies(&items)
+        .into_iter()
+        .find(|d| d["name"] == "broken_statement")
+        .expect("the failed statement is a dependency");
+    assert_eq!(d["type"], "postgresql");
+    assert_eq!(d["success"], false, "{d}");
+    assert_eq!(d["data"], text);
+    assert_eq!(d["properties"]["db.response.status_code"], "42703", "{d}");
+    t.cleanup().await;
 }

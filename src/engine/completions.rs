@@ -30,7 +30,7 @@ use tracing::Instrument;
 use super::stage_end::JobCtx;
 use super::task_message::Ending;
 use super::{Engine, Inner};
-use crate::store::{self, QueryContext, StoreError, sql};
+use crate::store::{self, QueryContext, StoreError, Traced, sql};
 use crate::telemetry::checkpoints as cp;
 
 /// Most completions committed by one transaction.
@@ -205,6 +205,7 @@ impl Engine {
         let (ids, retries, results, data) = columns(group);
         let rows = client
             .query(&stmt, &[&ids, &retries, &results, &data])
+            .traced(sql::TASK_COMPLETE_FAST)
             .await
             .ctx(|| {
                 format!(
@@ -237,6 +238,7 @@ impl Engine {
         let (ids, retries, results, data) = columns(group);
         let rows = tx
             .query(&stmt, &[&ids, &retries, &results, &data])
+            .traced(sql::TASK_COMPLETE_BATCH)
             .await
             .ctx(|| {
                 format!(

@@ -613,6 +613,7 @@ impl Engine {
                     &e.unclaimed,
                 ],
             )
+            .traced(sql::TASK_COMPLETE)
             .await
             .ctx(|| format!("recording task {task_id} as {}", e.status))?;
         let Some(row) = row else {

@@ -391,3 +391,25 @@ impl<E: SpanExporter> SpanExporter for Truncating<E> {
         self.inner.set_resource(resource);
     }
 }
+
+#[cfg(test)]
+mod sampling_tests {
+    use super::Sampling;
+
+    #[test]
+    fn a_share_of_task_ids_is_kept_the_same_way_every_time() {
+        let ids: Vec<String> = (0..20_000).map(|i| format!("{i:064x}")).collect();
+        let kept = |s: Sampling| ids.iter().filter(|t| s.keeps(t)).count();
+        assert_eq!(kept(Sampling::keep_all()), ids.len());
+        assert_eq!(kept(Sampling::percent(100.0)), ids.len());
+        assert_eq!(kept(Sampling::percent(0.0)), 0);
+        let one = kept(Sampling::percent(1.0));
+        assert!((100..=300).contains(&one), "1 % of 20,000: {one}");
+        let ten = kept(Sampling::percent(10.0));
+        assert!((1_700..=2_300).contains(&ten), "10 % of 20,000: {ten}");
+        // Stable: the same ids, the same answer; out-of-range settings are clamped.
+        assert_eq!(kept(Sampling::percent(1.0)), one);
+        assert_eq!(Sampling::percent(250.0), Sampling::keep_all());
+        assert_eq!(Sampling::percent(f64::NAN), Sampling::keep_all());
+    }
+}
