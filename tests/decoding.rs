@@ -307,6 +307,65 @@ async fn a_batched_invocation_runs_each_message_and_answers_once() {
     t.cleanup().await;
 }
 
+/// The repository's Functions layout (host.json and every function.json) copied to a scratch
+/// directory, with `tasks-queue-trigger` declared `"cardinality": "many"` and batches of at most
+/// `batch` messages.
+fn layout_with_batched_tasks(batch: u64) -> std::path::PathBuf {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = std::env::temp_dir().join(format!("cm-layout-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut host: Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("host.json")).unwrap()).unwrap();
+    host["extensions"]["serviceBus"]["maxMessageBatchSize"] = json!(batch);
+    std::fs::write(dir.join("host.json"), host.to_string()).unwrap();
+    for e in std::fs::read_dir(root).unwrap().flatten() {
+        let fj = e.path().join("function.json");
+        if !fj.is_file() {
+            continue;
+        }
+        let mut f: Value = serde_json::from_str(&std::fs::read_to_string(&fj).unwrap()).unwrap();
+        if e.file_name() == "tasks-queue-trigger" {
+            f["bindings"][0]["cardinality"] = json!("many");
+        }
+        std::fs::create_dir_all(dir.join(e.file_name())).unwrap();
+        std::fs::write(dir.join(e.file_name()).join("function.json"), f.to_string()).unwrap();
+    }
+    dir
+}
+
+/// #21: local mode with tasks-queue-trigger declared `many` delivers the tasks in batches (the
+/// host's shape, one batch at a time) and the job completes with each task run once.
+#[tokio::test]
+async fn a_many_cardinality_tasks_trigger_gets_batches_and_its_job_completes() {
+    let layout = layout_with_batched_tasks(16);
+    let t = TestApp::start_opts(|o| o.app_root = Some(layout.clone())).await;
+    let job = t.submit("hello_world", json!({"n": 40})).await;
+    assert_eq!(
+        t.wait_terminal(&job, std::time::Duration::from_secs(120))
+            .await,
+        "completed"
+    );
+    let r = t
+        .db()
+        .await
+        .query_one(
+            "SELECT count(*), count(DISTINCT task_id), count(DISTINCT event_data->>'invocation_id'),              max(n) FROM app.job_events e, LATERAL (SELECT count(*) AS n FROM app.job_events x              WHERE x.job_id = e.job_id AND x.event_type = 'task_started'              AND x.event_data->>'invocation_id' = e.event_data->>'invocation_id') m              WHERE e.job_id = $1 AND e.event_type = 'task_started'",
+            &[&job],
+        )
+        .await
+        .unwrap();
+    let (starts, tasks, invocations, largest): (i64, i64, i64, i64) =
+        (r.get(0), r.get(1), r.get(2), r.get(3));
+    assert_eq!(starts, tasks, "every task started once");
+    assert!(
+        invocations < tasks && largest > 1 && largest <= 16,
+        "{tasks} tasks in {invocations} invocations, the largest carrying {largest}"
+    );
+    assert_eq!(failures(&t).await, vec![], "nothing was malformed");
+    t.cleanup().await;
+    let _ = std::fs::remove_dir_all(layout);
+}
+
 /// #12 point 3: a UTF-8 BOM, the message JSON inside a JSON string literal (JavaScript SDK,
 /// Service Bus Explorer resends), both, or UTF-16 with a BOM: processed like the plain message.
 #[tokio::test]

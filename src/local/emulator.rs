@@ -46,6 +46,8 @@ pub struct EmulatorConfig {
     pub max_concurrent_calls: usize,
     /// Invocation timeout (host.json functionTimeout).
     pub function_timeout: Duration,
+    /// Most messages of one batched invocation (host.json maxMessageBatchSize).
+    pub max_message_batch_size: usize,
     /// The key it presents on every invocation (checked when keys are configured).
     pub key: super::auth::EmulatorKey,
 }
@@ -66,12 +68,18 @@ pub fn start(
     let mut handles = Vec::new();
     for f in &layout.functions {
         match &f.trigger {
-            Trigger::ServiceBus { queue, binding, .. } => {
+            Trigger::ServiceBus {
+                queue,
+                binding,
+                many,
+                ..
+            } => {
                 let (settle_tx, settle_rx) = mpsc::unbounded_channel();
                 let pump = Pump {
                     function: f.name.clone(),
                     queue: queue.clone(),
                     binding: binding.clone(),
+                    batch: many.then_some(cfg.max_message_batch_size.max(1)),
                     cfg: cfg.clone(),
                     pool: pool.clone(),
                     http: http.clone(),
@@ -128,6 +136,8 @@ struct Pump {
     function: String,
     queue: String,
     binding: String,
+    /// `cardinality: many`: the most messages per invocation (None: one message each).
+    batch: Option<usize>,
     cfg: EmulatorConfig,
     pool: Pool,
     http: reqwest::Client,
@@ -179,6 +189,9 @@ async fn settle_completed(pool: Pool, queue: String, mut rx: mpsc::UnboundedRece
 
 impl Pump {
     async fn run(self, shutdown: CancellationToken) {
+        if let Some(max) = self.batch {
+            return self.run_batches(max, shutdown).await;
+        }
         let me = Arc::new(self);
         // Leased but not yet delivered. Leasing a batch of up to maxConcurrentCalls at a time (the
         // host's prefetch) costs one statement per batch instead of one per message; a buffered
@@ -220,6 +233,37 @@ impl Pump {
                 me2.deliver(m).await;
                 drop(permit);
             });
+        }
+    }
+
+    /// The host's batch receive loop for `cardinality: many`: lease up to `max` messages, invoke
+    /// once with all of them, settle them together (complete on 2xx, abandon on anything else),
+    /// then the next batch. The Service Bus extension runs a batch function at a concurrency of
+    /// one (ServiceBusListener's batch loop); the handler runs a batch's messages concurrently.
+    async fn run_batches(self, max: usize, shutdown: CancellationToken) {
+        loop {
+            if shutdown.is_cancelled() {
+                break;
+            }
+            let leased = match self.lease(max).await {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::warn!(queue = %self.queue, error = %e, "local queue lease failed; retrying");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                    }
+                }
+            };
+            if leased.is_empty() {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = self.wake.notified() => {}
+                    _ = tokio::time::sleep(self.cfg.queue.poll_interval) => {}
+                }
+                continue;
+            }
+            self.deliver_batch(leased).await;
         }
     }
 
@@ -323,17 +367,82 @@ impl Pump {
             Value::Object(m.properties.clone()),
         );
         meta.insert("UserProperties".into(), Value::Object(m.properties.clone()));
+        self.envelope(
+            meta,
+            json!(base64::engine::general_purpose::STANDARD.encode(m.body.as_bytes())),
+        )
+    }
+
+    /// The invocation around a trigger value and its Metadata (plus the keys every Service Bus
+    /// invocation carries).
+    fn envelope(&self, mut meta: Map<String, Value>, value: Value) -> Value {
         meta.insert("MessageActions".into(), json!({}));
         meta.insert(
             "sys".into(),
             json!({"MethodName": self.function, "UtcNow": chrono::Utc::now().to_rfc3339(), "RandGuid": uuid::Uuid::new_v4().to_string()}),
         );
         let mut data = Map::new();
-        data.insert(
-            self.binding.clone(),
-            json!(base64::engine::general_purpose::STANDARD.encode(m.body.as_bytes())),
-        );
+        data.insert(self.binding.clone(), value);
         json!({"Data": data, "Metadata": meta})
+    }
+
+    /// The payload the host sends for a batch (`cardinality: many`, `dataType: binary`):
+    /// `Data.<binding>` and every `<Key>Array` are JSON strings of arrays, as the host's
+    /// `JsonConvert.SerializeObject` writes them (docs/operations.md, "Batched invocations").
+    fn batch_payload(&self, batch: &[Leased]) -> Value {
+        let arr = |f: &dyn Fn(&Leased) -> Value| {
+            Value::String(Value::Array(batch.iter().map(f).collect()).to_string())
+        };
+        let mut meta = Map::new();
+        meta.insert(
+            "DeliveryCountArray".into(),
+            arr(&|m| json!(m.delivery_count)),
+        );
+        meta.insert("MessageIdArray".into(), arr(&|m| json!(m.message_id)));
+        meta.insert(
+            "LockTokenArray".into(),
+            arr(&|m| json!(m.lock_token.to_string())),
+        );
+        meta.insert("SequenceNumberArray".into(), arr(&|m| json!(m.id)));
+        meta.insert(
+            "ContentTypeArray".into(),
+            arr(&|_| json!("application/json")),
+        );
+        meta.insert(
+            "EnqueuedTimeUtcArray".into(),
+            arr(&|m| json!(m.enqueued_at.format("%Y-%m-%dT%H:%M:%S").to_string())),
+        );
+        meta.insert(
+            "ExpiresAtUtcArray".into(),
+            arr(&|_| json!("9999-12-31T23:59:59")),
+        );
+        meta.insert(
+            "CorrelationIdArray".into(),
+            arr(&|m| json!(m.correlation_id)),
+        );
+        meta.insert(
+            "DeadLetterSourceArray".into(),
+            arr(&|m| json!(m.dead_letter_source)),
+        );
+        meta.insert(
+            "ApplicationPropertiesArray".into(),
+            arr(&|m| Value::Object(m.properties.clone())),
+        );
+        meta.insert(
+            "UserPropertiesArray".into(),
+            arr(&|m| Value::Object(m.properties.clone())),
+        );
+        self.envelope(
+            meta,
+            arr(&|m| json!(base64::engine::general_purpose::STANDARD.encode(m.body.as_bytes()))),
+        )
+    }
+
+    /// One batched invocation, settled as a whole (the host completes or abandons every message
+    /// of the batch by the invocation's outcome).
+    async fn deliver_batch(&self, batch: Vec<Leased>) {
+        let ok = self.invoke_with_faults(&self.batch_payload(&batch)).await;
+        self.settle_all(ok, &batch).await;
     }
 
     async fn invoke(&self, payload: &Value) -> bool {
@@ -370,34 +479,48 @@ impl Pump {
     }
 
     async fn deliver(&self, m: Leased) {
-        let payload = self.payload(&m);
+        let ok = self.invoke_with_faults(&self.payload(&m)).await;
+        self.settle_all(ok, std::slice::from_ref(&m)).await;
+    }
+
+    /// Invokes the function with `payload` (twice at once, or abandoned after the handler, where
+    /// a test injects that); whether the messages are to be completed.
+    async fn invoke_with_faults(&self, payload: &Value) -> bool {
         let target = Target {
             function: Some(&self.function),
             ..Target::default()
         };
         let ok = if self.faults.hit_on(Fault::DeliverTwice, target) {
-            let (a, b) = tokio::join!(self.invoke(&payload), self.invoke(&payload));
+            let (a, b) = tokio::join!(self.invoke(payload), self.invoke(payload));
             a && b
         } else {
-            self.invoke(&payload).await
+            self.invoke(payload).await
         };
-        let ok = ok && !self.faults.hit_on(Fault::AbandonAfterHandler, target);
+        ok && !self.faults.hit_on(Fault::AbandonAfterHandler, target)
+    }
+
+    /// Completes the delivered messages (through the settler) or abandons them.
+    async fn settle_all(&self, ok: bool, messages: &[Leased]) {
         if ok {
-            // If the settler is gone (shutting down), the lock expires and the message comes back.
-            let _ = self.settle.send(Completed {
-                id: m.id,
-                lock_token: m.lock_token,
-            });
+            // If the settler is gone (shutting down), the locks expire and the messages return.
+            for m in messages {
+                let _ = self.settle.send(Completed {
+                    id: m.id,
+                    lock_token: m.lock_token,
+                });
+            }
             return;
         }
         let Ok(client) = self.pool.get().await else {
-            return; // the lock expires and the message is delivered again
+            return; // the locks expire and the messages are delivered again
         };
-        if let Err(e) = client
-            .execute(sql::LOCAL_QUEUE_ABANDON, &[&m.id, &m.lock_token])
-            .await
-        {
-            tracing::warn!(queue = %self.queue, error = %e, "abandoning a local queue message failed; its lock will expire");
+        for m in messages {
+            if let Err(e) = client
+                .execute(sql::LOCAL_QUEUE_ABANDON, &[&m.id, &m.lock_token])
+                .await
+            {
+                tracing::warn!(queue = %self.queue, error = %e, "abandoning a local queue message failed; its lock will expire");
+            }
         }
         self.wake.notify_one();
     }

@@ -27,6 +27,8 @@ pub enum Trigger {
         binding: String,
         /// `dataType` ("binary" expected).
         data_type: Option<String>,
+        /// `"cardinality": "many"`: the host delivers batches (one at a time per function).
+        many: bool,
     },
     /// HTTP trigger.
     Http {
@@ -62,6 +64,9 @@ pub struct HostConfig {
     pub max_concurrent_calls: usize,
     /// `functionTimeout` (default 10 min).
     pub function_timeout: Duration,
+    /// `extensions.serviceBus.maxMessageBatchSize` (default 1000): the most messages one
+    /// batched invocation carries.
+    pub max_message_batch_size: usize,
     /// Raw host.json.
     pub raw: Value,
 }
@@ -112,6 +117,11 @@ impl AppLayout {
             .pointer("/extensions/serviceBus/maxConcurrentCalls")
             .and_then(Value::as_u64)
             .unwrap_or(16) as usize;
+        let max_message_batch_size = host_raw
+            .pointer("/extensions/serviceBus/maxMessageBatchSize")
+            .and_then(Value::as_u64)
+            .unwrap_or(1000)
+            .max(1) as usize;
         let function_timeout = host_raw
             .get("functionTimeout")
             .and_then(Value::as_str)
@@ -150,6 +160,7 @@ impl AppLayout {
                     })?,
                     binding: s("name").unwrap_or_else(|| "msg".into()),
                     data_type: s("dataType"),
+                    many: s("cardinality").is_some_and(|c| c.eq_ignore_ascii_case("many")),
                 },
                 Some("httpTrigger") => Trigger::Http {
                     route: s("route"),
@@ -182,6 +193,7 @@ impl AppLayout {
             host: HostConfig {
                 max_concurrent_calls,
                 function_timeout,
+                max_message_batch_size,
                 raw: host_raw,
             },
             functions,

@@ -241,6 +241,7 @@ pub async fn start(
                 .max_concurrent_calls
                 .unwrap_or(layout.host.max_concurrent_calls),
             function_timeout: layout.host.function_timeout,
+            max_message_batch_size: layout.host.max_message_batch_size,
             key: emulator_key,
         };
         tasks.extend(emulator::start(

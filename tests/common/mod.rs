@@ -172,6 +172,8 @@ pub struct Opts {
     pub max_concurrent_calls: Option<usize>,
     pub registry: Registry,
     pub unsafe_no_auth: bool,
+    /// The Functions app layout to read (default: the repository's own).
+    pub app_root: Option<std::path::PathBuf>,
 }
 
 impl Opts {
@@ -187,6 +189,7 @@ impl Opts {
             max_concurrent_calls: Some(8),
             registry: jobs::test_registry(),
             unsafe_no_auth: false,
+            app_root: None,
         }
     }
 }
@@ -238,7 +241,10 @@ impl TestApp {
             LocalOptions {
                 settings: opts.settings.clone(),
                 port: 0,
-                app_root: env!("CARGO_MANIFEST_DIR").into(),
+                app_root: opts
+                    .app_root
+                    .clone()
+                    .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
                 emulator: opts.emulator,
                 migrate: false,
                 max_concurrent_calls: opts.max_concurrent_calls,
