@@ -391,16 +391,8 @@ impl HttpSettings {
             .map(|k| k.trim().to_string())
             .filter(|k| !k.is_empty())
             .map(Secret::new);
-        let admin_enabled = match get("COREMACHINE_ADMIN_ENABLED").as_deref().map(str::trim) {
-            None | Some("") | Some("false") | Some("0") => false,
-            Some("true") | Some("1") => true,
-            Some(other) => {
-                return Err(ConfigError::Invalid {
-                    name: "COREMACHINE_ADMIN_ENABLED",
-                    reason: format!("expected true or false, got {other:?}"),
-                });
-            }
-        };
+        // The one boolean parser of the settings (true/false, 1/0, yes/no, on/off).
+        let admin_enabled = crate::store::connect::flag(&get, "COREMACHINE_ADMIN_ENABLED")?;
         Ok(Self {
             function_keys,
             admin_key,

@@ -56,7 +56,7 @@ fn control_error(e: ControlError) -> ApiError {
             "status",
             "job_status",
             json!(status),
-            format!("the job must be {}", allowed.join(" or ")),
+            format!("the job must be {}", crate::engine::state::or_list(allowed)),
         )]),
         ControlError::NothingToRetry { stage, .. } => ApiError::conflict(e.to_string())
             .with_details(vec![detail(

@@ -18,6 +18,7 @@ use super::events::{self, Event, EventStatus};
 use super::ids::JobId;
 use super::messages::JobMessage;
 use super::retry_failed::{Requeued, RetryJob};
+use super::state::{JOB_CANCELLABLE, JOB_RESUBMITTABLE, JobStatus, or_list};
 use crate::store::{self, QueryContext, StoreError, sql};
 use crate::telemetry::checkpoints as cp;
 use crate::transport::outbox::Outbox;
@@ -32,7 +33,10 @@ pub enum ControlError {
         job_id: String,
     },
     /// The job's status does not allow the action.
-    #[error("cannot {action} job {job_id}: it is {status} (allowed only when {})", allowed.join(" or "))]
+    #[error(
+        "cannot {action} job {job_id}: it is {status} (allowed only when {})",
+        or_list(allowed)
+    )]
     Conflict {
         /// The job.
         job_id: String,
@@ -41,7 +45,7 @@ pub enum ControlError {
         /// Its current status.
         status: String,
         /// Statuses the action accepts.
-        allowed: &'static [&'static str],
+        allowed: &'static [JobStatus],
     },
     /// A retry of failed tasks does not apply to the stage where the job stopped.
     #[error("cannot retry the failed tasks of job {job_id} (stage {stage}): {reason}")]
@@ -126,9 +130,6 @@ pub struct Resubmitted {
     pub message_id: Option<String>,
 }
 
-const CANCELLABLE: &[&str] = &["queued", "processing"];
-const RESUBMITTABLE: &[&str] = &["failed", "cancelled"];
-
 /// Whether a task's row was archived by a resubmit (its late messages are expected, not unknown).
 pub(crate) async fn task_was_archived(
     client: &store::Client,
@@ -151,7 +152,7 @@ async fn lock_for(
     tx: &store::Transaction<'_>,
     job_id: &JobId,
     action: &'static str,
-    allowed: &'static [&'static str],
+    allowed: &'static [JobStatus],
 ) -> Result<tokio_postgres::Row, ControlError> {
     let state = tx
         .query_opt(sql::JOB_CONTROL_STATE, &[&job_id.as_str()])
@@ -161,7 +162,7 @@ async fn lock_for(
             job_id: job_id.to_string(),
         })?;
     let status: String = state.get(0);
-    if !allowed.contains(&status.as_str()) {
+    if !allowed.iter().any(|s| s.as_str() == status) {
         return Err(ControlError::Conflict {
             job_id: job_id.to_string(),
             action,
@@ -198,7 +199,7 @@ impl Engine {
         tx.execute(sql::STAGES_CANCEL_RUNNING, &[&job_id.as_str()])
             .await
             .ctx(|| format!("closing the running stages of job {job_id}"))?;
-        let state = lock_for(&tx, job_id, "cancel", CANCELLABLE).await?;
+        let state = lock_for(&tx, job_id, "cancel", JOB_CANCELLABLE).await?;
         let previous_status: String = state.get(0);
         let details = format!("cancelled by operator: {reason}");
         let row = tx
@@ -274,7 +275,7 @@ impl Engine {
             .transaction()
             .await
             .ctx(|| format!("starting resubmit of job {job_id}"))?;
-        let state = lock_for(&tx, job_id, "resubmit", RESUBMITTABLE).await?;
+        let state = lock_for(&tx, job_id, "resubmit", JOB_RESUBMITTABLE).await?;
         let previous_status: String = state.get(0);
         let stopped_at: i32 = state.get(1);
         let previous_attempt: i32 = state.get(2);

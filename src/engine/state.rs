@@ -178,6 +178,18 @@ pub const JOB_TRANSITIONS: &[(JobStatus, JobStatus, &str)] = &[
 /// Terminal statuses an explicit resubmit may restart (to queued, with attempt + 1).
 pub const JOB_RESUBMITTABLE: &[JobStatus] = &[J::Failed, J::Cancelled];
 
+/// Live statuses an operator cancel may end.
+pub const JOB_CANCELLABLE: &[JobStatus] = &[J::Queued, J::Processing];
+
+/// `a or b or c`: the statuses an action accepts, for its refusal message.
+pub fn or_list(statuses: &[JobStatus]) -> String {
+    statuses
+        .iter()
+        .map(JobStatus::as_str)
+        .collect::<Vec<_>>()
+        .join(" or ")
+}
+
 /// Allowed task transitions and why each exists.
 pub const TASK_TRANSITIONS: &[(TaskStatus, TaskStatus, &str)] = &[
     (T::Queued, T::Processing, "claimed by a worker"),
@@ -234,6 +246,23 @@ mod tests {
                 assert!(!job_can_transition(from, to), "{from} -> {to}");
             }
         }
+    }
+
+    #[test]
+    fn control_actions_follow_the_transition_table() {
+        // A resubmit restarts an ended job (outside the transition table, which has no exits
+        // from a terminal status); a cancel ends a live one through a listed transition.
+        for s in JOB_RESUBMITTABLE {
+            assert!(s.is_terminal(), "{s} is resubmittable but not terminal");
+        }
+        for s in JOB_CANCELLABLE {
+            assert!(!s.is_terminal(), "{s} is cancellable but already ended");
+            assert!(
+                job_can_transition(*s, JobStatus::Cancelled),
+                "{s} -> cancelled"
+            );
+        }
+        assert_eq!(or_list(JOB_RESUBMITTABLE), "failed or cancelled");
     }
 
     #[test]
