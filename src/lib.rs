@@ -7,6 +7,7 @@
 //! - [`azure`]: shared Azure plumbing (retry classification, managed-identity tokens).
 //! - [`cli`]: the client subcommands (submit, status, jobs, events, cancel, resubmit, watch).
 //! - [`engine`]: state machines, job and task message processing, fan-in, finalize, failures.
+//! - [`model`]: ids, statuses and transition tables (the vocabulary every room shares).
 //! - [`jobs`]: the `Job` trait, the registry and the built-in job types.
 //! - [`store`]: PostgreSQL pool, migrations and SQL statements.
 //! - [`storage`]: the Azure Blob Storage client used by job types that read blobs.
@@ -30,6 +31,7 @@ pub mod handler;
 pub mod janitor;
 pub mod jobs;
 pub mod local;
+pub mod model;
 pub mod retention;
 pub mod storage;
 pub mod store;

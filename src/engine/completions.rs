@@ -27,9 +27,10 @@ use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 
-use super::stage_end::JobCtx;
+use super::job_ctx::JobCtx;
 use super::task_message::Ending;
 use super::{Engine, Inner};
+use crate::model::JobStatus;
 use crate::store::{self, QueryContext, StoreError, Traced, sql};
 use crate::telemetry::checkpoints as cp;
 
@@ -265,8 +266,8 @@ impl Engine {
         let mut outbox: BTreeMap<String, Vec<i64>> = BTreeMap::new();
         for (job_id, stage, last_task) in finished {
             // As in end_task: a stage whose job stopped processing it is recorded, not advanced.
-            if let Some((job, status, job_stage)) = JobCtx::load(&tx, &job_id).await?
-                && status == "processing"
+            if let Some((job, status, job_stage)) = JobCtx::load_named(&tx, &job_id).await?
+                && status == JobStatus::Processing
                 && job_stage == stage
             {
                 let policy = self.stage_policy(&job.job_type, stage);

@@ -60,13 +60,13 @@ pub struct Event {
 impl Event {
     /// A job-level event.
     pub fn job(
-        job_id: &str,
+        job_id: impl AsRef<str>,
         event_type: &'static str,
         status: EventStatus,
         checkpoint: &'static str,
     ) -> Self {
         Self {
-            job_id: job_id.to_string(),
+            job_id: job_id.as_ref().to_string(),
             task_id: None,
             stage: None,
             attempt: None,

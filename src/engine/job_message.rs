@@ -9,8 +9,9 @@ use serde_json::{Map, Value, json};
 use super::events::{self, Event, EventStatus};
 use super::fan_in::shard_count;
 use super::ids::{JobId, TaskId};
+use super::job_ctx::JobCtx;
 use super::messages::{JobMessage, TaskMessage};
-use super::stage_end::JobCtx;
+use super::panics::panic_text;
 use super::{Delivery, Engine, EngineError, Handled};
 use crate::jobs::{FailedTask, PreviousResult, StageInput, TaskSpec};
 use crate::store::{self, QueryContext, StoreError, Transaction, sql};
@@ -75,7 +76,7 @@ impl Engine {
                 .await;
         };
         let job = JobCtx {
-            job_id: job_id.to_string(),
+            job_id: job_id.clone(),
             job_type: row.get(0),
             params: row.get(1),
             total_stages: row.get(2),
@@ -151,7 +152,7 @@ impl Engine {
         let empty = Map::new();
         let params = job.params.as_object().unwrap_or(&empty);
         let input = StageInput {
-            job_id: &job.job_id,
+            job_id: job.job_id.as_str(),
             stage,
             params,
             previous: &previous,
@@ -270,15 +271,10 @@ impl Engine {
                 let seq = (base + i) as i32;
                 let shard = (seq % shards as i32) as i16;
                 shard_sizes[shard as usize] += 1;
-                let task_id = TaskId::derive(
-                    &JobId::parse(&job.job_id).expect("stored job id is valid"),
-                    job.attempt,
-                    stage,
-                    &spec.unit,
-                );
+                let task_id = TaskId::derive(&job.job_id, job.attempt, stage, &spec.unit);
                 let m = TaskMessage {
                     task_id: task_id.to_string(),
-                    parent_job_id: job.job_id.clone(),
+                    parent_job_id: job.job_id.to_string(),
                     job_type: job.job_type.clone(),
                     task_type: stage_def.task_type.to_string(),
                     stage,
@@ -359,7 +355,7 @@ impl Engine {
     async fn load_previous(
         &self,
         tx: &Transaction<'_>,
-        job_id: &str,
+        job_id: &JobId,
         stage: i32,
     ) -> Result<(Vec<PreviousResult>, Vec<FailedTask>), StoreError> {
         let rows = tx
@@ -513,17 +509,6 @@ fn first_duplicate_unit(specs: &[TaskSpec]) -> Option<&str> {
         .iter()
         .map(|s| s.unit.as_str())
         .find(|u| !seen.insert(*u))
-}
-
-/// The text of a caught panic payload.
-pub(crate) fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
-    if let Some(s) = p.downcast_ref::<&str>() {
-        s.to_string()
-    } else if let Some(s) = p.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "non-string panic payload".into()
-    }
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use regex::Regex;
 use serde_json::{Value, json};
 
 use super::events::{self, Event, EventStatus};
-use super::stage_end::JobCtx;
+use super::job_ctx::JobCtx;
 use super::task_message::Ending;
 use super::{Delivery, Engine, EngineError, Handled};
 use crate::store::{self, QueryContext, StoreError, sql};
@@ -277,7 +277,7 @@ impl Engine {
                     .transaction()
                     .await
                     .ctx(|| format!("starting to fail job {job_id}"))?;
-                if let Some((job, _, _)) = JobCtx::load(&tx, job_id).await? {
+                if let Some((job, _, _)) = JobCtx::load_named(&tx, job_id).await? {
                     events::write(
                         &tx,
                         &[Event::job(job_id, "message_malformed", EventStatus::Failure, cp::MESSAGE_MALFORMED)

@@ -5,26 +5,27 @@
 //! a guard that matches nothing is handled explicitly (duplicate, stale, or mismatch).
 //! The engine does not know whether it runs under the Functions host or the local emulator.
 
-pub mod canonical_json;
 mod completions;
 pub mod control;
 pub mod events;
 pub mod fan_in;
 pub mod faults;
-pub mod ids;
+mod job_ctx;
 mod job_message;
 pub mod malformed;
 pub mod messages;
+mod panics;
 pub mod poison;
 pub mod readiness;
 mod repair;
 pub mod retry;
 mod retry_failed;
 mod stage_end;
-pub mod state;
 mod submit;
 mod task_message;
 mod unsendable;
+
+pub use crate::model::{canonical_json, ids, state};
 
 use std::sync::Arc;
 

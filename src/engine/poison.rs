@@ -4,8 +4,8 @@
 use serde_json::json;
 
 use super::events::{self, Event, EventStatus};
+use super::job_ctx::JobCtx;
 use super::malformed::{STORED_EXCERPT, excerpt, recover_ids};
-use super::stage_end::JobCtx;
 use super::task_message::Ending;
 use super::{Delivery, Engine, EngineError, Handled};
 use crate::store::{self, QueryContext, sql};
@@ -167,8 +167,8 @@ impl Engine {
                     .error(Some("permanent"), "UnhandledPoison", &details)],
             )
             .await?;
-            if let Some((job, status, _)) = JobCtx::load(&tx, &job_id).await?
-                && (status == "queued" || status == "processing")
+            if let Some((job, status, _)) = JobCtx::load_named(&tx, &job_id).await?
+                && status.is_live()
             {
                 self.fail_job_in_tx(&tx, &job, None, &details, poison.clone())
                     .await?;

@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use super::stage_end::JobCtx;
+use super::job_ctx::JobCtx;
 use super::task_message::Claimed;
 use super::{Engine, EngineError, Handled};
 use crate::jobs::{StagePolicy, TaskContext, TaskError};
@@ -12,8 +12,8 @@ use crate::store::{self, QueryContext, StoreError, Transaction, sql};
 pub(crate) async fn load_job_ctx(
     tx: &Transaction<'_>,
     job_id: &str,
-) -> Result<Option<(JobCtx, String, i32)>, StoreError> {
-    JobCtx::load(tx, job_id).await
+) -> Result<Option<(JobCtx, crate::model::JobStatus, i32)>, StoreError> {
+    JobCtx::load_named(tx, job_id).await
 }
 
 impl Engine {
@@ -60,7 +60,7 @@ impl Engine {
         if status != "processing" || current != stage || live > 0 {
             return Ok(false);
         }
-        let Some((job, _, _)) = JobCtx::load(&tx, job_id).await? else {
+        let Some((job, _, _)) = JobCtx::load_named(&tx, job_id).await? else {
             return Ok(false);
         };
         let policy = self

@@ -9,8 +9,9 @@ use super::Engine;
 use super::events::{self, Event, EventStatus};
 use super::fan_in::{self, StageCounts, StageOutcome};
 use super::faults::Fault;
-use super::job_message::panic_text;
+use super::job_ctx::JobCtx;
 use super::messages::JobMessage;
+use super::panics::panic_text;
 use crate::jobs::{FailedTask, FinalizeInput, PreviousResult, StagePolicy, StageSummary};
 use crate::store::{QueryContext, StoreError, Transaction, sql};
 use crate::telemetry::checkpoints as cp;
@@ -18,53 +19,6 @@ use crate::transport::outbox::Outbox;
 
 /// The status of a job that completed with some failed inputs.
 const WITH_ERRORS: &str = "completed_with_errors";
-
-/// The job a stage belongs to.
-#[derive(Debug, Clone)]
-pub(crate) struct JobCtx {
-    pub job_id: String,
-    pub job_type: String,
-    pub params: Value,
-    pub total_stages: i32,
-    pub attempt: i32,
-    pub correlation_id: Option<String>,
-    pub traceparent: Option<String>,
-}
-
-impl JobCtx {
-    pub fn fields(&self) -> cp::Fields {
-        cp::Fields::job(&self.job_id)
-            .job_type(&self.job_type)
-            .attempt(self.attempt)
-            .correlation(self.correlation_id.as_deref())
-    }
-
-    /// Reads the job inside `tx`.
-    pub async fn load(
-        tx: &Transaction<'_>,
-        job_id: &str,
-    ) -> Result<Option<(JobCtx, String, i32)>, StoreError> {
-        let row = tx
-            .query_opt(sql::JOB_GET, &[&job_id])
-            .await
-            .ctx(|| format!("reading job {job_id}"))?;
-        Ok(row.map(|r| {
-            (
-                JobCtx {
-                    job_id: r.get("job_id"),
-                    job_type: r.get("job_type"),
-                    params: r.get("parameters"),
-                    total_stages: r.get("total_stages"),
-                    attempt: r.get("attempt"),
-                    correlation_id: r.get("correlation_id"),
-                    traceparent: r.get("traceparent"),
-                },
-                r.get::<_, String>("status"),
-                r.get::<_, i32>("stage"),
-            )
-        }))
-    }
-}
 
 impl Engine {
     /// The failure policy of `stage` of `job_type` (fail-fast when the type or stage is unknown).
@@ -162,7 +116,7 @@ impl Engine {
                 )
                 .await?;
                 let msg = JobMessage::new(
-                    &job.job_id,
+                    job.job_id.as_str(),
                     &job.job_type,
                     job.params.clone(),
                     next_stage,
@@ -360,7 +314,7 @@ impl Engine {
             .and_then(|f| serde_json::from_value(f.clone()).ok())
             .unwrap_or_default();
         let input = FinalizeInput {
-            job_id: &job.job_id,
+            job_id: job.job_id.as_str(),
             params: job.params.as_object().unwrap_or(&empty),
             stages: &stages,
             last_stage_results: &last,

@@ -9,12 +9,13 @@ use serde_json::{Value, json};
 
 use super::faults::{Fault, Target};
 use super::ids::TaskId;
-use super::job_message::panic_text;
+use super::job_ctx::JobCtx;
 use super::messages::TaskMessage;
+use super::panics::panic_text;
 use super::retry::{self, RetryDecision};
-use super::stage_end::JobCtx;
 use super::{Delivery, Engine, EngineError, Handled};
 use crate::jobs::{StagePolicy, TaskContext, TaskError};
+use crate::model::JobStatus;
 use crate::store::{self, QueryContext, StoreError, Traced, sql};
 use crate::telemetry::checkpoints as cp;
 use crate::transport::outbox::Outbox;
@@ -626,8 +627,10 @@ impl Engine {
         let job_and_policy = if e.status == "failed" || shards_left == Some(0) {
             // A task that ends after its job stopped processing this stage (failed, cancelled) is
             // recorded, but it neither fails nor advances the job.
-            match JobCtx::load(tx, &job_id).await? {
-                Some((job, status, job_stage)) if status == "processing" && job_stage == stage => {
+            match JobCtx::load_named(tx, &job_id).await? {
+                Some((job, status, job_stage))
+                    if status == JobStatus::Processing && job_stage == stage =>
+                {
                     let policy = self.stage_policy(&job.job_type, stage);
                     Some((job, policy))
                 }

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use serde_json::json;
 
 use super::Engine;
-use super::stage_end::JobCtx;
+use super::job_ctx::JobCtx;
 use crate::store::{self, QueryContext, StoreError, sql};
 use crate::telemetry::checkpoints as cp;
 use crate::transport::TransportError;
@@ -118,8 +118,8 @@ impl Engine {
             let mut fields = cp::Fields::default();
             if let Some(job_id) = job_id {
                 fields = cp::Fields::job(job_id);
-                if let Some((ctx, status, _)) = JobCtx::load(&tx, job_id).await?
-                    && (status == "queued" || status == "processing")
+                if let Some((ctx, status, _)) = JobCtx::load_named(&tx, job_id).await?
+                    && status.is_live()
                 {
                     more.extend(
                         self.fail_job_in_tx(&tx, &ctx, None, &reason, details.clone())

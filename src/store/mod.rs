@@ -3,15 +3,22 @@
 //! All engine state lives here. SQL is kept in `.sql` files under `store/sql/`, named by intent
 //! and embedded at compile time ([`sql`]); a test prepares every statement against the migrated
 //! schema.
+//!
+//! Repositories, one module per aggregate ([`jobs`], ...), run those statements and return typed
+//! rows (statuses and ids from [`crate::model`]); a guarded update answers [`Guarded`]. Code
+//! outside `store/` does not read rows by position.
 
 pub mod connect;
+mod guarded;
+pub mod jobs;
 pub mod migrations;
 pub mod pgstac;
 pub mod sql;
 
 use deadpool_postgres::Pool;
 
-pub use deadpool_postgres::{Object as Client, Transaction};
+pub use deadpool_postgres::{GenericClient, Object as Client, Transaction};
+pub use guarded::Guarded;
 
 /// A failed database operation, with what was being attempted.
 #[derive(Debug, thiserror::Error)]

@@ -45,6 +45,39 @@ pub enum TaskStatus {
     Cancelled,
 }
 
+/// Stage status (`app.job_stages.status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StageStatus {
+    /// Its tasks exist and some are not finished.
+    Running,
+    /// Ended and the job went on (advanced or finalized).
+    Completed,
+    /// Ended by a failure under its policy, or its job failed while it ran.
+    Failed,
+    /// Its job was cancelled while it ran.
+    Cancelled,
+}
+
+impl StageStatus {
+    /// Every status.
+    pub const ALL: [StageStatus; 4] = [
+        StageStatus::Running,
+        StageStatus::Completed,
+        StageStatus::Failed,
+        StageStatus::Cancelled,
+    ];
+    /// The stored name.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            StageStatus::Running => "running",
+            StageStatus::Completed => "completed",
+            StageStatus::Failed => "failed",
+            StageStatus::Cancelled => "cancelled",
+        }
+    }
+}
+
 impl JobStatus {
     /// Every status.
     pub const ALL: [JobStatus; 6] = [
@@ -68,7 +101,12 @@ impl JobStatus {
     }
     /// Whether the status has no exits (except an explicit resubmit).
     pub fn is_terminal(&self) -> bool {
-        !matches!(self, JobStatus::Queued | JobStatus::Processing)
+        !self.is_live()
+    }
+    /// Whether the job is still running (queued for a stage, or processing one): the statuses a
+    /// failure, a cancel or a janitor repair may still end.
+    pub fn is_live(&self) -> bool {
+        JOB_LIVE.contains(self)
     }
 }
 
@@ -105,6 +143,11 @@ impl fmt::Display for JobStatus {
         f.write_str(self.as_str())
     }
 }
+impl fmt::Display for StageStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 impl fmt::Display for TaskStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -116,23 +159,31 @@ impl fmt::Display for TaskStatus {
 #[error("unknown status {0:?}")]
 pub struct UnknownStatus(pub String);
 
+/// The status among `all` stored as `s`.
+fn by_name<T: Copy>(all: &[T], name: fn(&T) -> &'static str, s: &str) -> Result<T, UnknownStatus> {
+    all.iter()
+        .copied()
+        .find(|x| name(x) == s)
+        .ok_or_else(|| UnknownStatus(s.into()))
+}
+
 impl FromStr for JobStatus {
     type Err = UnknownStatus;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        JobStatus::ALL
-            .into_iter()
-            .find(|x| x.as_str() == s)
-            .ok_or_else(|| UnknownStatus(s.into()))
+        by_name(&JobStatus::ALL, JobStatus::as_str, s)
     }
 }
 impl FromStr for TaskStatus {
     type Err = UnknownStatus;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         // The earlier schema also declared retrying / pending_retry; they are never written.
-        TaskStatus::ALL
-            .into_iter()
-            .find(|x| x.as_str() == s)
-            .ok_or_else(|| UnknownStatus(s.into()))
+        by_name(&TaskStatus::ALL, TaskStatus::as_str, s)
+    }
+}
+impl FromStr for StageStatus {
+    type Err = UnknownStatus;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        by_name(&StageStatus::ALL, StageStatus::as_str, s)
     }
 }
 
@@ -178,8 +229,11 @@ pub const JOB_TRANSITIONS: &[(JobStatus, JobStatus, &str)] = &[
 /// Terminal statuses an explicit resubmit may restart (to queued, with attempt + 1).
 pub const JOB_RESUBMITTABLE: &[JobStatus] = &[J::Failed, J::Cancelled];
 
+/// The statuses of a job that has not ended.
+pub const JOB_LIVE: &[JobStatus] = &[J::Queued, J::Processing];
+
 /// Live statuses an operator cancel may end.
-pub const JOB_CANCELLABLE: &[JobStatus] = &[J::Queued, J::Processing];
+pub const JOB_CANCELLABLE: &[JobStatus] = JOB_LIVE;
 
 /// `a or b or c`: the statuses an action accepts, for its refusal message.
 pub fn or_list(statuses: &[JobStatus]) -> String {
@@ -240,6 +294,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn live_job_statuses_are_exactly_those_with_exits() {
+        for s in JobStatus::ALL {
+            let exits = JobStatus::ALL.into_iter().any(|t| job_can_transition(s, t));
+            assert_eq!(s.is_live(), exits, "{s}");
+        }
+    }
+
+    #[test]
     fn terminal_job_statuses_have_no_exits() {
         for from in JobStatus::ALL.into_iter().filter(|s| s.is_terminal()) {
             for to in JobStatus::ALL {
@@ -281,6 +343,9 @@ mod tests {
         }
         for s in TaskStatus::ALL {
             assert_eq!(s.as_str().parse::<TaskStatus>().unwrap(), s);
+        }
+        for s in StageStatus::ALL {
+            assert_eq!(s.as_str().parse::<StageStatus>().unwrap(), s);
         }
         assert!("retrying".parse::<TaskStatus>().is_err());
     }
