@@ -15,6 +15,7 @@ mod api_cli;
 mod api_control;
 mod api_hostile;
 mod api_routes;
+mod architecture;
 mod api_secrets;
 mod api_server;
 mod bench_slow;
