@@ -41,7 +41,10 @@ fn read_sources() -> Vec<Source> {
                     .components()
                     .map(|c| c.as_os_str().to_string_lossy().into_owned())
                     .collect();
-                if matches!(module.last().map(String::as_str), Some("mod" | "lib" | "main")) {
+                if matches!(
+                    module.last().map(String::as_str),
+                    Some("mod" | "lib" | "main")
+                ) {
                     module.pop();
                 }
                 if rel == Path::new("main.rs") {
@@ -130,11 +133,13 @@ fn char_literal_len(s: &[u8]) -> Option<usize> {
         let end = s[2..].iter().take(12).position(|&c| c == b'\'')?;
         Some(end + 3)
     } else {
-        let ch = std::str::from_utf8(&s[1..s.len().min(6)]).ok().or_else(|| {
-            (2..6)
-                .rev()
-                .find_map(|n| std::str::from_utf8(&s[1..s.len().min(n)]).ok())
-        })?;
+        let ch = std::str::from_utf8(&s[1..s.len().min(6)])
+            .ok()
+            .or_else(|| {
+                (2..6)
+                    .rev()
+                    .find_map(|n| std::str::from_utf8(&s[1..s.len().min(n)]).ok())
+            })?;
         let c = ch.chars().next()?;
         let n = c.len_utf8();
         (s.get(1 + n) == Some(&b'\'')).then_some(n + 2)
@@ -213,7 +218,11 @@ fn named_paths(src: &Source) -> Vec<(Vec<String>, bool)> {
         let mut from = 0;
         while let Some(at) = code[from..].find(start).map(|a| from + a) {
             from = at + start.len();
-            if at > 0 && (bytes[at - 1].is_ascii_alphanumeric() || bytes[at - 1] == b'_' || bytes[at - 1] == b':') {
+            if at > 0
+                && (bytes[at - 1].is_ascii_alphanumeric()
+                    || bytes[at - 1] == b'_'
+                    || bytes[at - 1] == b':')
+            {
                 continue;
             }
             let seg: String = code[at..]
@@ -608,7 +617,8 @@ fn fault_injection_is_not_reachable_from_the_engine_or_the_transport() {
 #[test]
 fn the_source_reader_sees_what_it_checks() {
     // The readers above are only as good as their parsing: check them on known text.
-    let code = blank("let s = \"a // not a comment\"; // a comment\nlet c = '{'; /* } */ fn x() {}\n");
+    let code =
+        blank("let s = \"a // not a comment\"; // a comment\nlet c = '{'; /* } */ fn x() {}\n");
     assert!(!code.contains("comment"), "{code}");
     assert!(code.contains("fn x() {}"));
     assert_eq!(code.matches('{').count(), 1, "{code}");

@@ -20,6 +20,8 @@ pub const ID_COLUMN: &str = "id";
 pub const GEOMETRY_COLUMN: &str = "geom";
 /// The column naming the chunk that loaded a row (`{job_id}:{chunk}`).
 pub const BATCH_COLUMN: &str = "etl_batch_id";
+/// The batch ledger's table name in each target schema (refused as a `table_name`).
+pub const LEDGER_TABLE: &str = "coremachine_batches";
 
 /// Whether `s` is a plain identifier: a lowercase letter or '_' first, then lowercase letters,
 /// digits and '_', at most 63 bytes, not starting with `pg_`.
@@ -51,7 +53,7 @@ pub fn check_identifier(s: &str) -> Result<(), String> {
 /// The parameter check of `table_name`.
 pub fn check_table(s: &str) -> Result<(), (&'static str, String)> {
     check_identifier(s).map_err(|e| ("identifier", e))?;
-    if s == super::table::LEDGER_TABLE {
+    if s == LEDGER_TABLE {
         return Err((
             "reserved_table",
             format!(

@@ -10,7 +10,7 @@
 use gdal::vector::OGRwkbGeometryType;
 use serde::{Deserialize, Serialize};
 
-use super::naming::{self, BATCH_COLUMN, GEOMETRY_COLUMN, ID_COLUMN, quote};
+use super::naming::{self, BATCH_COLUMN, GEOMETRY_COLUMN, ID_COLUMN, LEDGER_TABLE, quote};
 
 /// An attribute column's type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -162,9 +162,6 @@ pub struct TableDef {
 
 /// The owner mark CoreMachine puts in the table's comment: `coremachine:ingest_vector job <id>`.
 pub const OWNER_PREFIX: &str = "coremachine:ingest_vector job ";
-
-/// The batch ledger's table name in each target schema (refused as a `table_name`).
-pub const LEDGER_TABLE: &str = "coremachine_batches";
 
 /// The ledger's comment.
 const LEDGER_COMMENT: &str =
