@@ -36,6 +36,8 @@ pub mod retention;
 pub mod storage;
 pub mod store;
 pub mod telemetry;
+#[cfg(feature = "fault-injection")]
+pub mod testing;
 pub mod transport;
 
 use axum::Router;

@@ -10,6 +10,7 @@ pub mod control;
 pub mod events;
 pub mod fan_in;
 pub mod faults;
+pub mod hooks;
 mod job_ctx;
 mod job_message;
 pub mod malformed;

@@ -384,6 +384,24 @@ impl Registry {
         self
     }
 
+    /// The same registry with every handler replaced by `f(task_type, handler)` (a decorator:
+    /// timing, tracing, or the test suite's fault doubles).
+    pub fn map_handlers(mut self, f: impl Fn(&str, Handler) -> Handler) -> Self {
+        for (task_type, h) in self.handlers.iter_mut() {
+            *h = f(task_type, h.clone());
+        }
+        self
+    }
+
+    /// The same registry with every job type replaced by `f(job)` (a decorator, as
+    /// [`Registry::map_handlers`]). The wrapper must keep the job type's name.
+    pub fn map_jobs(mut self, f: impl Fn(Arc<dyn Job>) -> Arc<dyn Job>) -> Self {
+        for j in self.jobs.values_mut() {
+            *j = f(j.clone());
+        }
+        self
+    }
+
     /// Checks that every job has stages, every stage's task type has a handler, and policies make sense.
     pub fn validate(&self) -> Result<(), RegistryError> {
         for (name, job) in &self.jobs {
