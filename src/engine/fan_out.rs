@@ -5,7 +5,7 @@
 use serde_json::Value;
 
 use super::Engine;
-use super::ids::JobId;
+use super::ids::{JobId, TaskId};
 use super::job_ctx::JobCtx;
 use super::messages::TaskMessage;
 use crate::store::{StoreError, Transaction, stages};
@@ -36,7 +36,7 @@ pub(super) struct FanOutJob<'a> {
 #[derive(Debug, Clone)]
 pub(super) struct NewTask<'a> {
     /// Its id.
-    pub task_id: String,
+    pub task_id: TaskId,
     /// Its position in the stage.
     pub seq: i32,
     /// Its parameters.
@@ -78,7 +78,7 @@ impl<'a> FanOutJob<'a> {
     /// The task message of `t`, addressed to `queue`.
     fn message(&self, t: &NewTask<'_>, queue: &str) -> crate::transport::OutboundMessage {
         TaskMessage {
-            task_id: t.task_id.clone(),
+            task_id: t.task_id.to_string(),
             parent_job_id: self.job_id.to_string(),
             job_type: self.job_type.to_string(),
             task_type: self.task_type.to_string(),

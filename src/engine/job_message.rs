@@ -218,8 +218,7 @@ impl Engine {
                 .map(|(i, spec)| {
                     let seq = (chunk_no * CHUNK + i) as i32;
                     NewTask {
-                        task_id: TaskId::derive(&job.job_id, job.attempt, stage, &spec.unit)
-                            .to_string(),
+                        task_id: TaskId::derive(&job.job_id, job.attempt, stage, &spec.unit),
                         seq,
                         parameters: &spec.parameters,
                         shard: (seq % shards as i32) as i16,

@@ -121,7 +121,7 @@ mod tests {
 
     fn task(seq: i32, shard: i16, status: TaskStatus) -> RetryCandidate {
         RetryCandidate {
-            task_id: format!("t{seq}"),
+            task_id: crate::model::TaskId::parse(&format!("{seq:064x}")).expect("a task id"),
             task_seq: seq,
             parameters: json!({}),
             shard,

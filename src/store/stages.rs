@@ -5,7 +5,7 @@ use deadpool_postgres::GenericClient;
 use serde_json::Value;
 
 use super::{QueryContext, StoreError, sql};
-use crate::model::{JobId, StageStatus, TaskStatus};
+use crate::model::{JobId, StageStatus, TaskId, TaskStatus};
 
 /// Task counts of a finished stage (`stage_counts.sql`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
@@ -118,7 +118,7 @@ pub struct TaskBatch<'a> {
 #[derive(Debug, Clone, PartialEq)]
 pub struct RetryCandidate {
     /// The task.
-    pub task_id: String,
+    pub task_id: TaskId,
     /// Its position in the stage.
     pub task_seq: i32,
     /// Its parameters.
@@ -356,7 +356,7 @@ pub async fn retry_candidates(
     rows.iter()
         .map(|r| {
             Ok(RetryCandidate {
-                task_id: r.get(0),
+                task_id: r.try_get(0).ctx(what)?,
                 task_seq: r.get(1),
                 parameters: r.get(2),
                 shard: r.get(3),
