@@ -10,18 +10,23 @@
 //! the stages that run again move to `app.task_archive`; its events stay where they are. A third
 //! mode re-runs only the failed or cancelled tasks of the stage where it stopped (see
 //! `retry_failed.rs`): that stage's completed tasks keep their results.
+//!
+//! Each action locks and loads the job (`store::jobs`), decides without I/O whether and how it
+//! applies ([`allowed_from`], [`plan_resubmit`], [`refuse_retry`]), applies that in one
+//! transaction and emits its checkpoint after the commit.
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::Engine;
 use super::events::{self, Event, EventStatus};
 use super::ids::JobId;
-use super::messages::JobMessage;
-use super::retry_failed::{Requeued, RetryJob};
+use super::job_ctx::JobCtx;
+use super::retry_failed::{Requeued, refuse_retry};
 use super::state::{JOB_CANCELLABLE, JOB_RESUBMITTABLE, JobStatus, or_list};
-use crate::store::{self, QueryContext, StoreError, sql};
+use crate::store::jobs::{self, ControlState};
+use crate::store::stages::{self, RetryCandidate};
+use crate::store::{self, Guarded, QueryContext, StoreError, Transaction, task_archive};
 use crate::telemetry::checkpoints as cp;
-use crate::transport::outbox::Outbox;
 
 /// Why a cancel or resubmit was refused.
 #[derive(Debug, thiserror::Error)]
@@ -43,7 +48,7 @@ pub enum ControlError {
         /// "cancel" or "resubmit".
         action: &'static str,
         /// Its current status.
-        status: String,
+        status: JobStatus,
         /// Statuses the action accepts.
         allowed: &'static [JobStatus],
     },
@@ -135,11 +140,7 @@ pub(crate) async fn task_was_archived(
     client: &store::Client,
     task_id: &str,
 ) -> Result<bool, StoreError> {
-    Ok(client
-        .query_one(sql::TASK_ARCHIVED, &[&task_id])
-        .await
-        .ctx(|| format!("looking for task {task_id} in the archive"))?
-        .get(0))
+    task_archive::contains(client, task_id).await
 }
 
 /// A deadlock or a NOWAIT lock refusal: the cancel can simply run again.
@@ -147,30 +148,84 @@ fn lock_contention(e: &StoreError) -> bool {
     matches!(e.sqlstate(), Some("40P01" | "55P03"))
 }
 
-/// Locks the job row and checks that `action` is allowed from its status.
-async fn lock_for(
-    tx: &store::Transaction<'_>,
+/// Whether `action` may be taken on a job that is `status` (`allowed`: the statuses it accepts).
+fn allowed_from(
     job_id: &JobId,
     action: &'static str,
+    status: JobStatus,
     allowed: &'static [JobStatus],
-) -> Result<tokio_postgres::Row, ControlError> {
-    let state = tx
-        .query_opt(sql::JOB_CONTROL_STATE, &[&job_id.as_str()])
-        .await
-        .ctx(|| format!("locking job {job_id} to {action} it"))?
-        .ok_or_else(|| ControlError::NotFound {
-            job_id: job_id.to_string(),
-        })?;
-    let status: String = state.get(0);
-    if !allowed.iter().any(|s| s.as_str() == status) {
-        return Err(ControlError::Conflict {
+) -> Result<(), ControlError> {
+    if allowed.contains(&status) {
+        Ok(())
+    } else {
+        Err(ControlError::Conflict {
             job_id: job_id.to_string(),
             action,
             status,
             allowed,
-        });
+        })
     }
+}
+
+/// Locks the job row and checks that `action` is allowed from its status.
+async fn lock_for(
+    tx: &Transaction<'_>,
+    job_id: &JobId,
+    action: &'static str,
+    allowed: &'static [JobStatus],
+) -> Result<ControlState, ControlError> {
+    let state = jobs::control_state(tx, job_id, action)
+        .await?
+        .ok_or_else(|| ControlError::NotFound {
+            job_id: job_id.to_string(),
+        })?;
+    allowed_from(job_id, action, state.status, allowed)?;
     Ok(state)
+}
+
+/// A guarded update under the job's row lock matched nothing: the lock did not hold.
+fn changed_under_lock(job_id: &JobId) -> StoreError {
+    StoreError::Config(format!("job {job_id} changed under its row lock"))
+}
+
+/// How a resubmit runs the job again, decided from the stopped job.
+#[derive(Debug, Clone, PartialEq)]
+struct ResubmitPlan {
+    /// The stage the new attempt starts at.
+    from_stage: i32,
+    /// Stages whose completed results are kept.
+    kept_stages: Vec<i32>,
+    /// The previous attempt, as recorded in the job's metadata and the event.
+    previous: Value,
+}
+
+/// Plans the resubmit of a job stopped as `state`.
+fn plan_resubmit(state: &ControlState, from: ResubmitFrom) -> ResubmitPlan {
+    let from_stage = match from {
+        ResubmitFrom::Start => 1,
+        ResubmitFrom::FailedStage | ResubmitFrom::FailedTasks => {
+            state.stage.clamp(1, state.total_stages.max(1))
+        }
+    };
+    ResubmitPlan {
+        from_stage,
+        kept_stages: (1..from_stage).collect(),
+        previous: json!({
+            "attempt": state.attempt,
+            "status": state.status,
+            "stage": state.stage,
+            "error_details": state.error_details,
+            "ended_at": state.completed_at,
+        }),
+    }
+}
+
+/// How a resubmitted attempt got going.
+enum Restart {
+    /// Its stage message was written (MessageId, outbox ids).
+    Message(String, Vec<i64>),
+    /// The failed tasks were queued again.
+    Requeued(Requeued),
 }
 
 impl Engine {
@@ -196,33 +251,17 @@ impl Engine {
             .await
             .ctx(|| format!("starting cancel of job {job_id}"))?;
         // Stage rows before the job row: the lock order of a completing task (see the .sql).
-        tx.execute(sql::STAGES_CANCEL_RUNNING, &[&job_id.as_str()])
-            .await
-            .ctx(|| format!("closing the running stages of job {job_id}"))?;
+        stages::cancel_running(&tx, job_id).await?;
         let state = lock_for(&tx, job_id, "cancel", JOB_CANCELLABLE).await?;
-        let previous_status: String = state.get(0);
         let details = format!("cancelled by operator: {reason}");
-        let row = tx
-            .query_opt(sql::JOB_CANCEL, &[&job_id.as_str(), &details])
-            .await
-            .ctx(|| format!("cancelling job {job_id}"))?
-            .ok_or_else(|| {
-                StoreError::Config(format!("job {job_id} changed under its row lock"))
-            })?;
-        let (stage, attempt, job_type, correlation): (i32, i32, String, Option<String>) =
-            (row.get(0), row.get(1), row.get(2), row.get(3));
-        let cancelled_tasks = tx
-            .execute(sql::TASKS_CANCEL_QUEUED, &[&job_id.as_str()])
-            .await
-            .ctx(|| format!("cancelling queued tasks of job {job_id}"))?;
-        let in_flight_tasks: i64 = tx
-            .query_one(sql::TASKS_IN_FLIGHT, &[&job_id.as_str()])
-            .await
-            .ctx(|| format!("counting running tasks of job {job_id}"))?
-            .get(0);
-        tx.execute(sql::STAGE_CANCEL_NOWAIT, &[&job_id.as_str()])
-            .await
-            .ctx(|| format!("closing stage {stage} of job {job_id}"))?;
+        let job = match jobs::cancel(&tx, job_id, &details).await? {
+            Guarded::Applied(job) => job,
+            Guarded::NotApplied(()) => return Err(changed_under_lock(job_id).into()),
+        };
+        let cancelled_tasks = jobs::cancel_queued_tasks(&tx, job_id).await?;
+        let in_flight_tasks = jobs::tasks_in_flight(&tx, job_id).await?;
+        stages::cancel_nowait(&tx, job_id, job.stage).await?;
+        let previous_status = state.status.to_string();
         events::write(
             &tx,
             &[Event::job(
@@ -231,8 +270,8 @@ impl Engine {
                 EventStatus::Warning,
                 cp::JOB_CANCELLED,
             )
-            .stage(stage)
-            .attempt(attempt)
+            .stage(job.stage)
+            .attempt(job.attempt)
             .data(json!({
                 "previous_status": previous_status,
                 "reason": reason,
@@ -247,18 +286,18 @@ impl Engine {
         cp::emit_warn(
             cp::JOB_CANCELLED,
             &cp::Fields::job(job_id)
-                .job_type(&job_type)
-                .stage(stage)
-                .attempt(attempt)
-                .correlation(correlation.as_deref())
+                .job_type(&job.job_type)
+                .stage(job.stage)
+                .attempt(job.attempt)
+                .correlation(job.correlation_id.as_deref())
                 .extra("cancelled_tasks", cancelled_tasks)
                 .extra("in_flight_tasks", in_flight_tasks),
         );
         Ok(Cancelled {
             job_id: job_id.to_string(),
             previous_status,
-            stage,
-            attempt,
+            stage: job.stage,
+            attempt: job.attempt,
             cancelled_tasks,
             in_flight_tasks,
         })
@@ -276,158 +315,221 @@ impl Engine {
             .await
             .ctx(|| format!("starting resubmit of job {job_id}"))?;
         let state = lock_for(&tx, job_id, "resubmit", JOB_RESUBMITTABLE).await?;
-        let previous_status: String = state.get(0);
-        let stopped_at: i32 = state.get(1);
-        let previous_attempt: i32 = state.get(2);
-        let previous_error: Option<String> = state.get(3);
-        let ended_at: Option<chrono::DateTime<chrono::Utc>> = state.get(4);
-        let total_stages: i32 = state.get(5);
-        let from_stage = match from {
-            ResubmitFrom::Start => 1,
-            ResubmitFrom::FailedStage | ResubmitFrom::FailedTasks => {
-                stopped_at.clamp(1, total_stages.max(1))
-            }
-        };
+        let plan = plan_resubmit(&state, from);
         let retry = match from {
-            ResubmitFrom::FailedTasks => Some(self.tasks_to_retry(&tx, job_id, from_stage).await?),
+            ResubmitFrom::FailedTasks => Some(tasks_to_retry(&tx, job_id, plan.from_stage).await?),
             _ => None,
         };
-        let archived_tasks = match retry {
-            Some(ref tasks) => tasks.len() as u64,
-            None => {
-                let n = tx
-                    .execute(
-                        sql::TASKS_ARCHIVE_FROM_STAGE,
-                        &[&job_id.as_str(), &from_stage],
-                    )
-                    .await
-                    .ctx(|| {
-                        format!("archiving attempt {previous_attempt} tasks of job {job_id}")
-                    })?;
-                tx.execute(sql::STAGES_DELETE_FROM, &[&job_id.as_str(), &from_stage])
-                    .await
-                    .ctx(|| format!("resetting stages {from_stage}.. of job {job_id}"))?;
-                n
-            }
+        let archived_tasks = match &retry {
+            Some(tasks) => tasks.len() as u64,
+            None => archive_from(&tx, job_id, plan.from_stage, state.attempt).await?,
         };
-        let previous = json!({
-            "attempt": previous_attempt,
-            "status": previous_status,
-            "stage": stopped_at,
-            "error_details": previous_error,
-            "ended_at": ended_at,
-        });
-        let row = tx
-            .query_opt(
-                sql::JOB_RESUBMIT,
-                &[&job_id.as_str(), &from_stage, &previous],
-            )
-            .await
-            .ctx(|| format!("starting attempt {} of job {job_id}", previous_attempt + 1))?
-            .ok_or_else(|| {
-                StoreError::Config(format!("job {job_id} changed under its row lock"))
-            })?;
-        let attempt: i32 = row.get(0);
-        let job_type: String = row.get(1);
-        let correlation: Option<String> = row.get(3);
-        let traceparent: Option<String> = row.get(4);
-        let kept_stages: Vec<i32> = (1..from_stage).collect();
-        let (message, requeued) = match retry {
-            None => {
-                let msg = JobMessage::new(
-                    job_id.as_str(),
-                    &job_type,
-                    row.get(2),
-                    from_stage,
-                    attempt,
-                    correlation.clone(),
-                );
-                let ids = Outbox::write(
-                    &tx,
-                    &[msg.to_outbound(&self.settings().queues.jobs, traceparent.as_deref())],
-                )
-                .await?;
-                (Some((msg.message_id(), ids)), None)
-            }
-            Some(tasks) => {
-                // No stage message: the stage's tasks exist; the job runs that stage at once.
-                tx.query_opt(
-                    sql::JOB_START_STAGE,
-                    &[&job_id.as_str(), &from_stage, &attempt],
-                )
-                .await
-                .ctx(|| format!("starting attempt {attempt} of job {job_id}"))?
-                .ok_or_else(|| {
-                    StoreError::Config(format!("job {job_id} changed under its row lock"))
-                })?;
-                let job = RetryJob {
-                    job_id,
-                    job_type: &job_type,
-                    stage: from_stage,
-                    attempt,
-                    correlation_id: correlation.clone(),
-                    traceparent: traceparent.as_deref(),
-                };
-                (None, Some(self.requeue_tasks(&tx, &job, &tasks).await?))
-            }
+        let job = new_attempt(&tx, job_id, &state, &plan).await?;
+        let restart = self.restart(&tx, &job, plan.from_stage, retry).await?;
+        let requeued = match &restart {
+            Restart::Requeued(r) => Some(r),
+            Restart::Message(..) => None,
         };
-        events::write(
-            &tx,
-            &[Event::job(
-                job_id.as_str(),
-                "job_resubmitted",
-                EventStatus::Info,
-                cp::JOB_RESUBMITTED,
-            )
-            .stage(from_stage)
-            .attempt(attempt)
-            .data(json!({
-                "previous": previous,
-                "mode": from.name(),
-                "from_stage": from_stage,
-                "kept_stages": kept_stages,
-                "archived_tasks": archived_tasks,
-                "retried_tasks": requeued.as_ref().map(|r| r.retried),
-                "kept_tasks": requeued.as_ref().map(|r| r.kept),
-            }))],
-        )
-        .await?;
+        let event = resubmitted_event(job_id, &plan, from, job.attempt, archived_tasks, requeued);
+        events::write(&tx, &[event]).await?;
         tx.commit()
             .await
             .ctx(|| format!("committing resubmit of job {job_id}"))?;
-        match (&message, &requeued) {
-            (Some((_, ids)), _) => self.publish(ids).await,
-            (
-                None,
-                Some(Requeued {
-                    outbox_ids: Some(ids),
-                    ..
-                }),
-            ) => self.publish(ids).await,
-            _ => self.outbox().wake(),
+        match &restart {
+            Restart::Message(_, ids)
+            | Restart::Requeued(Requeued {
+                outbox_ids: Some(ids),
+                ..
+            }) => self.publish(ids).await,
+            Restart::Requeued(_) => self.outbox().wake(),
         }
         cp::emit(
             cp::JOB_RESUBMITTED,
-            &cp::Fields::job(job_id)
-                .job_type(&job_type)
-                .stage(from_stage)
-                .attempt(attempt)
-                .correlation(correlation.as_deref())
-                .extra("previous_status", &previous_status)
+            &job.fields()
+                .stage(plan.from_stage)
+                .extra("previous_status", state.status)
                 .extra("mode", from.name()),
         );
         Ok(Resubmitted {
             job_id: job_id.to_string(),
-            previous_status,
-            previous_error,
-            attempt,
-            from_stage,
-            kept_stages,
+            previous_status: state.status.to_string(),
+            previous_error: state.error_details,
+            attempt: job.attempt,
+            from_stage: plan.from_stage,
+            kept_stages: plan.kept_stages,
             archived_tasks,
             mode: from.name(),
-            retried_tasks: requeued.as_ref().map(|r| r.retried),
-            kept_tasks: requeued.as_ref().map(|r| r.kept),
-            message_id: message.map(|(id, _)| id),
+            retried_tasks: requeued.map(|r| r.retried),
+            kept_tasks: requeued.map(|r| r.kept),
+            message_id: match restart {
+                Restart::Message(id, _) => Some(id),
+                Restart::Requeued(_) => None,
+            },
         })
+    }
+
+    /// Gets the new attempt going: its stage message, or (a retry of failed tasks) the stage
+    /// running again at once with `retry` queued.
+    async fn restart(
+        &self,
+        tx: &Transaction<'_>,
+        job: &JobCtx,
+        from_stage: i32,
+        retry: Option<Vec<RetryCandidate>>,
+    ) -> Result<Restart, StoreError> {
+        let Some(tasks) = retry else {
+            let (msg, ids) = self.queue_stage(tx, job, from_stage).await?;
+            return Ok(Restart::Message(msg.message_id(), ids));
+        };
+        // No stage message: the stage's tasks exist; the job runs that stage at once.
+        match jobs::start_stage(tx, &job.job_id, from_stage, job.attempt).await? {
+            Guarded::Applied(_) => {}
+            Guarded::NotApplied(()) => return Err(changed_under_lock(&job.job_id)),
+        }
+        Ok(Restart::Requeued(
+            self.requeue_tasks(tx, job, from_stage, &tasks).await?,
+        ))
+    }
+}
+
+/// The tasks of `stage` that did not complete, locked; refused when there are none or some are
+/// still running.
+async fn tasks_to_retry(
+    tx: &Transaction<'_>,
+    job_id: &JobId,
+    stage: i32,
+) -> Result<Vec<RetryCandidate>, ControlError> {
+    let tasks = stages::retry_candidates(tx, job_id, stage).await?;
+    match refuse_retry(stage, &tasks) {
+        None => Ok(tasks),
+        Some(reason) => Err(ControlError::NothingToRetry {
+            job_id: job_id.to_string(),
+            stage,
+            reason,
+        }),
+    }
+}
+
+/// Resubmit from a stage: the previous attempt's tasks of `from_stage` and later are archived
+/// and their stage rows dropped. Returns how many tasks were archived.
+async fn archive_from(
+    tx: &Transaction<'_>,
+    job_id: &JobId,
+    from_stage: i32,
+    previous_attempt: i32,
+) -> Result<u64, StoreError> {
+    let n = task_archive::archive_from_stage(tx, job_id, from_stage, previous_attempt).await?;
+    stages::delete_from(tx, job_id, from_stage).await?;
+    Ok(n)
+}
+
+/// The job stopped as `state` is queued again for its next attempt as `plan` says; returns it.
+async fn new_attempt(
+    tx: &Transaction<'_>,
+    job_id: &JobId,
+    state: &ControlState,
+    plan: &ResubmitPlan,
+) -> Result<JobCtx, StoreError> {
+    let next = state.attempt + 1;
+    match jobs::resubmit(tx, job_id, plan.from_stage, &plan.previous, next).await? {
+        Guarded::Applied(job) => Ok(JobCtx {
+            job_id: job_id.clone(),
+            job_type: job.job_type,
+            params: job.parameters,
+            total_stages: state.total_stages,
+            attempt: job.attempt,
+            correlation_id: job.correlation_id,
+            traceparent: job.traceparent,
+        }),
+        Guarded::NotApplied(()) => Err(changed_under_lock(job_id)),
+    }
+}
+
+/// The `job_resubmitted` event.
+fn resubmitted_event(
+    job_id: &JobId,
+    plan: &ResubmitPlan,
+    from: ResubmitFrom,
+    attempt: i32,
+    archived_tasks: u64,
+    requeued: Option<&Requeued>,
+) -> Event {
+    Event::job(
+        job_id.as_str(),
+        "job_resubmitted",
+        EventStatus::Info,
+        cp::JOB_RESUBMITTED,
+    )
+    .stage(plan.from_stage)
+    .attempt(attempt)
+    .data(json!({
+        "previous": plan.previous,
+        "mode": from.name(),
+        "from_stage": plan.from_stage,
+        "kept_stages": plan.kept_stages,
+        "archived_tasks": archived_tasks,
+        "retried_tasks": requeued.map(|r| r.retried),
+        "kept_tasks": requeued.map(|r| r.kept),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stopped(status: JobStatus, stage: i32, total_stages: i32) -> ControlState {
+        ControlState {
+            status,
+            stage,
+            attempt: 1,
+            error_details: Some("boom".into()),
+            completed_at: None,
+            total_stages,
+        }
+    }
+
+    #[test]
+    fn a_resubmit_starts_where_the_job_stopped_or_at_the_start() {
+        for (stage, total, from, want, kept) in [
+            (2, 3, ResubmitFrom::FailedStage, 2, vec![1]),
+            (2, 3, ResubmitFrom::FailedTasks, 2, vec![1]),
+            (2, 3, ResubmitFrom::Start, 1, vec![]),
+            (5, 3, ResubmitFrom::FailedStage, 3, vec![1, 2]),
+            (0, 3, ResubmitFrom::FailedStage, 1, vec![]),
+            (1, 0, ResubmitFrom::FailedStage, 1, vec![]),
+        ] {
+            let plan = plan_resubmit(&stopped(JobStatus::Failed, stage, total), from);
+            assert_eq!(
+                (plan.from_stage, plan.kept_stages),
+                (want, kept),
+                "stopped at {stage} of {total}, {from:?}"
+            );
+        }
+        let plan = plan_resubmit(&stopped(JobStatus::Cancelled, 2, 3), ResubmitFrom::Start);
+        assert_eq!(
+            plan.previous,
+            json!({"attempt": 1, "status": "cancelled", "stage": 2, "error_details": "boom", "ended_at": null})
+        );
+    }
+
+    #[test]
+    fn control_actions_are_allowed_only_from_their_statuses() {
+        let id = JobId::parse(&"d".repeat(64)).unwrap();
+        for s in JobStatus::ALL {
+            assert_eq!(
+                allowed_from(&id, "cancel", s, JOB_CANCELLABLE).is_ok(),
+                s.is_live(),
+                "cancel from {s}"
+            );
+            let resubmit = allowed_from(&id, "resubmit", s, JOB_RESUBMITTABLE);
+            assert_eq!(
+                resubmit.is_ok(),
+                matches!(s, JobStatus::Failed | JobStatus::Cancelled),
+                "resubmit from {s}"
+            );
+            if let Err(e) = resubmit {
+                assert!(e.to_string().contains(&format!("it is {s}")), "{e}");
+            }
+        }
     }
 }

@@ -9,18 +9,7 @@
 
 use crate::jobs::StagePolicy;
 
-/// Task counts of a finished stage.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
-pub struct StageCounts {
-    /// Tasks created.
-    pub total: i64,
-    /// Completed.
-    pub completed: i64,
-    /// Failed.
-    pub failed: i64,
-    /// Cancelled.
-    pub cancelled: i64,
-}
+pub use crate::store::stages::StageCounts;
 
 /// What a finished stage leads to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,6 +57,21 @@ pub fn decide(policy: StagePolicy, stage: i32, total_stages: i32, c: StageCounts
     }
 }
 
+/// Decides the outcome of a stage like [`decide`], after the job's failure budget was checked:
+/// `over_budget` (why the job's failed tasks exceed it) fails the job whatever the policy says.
+pub fn decide_with_budget(
+    policy: StagePolicy,
+    stage: i32,
+    total_stages: i32,
+    c: StageCounts,
+    over_budget: Option<String>,
+) -> StageOutcome {
+    match over_budget {
+        Some(reason) => StageOutcome::Fail { reason },
+        None => decide(policy, stage, total_stages, c),
+    }
+}
+
 /// How many counter shards a stage of `n` tasks gets (1 for small stages, at most 16).
 pub fn shard_count(n: usize) -> i16 {
     (n / 64).clamp(1, 16) as i16
@@ -110,6 +114,40 @@ mod tests {
             StageOutcome::Fail { .. }
         ));
         assert_eq!(decide(k, 1, 1, c(3, 2, 1)), StageOutcome::Finalize);
+    }
+
+    #[test]
+    fn a_job_over_its_failure_budget_fails_whatever_the_stage_counts_say() {
+        let budget = StagePolicy::MaxFailures {
+            param: "max_failures",
+        };
+        for (over, counts, want) in [
+            (None, c(3, 2, 1), StageOutcome::Advance { next_stage: 2 }),
+            (None, c(3, 0, 3), StageOutcome::Advance { next_stage: 2 }),
+            (
+                Some("3 failed task(s)"),
+                c(3, 0, 3),
+                StageOutcome::Fail {
+                    reason: "3 failed task(s)".into(),
+                },
+            ),
+            (
+                Some("1 failed task(s)"),
+                c(3, 3, 0),
+                StageOutcome::Fail {
+                    reason: "1 failed task(s)".into(),
+                },
+            ),
+        ] {
+            assert_eq!(
+                decide_with_budget(budget, 1, 2, counts, over.map(str::to_string)),
+                want
+            );
+        }
+        assert_eq!(
+            decide_with_budget(StagePolicy::FailFast, 2, 2, c(3, 3, 0), None),
+            StageOutcome::Finalize
+        );
     }
 
     #[test]

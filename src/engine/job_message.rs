@@ -1,51 +1,39 @@
 //! Job (stage) messages: queued -> processing, create the stage's tasks from the previous stage's
 //! results, and queue them, in one transaction.
+//!
+//! Load (the guarded start, the previous stage's results) -> decide ([`stage_to_start`],
+//! [`decide_stage_start`]; for a message that started nothing, [`impossible_job_message`]) -> apply (stage row, tasks, messages, or the
+//! one failed-job exit) -> emit checkpoints.
 
-use std::collections::HashSet;
 use std::panic::AssertUnwindSafe;
 
-use serde_json::{Map, Value, json};
+use serde_json::{Map, json};
 
 use super::events::{self, Event, EventStatus};
 use super::fan_in::shard_count;
+use super::fan_out::{CHUNK, Chunk, FanOutJob, NewTask};
 use super::ids::{JobId, TaskId};
 use super::job_ctx::JobCtx;
-use super::messages::{JobMessage, TaskMessage};
-use super::panics::panic_text;
+use super::messages::JobMessage;
+use super::stage_inputs;
+use super::stage_start::{
+    Created, JobFailure, StageStart, StartFailure, decide_stage_start, stage_to_start,
+    unknown_job_type,
+};
 use super::{Delivery, Engine, EngineError, Handled};
-use crate::jobs::{FailedTask, PreviousResult, StageInput, TaskSpec};
-use crate::store::{self, QueryContext, StoreError, Transaction, sql};
+use crate::jobs::{Job, StageDef, StageInput, TaskSpec};
+use crate::store::jobs::{self, JobPosition};
+use crate::store::{self, Guarded, QueryContext, StoreError, Transaction, stages};
 use crate::telemetry::checkpoints as cp;
-
-/// Tasks are inserted and queued in chunks so one statement never carries a whole 100k stage.
-const CHUNK: usize = 5_000;
 
 impl Engine {
     /// Processes one message from the jobs queue.
     pub async fn on_job_message(&self, body: &str, d: &Delivery) -> Result<Handled, EngineError> {
-        let msg: JobMessage = match serde_json::from_str(body) {
+        let (msg, job_id) = match parse_job_message(body) {
             Ok(m) => m,
-            Err(e) => {
+            Err(why) => {
                 return self
-                    .on_malformed(
-                        body,
-                        d,
-                        super::malformed::Expected::JobMessage,
-                        &format!("job message is not valid: {e}"),
-                    )
-                    .await;
-            }
-        };
-        let job_id = match JobId::parse(&msg.job_id) {
-            Ok(j) => j,
-            Err(e) => {
-                return self
-                    .on_malformed(
-                        body,
-                        d,
-                        super::malformed::Expected::JobMessage,
-                        &e.to_string(),
-                    )
+                    .on_malformed(body, d, super::malformed::Expected::JobMessage, &why)
                     .await;
             }
         };
@@ -62,27 +50,23 @@ impl Engine {
             .transaction()
             .await
             .ctx(|| format!("starting stage {} of job {job_id}", msg.stage))?;
-        let started = tx
-            .query_opt(
-                sql::JOB_START_STAGE,
-                &[&job_id.as_str(), &msg.stage, &msg.attempt],
-            )
-            .await
-            .ctx(|| format!("starting stage {} of job {job_id}", msg.stage))?;
-        let Some(row) = started else {
-            drop(tx);
-            return self
-                .job_message_not_applicable(&client, &job_id, &msg, d, &fields)
-                .await;
+        let started = match jobs::start_stage(&tx, &job_id, msg.stage, msg.attempt).await? {
+            Guarded::Applied(started) => started,
+            Guarded::NotApplied(()) => {
+                drop(tx);
+                return self
+                    .job_message_not_applicable(&client, &job_id, &msg, d, &fields)
+                    .await;
+            }
         };
         let job = JobCtx {
             job_id: job_id.clone(),
-            job_type: row.get(0),
-            params: row.get(1),
-            total_stages: row.get(2),
+            job_type: started.job_type,
+            params: started.parameters,
+            total_stages: started.total_stages,
             attempt: msg.attempt,
-            correlation_id: row.get(3),
-            traceparent: row.get(4),
+            correlation_id: started.correlation_id,
+            traceparent: started.traceparent,
         };
         let outbox_ids = self.start_stage(&tx, &job, msg.stage, d).await?;
         tx.commit()
@@ -109,281 +93,178 @@ impl Engine {
             .fields()
             .stage(stage)
             .invocation(d.invocation_id.as_deref());
-        let Some(def) = self.registry().job(&job.job_type).cloned() else {
-            let reason = format!(
-                "unknown job type {:?}: no job definition is registered (known: {})",
-                job.job_type,
-                self.registry().job_types().join(", ")
-            );
-            cp::emit_warn(cp::MESSAGE_UNKNOWN_JOB_TYPE, &fields);
-            return self
-                .fail_job_in_tx(
-                    tx,
-                    job,
-                    Some(stage),
-                    &reason,
-                    json!({"reason": "unknown_job_type"}),
-                )
-                .await;
+        let start = match self.registry().job(&job.job_type).cloned() {
+            None => StageStart::FailJob(unknown_job_type(
+                &job.job_type,
+                &self.registry().job_types(),
+            )),
+            Some(def) => match stage_to_start(&job.job_type, &def.stages(), stage) {
+                Err(failure) => StageStart::FailJob(failure),
+                Ok(stage_def) => {
+                    let created = self.create_tasks(tx, def.as_ref(), job, stage).await?;
+                    decide_stage_start(stage, stage_def, created)
+                }
+            },
         };
-        let stages = def.stages();
-        let Some(stage_def) = stages.get((stage - 1) as usize).cloned() else {
-            let reason = format!(
-                "stage {stage} does not exist: job type {} has {} stages",
-                job.job_type,
-                stages.len()
-            );
-            return self
-                .fail_job_in_tx(
-                    tx,
-                    job,
-                    Some(stage),
-                    &reason,
-                    json!({"reason": "no_such_stage"}),
-                )
-                .await;
+        let failure = match start {
+            StageStart::FailJob(failure) => failure,
+            StageStart::Empty { def } => {
+                self.record_stage(tx, job, stage, &def, 0, 0).await?;
+                // Nothing to run: the stage is complete now, in this transaction.
+                cp::emit(
+                    cp::STAGE_TASKS_CREATED,
+                    &fields.clone().extra("task_count", 0),
+                );
+                return self.end_stage(tx, job, stage, def.policy).await;
+            }
+            StageStart::Create { def, specs } => {
+                match self.fan_out(tx, job, stage, &def, &specs).await? {
+                    Ok(outbox_ids) => {
+                        cp::emit(
+                            cp::STAGE_TASKS_CREATED,
+                            &fields.extra("task_count", specs.len()),
+                        );
+                        return Ok(outbox_ids);
+                    }
+                    Err(conflict) => conflict,
+                }
+            }
         };
+        self.fail_stage_start(tx, job, stage, &fields, failure)
+            .await
+    }
 
+    /// Asks the job type for the tasks of `stage`, given the previous stage's results and the
+    /// failures so far (its panic is caught).
+    async fn create_tasks(
+        &self,
+        tx: &Transaction<'_>,
+        def: &dyn Job,
+        job: &JobCtx,
+        stage: i32,
+    ) -> Result<Created, StoreError> {
         let (previous, previous_failed) = if stage > 1 {
-            self.load_previous(tx, &job.job_id, stage - 1).await?
+            let what = format!("loading stage {} results", stage - 1);
+            (
+                stage_inputs::completed_results(tx, &job.job_id, stage - 1, &what).await?,
+                stage_inputs::failures_up_to(tx, &job.job_id, stage - 1).await?,
+            )
         } else {
             (Vec::new(), Vec::new())
         };
         let empty = Map::new();
-        let params = job.params.as_object().unwrap_or(&empty);
         let input = StageInput {
             job_id: job.job_id.as_str(),
             stage,
-            params,
+            params: job.params.as_object().unwrap_or(&empty),
             previous: &previous,
             previous_failed: &previous_failed,
         };
-        let created = std::panic::catch_unwind(AssertUnwindSafe(|| def.create_tasks(&input)));
-        drop(previous);
-        let specs = match created {
-            Ok(Ok(specs)) => specs,
-            Ok(Err(e)) => {
-                let reason = format!(
-                    "stage {stage} ({}) could not create its tasks: {e}",
-                    stage_def.name
-                );
-                cp::emit_at(
-                    cp::Level::Error,
-                    cp::STAGE_CREATE_TASKS_FAILED,
-                    &fields,
-                    Some(cp::ErrorFields {
-                        class: Some("permanent"),
-                        error_type: "CreateTasksError",
-                        message: &reason,
-                        chain: &reason,
-                    }),
-                );
-                return self
-                    .fail_job_in_tx(
-                        tx,
-                        job,
-                        Some(stage),
-                        &reason,
-                        json!({"reason": "create_tasks_failed"}),
-                    )
-                    .await;
-            }
-            Err(panic) => {
-                let reason = format!(
-                    "stage {stage} ({}) create_tasks panicked: {}",
-                    stage_def.name,
-                    panic_text(&panic)
-                );
-                return self
-                    .fail_job_in_tx(
-                        tx,
-                        job,
-                        Some(stage),
-                        &reason,
-                        json!({"reason": "create_tasks_panicked"}),
-                    )
-                    .await;
-            }
-        };
-        if let Some(dup) = first_duplicate_unit(&specs) {
-            let reason = format!(
-                "stage {stage} ({}): create_tasks returned the logical unit {dup:?} twice; units must be unique",
-                stage_def.name
-            );
-            return self
-                .fail_job_in_tx(
-                    tx,
-                    job,
-                    Some(stage),
-                    &reason,
-                    json!({"reason": "duplicate_unit"}),
-                )
-                .await;
-        }
+        Ok(std::panic::catch_unwind(AssertUnwindSafe(|| {
+            def.create_tasks(&input)
+        })))
+    }
 
-        let n = specs.len();
-        let shards = if n == 0 { 0 } else { shard_count(n) };
-        tx.execute(
-            sql::STAGE_INSERT,
-            &[
-                &job.job_id,
-                &stage,
-                &job.attempt,
-                &stage_def.name,
-                &stage_def.task_type,
-                &(n as i32),
-                &shards,
-            ],
-        )
-        .await
-        .ctx(|| format!("recording stage {stage} of job {}", job.job_id))?;
+    /// Records the stage as running with `n` tasks on `shards` counter shards, and its event.
+    async fn record_stage(
+        &self,
+        tx: &Transaction<'_>,
+        job: &JobCtx,
+        stage: i32,
+        def: &StageDef,
+        n: usize,
+        shards: i16,
+    ) -> Result<(), StoreError> {
+        let row = stages::NewStage {
+            job_id: &job.job_id,
+            stage,
+            attempt: job.attempt,
+            name: def.name,
+            task_type: def.task_type,
+            task_count: n as i32,
+            shards,
+        };
+        stages::insert(tx, &row).await?;
         events::write(
             tx,
             &[Event::job(&job.job_id, "stage_started", EventStatus::Info, cp::STAGE_TASKS_CREATED)
                 .stage(stage)
                 .attempt(job.attempt)
-                .data(json!({"name": stage_def.name, "task_type": stage_def.task_type, "task_count": n, "shards": shards}))],
-        )
-        .await?;
-
-        if n == 0 {
-            // Nothing to run: the stage is complete now, in this transaction.
-            cp::emit(
-                cp::STAGE_TASKS_CREATED,
-                &fields.clone().extra("task_count", 0),
-            );
-            return self.end_stage(tx, job, stage, stage_def.policy).await;
-        }
-
-        let mut shard_sizes = vec![0i32; shards as usize];
-        let mut outbox_ids = Vec::with_capacity(n);
-        let insert = tx
-            .prepare_cached(sql::TASKS_INSERT_BATCH)
-            .await
-            .ctx(|| "preparing task insert".into())?;
-        for (chunk_no, chunk) in specs.chunks(CHUNK).enumerate() {
-            let base = chunk_no * CHUNK;
-            let mut ids = Vec::with_capacity(chunk.len());
-            let mut seqs = Vec::with_capacity(chunk.len());
-            let mut shard_of = Vec::with_capacity(chunk.len());
-            let mut msgs = Vec::with_capacity(chunk.len());
-            for (i, spec) in chunk.iter().enumerate() {
-                let seq = (base + i) as i32;
-                let shard = (seq % shards as i32) as i16;
-                shard_sizes[shard as usize] += 1;
-                let task_id = TaskId::derive(&job.job_id, job.attempt, stage, &spec.unit);
-                let m = TaskMessage {
-                    task_id: task_id.to_string(),
-                    parent_job_id: job.job_id.to_string(),
-                    job_type: job.job_type.clone(),
-                    task_type: stage_def.task_type.to_string(),
-                    stage,
-                    task_index: seq.to_string(),
-                    parameters: spec.parameters.clone(),
-                    parent_task_id: None,
-                    retry_count: 0,
-                    timestamp: None,
-                    correlation_id: job.correlation_id.clone(),
-                    job_attempt: job.attempt,
-                }
-                .stamped();
-                msgs.push(m.to_outbound(
-                    &self.settings().queues.tasks,
-                    job.traceparent.as_deref(),
-                    None,
-                ));
-                ids.push(task_id.to_string());
-                seqs.push(seq);
-                shard_of.push(shard);
-            }
-            let params: Vec<&Value> = chunk.iter().map(|s| &s.parameters).collect();
-            let inserted = tx
-                .execute(
-                    &insert,
-                    &[
-                        &job.job_id,
-                        &job.job_type,
-                        &stage_def.task_type,
-                        &stage,
-                        &job.attempt,
-                        &ids,
-                        &seqs,
-                        &params,
-                        &shard_of,
-                    ],
-                )
-                .await
-                .ctx(|| {
-                    format!(
-                        "inserting {} tasks of stage {stage} of job {}",
-                        chunk.len(),
-                        job.job_id
-                    )
-                })?;
-            if inserted as usize != chunk.len() {
-                let reason = format!(
-                    "stage {stage}: {} of {} task ids already existed; refusing to run a stage whose counter would not match its tasks",
-                    chunk.len() - inserted as usize,
-                    chunk.len()
-                );
-                return self
-                    .fail_job_in_tx(
-                        tx,
-                        job,
-                        Some(stage),
-                        &reason,
-                        json!({"reason": "task_id_conflict"}),
-                    )
-                    .await;
-            }
-            // Local mode: straight into the queue table in this transaction (no outbox move).
-            if let Some(ids) = self.outbox().write_fan_out(tx, &msgs).await? {
-                outbox_ids.extend(ids);
-            }
-        }
-        let shard_ids: Vec<i16> = (0..shards).collect();
-        tx.execute(
-            sql::STAGE_COUNTERS_INSERT,
-            &[&job.job_id, &stage, &shard_ids, &shard_sizes],
+                .data(json!({"name": def.name, "task_type": def.task_type, "task_count": n, "shards": shards}))],
         )
         .await
-        .ctx(|| format!("creating the stage {stage} counter of job {}", job.job_id))?;
-        cp::emit(cp::STAGE_TASKS_CREATED, &fields.extra("task_count", n));
-        Ok(outbox_ids)
     }
 
-    async fn load_previous(
+    /// Records the stage and queues its tasks, in chunks, then creates its fan-in counter.
+    /// `Ok(Err(..))`: some task ids existed already, and the job must fail.
+    async fn fan_out(
         &self,
         tx: &Transaction<'_>,
-        job_id: &JobId,
+        job: &JobCtx,
         stage: i32,
-    ) -> Result<(Vec<PreviousResult>, Vec<FailedTask>), StoreError> {
-        let rows = tx
-            .query(sql::STAGE_RESULTS_COMPLETED, &[&job_id, &stage])
+        def: &StageDef,
+        specs: &[TaskSpec],
+    ) -> Result<Result<Vec<i64>, JobFailure>, StoreError> {
+        let shards = shard_count(specs.len());
+        self.record_stage(tx, job, stage, def, specs.len(), shards)
+            .await?;
+        let fan = FanOutJob::of(job, stage, def.task_type);
+        let mut shard_sizes = vec![0i32; shards as usize];
+        let mut outbox_ids = Vec::with_capacity(specs.len());
+        for (chunk_no, chunk) in specs.chunks(CHUNK).enumerate() {
+            let tasks: Vec<NewTask> = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, spec)| {
+                    let seq = (chunk_no * CHUNK + i) as i32;
+                    NewTask {
+                        task_id: TaskId::derive(&job.job_id, job.attempt, stage, &spec.unit),
+                        seq,
+                        parameters: &spec.parameters,
+                        shard: (seq % shards as i32) as i16,
+                    }
+                })
+                .collect();
+            match self.queue_chunk(tx, &fan, &tasks).await? {
+                Chunk::Queued(ids) => outbox_ids.extend(ids.into_iter().flatten()),
+                Chunk::Short { inserted, len } => {
+                    return Ok(Err(JobFailure::task_id_conflict(stage, inserted, len)));
+                }
+            }
+            for t in &tasks {
+                shard_sizes[t.shard as usize] += 1;
+            }
+        }
+        stages::insert_counters(tx, &job.job_id, stage, &shard_sizes).await?;
+        Ok(Ok(outbox_ids))
+    }
+
+    /// The one way a stage start fails its job: the failure's checkpoint, then the failed job.
+    async fn fail_stage_start(
+        &self,
+        tx: &Transaction<'_>,
+        job: &JobCtx,
+        stage: i32,
+        fields: &cp::Fields,
+        failure: JobFailure,
+    ) -> Result<Vec<i64>, StoreError> {
+        match failure.kind {
+            StartFailure::UnknownJobType => cp::emit_warn(cp::MESSAGE_UNKNOWN_JOB_TYPE, fields),
+            StartFailure::CreateTasksFailed => cp::emit_at(
+                cp::Level::Error,
+                cp::STAGE_CREATE_TASKS_FAILED,
+                fields,
+                Some(cp::ErrorFields {
+                    class: Some("permanent"),
+                    error_type: "CreateTasksError",
+                    message: &failure.reason,
+                    chain: &failure.reason,
+                }),
+            ),
+            _ => {}
+        }
+        self.fail_job_in_tx(tx, job, Some(stage), &failure.reason, failure.details())
             .await
-            .ctx(|| format!("loading stage {stage} results of job {job_id}"))?;
-        let previous = rows
-            .into_iter()
-            .map(|r| PreviousResult {
-                task_id: r.get(0),
-                task_index: r.get(1),
-                result: r.get(2),
-            })
-            .collect();
-        let failed = tx
-            .query(sql::EARLIER_FAILED_TASKS, &[&job_id, &stage, &10_000i64])
-            .await
-            .ctx(|| format!("loading failures up to stage {stage} of job {job_id}"))?
-            .into_iter()
-            .map(|r| FailedTask {
-                task_id: r.get(0),
-                task_index: r.get(1),
-                error: r.get(2),
-                stage: r.get(3),
-                parameters: r.get(4),
-            })
-            .collect();
-        Ok((previous, failed))
     }
 
     /// The guard matched nothing: say why and acknowledge.
@@ -395,77 +276,63 @@ impl Engine {
         d: &Delivery,
         fields: &cp::Fields,
     ) -> Result<Handled, EngineError> {
-        let state = client
-            .query_opt(sql::JOB_MESSAGE_STATE, &[&job_id.as_str()])
-            .await
-            .ctx(|| format!("reading job {job_id}"))?;
-        match state {
-            None => {
-                cp::emit_warn(cp::MESSAGE_UNKNOWN_JOB, fields);
-                self.record_message_failure(
+        let position = jobs::position(client, job_id).await?;
+        let body = || serde_json::to_string(msg).unwrap_or_default();
+        let Some(job) = position else {
+            cp::emit_warn(cp::MESSAGE_UNKNOWN_JOB, fields);
+            self.record_message_failure(
+                d,
+                None,
+                None,
+                "unknown_job",
+                &format!("job {job_id} does not exist"),
+                &body(),
+            )
+            .await?;
+            return Ok(Handled::log(format!(
+                "job {job_id} does not exist; message recorded and acknowledged"
+            )));
+        };
+        let fields = fields
+            .clone()
+            .extra(
+                "expected",
+                format!("queued stage {} attempt {}", msg.stage, msg.attempt),
+            )
+            .extra(
+                "actual",
+                format!("{} stage {} attempt {}", job.status, job.stage, job.attempt),
+            );
+        if let Some(why) = impossible_job_message(msg, &job) {
+            cp::emit_warn(cp::JOB_MESSAGE_IMPOSSIBLE, &fields.extra("reason", &why));
+            let id = self
+                .record_message_failure(
                     d,
+                    Some(job_id.as_str()),
                     None,
-                    None,
-                    "unknown_job",
-                    &format!("job {job_id} does not exist"),
-                    &serde_json::to_string(msg).unwrap_or_default(),
+                    "impossible_job_message",
+                    &format!("job message for job {job_id} can never apply: {why}"),
+                    &body(),
                 )
                 .await?;
-                Ok(Handled::log(format!(
-                    "job {job_id} does not exist; message recorded and acknowledged"
-                )))
-            }
-            Some(r) => {
-                let (status, stage, attempt): (String, i32, i32) = (r.get(0), r.get(1), r.get(2));
-                let job = JobPosition {
-                    stage,
-                    attempt,
-                    total_stages: r.get(3),
-                    job_type: r.get(4),
-                };
-                let fields = fields
-                    .clone()
-                    .extra(
-                        "expected",
-                        format!("queued stage {} attempt {}", msg.stage, msg.attempt),
-                    )
-                    .extra(
-                        "actual",
-                        format!("{status} stage {stage} attempt {attempt}"),
-                    );
-                if let Some(why) = impossible_job_message(msg, &job) {
-                    cp::emit_warn(cp::JOB_MESSAGE_IMPOSSIBLE, &fields.extra("reason", &why));
-                    let id = self
-                        .record_message_failure(
-                            d,
-                            Some(job_id.as_str()),
-                            None,
-                            "impossible_job_message",
-                            &format!("job message for job {job_id} can never apply: {why}"),
-                            &serde_json::to_string(msg).unwrap_or_default(),
-                        )
-                        .await?;
-                    return Ok(Handled::log(format!(
-                        "job {job_id} message can never apply ({why}); recorded as message failure {id} and acknowledged"
-                    )));
-                }
-                cp::emit(cp::JOB_MESSAGE_DUPLICATE, &fields);
-                Ok(Handled::log(format!(
-                    "job {job_id} stage {} message is a duplicate or stale (job is {status} at stage {stage}); acknowledged",
-                    msg.stage
-                )))
-            }
+            return Ok(Handled::log(format!(
+                "job {job_id} message can never apply ({why}); recorded as message failure {id} and acknowledged"
+            )));
         }
+        cp::emit(cp::JOB_MESSAGE_DUPLICATE, &fields);
+        Ok(Handled::log(format!(
+            "job {job_id} stage {} message is a duplicate or stale (job is {} at stage {}); acknowledged",
+            msg.stage, job.status, job.stage
+        )))
     }
 }
 
-/// Where a job is, as far as judging one of its messages goes.
-#[derive(Debug, Clone)]
-struct JobPosition {
-    stage: i32,
-    attempt: i32,
-    total_stages: i32,
-    job_type: String,
+/// A job message and the job it names, or why the body is not one (a malformed message).
+fn parse_job_message(body: &str) -> Result<(JobMessage, JobId), String> {
+    let msg: JobMessage =
+        serde_json::from_str(body).map_err(|e| format!("job message is not valid: {e}"))?;
+    let job_id = JobId::parse(&msg.job_id).map_err(|e| e.to_string())?;
+    Ok((msg, job_id))
 }
 
 /// Why a job message that started nothing can never have been sent for this job (`None`: it is a
@@ -503,17 +370,10 @@ fn impossible_job_message(msg: &JobMessage, job: &JobPosition) -> Option<String>
     None
 }
 
-fn first_duplicate_unit(specs: &[TaskSpec]) -> Option<&str> {
-    let mut seen = HashSet::with_capacity(specs.len());
-    specs
-        .iter()
-        .map(|s| s.unit.as_str())
-        .find(|u| !seen.insert(*u))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::JobStatus;
 
     fn msg(job_type: &str, stage: i32, attempt: i32) -> JobMessage {
         serde_json::from_value(serde_json::json!({
@@ -526,6 +386,7 @@ mod tests {
     fn stale_copies_are_quiet_and_impossible_messages_say_why() {
         // A job resubmitted once (attempt 2), now at stage 2 of 3.
         let job = JobPosition {
+            status: JobStatus::Processing,
             stage: 2,
             attempt: 2,
             total_stages: 3,
@@ -553,6 +414,28 @@ mod tests {
                 m.stage,
                 m.attempt
             );
+        }
+    }
+
+    #[test]
+    fn a_body_is_a_job_message_naming_a_job_id_or_malformed() {
+        let ok =
+            serde_json::json!({"job_id": "b".repeat(64), "job_type": "t", "stage": 1}).to_string();
+        let (m, id) = parse_job_message(&ok).expect("parses");
+        assert_eq!((m.stage, id.as_str()), (1, "b".repeat(64).as_str()));
+        for (body, says) in [
+            ("{", "job message is not valid"),
+            (
+                r#"{"job_type": "t", "stage": 1}"#,
+                "job message is not valid",
+            ),
+            (
+                r#"{"job_id": "nothex", "job_type": "t", "stage": 1}"#,
+                "nothex",
+            ),
+        ] {
+            let e = parse_job_message(body).expect_err(body);
+            assert!(e.contains(says), "{body}: {e}");
         }
     }
 }

@@ -2,11 +2,13 @@
 
 use serde_json::json;
 
+use super::ids::JobId;
 use super::job_ctx::JobCtx;
 use super::task_message::Claimed;
 use super::{Engine, EngineError, Handled};
-use crate::jobs::{StagePolicy, TaskContext, TaskError};
-use crate::store::{self, QueryContext, StoreError, Transaction, sql};
+use crate::jobs::{TaskContext, TaskError};
+use crate::model::JobStatus;
+use crate::store::{self, QueryContext, StoreError, Transaction, jobs, stages};
 
 /// Reads a job inside a transaction.
 pub(crate) async fn load_job_ctx(
@@ -43,31 +45,21 @@ impl Engine {
             .transaction()
             .await
             .ctx(|| format!("repairing stage {stage} of job {job_id}"))?;
-        let locked = tx
-            .query_opt(sql::JOB_LOCK, &[&job_id])
-            .await
-            .ctx(|| format!("locking job {job_id}"))?;
-        let Some(row) = locked else { return Ok(false) };
-        let (status, current): (String, i32) = (row.get(0), row.get(1));
-        let live: i64 = tx
-            .query_one(
-                "SELECT count(*) FROM app.tasks WHERE parent_job_id = $1 AND stage = $2 AND status IN ('queued', 'processing')",
-                &[&job_id, &stage],
-            )
-            .await
-            .ctx(|| format!("counting live tasks of job {job_id}"))?
-            .get(0);
-        if status != "processing" || current != stage || live > 0 {
-            return Ok(false);
-        }
-        let Some((job, _, _)) = JobCtx::load_named(&tx, job_id).await? else {
+        // Text that is no job id names no job (the table's CHECK admits only job ids).
+        let Ok(id) = JobId::parse(job_id) else {
             return Ok(false);
         };
-        let policy = self
-            .registry()
-            .job(&job.job_type)
-            .and_then(|d| d.stages().get((stage - 1) as usize).map(|s| s.policy))
-            .unwrap_or(StagePolicy::FailFast);
+        let Some((status, current)) = jobs::lock(&tx, &id).await? else {
+            return Ok(false);
+        };
+        let live = stages::live_tasks(&tx, &id, stage).await?;
+        if !stage_is_stalled(status, current, stage, live) {
+            return Ok(false);
+        }
+        let Some((job, _, _)) = JobCtx::load(&tx, &id).await? else {
+            return Ok(false);
+        };
+        let policy = self.stage_policy(&job.job_type, stage);
         let ids = self.end_stage(&tx, &job, stage, policy).await?;
         tx.commit()
             .await
@@ -87,5 +79,36 @@ impl Engine {
         self.fail_job_in_tx(tx, job, Some(stage), reason, json!({"reason": "janitor"}))
             .await
             .map(|_| ())
+    }
+}
+
+/// Whether `stage` of a job that is `status` at stage `current`, with `live` tasks still queued or
+/// processing, is stalled: its end was never applied (false: the job moved on, or work remains).
+fn stage_is_stalled(status: JobStatus, current: i32, stage: i32, live: i64) -> bool {
+    status == JobStatus::Processing && current == stage && live == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_processing_stage_with_no_live_task_left_is_stalled() {
+        use JobStatus::*;
+        for (status, current, live, stalled) in [
+            (Processing, 2, 0, true),
+            (Processing, 2, 1, false),
+            (Processing, 3, 0, false),
+            (Queued, 2, 0, false),
+            (Failed, 2, 0, false),
+            (Cancelled, 2, 0, false),
+            (Completed, 2, 0, false),
+        ] {
+            assert_eq!(
+                stage_is_stalled(status, current, 2, live),
+                stalled,
+                "{status} at stage {current} with {live} live task(s)"
+            );
+        }
     }
 }

@@ -9,25 +9,18 @@
 //! stage and their task messages are written. When they complete the stage ends as usual, over
 //! all its tasks, kept and re-run. A late message of the earlier attempt cannot claim the new row
 //! (the claim is fenced by the job attempt) and its MessageId differs (see `TaskMessage::message_id`).
+//!
+//! [`refuse_retry`] decides (without I/O) whether the stage's unfinished tasks can be retried;
+//! [`Engine::requeue_tasks`] applies the retry.
 
-use serde_json::Value;
+use std::collections::BTreeMap;
 
 use super::Engine;
-use super::control::ControlError;
-use super::ids::JobId;
-use super::messages::TaskMessage;
-use crate::store::{QueryContext, StoreError, Transaction, sql};
-
-/// Rows per insert statement (as for a stage's fan-out).
-const CHUNK: usize = 5_000;
-
-/// One task to run again.
-pub(super) struct RetryTask {
-    task_id: String,
-    task_seq: i32,
-    parameters: Value,
-    shard: i16,
-}
+use super::fan_out::{CHUNK, Chunk, FanOutJob, NewTask};
+use super::job_ctx::JobCtx;
+use crate::model::TaskStatus;
+use crate::store::stages::{self, RetryCandidate};
+use crate::store::{StoreError, Transaction, task_archive};
 
 /// What the re-queue did.
 pub(super) struct Requeued {
@@ -39,165 +32,127 @@ pub(super) struct Requeued {
     pub outbox_ids: Option<Vec<i64>>,
 }
 
-/// The job the tasks belong to, as the resubmit read it.
-pub(super) struct RetryJob<'a> {
-    /// The job.
-    pub job_id: &'a JobId,
-    /// Its type.
-    pub job_type: &'a str,
-    /// The stage to run again.
-    pub stage: i32,
-    /// The new attempt.
-    pub attempt: i32,
-    /// Correlation id.
-    pub correlation_id: Option<String>,
-    /// The job's trace context.
-    pub traceparent: Option<&'a str>,
+/// Why the unfinished `tasks` of `stage` cannot be retried (`None`: they can): some are still
+/// running, or there are none.
+pub(super) fn refuse_retry(stage: i32, tasks: &[RetryCandidate]) -> Option<String> {
+    let running = tasks
+        .iter()
+        .filter(|t| t.status == TaskStatus::Processing)
+        .count();
+    if running > 0 {
+        return Some(format!(
+            "{running} task(s) of stage {stage} are still running; retry once they have finished"
+        ));
+    }
+    if tasks.is_empty() {
+        return Some(format!(
+            "stage {stage} has no failed or cancelled task (the job stopped outside its tasks); \
+             resubmit with from=failed_stage to run the stage again"
+        ));
+    }
+    None
+}
+
+/// The fan-in counter of a re-run: how many of `tasks` each shard holds, by shard.
+fn shard_sizes(tasks: &[RetryCandidate]) -> (Vec<i16>, Vec<i32>) {
+    let mut sizes: BTreeMap<i16, i32> = BTreeMap::new();
+    for t in tasks {
+        *sizes.entry(t.shard).or_default() += 1;
+    }
+    sizes.into_iter().unzip()
 }
 
 impl Engine {
-    /// The tasks of `stage` that did not complete, locked; refused when there are none or some
-    /// are still running.
-    pub(super) async fn tasks_to_retry(
-        &self,
-        tx: &Transaction<'_>,
-        job_id: &JobId,
-        stage: i32,
-    ) -> Result<Vec<RetryTask>, ControlError> {
-        let rows = tx
-            .query(sql::STAGE_RETRY_TASKS, &[&job_id.as_str(), &stage])
-            .await
-            .ctx(|| format!("reading the unfinished tasks of stage {stage} of job {job_id}"))?;
-        let refuse = |reason: String| ControlError::NothingToRetry {
-            job_id: job_id.to_string(),
-            stage,
-            reason,
-        };
-        let running = rows
-            .iter()
-            .filter(|r| r.get::<_, String>(5) == "processing")
-            .count();
-        if running > 0 {
-            return Err(refuse(format!(
-                "{running} task(s) of stage {stage} are still running; retry once they have finished"
-            )));
-        }
-        if rows.is_empty() {
-            return Err(refuse(format!(
-                "stage {stage} has no failed or cancelled task (the job stopped outside its tasks); \
-                 resubmit with from=failed_stage to run the stage again"
-            )));
-        }
-        Ok(rows
-            .iter()
-            .map(|r| RetryTask {
-                task_id: r.get(0),
-                task_seq: r.get(1),
-                parameters: r.get(2),
-                shard: r.get(3),
-            })
-            .collect())
-    }
-
-    /// Archives `tasks`, inserts them again as queued for `job.attempt`, re-opens the stage with
+    /// Archives `tasks`, inserts them again as queued for `job.attempt`, re-opens `stage` with
     /// only them on its counter and writes their messages. The job must already be `processing`
-    /// at `job.stage` and `job.attempt` in `tx`.
+    /// at `stage` and `job.attempt` in `tx`.
     pub(super) async fn requeue_tasks(
         &self,
         tx: &Transaction<'_>,
-        job: &RetryJob<'_>,
-        tasks: &[RetryTask],
+        job: &JobCtx,
+        stage: i32,
+        tasks: &[RetryCandidate],
     ) -> Result<Requeued, StoreError> {
-        let (job_id, stage, attempt) = (job.job_id.as_str(), job.stage, job.attempt);
+        let (job_id, attempt) = (&job.job_id, job.attempt);
         let ids: Vec<&str> = tasks.iter().map(|t| t.task_id.as_str()).collect();
-        tx.execute(sql::TASKS_ARCHIVE_IDS, &[&job_id, &ids])
-            .await
-            .ctx(|| format!("archiving {} failed tasks of job {job_id}", ids.len()))?;
-        let mut shard_sizes: std::collections::BTreeMap<i16, i32> = Default::default();
-        for t in tasks {
-            *shard_sizes.entry(t.shard).or_default() += 1;
-        }
-        let (shards, counts): (Vec<i16>, Vec<i32>) = shard_sizes.into_iter().unzip();
-        let stage_row = tx
-            .query_opt(
-                sql::STAGE_REOPEN,
-                &[&job_id, &stage, &shards, &counts, &attempt],
-            )
-            .await
-            .ctx(|| format!("re-opening stage {stage} of job {job_id}"))?
+        task_archive::archive_ids(tx, job_id, &ids).await?;
+        let (shards, counts) = shard_sizes(tasks);
+        let stage_row = stages::reopen(tx, job_id, stage, &shards, &counts, attempt)
+            .await?
             .ok_or_else(|| {
                 StoreError::Config(format!("stage {stage} of job {job_id} has no stage row"))
             })?;
-        let task_type: String = stage_row.get(1);
-        let task_count: i32 = stage_row.get(2);
-        let insert = tx
-            .prepare_cached(sql::TASKS_INSERT_BATCH)
-            .await
-            .ctx(|| "preparing task insert".into())?;
+        let fan = FanOutJob::of(job, stage, &stage_row.task_type);
         let mut outbox_ids: Option<Vec<i64>> = None;
         for chunk in tasks.chunks(CHUNK) {
-            let ids: Vec<&str> = chunk.iter().map(|t| t.task_id.as_str()).collect();
-            let seqs: Vec<i32> = chunk.iter().map(|t| t.task_seq).collect();
-            let params: Vec<&Value> = chunk.iter().map(|t| &t.parameters).collect();
-            let shard_of: Vec<i16> = chunk.iter().map(|t| t.shard).collect();
-            let inserted = tx
-                .execute(
-                    &insert,
-                    &[
-                        &job_id,
-                        &job.job_type,
-                        &task_type,
-                        &stage,
-                        &attempt,
-                        &ids,
-                        &seqs,
-                        &params,
-                        &shard_of,
-                    ],
-                )
-                .await
-                .ctx(|| format!("re-queueing {} tasks of job {job_id}", chunk.len()))?;
-            if inserted as usize != chunk.len() {
-                return Err(StoreError::Config(format!(
-                    "re-queueing tasks of stage {stage} of job {job_id}: {} of {} rows were not inserted",
-                    chunk.len() - inserted as usize,
-                    chunk.len()
-                )));
-            }
-            let msgs: Vec<_> = chunk
+            let again: Vec<NewTask> = chunk
                 .iter()
-                .map(|t| {
-                    TaskMessage {
-                        task_id: t.task_id.clone(),
-                        parent_job_id: job_id.to_string(),
-                        job_type: job.job_type.to_string(),
-                        task_type: task_type.clone(),
-                        stage,
-                        task_index: t.task_seq.to_string(),
-                        parameters: t.parameters.clone(),
-                        parent_task_id: None,
-                        retry_count: 0,
-                        timestamp: None,
-                        correlation_id: job.correlation_id.clone(),
-                        job_attempt: attempt,
-                    }
-                    .stamped()
-                    .to_outbound(
-                        &self.settings().queues.tasks,
-                        job.traceparent,
-                        None,
-                    )
+                .map(|t| NewTask {
+                    task_id: t.task_id.clone(),
+                    seq: t.task_seq,
+                    parameters: &t.parameters,
+                    shard: t.shard,
                 })
                 .collect();
-            if let Some(ids) = self.outbox().write_fan_out(tx, &msgs).await? {
-                outbox_ids.get_or_insert_with(Vec::new).extend(ids);
+            match self.queue_chunk(tx, &fan, &again).await? {
+                Chunk::Queued(None) => {}
+                Chunk::Queued(Some(ids)) => outbox_ids.get_or_insert_with(Vec::new).extend(ids),
+                Chunk::Short { inserted, len } => {
+                    return Err(StoreError::Config(format!(
+                        "re-queueing tasks of stage {stage} of job {job_id}: {} of {len} rows were not inserted",
+                        len - inserted
+                    )));
+                }
             }
         }
         let retried = tasks.len() as u64;
         Ok(Requeued {
             retried,
-            kept: (task_count as u64).saturating_sub(retried),
+            kept: (stage_row.task_count as u64).saturating_sub(retried),
             outbox_ids,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn task(seq: i32, shard: i16, status: TaskStatus) -> RetryCandidate {
+        RetryCandidate {
+            task_id: crate::model::TaskId::parse(&format!("{seq:064x}")).expect("a task id"),
+            task_seq: seq,
+            parameters: json!({}),
+            shard,
+            status,
+        }
+    }
+
+    #[test]
+    fn failed_tasks_are_retried_unless_some_still_run_or_none_failed() {
+        use TaskStatus::*;
+        assert_eq!(
+            refuse_retry(2, &[task(0, 0, Failed), task(1, 0, Cancelled)]),
+            None
+        );
+        for (tasks, says) in [
+            (
+                vec![task(0, 0, Failed), task(1, 0, Processing)],
+                "1 task(s) of stage 2 are still running",
+            ),
+            (vec![], "stage 2 has no failed or cancelled task"),
+        ] {
+            let why = refuse_retry(2, &tasks).expect("refused");
+            assert!(why.contains(says), "{why}");
+        }
+    }
+
+    #[test]
+    fn a_rerun_counts_its_tasks_on_the_shards_they_had() {
+        use TaskStatus::Failed;
+        let tasks = [task(0, 2, Failed), task(1, 0, Failed), task(2, 2, Failed)];
+        assert_eq!(shard_sizes(&tasks), (vec![0, 2], vec![1, 2]));
+        assert_eq!(shard_sizes(&[]), (vec![], vec![]));
     }
 }

@@ -1,8 +1,13 @@
 //! What the last task of a stage does, inside its completing transaction: advance to the next
 //! stage, finalize (protected), or fail the job. Also the one way a job is marked failed.
+//!
+//! Each step loads what it needs through the repositories, decides with a pure function
+//! ([`fan_in::decide_with_budget`], [`stage_summary`], [`decide_finalize`]), applies the decision
+//! in the caller's transaction and then emits its checkpoints.
 
 use std::panic::AssertUnwindSafe;
 
+use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 
 use super::Engine;
@@ -12,20 +17,30 @@ use super::faults::Fault;
 use super::job_ctx::JobCtx;
 use super::messages::JobMessage;
 use super::panics::panic_text;
-use crate::jobs::{FailedTask, FinalizeInput, PreviousResult, StagePolicy, StageSummary};
-use crate::store::{QueryContext, StoreError, Transaction, sql};
+use super::stage_inputs;
+use crate::jobs::{FailedTask, FinalizeInput, Job, StageDef, StagePolicy, StageSummary};
+use crate::model::{JobStatus, StageStatus};
+use crate::store::jobs::{self, JobState};
+use crate::store::stages::{self, StageFailure};
+use crate::store::{Guarded, StoreError, Transaction};
 use crate::telemetry::checkpoints as cp;
 use crate::transport::outbox::Outbox;
 
-/// The status of a job that completed with some failed inputs.
-const WITH_ERRORS: &str = "completed_with_errors";
+/// Failed tasks listed in a stage's summary at most.
+const SUMMARY_FAILED_TASKS: i64 = 100;
 
 impl Engine {
-    /// The failure policy of `stage` of `job_type` (fail-fast when the type or stage is unknown).
-    pub(crate) fn stage_policy(&self, job_type: &str, stage: i32) -> StagePolicy {
+    /// The definition of `stage` of `job_type` (`None`: the type or the stage is unknown).
+    fn stage_def(&self, job_type: &str, stage: i32) -> Option<StageDef> {
         self.registry()
             .job(job_type)
-            .and_then(|d| d.stages().get((stage - 1) as usize).map(|s| s.policy))
+            .and_then(|d| d.stages().get((stage - 1) as usize).cloned())
+    }
+
+    /// The failure policy of `stage` of `job_type` (fail-fast when the type or stage is unknown).
+    pub(crate) fn stage_policy(&self, job_type: &str, stage: i32) -> StagePolicy {
+        self.stage_def(job_type, stage)
+            .map(|s| s.policy)
             .unwrap_or(StagePolicy::FailFast)
     }
 
@@ -37,129 +52,26 @@ impl Engine {
         stage: i32,
         policy: StagePolicy,
     ) -> Result<Vec<i64>, StoreError> {
-        let r = tx
-            .query_one(sql::STAGE_COUNTS, &[&job.job_id, &stage])
-            .await
-            .ctx(|| format!("counting stage {stage} tasks of job {}", job.job_id))?;
-        let counts = StageCounts {
-            total: r.get(0),
-            completed: r.get(1),
-            failed: r.get(2),
-            cancelled: r.get(3),
-        };
-        let failed_tasks: Vec<Value> = if counts.failed > 0 {
-            tx.query(sql::STAGE_FAILED_TASKS, &[&job.job_id, &stage, &100i64])
-                .await
-                .ctx(|| format!("listing failed tasks of stage {stage} of job {}", job.job_id))?
-                .iter()
-                .map(|r| json!({"task_id": r.get::<_, String>(0), "task_index": r.get::<_, i32>(1), "error": r.get::<_, String>(2)}))
-                .collect()
+        let counts = stages::counts(tx, &job.job_id, stage).await?;
+        let failed_tasks = if counts.failed > 0 {
+            stages::failed_tasks(tx, &job.job_id, stage, SUMMARY_FAILED_TASKS).await?
         } else {
             Vec::new()
         };
-        let outcome = match self.over_failure_budget(tx, job, stage, policy).await? {
-            Some(reason) => StageOutcome::Fail { reason },
-            None => fan_in::decide(policy, stage, job.total_stages, counts),
-        };
-        let stage_name = self
-            .registry()
-            .job(&job.job_type)
-            .and_then(|j| j.stages().get((stage - 1) as usize).map(|s| s.name))
-            .unwrap_or("unknown");
-        let summary = json!({
-            "stage": stage,
-            "name": stage_name,
-            "task_count": counts.total,
-            "completed": counts.completed,
-            "failed": counts.failed,
-            "cancelled": counts.cancelled,
-            "failed_tasks": failed_tasks,
-            "policy": policy,
-            "completed_at": chrono::Utc::now().to_rfc3339(),
-        });
-        let fields = job.fields().stage(stage);
+        let over_budget = self.over_failure_budget(tx, job, stage, policy).await?;
+        let outcome =
+            fan_in::decide_with_budget(policy, stage, job.total_stages, counts, over_budget);
+        let name = self
+            .stage_def(&job.job_type, stage)
+            .map_or("unknown", |s| s.name);
+        let summary = stage_summary(stage, name, counts, &failed_tasks, policy, Utc::now());
         match outcome {
             StageOutcome::Advance { next_stage } => {
-                let advanced = tx
-                    .query_opt(
-                        sql::JOB_ADVANCE,
-                        &[&job.job_id, &stage, &job.attempt, &summary],
-                    )
-                    .await
-                    .ctx(|| format!("advancing job {} from stage {stage}", job.job_id))?;
-                if advanced.is_none() {
-                    return self.stage_end_mismatch(tx, job, stage, "advance").await;
-                }
-                self.finish_stage_row(tx, job, stage, "completed").await?;
-                events::write(
-                    tx,
-                    &[
-                        Event::job(
-                            &job.job_id,
-                            "stage_completed",
-                            EventStatus::Success,
-                            cp::STAGE_COMPLETED,
-                        )
-                        .stage(stage)
-                        .attempt(job.attempt)
-                        .data(summary.clone()),
-                        Event::job(
-                            &job.job_id,
-                            "stage_advanced",
-                            EventStatus::Success,
-                            cp::STAGE_ADVANCE_QUEUED,
-                        )
-                        .stage(next_stage)
-                        .attempt(job.attempt)
-                        .data(json!({"from_stage": stage, "to_stage": next_stage})),
-                    ],
-                )
-                .await?;
-                let msg = JobMessage::new(
-                    job.job_id.as_str(),
-                    &job.job_type,
-                    job.params.clone(),
-                    next_stage,
-                    job.attempt,
-                    job.correlation_id.clone(),
-                );
-                let ids = Outbox::write(
-                    tx,
-                    &[msg.to_outbound(&self.settings().queues.jobs, job.traceparent.as_deref())],
-                )
-                .await?;
-                cp::emit(cp::STAGE_COMPLETED, &fields);
-                cp::emit(
-                    cp::STAGE_ADVANCE_QUEUED,
-                    &fields.clone().extra("next_stage", next_stage),
-                );
-                Ok(ids)
+                self.advance_job(tx, job, stage, next_stage, summary).await
             }
             StageOutcome::Finalize => self.finalize_job(tx, job, stage, summary).await,
             StageOutcome::Fail { reason } => {
-                self.finish_stage_row(tx, job, stage, "failed").await?;
-                events::write(
-                    tx,
-                    &[Event::job(
-                        &job.job_id,
-                        "stage_failed",
-                        EventStatus::Failure,
-                        cp::STAGE_FAILED,
-                    )
-                    .stage(stage)
-                    .attempt(job.attempt)
-                    .data(summary.clone())
-                    .error(Some("permanent"), "StagePolicy", &reason)],
-                )
-                .await?;
-                self.fail_job_in_tx(
-                    tx,
-                    job,
-                    Some(stage),
-                    &reason,
-                    json!({"stage_summary": summary}),
-                )
-                .await
+                self.fail_stage(tx, job, stage, &reason, summary).await
             }
         }
     }
@@ -178,73 +90,132 @@ impl Engine {
             return Ok(None);
         };
         let allowed = job.params.get(param).and_then(Value::as_i64).unwrap_or(0);
-        let failed: i64 = tx
-            .query_one(sql::JOB_FAILED_COUNT, &[&job.job_id, &stage])
-            .await
-            .ctx(|| {
-                format!(
-                    "counting failed tasks of job {} up to stage {stage}",
-                    job.job_id
-                )
-            })?
-            .get(0);
+        let failed = stages::failed_count(tx, &job.job_id, stage).await?;
         if failed <= allowed {
             return Ok(None);
         }
-        let first = tx
-            .query_opt(sql::EARLIER_FAILED_TASKS, &[&job.job_id, &stage, &1i64])
-            .await
-            .ctx(|| format!("reading the first failed task of job {}", job.job_id))?
-            .map(|r| {
-                format!(
-                    "task {} (stage {}, index {}): {}",
-                    r.get::<_, String>(0),
-                    r.get::<_, i32>(3),
-                    r.get::<_, i32>(1),
-                    r.get::<_, String>(2)
-                )
-            })
-            .unwrap_or_default();
+        let first =
+            stages::earlier_failures(tx, &job.job_id, stage, 1, "reading the first failed task")
+                .await?
+                .first()
+                .map(|f| {
+                    format!(
+                        "task {} (stage {}, index {}): {}",
+                        f.task_id, f.stage, f.task_seq, f.error
+                    )
+                })
+                .unwrap_or_default();
         Ok(Some(format!(
             "{failed} failed task(s) up to stage {stage}, more than {param} = {allowed} allows; the first: {first}"
         )))
     }
 
-    async fn finish_stage_row(
+    /// The stage ended and another follows: the job is queued at `next_stage` and its stage
+    /// message written.
+    async fn advance_job(
         &self,
         tx: &Transaction<'_>,
         job: &JobCtx,
         stage: i32,
-        status: &str,
-    ) -> Result<(), StoreError> {
-        tx.execute(sql::STAGE_FINISH, &[&job.job_id, &stage, &status])
-            .await
-            .ctx(|| format!("closing stage {stage} of job {}", job.job_id))?;
-        Ok(())
+        next_stage: i32,
+        summary: Value,
+    ) -> Result<Vec<i64>, StoreError> {
+        match jobs::advance(tx, &job.job_id, stage, job.attempt, &summary).await? {
+            Guarded::Applied(()) => {}
+            Guarded::NotApplied(actual) => {
+                return self
+                    .stage_end_mismatch(tx, job, stage, "advance", actual)
+                    .await;
+            }
+        }
+        stages::finish(tx, &job.job_id, stage, StageStatus::Completed).await?;
+        let advanced = Event::job(
+            &job.job_id,
+            "stage_advanced",
+            EventStatus::Success,
+            cp::STAGE_ADVANCE_QUEUED,
+        )
+        .stage(next_stage)
+        .attempt(job.attempt)
+        .data(json!({"from_stage": stage, "to_stage": next_stage}));
+        events::write(tx, &[stage_completed(job, stage, summary), advanced]).await?;
+        let (_, ids) = self.queue_stage(tx, job, next_stage).await?;
+        let fields = job.fields().stage(stage);
+        cp::emit(cp::STAGE_COMPLETED, &fields);
+        cp::emit(
+            cp::STAGE_ADVANCE_QUEUED,
+            &fields.clone().extra("next_stage", next_stage),
+        );
+        Ok(ids)
+    }
+
+    /// Writes the message that runs `stage` of `job` to the outbox (published after commit);
+    /// returns it and its outbox ids.
+    pub(super) async fn queue_stage(
+        &self,
+        tx: &Transaction<'_>,
+        job: &JobCtx,
+        stage: i32,
+    ) -> Result<(JobMessage, Vec<i64>), StoreError> {
+        let msg = JobMessage::new(
+            job.job_id.as_str(),
+            &job.job_type,
+            job.params.clone(),
+            stage,
+            job.attempt,
+            job.correlation_id.clone(),
+        );
+        let ids = Outbox::write(
+            tx,
+            &[msg.to_outbound(&self.settings().queues.jobs, job.traceparent.as_deref())],
+        )
+        .await?;
+        Ok((msg, ids))
+    }
+
+    /// The stage failed under its policy: it is closed and the job fails with `reason`.
+    async fn fail_stage(
+        &self,
+        tx: &Transaction<'_>,
+        job: &JobCtx,
+        stage: i32,
+        reason: &str,
+        summary: Value,
+    ) -> Result<Vec<i64>, StoreError> {
+        stages::finish(tx, &job.job_id, stage, StageStatus::Failed).await?;
+        let failed = Event::job(
+            &job.job_id,
+            "stage_failed",
+            EventStatus::Failure,
+            cp::STAGE_FAILED,
+        )
+        .stage(stage)
+        .attempt(job.attempt)
+        .data(summary.clone())
+        .error(Some("permanent"), "StagePolicy", reason);
+        events::write(tx, &[failed]).await?;
+        self.fail_job_in_tx(
+            tx,
+            job,
+            Some(stage),
+            reason,
+            json!({"stage_summary": summary}),
+        )
+        .await
     }
 
     /// The job was no longer processing this stage when its last task ended (cancelled, failed by
-    /// another task, or a janitor repair got there first): reported, nothing advanced.
+    /// another task, or a janitor repair got there first): reported, nothing advanced. `actual`
+    /// is where the job is (`None`: it is gone).
     async fn stage_end_mismatch(
         &self,
         tx: &Transaction<'_>,
         job: &JobCtx,
         stage: i32,
         what: &str,
+        actual: Option<JobState>,
     ) -> Result<Vec<i64>, StoreError> {
-        let actual = tx
-            .query_opt(sql::JOB_STAGE_STATE, &[&job.job_id])
-            .await
-            .ctx(|| format!("reading job {}", job.job_id))?
-            .map(|r| {
-                format!(
-                    "{} stage {} attempt {}",
-                    r.get::<_, String>(0),
-                    r.get::<_, i32>(1),
-                    r.get::<_, i32>(2)
-                )
-            })
-            .unwrap_or_else(|| "missing".into());
+        let actual = actual.map_or_else(|| "missing".to_string(), |s| s.to_string());
         let fields = job
             .fields()
             .stage(stage)
@@ -279,32 +250,10 @@ impl Engine {
         stage: i32,
         summary: Value,
     ) -> Result<Vec<i64>, StoreError> {
-        let stages: Vec<StageSummary> = tx
-            .query(sql::STAGES_SUMMARY, &[&job.job_id])
-            .await
-            .ctx(|| format!("summarising stages of job {}", job.job_id))?
-            .iter()
-            .map(|r| StageSummary {
-                stage: r.get(0),
-                name: r.get(1),
-                task_count: r.get::<_, i32>(2) as i64,
-                completed: r.get(3),
-                failed: r.get(4),
-            })
-            .collect();
+        let stages = stage_inputs::stage_summaries(tx, &job.job_id).await?;
         let def = self.registry().job(&job.job_type).cloned();
-        let needs_results = def.as_ref().is_some_and(|d| d.finalize_needs_results());
-        let last: Vec<PreviousResult> = if needs_results {
-            tx.query(sql::STAGE_RESULTS_COMPLETED, &[&job.job_id, &stage])
-                .await
-                .ctx(|| format!("loading final results of job {}", job.job_id))?
-                .into_iter()
-                .map(|r| PreviousResult {
-                    task_id: r.get(0),
-                    task_index: r.get(1),
-                    result: r.get(2),
-                })
-                .collect()
+        let last = if def.as_ref().is_some_and(|d| d.finalize_needs_results()) {
+            stage_inputs::completed_results(tx, &job.job_id, stage, "loading final results").await?
         } else {
             Vec::new()
         };
@@ -320,145 +269,84 @@ impl Engine {
             last_stage_results: &last,
             last_stage_failed: &last_failed,
         };
-        let faults = self.faults();
-        let outcome: Result<Value, String> = match &def {
-            None => Err(format!("job type {} is not registered", job.job_type)),
-            Some(def) => match std::panic::catch_unwind(AssertUnwindSafe(|| {
-                if faults.hit(Fault::FinalizePanic) {
-                    panic!("fault injection: finalize panicked");
-                }
-                if faults.hit(Fault::FinalizeError) {
-                    return Err(crate::jobs::JobError::new(
-                        "fault injection: finalize failed",
-                    ));
-                }
-                def.finalize(&input)
-            })) {
-                Ok(Ok(v)) => Ok(v),
-                Ok(Err(e)) => Err(format!("finalize failed: {e}")),
-                Err(p) => Err(format!("finalize panicked: {}", panic_text(&p))),
-            },
-        };
+        let outcome = self.run_finalize(def.as_deref(), &job.job_type, &input);
         drop(last);
-        let fields = job.fields().stage(stage);
-        let (status, result, error_details, events_out) = match outcome {
-            Ok(result) => {
-                // A finalize that reports some inputs failed (within the job's tolerance) ends
-                // the job completed_with_errors, its result saying which.
-                let with_errors = result.get("status").and_then(Value::as_str) == Some(WITH_ERRORS);
-                let mut done = Event::job(
-                    &job.job_id,
-                    "job_completed",
-                    if with_errors {
-                        EventStatus::Warning
-                    } else {
-                        EventStatus::Success
-                    },
-                    cp::JOB_COMPLETED,
-                )
-                .stage(stage)
-                .attempt(job.attempt);
-                if with_errors {
-                    done = done.data(json!({"status": WITH_ERRORS}));
-                }
-                (
-                    if with_errors {
-                        WITH_ERRORS
-                    } else {
-                        "completed"
-                    },
-                    result,
-                    None,
-                    vec![done],
-                )
-            }
-            Err(err) => {
-                let fallback = json!({
-                    "status": "completed_with_errors",
-                    "finalize_error": err,
-                    "job_type": job.job_type,
-                    "stages": stages,
-                    "task_counts": {
-                        "total": stages.iter().map(|s| s.task_count).sum::<i64>(),
-                        "completed": stages.iter().map(|s| s.completed).sum::<i64>(),
-                        "failed": stages.iter().map(|s| s.failed).sum::<i64>(),
-                    },
-                    "results_location": format!(
-                        "app.tasks WHERE parent_job_id = '{}' (GET /api/jobs/{}/tasks)", job.job_id, job.job_id
-                    ),
-                });
-                cp::emit_at(
-                    cp::Level::Error,
-                    cp::FINALIZE_FALLBACK,
-                    &fields,
-                    Some(cp::ErrorFields {
-                        class: Some("permanent"),
-                        error_type: "FinalizeError",
-                        message: &err,
-                        chain: &err,
-                    }),
-                );
-                (
-                    "completed_with_errors",
-                    fallback,
-                    Some(err.clone()),
-                    vec![
-                        Event::job(
-                            &job.job_id,
-                            "finalize_failed",
-                            EventStatus::Failure,
-                            cp::FINALIZE_FALLBACK,
-                        )
-                        .stage(stage)
-                        .attempt(job.attempt)
-                        .error(Some("permanent"), "FinalizeError", &err),
-                        Event::job(
-                            &job.job_id,
-                            "job_completed",
-                            EventStatus::Warning,
-                            cp::JOB_COMPLETED,
-                        )
-                        .stage(stage)
-                        .attempt(job.attempt)
-                        .data(json!({"status": "completed_with_errors"})),
-                    ],
-                )
-            }
-        };
-        let done = tx
-            .query_opt(
-                sql::JOB_FINISH,
-                &[
-                    &job.job_id,
-                    &stage,
-                    &job.attempt,
-                    &status,
-                    &result,
-                    &summary,
-                    &error_details,
-                ],
-            )
-            .await
-            .ctx(|| format!("completing job {}", job.job_id))?;
-        if done.is_none() {
-            return self.stage_end_mismatch(tx, job, stage, "finalize").await;
+        let finalized = decide_finalize(job, stage, outcome, &stages);
+        if let Some(err) = &finalized.error_details {
+            cp::emit_at(
+                cp::Level::Error,
+                cp::FINALIZE_FALLBACK,
+                &job.fields().stage(stage),
+                Some(cp::ErrorFields {
+                    class: Some("permanent"),
+                    error_type: "FinalizeError",
+                    message: err,
+                    chain: err,
+                }),
+            );
         }
-        self.finish_stage_row(tx, job, stage, "completed").await?;
-        let mut all = vec![
-            Event::job(
-                &job.job_id,
-                "stage_completed",
-                EventStatus::Success,
-                cp::STAGE_COMPLETED,
-            )
-            .stage(stage)
-            .attempt(job.attempt)
-            .data(summary),
-        ];
-        all.extend(events_out);
+        self.complete_job(tx, job, stage, summary, finalized).await
+    }
+
+    /// The job type's finalize, with its errors and panics caught (and the finalize faults).
+    fn run_finalize(
+        &self,
+        def: Option<&dyn Job>,
+        job_type: &str,
+        input: &FinalizeInput<'_>,
+    ) -> Result<Value, String> {
+        let Some(def) = def else {
+            return Err(format!("job type {job_type} is not registered"));
+        };
+        let faults = self.faults();
+        match std::panic::catch_unwind(AssertUnwindSafe(|| {
+            if faults.hit(Fault::FinalizePanic) {
+                panic!("fault injection: finalize panicked");
+            }
+            if faults.hit(Fault::FinalizeError) {
+                return Err(crate::jobs::JobError::new(
+                    "fault injection: finalize failed",
+                ));
+            }
+            def.finalize(input)
+        })) {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(format!("finalize failed: {e}")),
+            Err(p) => Err(format!("finalize panicked: {}", panic_text(&p))),
+        }
+    }
+
+    /// Applies a finalize decision: the job ends with its status and result, the stage closes,
+    /// and the events are written.
+    async fn complete_job(
+        &self,
+        tx: &Transaction<'_>,
+        job: &JobCtx,
+        stage: i32,
+        summary: Value,
+        f: Finalized,
+    ) -> Result<Vec<i64>, StoreError> {
+        let finish = jobs::Finish {
+            status: f.status,
+            result: &f.result,
+            summary: &summary,
+            error_details: f.error_details.as_deref(),
+        };
+        match jobs::finish(tx, &job.job_id, stage, job.attempt, &finish).await? {
+            Guarded::Applied(()) => {}
+            Guarded::NotApplied(actual) => {
+                return self
+                    .stage_end_mismatch(tx, job, stage, "finalize", actual)
+                    .await;
+            }
+        }
+        stages::finish(tx, &job.job_id, stage, StageStatus::Completed).await?;
+        let mut all = vec![stage_completed(job, stage, summary)];
+        all.extend(f.events);
         events::write(tx, &all).await?;
+        let fields = job.fields().stage(stage);
         cp::emit(cp::STAGE_COMPLETED, &fields);
-        cp::emit(cp::JOB_COMPLETED, &fields.extra("status", status));
+        cp::emit(cp::JOB_COMPLETED, &fields.extra("status", f.status));
         Ok(Vec::new())
     }
 
@@ -475,58 +363,53 @@ impl Engine {
         // Lock order (docs/architecture.md, "Lock order"): the stage row before the job row, as a
         // completion that ends a stage takes them. Closing the stage first keeps a failing task
         // and a completion that ends the same stage from waiting on each other in a cycle.
-        let before = tx
-            .query_opt(sql::JOB_STAGE_STATE, &[&job.job_id])
-            .await
-            .ctx(|| format!("reading job {}", job.job_id))?;
-        let mut closed = None;
-        if let Some(r) = &before
-            && matches!(r.get::<_, String>(0).as_str(), "queued" | "processing")
-        {
-            let s: i32 = r.get(1);
-            tx.execute(sql::STAGE_FINISH, &[&job.job_id, &s, &"failed"])
-                .await
-                .ctx(|| format!("closing stage {s} of job {}", job.job_id))?;
-            closed = Some(s);
-        }
-        let changed = tx
-            .query_opt(
-                sql::JOB_FAIL,
-                &[&job.job_id, &reason, &json!({"failure": details})],
-            )
-            .await
-            .ctx(|| format!("failing job {}", job.job_id))?;
+        let closed = match jobs::stage_state(tx, &job.job_id).await? {
+            Some(before) if before.status.is_live() => {
+                stages::finish(tx, &job.job_id, before.stage, StageStatus::Failed).await?;
+                Some(before.stage)
+            }
+            _ => None,
+        };
         let mut fields = job.fields();
         if let Some(s) = stage {
             fields = fields.stage(s);
         }
-        let Some(row) = changed else {
-            let actual = tx
-                .query_opt(sql::JOB_STAGE_STATE, &[&job.job_id])
-                .await
-                .ctx(|| format!("reading job {}", job.job_id))?
-                .map(|r| r.get::<_, String>(0))
-                .unwrap_or_else(|| "missing".into());
-            cp::emit_warn(
-                cp::STATE_MISMATCH,
-                &fields
-                    .extra("expected", "queued or processing")
-                    .extra("actual", &actual)
-                    .extra("attempted", "fail job"),
-            );
-            return Ok(Vec::new());
-        };
-        let job_stage: i32 = row.get(1);
-        if closed != Some(job_stage) {
-            // The job moved to another stage between the read and the update (rare).
-            tx.execute(sql::STAGE_FINISH, &[&job.job_id, &job_stage, &"failed"])
-                .await
-                .ctx(|| format!("closing stage {job_stage} of job {}", job.job_id))?;
+        let failure = json!({"failure": details});
+        match jobs::fail(tx, &job.job_id, reason, &failure).await? {
+            Guarded::Applied(failed) => {
+                if closed != Some(failed.stage) {
+                    // The job moved to another stage between the read and the update (rare).
+                    stages::finish(tx, &job.job_id, failed.stage, StageStatus::Failed).await?;
+                }
+                let event_stage = stage.unwrap_or(failed.stage);
+                self.job_failed(tx, job, event_stage, reason, details, fields)
+                    .await
+            }
+            Guarded::NotApplied(actual) => {
+                let actual = actual.map_or_else(|| "missing".to_string(), |s| s.status.to_string());
+                cp::emit_warn(
+                    cp::STATE_MISMATCH,
+                    &fields
+                        .extra("expected", "queued or processing")
+                        .extra("actual", &actual)
+                        .extra("attempted", "fail job"),
+                );
+                Ok(Vec::new())
+            }
         }
-        let cancelled = tx
-            .execute(sql::TASKS_CANCEL_QUEUED, &[&job.job_id])
-            .await
-            .ctx(|| format!("cancelling queued tasks of job {}", job.job_id))?;
+    }
+
+    /// The job failed: its queued tasks are cancelled and the event written.
+    async fn job_failed(
+        &self,
+        tx: &Transaction<'_>,
+        job: &JobCtx,
+        event_stage: i32,
+        reason: &str,
+        details: Value,
+        fields: cp::Fields,
+    ) -> Result<Vec<i64>, StoreError> {
+        let cancelled = jobs::cancel_queued_tasks(tx, &job.job_id).await?;
         events::write(
             tx,
             &[Event::job(
@@ -535,7 +418,7 @@ impl Engine {
                 EventStatus::Failure,
                 cp::JOB_FAILED,
             )
-            .stage(stage.unwrap_or(job_stage))
+            .stage(event_stage)
             .attempt(job.attempt)
             .data(json!({"cancelled_tasks": cancelled, "details": details}))
             .error(Some("permanent"), "JobFailed", reason)],
@@ -553,5 +436,258 @@ impl Engine {
             }),
         );
         Ok(Vec::new())
+    }
+}
+
+/// The `stage_completed` event of a stage that ended well, with its summary.
+fn stage_completed(job: &JobCtx, stage: i32, summary: Value) -> Event {
+    Event::job(
+        &job.job_id,
+        "stage_completed",
+        EventStatus::Success,
+        cp::STAGE_COMPLETED,
+    )
+    .stage(stage)
+    .attempt(job.attempt)
+    .data(summary)
+}
+
+/// A finished stage's summary (kept in `stage_results` and its events): its counts, its first
+/// failed tasks, its policy and when it ended.
+fn stage_summary(
+    stage: i32,
+    name: &str,
+    counts: StageCounts,
+    failed_tasks: &[StageFailure],
+    policy: StagePolicy,
+    now: DateTime<Utc>,
+) -> Value {
+    let failed_tasks: Vec<Value> = failed_tasks
+        .iter()
+        .map(|f| json!({"task_id": f.task_id, "task_index": f.task_seq, "error": f.error}))
+        .collect();
+    json!({
+        "stage": stage,
+        "name": name,
+        "task_count": counts.total,
+        "completed": counts.completed,
+        "failed": counts.failed,
+        "cancelled": counts.cancelled,
+        "failed_tasks": failed_tasks,
+        "policy": policy,
+        "completed_at": now.to_rfc3339(),
+    })
+}
+
+/// How a job ends after its last stage: what [`decide_finalize`] decided.
+#[derive(Debug)]
+struct Finalized {
+    /// `completed` or `completed_with_errors`.
+    status: JobStatus,
+    /// The job's result: finalize's, or a fallback that says what failed.
+    result: Value,
+    /// Why finalize failed (`None`: it did not).
+    error_details: Option<String>,
+    /// The events after `stage_completed`.
+    events: Vec<Event>,
+}
+
+/// Decides how the job ends from finalize's `outcome`. A finalize that reports some inputs
+/// failed (`"status": "completed_with_errors"` in its result, within the job's tolerance) ends the
+/// job completed_with_errors; a finalize that failed ends it so too, with a fallback result that
+/// counts the tasks and says where their results are.
+fn decide_finalize(
+    job: &JobCtx,
+    stage: i32,
+    outcome: Result<Value, String>,
+    stages: &[StageSummary],
+) -> Finalized {
+    let completed = |status: EventStatus| {
+        Event::job(&job.job_id, "job_completed", status, cp::JOB_COMPLETED)
+            .stage(stage)
+            .attempt(job.attempt)
+    };
+    let with_errors = json!({"status": JobStatus::CompletedWithErrors});
+    match outcome {
+        Ok(result) => {
+            let reported = result
+                .get("status")
+                .and_then(Value::as_str)
+                .and_then(|s| s.parse::<JobStatus>().ok());
+            if reported == Some(JobStatus::CompletedWithErrors) {
+                Finalized {
+                    status: JobStatus::CompletedWithErrors,
+                    result,
+                    error_details: None,
+                    events: vec![completed(EventStatus::Warning).data(with_errors)],
+                }
+            } else {
+                Finalized {
+                    status: JobStatus::Completed,
+                    result,
+                    error_details: None,
+                    events: vec![completed(EventStatus::Success)],
+                }
+            }
+        }
+        Err(err) => Finalized {
+            status: JobStatus::CompletedWithErrors,
+            result: finalize_fallback(job, &err, stages),
+            events: vec![
+                Event::job(
+                    &job.job_id,
+                    "finalize_failed",
+                    EventStatus::Failure,
+                    cp::FINALIZE_FALLBACK,
+                )
+                .stage(stage)
+                .attempt(job.attempt)
+                .error(Some("permanent"), "FinalizeError", &err),
+                completed(EventStatus::Warning).data(with_errors),
+            ],
+            error_details: Some(err),
+        },
+    }
+}
+
+/// The result of a job whose finalize failed with `err`.
+fn finalize_fallback(job: &JobCtx, err: &str, stages: &[StageSummary]) -> Value {
+    json!({
+        "status": JobStatus::CompletedWithErrors,
+        "finalize_error": err,
+        "job_type": job.job_type,
+        "stages": stages,
+        "task_counts": {
+            "total": stages.iter().map(|s| s.task_count).sum::<i64>(),
+            "completed": stages.iter().map(|s| s.completed).sum::<i64>(),
+            "failed": stages.iter().map(|s| s.failed).sum::<i64>(),
+        },
+        "results_location": format!(
+            "app.tasks WHERE parent_job_id = '{}' (GET /api/jobs/{}/tasks)", job.job_id, job.job_id
+        ),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::JobId;
+
+    fn job() -> JobCtx {
+        JobCtx {
+            job_id: JobId::parse(&"c".repeat(64)).expect("a job id"),
+            job_type: "shapes3".into(),
+            params: json!({}),
+            total_stages: 3,
+            attempt: 2,
+            correlation_id: None,
+            traceparent: None,
+        }
+    }
+
+    fn stages() -> Vec<StageSummary> {
+        vec![
+            StageSummary {
+                stage: 1,
+                name: "list".into(),
+                task_count: 4,
+                completed: 3,
+                failed: 1,
+            },
+            StageSummary {
+                stage: 2,
+                name: "load".into(),
+                task_count: 3,
+                completed: 3,
+                failed: 0,
+            },
+        ]
+    }
+
+    fn kinds(f: &Finalized) -> Vec<(&'static str, EventStatus)> {
+        f.events.iter().map(|e| (e.event_type, e.status)).collect()
+    }
+
+    #[test]
+    fn finalize_outcomes_decide_the_status_the_result_and_the_events() {
+        let ok = decide_finalize(&job(), 3, Ok(json!({"rows": 7})), &stages());
+        assert_eq!(ok.status, JobStatus::Completed);
+        assert_eq!(ok.result, json!({"rows": 7}));
+        assert_eq!(ok.error_details, None);
+        assert_eq!(kinds(&ok), [("job_completed", EventStatus::Success)]);
+
+        let partial = json!({"status": "completed_with_errors", "failed": 1});
+        let tolerated = decide_finalize(&job(), 3, Ok(partial.clone()), &stages());
+        assert_eq!(tolerated.status, JobStatus::CompletedWithErrors);
+        assert_eq!(tolerated.result, partial);
+        assert_eq!(tolerated.error_details, None);
+        assert_eq!(kinds(&tolerated), [("job_completed", EventStatus::Warning)]);
+        assert_eq!(
+            tolerated.events[0].data,
+            json!({"status": "completed_with_errors"})
+        );
+
+        // A status that is not completed_with_errors is just part of the result.
+        let other = decide_finalize(&job(), 3, Ok(json!({"status": "failed"})), &stages());
+        assert_eq!(other.status, JobStatus::Completed);
+
+        let failed = decide_finalize(&job(), 3, Err("finalize failed: no".into()), &stages());
+        assert_eq!(failed.status, JobStatus::CompletedWithErrors);
+        assert_eq!(failed.error_details.as_deref(), Some("finalize failed: no"));
+        assert_eq!(
+            kinds(&failed),
+            [
+                ("finalize_failed", EventStatus::Failure),
+                ("job_completed", EventStatus::Warning)
+            ]
+        );
+        assert_eq!(failed.result["status"], "completed_with_errors");
+        assert_eq!(failed.result["finalize_error"], "finalize failed: no");
+        assert_eq!(
+            failed.result["task_counts"],
+            json!({"total": 7, "completed": 6, "failed": 1})
+        );
+        assert!(
+            failed.result["results_location"]
+                .as_str()
+                .unwrap()
+                .contains(&"c".repeat(64))
+        );
+    }
+
+    #[test]
+    fn a_stage_summary_lists_counts_failures_and_policy() {
+        let counts = StageCounts {
+            total: 3,
+            completed: 1,
+            failed: 1,
+            cancelled: 1,
+        };
+        let failed = [StageFailure {
+            task_id: "t1".into(),
+            task_seq: 2,
+            error: "boom".into(),
+        }];
+        let at = DateTime::parse_from_rfc3339("2024-05-01T10:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let s = stage_summary(
+            2,
+            "load",
+            counts,
+            &failed,
+            StagePolicy::TolerateFailures,
+            at,
+        );
+        assert_eq!(
+            s,
+            json!({
+                "stage": 2, "name": "load", "task_count": 3, "completed": 1, "failed": 1,
+                "cancelled": 1,
+                "failed_tasks": [{"task_id": "t1", "task_index": 2, "error": "boom"}],
+                "policy": {"policy": "tolerate_failures"},
+                "completed_at": "2024-05-01T10:00:00+00:00",
+            })
+        );
     }
 }

@@ -4,9 +4,9 @@
 //! and embedded at compile time ([`sql`]); a test prepares every statement against the migrated
 //! schema.
 //!
-//! Repositories, one module per aggregate ([`jobs`], ...), run those statements and return typed
-//! rows (statuses and ids from [`crate::model`]); a guarded update answers [`Guarded`]. Code
-//! outside `store/` does not read rows by position.
+//! Repositories, one module per aggregate ([`jobs`], [`stages`], [`task_archive`], ...), run
+//! those statements and return typed rows (statuses and ids from [`crate::model`]); a guarded
+//! update answers [`Guarded`]. Code outside `store/` does not read rows by position.
 
 pub mod connect;
 mod guarded;
@@ -14,6 +14,8 @@ pub mod jobs;
 pub mod migrations;
 pub mod pgstac;
 pub mod sql;
+pub mod stages;
+pub mod task_archive;
 
 use deadpool_postgres::Pool;
 

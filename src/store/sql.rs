@@ -120,6 +120,8 @@ pub const STAGE_RETRY_TASKS: &str = include_str!("sql/stage_retry_tasks.sql");
 pub const TASKS_ARCHIVE_IDS: &str = include_str!("sql/tasks_archive_ids.sql");
 /// Retry of failed tasks: the stage runs again with only the re-queued tasks on its counter.
 pub const STAGE_REOPEN: &str = include_str!("sql/stage_reopen.sql");
+/// Janitor repair of a stalled stage: its tasks still queued or processing.
+pub const STAGE_LIVE_TASKS: &str = include_str!("sql/stage_live_tasks.sql");
 /// Tasks of a job being run right now.
 pub const TASKS_IN_FLIGHT: &str = include_str!("sql/tasks_in_flight.sql");
 
@@ -222,6 +224,7 @@ pub const ALL: &[(&str, &str)] = &[
     ("stages_delete_from", STAGES_DELETE_FROM),
     ("tasks_archive_from_stage", TASKS_ARCHIVE_FROM_STAGE),
     ("tasks_in_flight", TASKS_IN_FLIGHT),
+    ("stage_live_tasks", STAGE_LIVE_TASKS),
     ("stage_retry_tasks", STAGE_RETRY_TASKS),
     ("tasks_archive_ids", TASKS_ARCHIVE_IDS),
     ("stage_reopen", STAGE_REOPEN),
