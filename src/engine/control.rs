@@ -130,18 +130,6 @@ pub struct Resubmitted {
     pub message_id: Option<String>,
 }
 
-/// Whether a task's row was archived by a resubmit (its late messages are expected, not unknown).
-pub(crate) async fn task_was_archived(
-    client: &store::Client,
-    task_id: &str,
-) -> Result<bool, StoreError> {
-    Ok(client
-        .query_one(sql::TASK_ARCHIVED, &[&task_id])
-        .await
-        .ctx(|| format!("looking for task {task_id} in the archive"))?
-        .get(0))
-}
-
 /// A deadlock or a NOWAIT lock refusal: the cancel can simply run again.
 fn lock_contention(e: &StoreError) -> bool {
     matches!(e.sqlstate(), Some("40P01" | "55P03"))

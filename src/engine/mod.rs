@@ -14,6 +14,7 @@ mod job_ctx;
 mod job_message;
 pub mod malformed;
 pub mod messages;
+mod outcome;
 mod panics;
 pub mod poison;
 pub mod readiness;
@@ -22,6 +23,9 @@ pub mod retry;
 mod retry_failed;
 mod stage_end;
 mod submit;
+mod task_end;
+mod task_failure;
+mod task_guard;
 mod task_message;
 mod unsendable;
 

@@ -14,6 +14,11 @@ pub mod jobs;
 pub mod migrations;
 pub mod pgstac;
 pub mod sql;
+// The task side's repositories.
+pub mod janitor;
+pub mod message_failures;
+pub mod outbox;
+pub mod tasks;
 
 use deadpool_postgres::Pool;
 
