@@ -12,7 +12,7 @@ use super::retry::{self, RequeueMiss, RetryDecision};
 use super::task_message::Claimed;
 use super::{Engine, EngineError, Handled};
 use crate::jobs::TaskError;
-use crate::store::tasks::{self, RequeuedTask};
+use crate::store::tasks::{self, RequeuedTask, TaskState};
 use crate::store::{self, Guarded, QueryContext, jobs};
 use crate::telemetry::checkpoints as cp;
 use crate::transport::outbox::Outbox;
@@ -166,19 +166,7 @@ impl Engine {
                 .await?;
         let requeued = match requeued {
             Guarded::Applied(t) => t,
-            // Either the job stopped processing (then the task fails) or the lease was lost.
-            Guarded::NotApplied(state) => {
-                let actual = state.map(|s| (s.status, s.retry_count));
-                return Ok(match retry::requeue_miss(actual, c.retry_count) {
-                    RequeueMiss::JobStopped => Requeue::JobStopped,
-                    RequeueMiss::LeaseLost => {
-                        cp::emit_warn(cp::TASK_COMPLETION_LOST, fields);
-                        Requeue::Done(Handled::log(format!(
-                            "task {task_id} lost its lease before its retry was scheduled"
-                        )))
-                    }
-                });
-            }
+            Guarded::NotApplied(state) => return Ok(requeue_missed(a, state, fields)),
         };
         let traceparent = jobs::traceparent(&tx, &requeued.job_id).await?;
         let msg = retry_message(requeued, c.ctx.correlation_id.clone());
@@ -215,6 +203,22 @@ impl Engine {
             next_retry_count + 1,
             delay.as_secs_f64()
         ))))
+    }
+}
+
+/// A re-queue that matched nothing (`state`: where the task is): either the job stopped
+/// processing (then the task fails) or the lease was lost (nothing to record).
+fn requeue_missed(a: &Attempt<'_>, state: Option<TaskState>, fields: &cp::Fields) -> Requeue {
+    let actual = state.map(|s| (s.status, s.retry_count));
+    match retry::requeue_miss(actual, a.c.retry_count) {
+        RequeueMiss::JobStopped => Requeue::JobStopped,
+        RequeueMiss::LeaseLost => {
+            cp::emit_warn(cp::TASK_COMPLETION_LOST, fields);
+            Requeue::Done(Handled::log(format!(
+                "task {} lost its lease before its retry was scheduled",
+                a.task_id
+            )))
+        }
     }
 }
 
