@@ -18,8 +18,9 @@ use serde_json::{Value, json};
 use crate::engine::Engine;
 use crate::engine::events::{self, Event, EventStatus};
 use crate::engine::messages::JobMessage;
-use crate::jobs::{TaskContext, TaskError};
-use crate::store::{self, QueryContext, StoreError, sql};
+use crate::jobs::TaskError;
+use crate::store::janitor::{self as runs, RunEnd, RunStatus, StuckJob};
+use crate::store::{self, QueryContext, StoreError, Transaction, jobs};
 use crate::telemetry::checkpoints as cp;
 use crate::transport::outbox::Outbox;
 
@@ -45,9 +46,7 @@ pub async fn run_once(engine: &Engine) -> Result<JanitorReport, StoreError> {
     let run_id = uuid::Uuid::new_v4().simple().to_string();
     {
         let c = store::client(engine.pool(), "starting a janitor run").await?;
-        c.execute(sql::JANITOR_RUN_START, &[&run_id, &"all"])
-            .await
-            .ctx(|| "recording janitor run".into())?;
+        runs::start_run(&c, &run_id, "all").await?;
     }
     cp::emit(
         cp::JANITOR_RUN_STARTED,
@@ -61,24 +60,23 @@ pub async fn run_once(engine: &Engine) -> Result<JanitorReport, StoreError> {
     };
     let result = checks(engine, &mut report).await;
     let (status, error) = match &result {
-        Ok(()) => ("completed", None),
-        Err(e) => ("failed", Some(e.to_string())),
+        Ok(()) => (RunStatus::Completed, None),
+        Err(e) => (RunStatus::Failed, Some(e.to_string())),
     };
     let c = store::client(engine.pool(), "finishing a janitor run").await?;
-    c.execute(
-        sql::JANITOR_RUN_FINISH,
-        &[
-            &run_id,
-            &(started.elapsed().as_millis() as i32),
-            &status,
-            &report.found,
-            &report.fixed,
-            &Value::Array(report.actions.clone()),
-            &error,
-        ],
+    runs::finish_run(
+        &c,
+        &RunEnd {
+            run_id: &run_id,
+            duration_ms: started.elapsed().as_millis() as i32,
+            status,
+            found: report.found,
+            fixed: report.fixed,
+            actions: Value::Array(report.actions.clone()),
+            error,
+        },
     )
-    .await
-    .ctx(|| format!("recording the end of janitor run {run_id}"))?;
+    .await?;
     let fields = cp::Fields::default()
         .extra("run_id", &run_id)
         .extra("found", report.found)
@@ -141,26 +139,13 @@ async fn checks(engine: &Engine, report: &mut JanitorReport) -> Result<(), Store
 }
 
 async fn expired_leases(engine: &Engine, report: &mut JanitorReport) -> Result<(), StoreError> {
-    let rows = {
+    let leases = {
         let c = store::client(engine.pool(), "finding expired task leases").await?;
-        c.query(sql::JANITOR_EXPIRED_LEASES, &[&BATCH])
-            .await
-            .ctx(|| "finding expired task leases".into())?
+        runs::expired_leases(&c, BATCH).await?
     };
-    for r in rows {
+    for lease in leases {
         report.found += 1;
-        let retry_count: i32 = r.get(7);
-        let ctx = TaskContext {
-            task_id: r.get(0),
-            job_id: r.get(1),
-            job_type: r.get(2),
-            task_type: r.get(3),
-            stage: r.get(4),
-            task_index: r.get(5),
-            parameters: r.get(6),
-            attempt: retry_count + 1,
-            correlation_id: r.get(9),
-        };
+        let retry_count = lease.retry_count;
         let retries_left = (retry_count as u32) < engine.settings().retry.max_retries;
         let err = TaskError::transient(
             "LeaseExpired",
@@ -169,12 +154,12 @@ async fn expired_leases(engine: &Engine, report: &mut JanitorReport) -> Result<(
                 retry_count + 1
             ),
         );
-        let fields = cp::Fields::job(&ctx.job_id)
-            .task(&ctx.task_id)
-            .stage(ctx.stage)
-            .attempt(ctx.attempt);
-        let task_id = ctx.task_id.clone();
-        match engine.fail_attempt(ctx, retry_count, err).await {
+        let fields = cp::Fields::job(&lease.job_id)
+            .task(&lease.task_id)
+            .stage(lease.stage)
+            .attempt(retry_count + 1);
+        let task_id = lease.task_id.clone();
+        match engine.fail_attempt(lease.into(), retry_count, err).await {
             Ok(_) => {
                 report.fixed += 1;
                 let (action, checkpoint) = if retries_left {
@@ -192,16 +177,14 @@ async fn expired_leases(engine: &Engine, report: &mut JanitorReport) -> Result<(
 }
 
 async fn stalled_stages(engine: &Engine, report: &mut JanitorReport) -> Result<(), StoreError> {
-    let rows = {
+    let stalled = {
         let c = store::client(engine.pool(), "finding stalled stages").await?;
-        c.query(sql::JANITOR_STALLED_STAGES, &[&BATCH])
-            .await
-            .ctx(|| "finding stalled stages".into())?
+        runs::stalled_stages(&c, BATCH).await?
     };
-    for r in rows {
-        let (job_id, stage): (String, i32) = (r.get(0), r.get(1));
+    for s in stalled {
+        let (job_id, stage) = (s.job_id, s.stage);
         report.found += 1;
-        match engine.repair_stalled_stage(&job_id, stage).await {
+        match engine.repair_stalled_stage(job_id.as_str(), stage).await {
             Ok(true) => {
                 report.fixed += 1;
                 report.actions.push(json!({"action": "stage_ended", "job_id": job_id, "stage": stage}));
@@ -214,82 +197,133 @@ async fn stalled_stages(engine: &Engine, report: &mut JanitorReport) -> Result<(
     Ok(())
 }
 
+/// What the janitor does with a queued job whose stage message was lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StuckAction {
+    /// Send its stage message again (re-drive number `n`, 1-based).
+    Redrive(i64),
+    /// It was re-driven [`MAX_REDRIVES`] times already: fail it.
+    GiveUp,
+}
+
+/// Decides from how often the job's stage message was already re-driven.
+fn stuck_action(redrives: i64) -> StuckAction {
+    if redrives >= MAX_REDRIVES {
+        StuckAction::GiveUp
+    } else {
+        StuckAction::Redrive(redrives + 1)
+    }
+}
+
 async fn stuck_queued_jobs(engine: &Engine, report: &mut JanitorReport) -> Result<(), StoreError> {
-    let rows = {
+    let stuck = {
         let c = store::client(engine.pool(), "finding stuck queued jobs").await?;
-        c.query(
-            sql::JANITOR_STUCK_QUEUED_JOBS,
-            &[&engine.settings().janitor_stuck_after.as_secs_f64(), &BATCH],
-        )
-        .await
-        .ctx(|| "finding stuck queued jobs".into())?
+        let after = engine.settings().janitor_stuck_after.as_secs_f64();
+        runs::stuck_queued_jobs(&c, after, BATCH).await?
     };
-    for r in rows {
-        let job_id: String = r.get(0);
-        let job_type: String = r.get(1);
-        let stage: i32 = r.get(3);
-        let attempt: i32 = r.get(4);
-        let correlation: Option<String> = r.get(5);
-        let traceparent: Option<String> = r.get(6);
-        let redrives: i64 = r.get(7);
+    for job in stuck {
         report.found += 1;
+        let job_id = &job.job_id;
         let mut c = store::client(engine.pool(), "re-driving a queued job").await?;
         let tx = c
             .transaction()
             .await
             .ctx(|| format!("re-driving job {job_id}"))?;
-        let fields = cp::Fields::job(&job_id)
-            .job_type(&job_type)
-            .stage(stage)
-            .attempt(attempt);
-        if redrives >= MAX_REDRIVES {
-            if let Some((job, _, _)) = crate::engine::load_job_ctx(&tx, &job_id).await? {
-                let reason = format!(
-                    "job stayed queued at stage {stage} after {redrives} re-driven stage messages; giving up"
-                );
-                engine.fail_job(&tx, &job, stage, &reason).await?;
+        let fields = cp::Fields::job(job_id)
+            .job_type(&job.job_type)
+            .stage(job.stage)
+            .attempt(job.attempt);
+        let (action, checkpoint) = match stuck_action(job.redrives) {
+            StuckAction::GiveUp => {
+                give_up(engine, &tx, &job).await?;
+                tx.commit()
+                    .await
+                    .ctx(|| format!("failing stuck job {job_id}"))?;
+                ("stuck_job_failed", cp::JANITOR_JOB_FAILED)
             }
-            tx.commit()
-                .await
-                .ctx(|| format!("failing stuck job {job_id}"))?;
-            report.fixed += 1;
-            report
-                .actions
-                .push(json!({"action": "stuck_job_failed", "job_id": job_id, "stage": stage}));
-            cp::emit_warn(cp::JANITOR_JOB_FAILED, &fields);
-            continue;
-        }
-        let mut msg = JobMessage::new(&job_id, &job_type, r.get(2), stage, attempt, correlation);
-        msg.retry_count = redrives as i32 + 1;
-        let mut out = msg.to_outbound(&engine.settings().queues.jobs, traceparent.as_deref());
-        // A fresh MessageId: the original was lost, so duplicate detection must not drop this one.
-        out.message_id = format!("{}:r{}", out.message_id, redrives + 1);
-        let ids = Outbox::write(&tx, &[out]).await?;
-        events::write(
-            &tx,
-            &[Event::job(
-                &job_id,
-                "job_redriven",
-                EventStatus::Warning,
-                cp::JANITOR_JOB_REDRIVEN,
-            )
-            .stage(stage)
-            .attempt(attempt)
-            .data(json!({"redrive": redrives + 1}))],
-        )
-        .await?;
-        tx.execute(sql::JOB_TOUCH, &[&job_id])
-            .await
-            .ctx(|| format!("touching job {job_id}"))?;
-        tx.commit()
-            .await
-            .ctx(|| format!("re-driving job {job_id}"))?;
-        let _ = engine.outbox().publish(&ids).await;
+            StuckAction::Redrive(n) => {
+                let ids = redrive(engine, &tx, &job, n).await?;
+                tx.commit()
+                    .await
+                    .ctx(|| format!("re-driving job {job_id}"))?;
+                let _ = engine.outbox().publish(&ids).await;
+                ("job_redriven", cp::JANITOR_JOB_REDRIVEN)
+            }
+        };
         report.fixed += 1;
         report
             .actions
-            .push(json!({"action": "job_redriven", "job_id": job_id, "stage": stage}));
-        cp::emit_warn(cp::JANITOR_JOB_REDRIVEN, &fields);
+            .push(json!({"action": action, "job_id": job_id, "stage": job.stage}));
+        cp::emit_warn(checkpoint, &fields);
     }
     Ok(())
+}
+
+/// Inside `tx`: fails a job whose stage message was lost too often.
+async fn give_up(engine: &Engine, tx: &Transaction<'_>, job: &StuckJob) -> Result<(), StoreError> {
+    if let Some((ctx, _, _)) = crate::engine::load_job_ctx(tx, job.job_id.as_str()).await? {
+        let reason = format!(
+            "job stayed queued at stage {} after {} re-driven stage messages; giving up",
+            job.stage, job.redrives
+        );
+        engine.fail_job(tx, &ctx, job.stage, &reason).await?;
+    }
+    Ok(())
+}
+
+/// Inside `tx`: sends a lost stage message again (re-drive number `n`) with its event. Returns
+/// the outbox ids to publish.
+async fn redrive(
+    engine: &Engine,
+    tx: &Transaction<'_>,
+    job: &StuckJob,
+    n: i64,
+) -> Result<Vec<i64>, StoreError> {
+    let mut msg = JobMessage::new(
+        job.job_id.as_str(),
+        &job.job_type,
+        job.parameters.clone(),
+        job.stage,
+        job.attempt,
+        job.correlation_id.clone(),
+    );
+    msg.retry_count = n as i32;
+    let mut out = msg.to_outbound(&engine.settings().queues.jobs, job.traceparent.as_deref());
+    // A fresh MessageId: the original was lost, so duplicate detection must not drop this one.
+    out.message_id = format!("{}:r{n}", out.message_id);
+    let ids = Outbox::write(tx, &[out]).await?;
+    events::write(
+        tx,
+        &[Event::job(
+            &job.job_id,
+            "job_redriven",
+            EventStatus::Warning,
+            cp::JANITOR_JOB_REDRIVEN,
+        )
+        .stage(job.stage)
+        .attempt(job.attempt)
+        .data(json!({"redrive": n}))],
+    )
+    .await?;
+    jobs::touch(tx, &job.job_id).await?;
+    Ok(ids)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lost_stage_message_is_re_driven_three_times_then_the_job_fails() {
+        let cases = [
+            (0, StuckAction::Redrive(1)),
+            (1, StuckAction::Redrive(2)),
+            (2, StuckAction::Redrive(3)),
+            (3, StuckAction::GiveUp),
+            (7, StuckAction::GiveUp),
+        ];
+        for (redrives, want) in cases {
+            assert_eq!(stuck_action(redrives), want, "{redrives}");
+        }
+    }
 }

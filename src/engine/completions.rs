@@ -27,12 +27,13 @@ use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 
+use super::ids::TaskId;
 use super::job_ctx::JobCtx;
-use super::task_message::Ending;
+use super::outcome;
 use super::{Engine, Inner};
-use crate::model::JobStatus;
-use crate::store::{self, QueryContext, StoreError, Traced, sql};
-use crate::telemetry::checkpoints as cp;
+use crate::model::{JobId, JobStatus};
+use crate::store::tasks::{self, Completions};
+use crate::store::{self, QueryContext, StoreError};
 
 /// Most completions committed by one transaction.
 pub const MAX_GROUP: usize = 64;
@@ -46,7 +47,7 @@ pub const LANES: usize = 4;
 /// One successful completion waiting for its group.
 pub(crate) struct Pending {
     /// Task id.
-    pub task_id: String,
+    pub task_id: TaskId,
     /// The attempt that completed (guard).
     pub retry_count: i32,
     /// Handler result (already cleaned of NUL characters).
@@ -89,7 +90,7 @@ impl Engine {
     /// [`Engine::end_task`] with a `completed` ending.
     pub(crate) async fn complete_grouped(
         &self,
-        task_id: &str,
+        task_id: &TaskId,
         retry_count: i32,
         counter_shard: i16,
         result: Value,
@@ -97,7 +98,7 @@ impl Engine {
     ) -> Result<(bool, Vec<i64>), StoreError> {
         let (reply, answer) = oneshot::channel();
         let pending = Pending {
-            task_id: task_id.to_string(),
+            task_id: task_id.clone(),
             retry_count,
             result,
             event_data,
@@ -121,7 +122,7 @@ impl Engine {
         self.end_task(
             &pending.task_id,
             pending.retry_count,
-            completed_ending(pending.result, pending.event_data),
+            outcome::completed(pending.result, pending.event_data),
             None,
         )
         .await
@@ -139,7 +140,7 @@ impl Engine {
             .end_task(
                 &p.task_id,
                 p.retry_count,
-                completed_ending(p.result, p.event_data),
+                outcome::completed(p.result, p.event_data),
                 None,
             )
             .instrument(p.span)
@@ -199,30 +200,10 @@ impl Engine {
     /// whether each completion ended its task, in order.
     async fn try_fast(&self, group: &[Pending]) -> Result<Option<Vec<bool>>, StoreError> {
         let client = store::client(self.pool(), "completing tasks").await?;
-        let stmt = client
-            .prepare_cached(sql::TASK_COMPLETE_FAST)
-            .await
-            .ctx(|| "preparing one-statement completion".into())?;
-        let (ids, retries, results, data) = columns(group);
-        let rows = client
-            .query(&stmt, &[&ids, &retries, &results, &data])
-            .traced(sql::TASK_COMPLETE_FAST)
-            .await
-            .ctx(|| {
-                format!(
-                    "recording {} task(s) as completed (first {})",
-                    group.len(),
-                    ids[0]
-                )
-            })?;
-        if !rows.first().is_some_and(|r| r.get::<_, bool>(0)) {
+        let Some(ended) = tasks::complete_fast(&client, &columns(group)).await? else {
             return Ok(None);
-        }
-        let ended = rows
-            .iter()
-            .filter_map(|r| r.get::<_, Option<String>>(1))
-            .collect();
-        Ok(Some(first_copies(group, ended)))
+        };
+        Ok(Some(first_copies(group, ended.into_iter().collect())))
     }
 
     /// The group's transaction. Returns one answer per completion, in order.
@@ -232,41 +213,24 @@ impl Engine {
             .transaction()
             .await
             .ctx(|| format!("starting a group of {} completions", group.len()))?;
-        let stmt = tx
-            .prepare_cached(sql::TASK_COMPLETE_BATCH)
-            .await
-            .ctx(|| "preparing grouped completion".into())?;
-        let (ids, retries, results, data) = columns(group);
-        let rows = tx
-            .query(&stmt, &[&ids, &retries, &results, &data])
-            .traced(sql::TASK_COMPLETE_BATCH)
-            .await
-            .ctx(|| {
-                format!(
-                    "recording {} tasks as completed (first {})",
-                    group.len(),
-                    ids[0]
-                )
-            })?;
+        let rows = tasks::complete_batch(&tx, &columns(group)).await?;
         // Which tasks this transaction ended, and the stages it saw reach zero.
         let mut ended = BTreeSet::new();
-        let mut finished: Vec<(String, i32, String)> = Vec::new();
-        for r in &rows {
-            let task_id: String = r.get(0);
-            let job_id: String = r.get(1);
-            let stage: i32 = r.get(2);
-            let shards_left: Option<i16> = r.get(3);
-            if shards_left == Some(0)
-                && !finished.iter().any(|(j, s, _)| *j == job_id && *s == stage)
+        let mut finished: Vec<(JobId, i32, TaskId)> = Vec::new();
+        for r in rows {
+            if r.shards_left == Some(0)
+                && !finished
+                    .iter()
+                    .any(|(j, s, _)| *j == r.job_id && *s == r.stage)
             {
-                finished.push((job_id, stage, task_id.clone()));
+                finished.push((r.job_id, r.stage, r.task_id.clone()));
             }
-            ended.insert(task_id);
+            ended.insert(r.task_id);
         }
-        let mut outbox: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+        let mut outbox: BTreeMap<TaskId, Vec<i64>> = BTreeMap::new();
         for (job_id, stage, last_task) in finished {
             // As in end_task: a stage whose job stopped processing it is recorded, not advanced.
-            if let Some((job, status, job_stage)) = JobCtx::load_named(&tx, &job_id).await?
+            if let Some((job, status, job_stage)) = JobCtx::load(&tx, &job_id).await?
                 && status == JobStatus::Processing
                 && job_stage == stage
             {
@@ -303,34 +267,16 @@ impl Engine {
 
 /// Whether each completion of the group ended its task, given the tasks the statement ended. A
 /// task listed twice (two copies of one attempt) was ended once: its first copy says so.
-fn first_copies(group: &[Pending], mut ended: BTreeSet<String>) -> Vec<bool> {
+fn first_copies(group: &[Pending], mut ended: BTreeSet<TaskId>) -> Vec<bool> {
     group.iter().map(|p| ended.remove(&p.task_id)).collect()
 }
 
 /// The group as the statements' four parallel arrays: task ids, attempts, results, event data.
-type Columns<'a> = (Vec<&'a str>, Vec<i32>, Vec<&'a Value>, Vec<&'a Value>);
-
-fn columns(group: &[Pending]) -> Columns<'_> {
-    (
-        group.iter().map(|p| p.task_id.as_str()).collect(),
-        group.iter().map(|p| p.retry_count).collect(),
-        group.iter().map(|p| &p.result).collect(),
-        group.iter().map(|p| &p.event_data).collect(),
-    )
-}
-
-/// The ending of a successful attempt (the one-task path's form of a grouped completion).
-pub(crate) fn completed_ending(result: Value, event_data: Value) -> Ending<'static> {
-    Ending {
-        status: "completed",
-        result: Some(result),
-        error_details: None,
-        error_class: None,
-        error_type: None,
-        event_type: "task_completed",
-        event_status: "success",
-        checkpoint: cp::TASK_COMPLETED,
-        event_data,
-        unclaimed: false,
+fn columns(group: &[Pending]) -> Completions<'_> {
+    Completions {
+        task_ids: group.iter().map(|p| &p.task_id).collect(),
+        retry_counts: group.iter().map(|p| p.retry_count).collect(),
+        results: group.iter().map(|p| &p.result).collect(),
+        event_data: group.iter().map(|p| &p.event_data).collect(),
     }
 }

@@ -135,14 +135,6 @@ pub struct Resubmitted {
     pub message_id: Option<String>,
 }
 
-/// Whether a task's row was archived by a resubmit (its late messages are expected, not unknown).
-pub(crate) async fn task_was_archived(
-    client: &store::Client,
-    task_id: &str,
-) -> Result<bool, StoreError> {
-    task_archive::contains(client, task_id).await
-}
-
 /// A deadlock or a NOWAIT lock refusal: the cancel can simply run again.
 fn lock_contention(e: &StoreError) -> bool {
     matches!(e.sqlstate(), Some("40P01" | "55P03"))

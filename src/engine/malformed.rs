@@ -9,11 +9,18 @@ use regex::Regex;
 use serde_json::{Value, json};
 
 use super::events::{self, Event, EventStatus};
+use super::ids::{JobId, TaskId};
 use super::job_ctx::JobCtx;
-use super::task_message::Ending;
+use super::outcome::{self, Failure};
 use super::{Delivery, Engine, EngineError, Handled};
-use crate::store::{self, QueryContext, StoreError, sql};
+use crate::model::{JobStatus, TaskStatus};
+use crate::store::jobs::{self, JobState};
+use crate::store::message_failures::{self, MessageFailure};
+use crate::store::tasks::{self, TaskParent};
+use crate::store::{self, QueryContext, StoreError};
 use crate::telemetry::checkpoints as cp;
+
+pub use super::outcome::Expected;
 
 /// Characters of a bad message written to the log.
 pub const LOG_EXCERPT: usize = 500;
@@ -79,28 +86,18 @@ pub fn recover_ids(raw: &str, props: &serde_json::Map<String, Value>) -> Recover
     out
 }
 
-/// Which queue a malformed message came from: it can only be the message its job or task waits
-/// for if it names that job (jobs queue) or task (tasks queue).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Expected {
-    /// A job (stage) message.
-    JobMessage,
-    /// A task message.
-    TaskMessage,
-}
-
 /// What a recovered id names, as the database knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Known {
     /// A task: its status.
     Task {
         /// Task status.
-        status: String,
+        status: TaskStatus,
     },
     /// A job: its status and current stage.
     Job {
         /// Job status.
-        status: String,
+        status: JobStatus,
         /// Current stage.
         stage: i32,
     },
@@ -131,14 +128,63 @@ fn recover_stage(raw: &str) -> Option<i32> {
 /// named stage (when readable) is the one it waits for.
 pub fn decide(expected: Expected, named: &Known, stage_named: Option<i32>) -> MalformedOutcome {
     match (expected, named) {
-        (Expected::TaskMessage, Known::Task { status }) if status == "queued" => {
-            MalformedOutcome::FailTask
+        (
+            Expected::TaskMessage,
+            Known::Task {
+                status: TaskStatus::Queued,
+            },
+        ) => MalformedOutcome::FailTask,
+        (
+            Expected::JobMessage,
+            Known::Job {
+                status: JobStatus::Queued,
+                stage,
+            },
+        ) if stage_named.is_none_or(|s| s == *stage) => MalformedOutcome::FailJob,
+        _ => MalformedOutcome::Record,
+    }
+}
+
+/// What a malformed message's recovered ids name: the first task that exists, else the first
+/// job, with where it is.
+#[derive(Debug, Clone, Default)]
+struct Subject {
+    /// The task, when one of the ids names one.
+    task: Option<TaskParent>,
+    /// Otherwise the job one of them names, and where it is.
+    job: Option<(JobId, JobState)>,
+}
+
+impl Subject {
+    /// The job the message is recorded against.
+    fn job_id(&self) -> Option<&JobId> {
+        self.task
+            .as_ref()
+            .map(|t| &t.job_id)
+            .or(self.job.as_ref().map(|j| &j.0))
+    }
+}
+
+/// [`decide`] for what was found: only an id named in the body's own field (`named`) can make
+/// the message the one its task or job waits for.
+fn judge(
+    expected: Expected,
+    named: &RecoveredIds,
+    subject: &Subject,
+    stage_named: Option<i32>,
+) -> MalformedOutcome {
+    match (&subject.task, &subject.job) {
+        (Some(t), _) if named.task_id.as_deref() == Some(t.task_id.as_str()) => {
+            decide(expected, &Known::Task { status: t.status }, None)
         }
-        (Expected::JobMessage, Known::Job { status, stage })
-            if status == "queued" && stage_named.is_none_or(|s| s == *stage) =>
-        {
-            MalformedOutcome::FailJob
-        }
+        (None, Some((id, state))) if named.job_id.as_deref() == Some(id.as_str()) => decide(
+            expected,
+            &Known::Job {
+                status: state.status,
+                stage: state.stage,
+            },
+            stage_named,
+        ),
         _ => MalformedOutcome::Record,
     }
 }
@@ -163,140 +209,29 @@ impl Engine {
         // Named in the body's own fields, versus merely mentioned (properties, bare hex).
         let named = recover_ids(raw, &serde_json::Map::new());
         let mentioned = recover_ids(raw, &d.properties);
-        let client = store::client(self.pool(), "recording a malformed message").await?;
-        // Resolve what the recovered ids really are; the first known one is the subject.
-        let mut task: Option<(String, String, String, i32, i32, String)> = None;
-        for candidate in [
-            named.task_id.as_deref(),
-            mentioned.task_id.as_deref(),
-            mentioned.bare.as_deref(),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            if let Some(r) = client
-                .query_opt(sql::TASK_PARENT, &[&candidate])
-                .await
-                .ctx(|| format!("looking up task {candidate}"))?
-            {
-                task = Some((
-                    candidate.to_string(),
-                    r.get(0),
-                    r.get(1),
-                    r.get(2),
-                    r.get(3),
-                    r.get(4),
-                ));
-                break;
-            }
-        }
-        let mut job: Option<(String, String, i32)> = None;
-        if task.is_none() {
-            for candidate in [
-                named.job_id.as_deref(),
-                mentioned.job_id.as_deref(),
-                mentioned.bare.as_deref(),
-            ]
-            .into_iter()
-            .flatten()
-            {
-                if let Some(r) = client
-                    .query_opt(sql::JOB_STAGE_STATE, &[&candidate])
-                    .await
-                    .ctx(|| format!("looking up job {candidate}"))?
-                {
-                    job = Some((candidate.to_string(), r.get(0), r.get(1)));
-                    break;
-                }
-            }
-        }
-        drop(client);
-        let outcome = match (&task, &job) {
-            (Some((id, _, status, ..)), _) if named.task_id.as_deref() == Some(id.as_str()) => {
-                decide(
-                    expected,
-                    &Known::Task {
-                        status: status.clone(),
-                    },
-                    None,
-                )
-            }
-            (None, Some((id, status, stage))) if named.job_id.as_deref() == Some(id.as_str()) => {
-                decide(
-                    expected,
-                    &Known::Job {
-                        status: status.clone(),
-                        stage: *stage,
-                    },
-                    recover_stage(raw),
-                )
-            }
-            _ => MalformedOutcome::Record,
-        };
-        let job_id = task
-            .as_ref()
-            .map(|t| t.1.clone())
-            .or_else(|| job.as_ref().map(|j| j.0.clone()));
+        let subject = self.malformed_subject(&named, &mentioned).await?;
+        let outcome = judge(expected, &named, &subject, recover_stage(raw));
+        let job_id = subject.job_id();
         self.record_message_failure(
             d,
-            job_id.as_deref(),
-            task.as_ref().map(|t| t.0.as_str()),
+            job_id.map(JobId::as_str),
+            subject.task.as_ref().map(|t| t.task_id.as_str()),
             "malformed",
             error,
             raw,
         )
         .await?;
-        let reason = format!("malformed message on {}: {error}", d.function);
-        let mut fields = cp::Fields::job(job_id.as_deref().unwrap_or(""))
+        let mut fields = cp::Fields::job(job_id.map(JobId::as_str).unwrap_or(""))
             .invocation(d.invocation_id.as_deref())
             .extra("error", error)
             .extra("outcome", format!("{outcome:?}"));
-        match (outcome, &task, &job_id) {
-            (MalformedOutcome::FailTask, Some((task_id, _, _, stage, seq, task_type)), _) => {
-                fields = fields.task(task_id).stage(*stage);
-                let ending = Ending {
-                    status: "failed",
-                    result: None,
-                    error_details: Some(format!("[permanent] MalformedMessage: {error}")),
-                    error_class: Some("permanent"),
-                    error_type: Some("MalformedMessage"),
-                    event_type: "task_failed",
-                    event_status: "failure",
-                    checkpoint: cp::MESSAGE_MALFORMED,
-                    event_data: json!({"message_excerpt": excerpt(raw, STORED_EXCERPT), "function": d.function}),
-                    unclaimed: true,
-                };
-                let who = format!("task {task_id} (stage {stage}, index {seq}, type {task_type})");
-                let (_, out) = self.end_task(task_id, -1, ending, Some(&who)).await?;
-                self.publish(&out).await;
+        match (outcome, &subject.task, job_id) {
+            (MalformedOutcome::FailTask, Some(t), _) => {
+                fields = fields.task(&t.task_id).stage(t.stage);
+                self.fail_malformed_task(t, raw, d, error).await?;
             }
             (MalformedOutcome::FailJob, _, Some(job_id)) => {
-                let mut client =
-                    store::client(self.pool(), "failing a job after a malformed message").await?;
-                let tx = client
-                    .transaction()
-                    .await
-                    .ctx(|| format!("starting to fail job {job_id}"))?;
-                if let Some((job, _, _)) = JobCtx::load_named(&tx, job_id).await? {
-                    events::write(
-                        &tx,
-                        &[Event::job(job_id, "message_malformed", EventStatus::Failure, cp::MESSAGE_MALFORMED)
-                            .data(json!({"function": d.function, "message_excerpt": excerpt(raw, STORED_EXCERPT)}))
-                            .error(Some("permanent"), "MalformedMessage", error)],
-                    )
-                    .await?;
-                    self.fail_job_in_tx(
-                        &tx,
-                        &job,
-                        None,
-                        &reason,
-                        json!({"reason": "malformed_message"}),
-                    )
-                    .await?;
-                }
-                tx.commit()
-                    .await
-                    .ctx(|| format!("committing failure of job {job_id}"))?;
+                self.fail_malformed_job(job_id, raw, d, error).await?;
             }
             _ => {}
         }
@@ -317,6 +252,99 @@ impl Engine {
         )))
     }
 
+    /// Resolves what the recovered ids really are: the first that names a task (named task id,
+    /// mentioned task id, bare id), else the first that names a job.
+    async fn malformed_subject(
+        &self,
+        named: &RecoveredIds,
+        mentioned: &RecoveredIds,
+    ) -> Result<Subject, StoreError> {
+        let client = store::client(self.pool(), "recording a malformed message").await?;
+        let mut subject = Subject::default();
+        let task_candidates = [&named.task_id, &mentioned.task_id, &mentioned.bare];
+        for candidate in task_candidates.into_iter().flatten() {
+            let Ok(id) = TaskId::parse(candidate) else {
+                continue;
+            };
+            if let Some(t) = tasks::parent(&client, &id).await? {
+                subject.task = Some(t);
+                return Ok(subject);
+            }
+        }
+        let job_candidates = [&named.job_id, &mentioned.job_id, &mentioned.bare];
+        for candidate in job_candidates.into_iter().flatten() {
+            let Ok(id) = JobId::parse(candidate) else {
+                continue;
+            };
+            if let Some(state) = jobs::stage_state(&client, &id).await? {
+                subject.job = Some((id, state));
+                break;
+            }
+        }
+        Ok(subject)
+    }
+
+    /// The queued task a malformed task message names: failed.
+    async fn fail_malformed_task(
+        &self,
+        t: &TaskParent,
+        raw: &str,
+        d: &Delivery,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        let ending = outcome::failed(
+            Failure {
+                details: format!("[permanent] MalformedMessage: {error}"),
+                class: "permanent",
+                error_type: "MalformedMessage",
+                checkpoint: cp::MESSAGE_MALFORMED,
+                event_data: json!({"message_excerpt": excerpt(raw, STORED_EXCERPT), "function": d.function}),
+            },
+            true,
+        );
+        let who = outcome::task_label(&t.task_id, t.stage, t.task_index, &t.task_type);
+        let (_, out) = self.end_task(&t.task_id, -1, ending, Some(&who)).await?;
+        self.publish(&out).await;
+        Ok(())
+    }
+
+    /// The queued job a malformed stage message names: failed, with the malformed message's event.
+    async fn fail_malformed_job(
+        &self,
+        job_id: &JobId,
+        raw: &str,
+        d: &Delivery,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        let reason = format!("malformed message on {}: {error}", d.function);
+        let mut client =
+            store::client(self.pool(), "failing a job after a malformed message").await?;
+        let tx = client
+            .transaction()
+            .await
+            .ctx(|| format!("starting to fail job {job_id}"))?;
+        if let Some((job, _, _)) = JobCtx::load(&tx, job_id).await? {
+            events::write(
+                &tx,
+                &[Event::job(job_id, "message_malformed", EventStatus::Failure, cp::MESSAGE_MALFORMED)
+                    .data(json!({"function": d.function, "message_excerpt": excerpt(raw, STORED_EXCERPT)}))
+                    .error(Some("permanent"), "MalformedMessage", error)],
+            )
+            .await?;
+            self.fail_job_in_tx(
+                &tx,
+                &job,
+                None,
+                &reason,
+                json!({"reason": "malformed_message"}),
+            )
+            .await?;
+        }
+        tx.commit()
+            .await
+            .ctx(|| format!("committing failure of job {job_id}"))
+    }
+
     /// Records a message that could not be processed.
     pub(crate) async fn record_message_failure(
         &self,
@@ -328,23 +356,20 @@ impl Engine {
         raw: &str,
     ) -> Result<i64, StoreError> {
         let client = store::client(self.pool(), "recording a message failure").await?;
-        let row = client
-            .query_one(
-                sql::MESSAGE_FAILURE_INSERT,
-                &[
-                    &d.function,
-                    &d.message_id.as_deref().map(|m| excerpt(m, 128)),
-                    &d.delivery_count,
-                    &job_id,
-                    &task_id,
-                    &reason,
-                    &excerpt(error, 4000),
-                    &excerpt(raw, STORED_EXCERPT),
-                ],
-            )
-            .await
-            .ctx(|| format!("recording a {reason} message on {}", d.function))?;
-        Ok(row.get(0))
+        message_failures::insert(
+            &client,
+            &MessageFailure {
+                function: &d.function,
+                message_id: d.message_id.as_deref().map(|m| excerpt(m, 128)),
+                delivery_count: d.delivery_count,
+                job_id,
+                task_id,
+                reason,
+                error_message: excerpt(error, 4000),
+                raw_excerpt: excerpt(raw, STORED_EXCERPT),
+            },
+        )
+        .await
     }
 }
 
@@ -356,9 +381,11 @@ mod tests {
     fn only_the_message_a_job_or_task_waits_for_fails_it() {
         use Expected::*;
         use MalformedOutcome::*;
-        let task = |s: &str| Known::Task { status: s.into() };
+        let task = |s: &str| Known::Task {
+            status: s.parse().unwrap(),
+        };
         let job = |s: &str, stage| Known::Job {
-            status: s.into(),
+            status: s.parse().unwrap(),
             stage,
         };
         let cases = [
@@ -398,5 +425,61 @@ mod tests {
             recover_ids("nothing here", &Default::default()),
             RecoveredIds::default()
         );
+    }
+
+    #[test]
+    fn only_an_id_named_in_the_body_can_fail_what_it_names() {
+        let t = "a".repeat(64);
+        let j = "b".repeat(64);
+        let task = TaskParent {
+            task_id: TaskId::parse(&t).unwrap(),
+            job_id: JobId::parse(&j).unwrap(),
+            status: TaskStatus::Queued,
+            stage: 1,
+            task_index: 0,
+            task_type: "t".into(),
+        };
+        let job = (
+            JobId::parse(&j).unwrap(),
+            JobState {
+                status: JobStatus::Queued,
+                stage: 2,
+                attempt: 1,
+            },
+        );
+        let named_task = RecoveredIds {
+            task_id: Some(t.clone()),
+            ..Default::default()
+        };
+        let named_job = RecoveredIds {
+            job_id: Some(j.clone()),
+            ..Default::default()
+        };
+        let by_task = Subject {
+            task: Some(task),
+            job: None,
+        };
+        let by_job = Subject {
+            task: None,
+            job: Some(job),
+        };
+        use Expected::*;
+        use MalformedOutcome::*;
+        let cases = [
+            (TaskMessage, &named_task, &by_task, None, FailTask),
+            (TaskMessage, &named_job, &by_task, None, Record),
+            (JobMessage, &named_job, &by_job, Some(2), FailJob),
+            (JobMessage, &named_job, &by_job, Some(1), Record),
+            (JobMessage, &named_task, &by_job, None, Record),
+            (JobMessage, &named_job, &Subject::default(), None, Record),
+        ];
+        for (expected, named, subject, stage, want) in cases {
+            assert_eq!(
+                judge(expected, named, subject, stage),
+                want,
+                "{expected:?} {named:?} {subject:?} {stage:?}"
+            );
+        }
+        assert_eq!(by_task.job_id().map(JobId::as_str), Some(j.as_str()));
     }
 }

@@ -16,6 +16,7 @@ mod job_ctx;
 mod job_message;
 pub mod malformed;
 pub mod messages;
+mod outcome;
 mod panics;
 pub mod poison;
 pub mod readiness;
@@ -26,6 +27,9 @@ mod stage_end;
 mod stage_inputs;
 mod stage_start;
 mod submit;
+mod task_end;
+mod task_failure;
+mod task_guard;
 mod task_message;
 mod unsendable;
 

@@ -6,6 +6,7 @@ use rand::Rng;
 
 use crate::config::RetrySettings;
 use crate::jobs::ErrorClass;
+use crate::model::TaskStatus;
 
 /// What to do with a failed attempt.
 #[derive(Debug, Clone, PartialEq)]
@@ -50,6 +51,24 @@ pub fn decide(settings: &RetrySettings, class: ErrorClass, retry_count: i32) -> 
     }
 }
 
+/// Why re-queueing an attempt for its retry matched nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequeueMiss {
+    /// The attempt is still the task's: its job is no longer processing, so the task fails.
+    JobStopped,
+    /// The attempt is no longer the task's (its lease was lost): nothing to record.
+    LeaseLost,
+}
+
+/// Judges a re-queue of attempt `retry_count` that matched nothing by the task's `actual` status
+/// and attempt (`None`: the task is gone).
+pub fn requeue_miss(actual: Option<(TaskStatus, i32)>, retry_count: i32) -> RequeueMiss {
+    match actual {
+        Some((TaskStatus::Processing, r)) if r == retry_count => RequeueMiss::JobStopped,
+        _ => RequeueMiss::LeaseLost,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -82,5 +101,22 @@ mod tests {
             decide(&s, ErrorClass::Transient, 3),
             RetryDecision::Fail { .. }
         ));
+    }
+
+    #[test]
+    fn a_requeue_that_matched_nothing_fails_the_task_only_while_the_attempt_is_still_its_own() {
+        use RequeueMiss::*;
+        use TaskStatus as T;
+        let cases = [
+            (Some((T::Processing, 2)), JobStopped),
+            (Some((T::Processing, 3)), LeaseLost),
+            (Some((T::Queued, 2)), LeaseLost),
+            (Some((T::Completed, 2)), LeaseLost),
+            (Some((T::Cancelled, 2)), LeaseLost),
+            (None, LeaseLost),
+        ];
+        for (actual, want) in cases {
+            assert_eq!(requeue_miss(actual, 2), want, "{actual:?}");
+        }
     }
 }

@@ -1,5 +1,6 @@
 //! Task messages: claim under a lease, run the handler outside any transaction, then complete,
-//! retry or fail in one transaction that also performs the fan-in.
+//! retry or fail in one transaction that also performs the fan-in (engine/task_end.rs,
+//! engine/task_failure.rs). A claim that matches nothing is judged in engine/task_guard.rs.
 
 use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
@@ -9,16 +10,15 @@ use serde_json::{Value, json};
 
 use super::faults::{Fault, Target};
 use super::ids::TaskId;
-use super::job_ctx::JobCtx;
 use super::messages::TaskMessage;
+use super::outcome::Expected;
 use super::panics::panic_text;
-use super::retry::{self, RetryDecision};
 use super::{Delivery, Engine, EngineError, Handled};
-use crate::jobs::{StagePolicy, TaskContext, TaskError};
-use crate::model::JobStatus;
-use crate::store::{self, QueryContext, StoreError, Traced, sql};
+use crate::jobs::{TaskContext, TaskError};
+use crate::model::{JobStatus, TaskStatus};
+use crate::store::tasks::{self, ClaimedTask, TaskAttempt};
+use crate::store::{self, Guarded, QueryContext, StoreError};
 use crate::telemetry::checkpoints as cp;
-use crate::transport::outbox::Outbox;
 
 /// A claimed task.
 #[derive(Debug, Clone)]
@@ -27,48 +27,62 @@ pub(crate) struct Claimed {
     pub retry_count: i32,
 }
 
-/// How a task attempt ended, as stored.
-#[derive(Clone)]
-pub(crate) struct Ending<'a> {
-    pub status: &'static str,
-    pub result: Option<Value>,
-    pub error_details: Option<String>,
-    pub error_class: Option<&'static str>,
-    pub error_type: Option<&'a str>,
-    pub event_type: &'static str,
-    pub event_status: &'static str,
-    pub checkpoint: &'static str,
-    pub event_data: Value,
-    /// Also end a task that is queued (not claimed): malformed and poison messages.
-    pub unclaimed: bool,
+impl From<ClaimedTask> for Claimed {
+    fn from(t: ClaimedTask) -> Self {
+        Claimed {
+            retry_count: t.attempt.retry_count,
+            ctx: t.attempt.into(),
+        }
+    }
+}
+
+/// The attempt as its handler sees it.
+impl From<TaskAttempt> for TaskContext {
+    fn from(t: TaskAttempt) -> Self {
+        TaskContext {
+            task_id: t.task_id.to_string(),
+            job_id: t.job_id.to_string(),
+            job_type: t.job_type,
+            task_type: t.task_type,
+            stage: t.stage,
+            task_index: t.task_index,
+            parameters: t.parameters,
+            attempt: t.retry_count + 1,
+            correlation_id: t.correlation_id,
+        }
+    }
+}
+
+/// A task message as it arrived: its body, its delivery, and what it says.
+pub(super) struct Arrival<'a> {
+    /// The raw body.
+    pub body: &'a str,
+    /// How it was delivered.
+    pub d: &'a Delivery,
+    /// The parsed message.
+    pub msg: TaskMessage,
+    /// Its task (parsed once, here).
+    pub task_id: TaskId,
+    /// The checkpoint fields naming it.
+    pub fields: cp::Fields,
+}
+
+/// Parses a task message body; the error is the malformed-message text.
+fn parse(body: &str) -> Result<(TaskMessage, TaskId), String> {
+    let msg: TaskMessage =
+        serde_json::from_str(body).map_err(|e| format!("task message is not valid: {e}"))?;
+    let task_id = TaskId::parse(&msg.task_id).map_err(|e| e.to_string())?;
+    Ok((msg, task_id))
 }
 
 impl Engine {
     /// Processes one message from the tasks queue.
     pub async fn on_task_message(&self, body: &str, d: &Delivery) -> Result<Handled, EngineError> {
-        let msg: TaskMessage = match serde_json::from_str(body) {
+        let (msg, task_id) = match parse(body) {
             Ok(m) => m,
-            Err(e) => {
+            Err(error) => {
                 return self
-                    .on_malformed(
-                        body,
-                        d,
-                        super::malformed::Expected::TaskMessage,
-                        &format!("task message is not valid: {e}"),
-                    )
-                    .await;
-            }
-        };
-        let task_id = match TaskId::parse(&msg.task_id) {
-            Ok(t) => t,
-            Err(e) => {
-                return self
-                    .on_malformed(
-                        body,
-                        d,
-                        super::malformed::Expected::TaskMessage,
-                        &e.to_string(),
-                    )
+                    .on_malformed(body, d, Expected::TaskMessage, &error)
                     .await;
             }
         };
@@ -80,51 +94,48 @@ impl Engine {
             .attempt(msg.retry_count + 1)
             .correlation(msg.correlation_id.as_deref())
             .invocation(d.invocation_id.as_deref());
+        let a = Arrival {
+            body,
+            d,
+            msg,
+            task_id,
+            fields,
+        };
 
         let client = store::client(self.pool(), "claiming a task").await?;
         let lease = self.settings().task_lease.as_secs_f64();
-        let claim = client
-            .prepare_cached(sql::TASK_CLAIM)
-            .await
-            .ctx(|| "preparing task claim".into())?;
-        let row = client
-            .query_opt(
-                &claim,
-                &[
-                    &task_id.as_str(),
-                    &msg.retry_count,
-                    &lease,
-                    &d.invocation_id,
-                    &msg.job_attempt,
-                ],
-            )
-            .traced(sql::TASK_CLAIM)
-            .await
-            .ctx(|| format!("claiming task {task_id} attempt {}", msg.retry_count + 1))?;
-        let Some(row) = row else {
-            return self
-                .task_message_not_applicable(&client, &task_id, &msg, d, &fields, body)
-                .await;
+        let claimed = tasks::claim(
+            &client,
+            &a.task_id,
+            a.msg.retry_count,
+            lease,
+            d.invocation_id.as_deref(),
+            a.msg.job_attempt,
+        )
+        .await?;
+        let claimed = match claimed {
+            Guarded::Applied(t) => t,
+            Guarded::NotApplied(state) => {
+                return self.task_message_not_applicable(&client, &a, state).await;
+            }
         };
         drop(client); // the connection goes back to the pool while the handler runs
-        let claimed = Claimed {
-            ctx: TaskContext {
-                task_id: row.get(0),
-                job_id: row.get(1),
-                job_type: row.get(2),
-                task_type: row.get(3),
-                stage: row.get(4),
-                task_index: row.get(5),
-                parameters: row.get(6),
-                attempt: row.get::<_, i32>(7) + 1,
-                correlation_id: row.get(9),
-            },
-            retry_count: row.get(7),
-        };
         // The task's fan-in counter shard: its completion joins that shard's group lane.
-        let counter_shard: i16 = row.get(10);
-        cp::emit(cp::TASK_CLAIMED, &fields);
+        let counter_shard = claimed.counter_shard;
+        cp::emit(cp::TASK_CLAIMED, &a.fields);
+        self.run_claimed(claimed.into(), &a.task_id, counter_shard, a.fields)
+            .await
+    }
 
+    /// Runs a claimed attempt's handler and records its outcome; gives the claim back when the
+    /// outcome could not be recorded.
+    async fn run_claimed(
+        &self,
+        claimed: Claimed,
+        task_id: &TaskId,
+        counter_shard: i16,
+        fields: cp::Fields,
+    ) -> Result<Handled, EngineError> {
         let started = Instant::now();
         let result = self.run_handler(&claimed).await;
         let elapsed = started.elapsed().as_millis() as u64;
@@ -148,14 +159,17 @@ impl Engine {
         } else {
             match result {
                 Ok(value) => {
-                    self.complete_task(&claimed, counter_shard, value, elapsed, &fields)
+                    self.complete_task(task_id, &claimed, counter_shard, value, elapsed, &fields)
                         .await
                 }
-                Err(e) => self.task_failed(&claimed, e, elapsed, &fields).await,
+                Err(e) => {
+                    self.attempt_failed(&claimed, task_id, e, elapsed, &fields)
+                        .await
+                }
             }
         };
         if let Err(e) = &outcome {
-            self.release_claim(&claimed, e, &fields).await;
+            self.release_claim(&claimed, task_id, e, &fields).await;
         }
         outcome
     }
@@ -166,9 +180,15 @@ impl Engine {
     /// the job stopped processing meanwhile, the task is cancelled instead: it will never run.
     /// Best effort: when the database refuses this too, the lease expires and the janitor retries
     /// the attempt (this error is logged with the job, task, stage and attempt).
-    async fn release_claim(&self, c: &Claimed, cause: &EngineError, fields: &cp::Fields) {
-        let t = &c.ctx.task_id;
-        match self.try_release_claim(c, cause).await {
+    async fn release_claim(
+        &self,
+        c: &Claimed,
+        task_id: &TaskId,
+        cause: &EngineError,
+        fields: &cp::Fields,
+    ) {
+        let t = task_id;
+        match self.try_release_claim(c, task_id, cause).await {
             Ok(Some(next)) => cp::emit_warn(
                 cp::TASK_CLAIM_RELEASED,
                 &fields
@@ -191,45 +211,31 @@ impl Engine {
         }
     }
 
+    /// The release in one transaction; the task's next status (`None`: nothing was released).
     async fn try_release_claim(
         &self,
         c: &Claimed,
+        t: &TaskId,
         cause: &EngineError,
-    ) -> Result<Option<&'static str>, StoreError> {
-        let t = &c.ctx.task_id;
+    ) -> Result<Option<TaskStatus>, StoreError> {
         let mut client = store::client(self.pool(), "releasing a task's claim").await?;
         let tx = client
             .transaction()
             .await
             .ctx(|| format!("starting the release of task {t}"))?;
         // Job first, as every job-ending transaction locks it: no lock-order cycle with them.
-        let job_status: Option<String> = tx
-            .query_opt(sql::JOB_LOCK_SHARE, &[t])
-            .await
-            .ctx(|| format!("locking the job of task {t}"))?
-            .map(|r| r.get(0));
+        let job_status = tasks::lock_job_share(&tx, t).await?;
         let data = json!({"task_type": c.ctx.task_type, "job_status": job_status});
-        let released = tx
-            .query_opt(
-                sql::TASK_RELEASE,
-                &[t, &c.retry_count, &data, &cause.to_string()],
-            )
-            .await
-            .ctx(|| format!("releasing task {t} attempt {}", c.retry_count + 1))?;
-        if released.is_none() {
+        let released = tasks::release(&tx, t, c.retry_count, &data, &cause.to_string()).await?;
+        if !released.applied() {
             return Ok(None);
         }
-        let next = if job_status.as_deref() == Some("processing") {
-            "queued"
+        let next = if job_status == Some(JobStatus::Processing) {
+            TaskStatus::Queued
         } else {
-            let cancelled = tx
-                .query_opt(sql::TASK_CANCEL_QUEUED, &[t])
-                .await
-                .ctx(|| format!("cancelling task {t} of a job that ended"))?;
-            if cancelled.is_some() {
-                "cancelled"
-            } else {
-                "queued"
+            match tasks::cancel_queued(&tx, t).await? {
+                Guarded::Applied(()) => TaskStatus::Cancelled,
+                Guarded::NotApplied(()) => TaskStatus::Queued,
             }
         };
         tx.commit()
@@ -302,6 +308,7 @@ impl Engine {
 
     async fn complete_task(
         &self,
+        task_id: &TaskId,
         c: &Claimed,
         counter_shard: i16,
         mut value: Value,
@@ -312,7 +319,7 @@ impl Engine {
         // Completions arriving together commit together (engine/completions.rs).
         let (ended, ids) = self
             .complete_grouped(
-                &c.ctx.task_id,
+                task_id,
                 c.retry_count,
                 counter_shard,
                 value,
@@ -322,444 +329,12 @@ impl Engine {
         if !ended {
             cp::emit_warn(cp::TASK_COMPLETION_LOST, fields);
             return Ok(Handled::log(format!(
-                "task {} lost its lease before completing; result dropped",
-                c.ctx.task_id
+                "task {task_id} lost its lease before completing; result dropped"
             )));
         }
         cp::emit(cp::TASK_COMPLETED, fields);
         self.publish(&ids).await;
-        Ok(Handled::log(format!("task {} completed", c.ctx.task_id)))
-    }
-
-    pub(crate) async fn task_failed(
-        &self,
-        c: &Claimed,
-        e: TaskError,
-        elapsed: u64,
-        fields: &cp::Fields,
-    ) -> Result<Handled, EngineError> {
-        let chain = e.chain();
-        let mut decision = retry::decide(&self.settings().retry, e.class, c.retry_count);
-        if let RetryDecision::RetryAfter {
-            delay,
-            next_retry_count,
-        } = decision
-        {
-            match self
-                .schedule_retry(c, &e, &chain, delay, next_retry_count, elapsed, fields)
-                .await?
-            {
-                Some(h) => return Ok(h),
-                None => {
-                    decision = RetryDecision::Fail {
-                        reason: "not retried: its job is no longer processing".into(),
-                    }
-                }
-            }
-        }
-        match decision {
-            RetryDecision::RetryAfter { .. } => unreachable!("retries return above"),
-            RetryDecision::Fail { reason } => {
-                let details = format!(
-                    "[{}] {}: {chain} ({reason} after {} attempt(s))",
-                    e.class.as_str(),
-                    e.error_type,
-                    c.retry_count + 1
-                );
-                let ending = Ending {
-                    status: "failed",
-                    result: None,
-                    error_details: Some(details.clone()),
-                    error_class: Some(e.class.as_str()),
-                    error_type: Some(&e.error_type),
-                    event_type: "task_failed",
-                    event_status: "failure",
-                    checkpoint: cp::TASK_FAILED,
-                    event_data: json!({"task_type": c.ctx.task_type, "reason": reason, "attempts": c.retry_count + 1, "handler_ms": elapsed}),
-                    unclaimed: false,
-                };
-                let who = format!(
-                    "task {} (stage {}, index {}, type {})",
-                    c.ctx.task_id, c.ctx.stage, c.ctx.task_index, c.ctx.task_type
-                );
-                let (ended, ids) = self
-                    .end_task(&c.ctx.task_id, c.retry_count, ending, Some(&who))
-                    .await?;
-                if !ended {
-                    cp::emit_warn(cp::TASK_COMPLETION_LOST, fields);
-                    return Ok(Handled::log(format!(
-                        "task {} lost its lease before its failure was recorded",
-                        c.ctx.task_id
-                    )));
-                }
-                cp::emit_at(
-                    cp::Level::Error,
-                    cp::TASK_FAILED,
-                    fields,
-                    Some(cp::ErrorFields {
-                        class: Some(e.class.as_str()),
-                        error_type: &e.error_type,
-                        message: &e.message,
-                        chain: &chain,
-                    }),
-                );
-                self.publish(&ids).await;
-                Ok(Handled::log(format!("{who} failed: {details}")))
-            }
-        }
-    }
-
-    /// Re-queues a task for its next attempt; `None` when its job is no longer processing.
-    #[allow(clippy::too_many_arguments)]
-    async fn schedule_retry(
-        &self,
-        c: &Claimed,
-        e: &TaskError,
-        chain: &str,
-        delay: Duration,
-        next_retry_count: i32,
-        elapsed: u64,
-        fields: &cp::Fields,
-    ) -> Result<Option<Handled>, EngineError> {
-        let mut client = store::client(self.pool(), "scheduling a retry").await?;
-        let tx = client
-            .transaction()
-            .await
-            .ctx(|| format!("starting retry of task {}", c.ctx.task_id))?;
-        let data = json!({
-            "delay_s": delay.as_secs_f64(),
-            "next_attempt": next_retry_count + 1,
-            "error_type": e.error_type,
-            "handler_ms": elapsed,
-        });
-        let row = tx
-            .query_opt(
-                sql::TASK_REQUEUE_RETRY,
-                &[
-                    &c.ctx.task_id,
-                    &c.retry_count,
-                    &format!("[transient] {}: {chain}", e.error_type),
-                    &data,
-                    &e.error_type,
-                ],
-            )
-            .await
-            .ctx(|| {
-                format!(
-                    "re-queueing task {} for attempt {}",
-                    c.ctx.task_id,
-                    next_retry_count + 1
-                )
-            })?;
-        let Some(row) = row else {
-            // Either the job stopped processing (then the caller fails the task) or the lease was lost.
-            let state = tx
-                .query_opt(sql::TASK_STATE, &[&c.ctx.task_id])
-                .await
-                .ctx(|| format!("reading task {}", c.ctx.task_id))?;
-            if state.is_some_and(|r| {
-                r.get::<_, String>(0) == "processing" && r.get::<_, i32>(1) == c.retry_count
-            }) {
-                return Ok(None);
-            }
-            cp::emit_warn(cp::TASK_COMPLETION_LOST, fields);
-            return Ok(Some(Handled::log(format!(
-                "task {} lost its lease before its retry was scheduled",
-                c.ctx.task_id
-            ))));
-        };
-        let traceparent: Option<String> = tx
-            .query_opt(
-                "SELECT traceparent FROM app.jobs WHERE job_id = $1",
-                &[&c.ctx.job_id],
-            )
-            .await
-            .ctx(|| format!("reading job {}", c.ctx.job_id))?
-            .and_then(|r| r.get(0));
-        let msg = TaskMessage {
-            task_id: row.get(0),
-            parent_job_id: row.get(1),
-            job_type: row.get(2),
-            task_type: row.get(3),
-            stage: row.get(4),
-            task_index: row.get::<_, i32>(5).to_string(),
-            parameters: row.get(6),
-            parent_task_id: None,
-            retry_count: row.get(7),
-            timestamp: None,
-            correlation_id: c.ctx.correlation_id.clone(),
-            job_attempt: row.get(8),
-        }
-        .stamped();
-        let at = chrono::Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
-        let ids = Outbox::write(
-            &tx,
-            &[msg.to_outbound(
-                &self.settings().queues.tasks,
-                traceparent.as_deref(),
-                Some(at),
-            )],
-        )
-        .await?;
-        tx.commit()
-            .await
-            .ctx(|| format!("committing retry of task {}", c.ctx.task_id))?;
-        cp::emit_at(
-            cp::Level::Warn,
-            cp::TASK_RETRY_SCHEDULED,
-            &fields
-                .clone()
-                .extra("delay_s", format!("{:.1}", delay.as_secs_f64())),
-            Some(cp::ErrorFields {
-                class: Some("transient"),
-                error_type: &e.error_type,
-                message: &e.message,
-                chain,
-            }),
-        );
-        self.publish(&ids).await;
-        Ok(Some(Handled::log(format!(
-            "task {} failed transiently ({}); attempt {} scheduled in {:.1}s",
-            c.ctx.task_id,
-            e.message,
-            next_retry_count + 1,
-            delay.as_secs_f64()
-        ))))
-    }
-
-    /// Ends a task (completed or failed) in one transaction with its event and fan-in; when it is
-    /// the last of its stage, ends the stage too. A failed task under fail_fast fails the job.
-    /// Returns whether the task was ended by this call, and the outbox ids to publish.
-    pub(crate) async fn end_task(
-        &self,
-        task_id: &str,
-        retry_count: i32,
-        e: Ending<'_>,
-        who: Option<&str>,
-    ) -> Result<(bool, Vec<i64>), StoreError> {
-        // A transaction the server aborted to break a deadlock is run again (it changed nothing).
-        const CONFLICT_ATTEMPTS: u32 = 3;
-        let mut attempt = 1;
-        loop {
-            match self
-                .end_task_once(task_id, retry_count, e.clone(), who)
-                .await
-            {
-                Err(err) if err.is_conflict() && attempt < CONFLICT_ATTEMPTS => {
-                    tracing::warn!(
-                        task_id,
-                        attempt = retry_count + 1,
-                        error = %err,
-                        "ending task {task_id} conflicted with another transaction; running it again"
-                    );
-                    attempt += 1;
-                }
-                r => return r,
-            }
-        }
-    }
-
-    async fn end_task_once(
-        &self,
-        task_id: &str,
-        retry_count: i32,
-        e: Ending<'_>,
-        who: Option<&str>,
-    ) -> Result<(bool, Vec<i64>), StoreError> {
-        let mut client = store::client(self.pool(), "ending a task").await?;
-        let tx = client
-            .transaction()
-            .await
-            .ctx(|| format!("starting completion of task {task_id}"))?;
-        let (ended, ids) = self
-            .end_task_in_tx(&tx, task_id, retry_count, e, who)
-            .await?;
-        if !ended {
-            return Ok((false, Vec::new()));
-        }
-        tx.commit()
-            .await
-            .ctx(|| format!("committing the end of task {task_id}"))?;
-        Ok((true, ids))
-    }
-
-    /// [`Engine::end_task`] inside a caller's transaction.
-    pub(crate) async fn end_task_in_tx(
-        &self,
-        tx: &crate::store::Transaction<'_>,
-        task_id: &str,
-        retry_count: i32,
-        e: Ending<'_>,
-        who: Option<&str>,
-    ) -> Result<(bool, Vec<i64>), StoreError> {
-        let stmt = tx
-            .prepare_cached(sql::TASK_COMPLETE)
-            .await
-            .ctx(|| "preparing task completion".into())?;
-        let row = tx
-            .query_opt(
-                &stmt,
-                &[
-                    &task_id,
-                    &retry_count,
-                    &e.status,
-                    &e.result,
-                    &e.error_details,
-                    &e.error_class,
-                    &e.event_type,
-                    &e.event_status,
-                    &e.checkpoint,
-                    &e.event_data,
-                    &e.error_type,
-                    &e.unclaimed,
-                ],
-            )
-            .traced(sql::TASK_COMPLETE)
-            .await
-            .ctx(|| format!("recording task {task_id} as {}", e.status))?;
-        let Some(row) = row else {
-            return Ok((false, Vec::new()));
-        };
-        let job_id: String = row.get(0);
-        let stage: i32 = row.get(1);
-        let shards_left: Option<i16> = row.get(5);
-        let mut ids = Vec::new();
-        let job_and_policy = if e.status == "failed" || shards_left == Some(0) {
-            // A task that ends after its job stopped processing this stage (failed, cancelled) is
-            // recorded, but it neither fails nor advances the job.
-            match JobCtx::load_named(tx, &job_id).await? {
-                Some((job, status, job_stage))
-                    if status == JobStatus::Processing && job_stage == stage =>
-                {
-                    let policy = self.stage_policy(&job.job_type, stage);
-                    Some((job, policy))
-                }
-                _ => None,
-            }
-        } else {
-            None
-        };
-        if let Some((job, policy)) = job_and_policy {
-            let over_budget = if e.status == "failed" {
-                self.over_failure_budget(tx, &job, stage, policy).await?
-            } else {
-                None
-            };
-            if e.status == "failed" && (policy == StagePolicy::FailFast || over_budget.is_some()) {
-                let reason = over_budget.unwrap_or_else(|| {
-                    format!(
-                        "{} failed: {}",
-                        who.unwrap_or(task_id),
-                        e.error_details.as_deref().unwrap_or("(no details)")
-                    )
-                });
-                ids = self
-                    .fail_job_in_tx(tx, &job, Some(stage), &reason, json!({"task_id": task_id, "error_class": e.error_class, "error_type": e.error_type}))
-                    .await?;
-            } else if shards_left == Some(0) {
-                ids = self.end_stage(tx, &job, stage, policy).await?;
-            }
-        }
-        Ok((true, ids))
-    }
-
-    async fn task_message_not_applicable(
-        &self,
-        client: &store::Client,
-        task_id: &TaskId,
-        msg: &TaskMessage,
-        d: &Delivery,
-        fields: &cp::Fields,
-        body: &str,
-    ) -> Result<Handled, EngineError> {
-        let state = client
-            .query_opt(sql::TASK_STATE, &[&task_id.as_str()])
-            .await
-            .ctx(|| format!("reading task {task_id}"))?;
-        let Some(r) = state else {
-            if super::control::task_was_archived(client, task_id.as_str()).await? {
-                // A message of an attempt that a resubmit replaced: expected, nothing to do.
-                cp::emit(
-                    cp::TASK_MESSAGE_DUPLICATE,
-                    &fields
-                        .clone()
-                        .extra("reason", "its job attempt was replaced by a resubmit"),
-                );
-                return Ok(Handled::log(format!(
-                    "task {task_id} belongs to an attempt replaced by a resubmit; acknowledged"
-                )));
-            }
-            cp::emit_warn(cp::MESSAGE_UNKNOWN_TASK, fields);
-            let job = crate::engine::JobId::parse(&msg.parent_job_id).ok();
-            self.record_message_failure(
-                d,
-                job.as_ref().map(|j| j.as_str()),
-                Some(task_id.as_str()),
-                "unknown_task",
-                &format!("task {task_id} does not exist"),
-                body,
-            )
-            .await?;
-            return Ok(Handled::log(format!(
-                "task {task_id} does not exist; message recorded and acknowledged"
-            )));
-        };
-        let status: String = r.get(0);
-        let current_retry: i32 = r.get(1);
-        let lease_live: Option<bool> = r.get(2);
-        let job_status: String = r.get(3);
-        let task_job_attempt: i32 = r.get(6);
-        let why = if msg.job_attempt != task_job_attempt {
-            format!(
-                "message of job attempt {}; the task was re-queued for attempt {task_job_attempt}",
-                msg.job_attempt
-            )
-        } else if msg.retry_count < current_retry {
-            format!(
-                "stale copy of attempt {} (task is at attempt {})",
-                msg.retry_count + 1,
-                current_retry + 1
-            )
-        } else if status == "processing" && lease_live == Some(true) {
-            "another worker holds the task's lease".to_string()
-        } else if job_status != "processing" {
-            if status == "queued" {
-                // Its job ended while this message was on its way (a job failure skips tasks that
-                // were being claimed or released at that moment): the task will never run.
-                let cancelled = client
-                    .query_opt(sql::TASK_CANCEL_QUEUED, &[&task_id.as_str()])
-                    .await
-                    .ctx(|| format!("cancelling task {task_id} of a job that ended"))?;
-                if cancelled.is_some() {
-                    cp::emit_warn(
-                        cp::TASK_CANCELLED_LATE,
-                        &fields.clone().extra("job_status", &job_status),
-                    );
-                    return Ok(Handled::log(format!(
-                        "task {task_id}: its job is {job_status}; the queued task was cancelled"
-                    )));
-                }
-            }
-            format!("its job is {job_status}")
-        } else if status == "queued" && msg.retry_count > current_retry {
-            format!(
-                "message for attempt {} but the task is at attempt {}",
-                msg.retry_count + 1,
-                current_retry + 1
-            )
-        } else {
-            format!("task is already {status}")
-        };
-        cp::emit(
-            cp::TASK_MESSAGE_DUPLICATE,
-            &fields
-                .clone()
-                .extra("actual", format!("{status} attempt {}", current_retry + 1))
-                .extra("reason", &why),
-        );
-        Ok(Handled::log(format!(
-            "task {task_id}: nothing to do ({why}); acknowledged"
-        )))
+        Ok(Handled::log(format!("task {task_id} completed")))
     }
 }
 

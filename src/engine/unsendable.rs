@@ -13,13 +13,14 @@ use serde_json::json;
 
 use super::Engine;
 use super::job_ctx::JobCtx;
-use crate::store::{self, QueryContext, StoreError, sql};
+use crate::store::outbox::{self, UnsendableRow};
+use crate::store::{self, QueryContext, StoreError, Transaction};
 use crate::telemetry::checkpoints as cp;
 use crate::transport::TransportError;
 use crate::transport::outbox::PublishError;
 
-/// One locked outbox row: id, queue, message id, the first 1,000 characters of its body.
-type Row = (i64, String, String, String);
+/// Locked outbox rows by the job they belong to (as their sender wrote it; `None`: no job).
+type ByJob = BTreeMap<Option<String>, Vec<UnsendableRow>>;
 
 impl Engine {
     /// Publishes committed outbox rows. A refusal that can never succeed fails the jobs of the
@@ -58,7 +59,7 @@ impl Engine {
         };
         let mut sent = 0;
         for (_, rows) in by_job {
-            let ids: Vec<i64> = rows.iter().map(|r| r.0).collect();
+            let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
             match self.outbox().publish(&ids).await {
                 Ok(n) => sent += n,
                 Err(PublishError::Transport(e)) if !e.retryable => {
@@ -73,73 +74,27 @@ impl Engine {
 
     /// Locks the rows. If they belong to one job (or `split` is false), fails their jobs, deletes
     /// them and commits (`None`); otherwise returns them by job, changing nothing.
-    #[allow(clippy::type_complexity)]
     async fn lock_unsendable(
         &self,
         ids: &[i64],
         split: bool,
         e: &TransportError,
-    ) -> Result<Option<BTreeMap<Option<String>, Vec<Row>>>, StoreError> {
+    ) -> Result<Option<ByJob>, StoreError> {
         let mut client = store::client(self.pool(), "failing jobs of unsendable messages").await?;
         let tx = client
             .transaction()
             .await
             .ctx(|| "starting to fail jobs of unsendable messages".into())?;
-        let rows = tx
-            .query(sql::OUTBOX_UNSENDABLE_ROWS, &[&ids])
-            .await
-            .ctx(|| format!("locking {} unsendable outbox rows", ids.len()))?;
-        let mut by_job: BTreeMap<Option<String>, Vec<Row>> = BTreeMap::new();
-        for r in &rows {
-            by_job
-                .entry(r.get(1))
-                .or_default()
-                .push((r.get(0), r.get(2), r.get(3), r.get(4)));
+        let mut by_job = ByJob::new();
+        for r in outbox::lock_unsendable(&tx, ids).await? {
+            by_job.entry(r.job_id.clone()).or_default().push(r);
         }
         if split && by_job.len() > 1 {
             return Ok(Some(by_job));
         }
         let mut more = Vec::new();
         for (job_id, rows) in &by_job {
-            let (_, queue, message_id, body_head) = &rows[0];
-            let reason = format!(
-                "{} message(s) to queue {queue} can never be sent: {e}",
-                rows.len()
-            );
-            let details = json!({
-                "unsendable": true,
-                "queue": e.queue,
-                "status": e.status,
-                "broker_message": e.message,
-                "messages": rows.len(),
-                "first_message_id": message_id,
-                "first_message": body_head,
-            });
-            let mut fields = cp::Fields::default();
-            if let Some(job_id) = job_id {
-                fields = cp::Fields::job(job_id);
-                if let Some((ctx, status, _)) = JobCtx::load_named(&tx, job_id).await?
-                    && status.is_live()
-                {
-                    more.extend(
-                        self.fail_job_in_tx(&tx, &ctx, None, &reason, details.clone())
-                            .await?,
-                    );
-                }
-            }
-            cp::emit_error(
-                cp::OUTBOX_UNSENDABLE,
-                &fields
-                    .extra("queue", queue)
-                    .extra("messages", rows.len())
-                    .extra("first_message_id", message_id),
-                "TransportError",
-                e,
-            );
-            let row_ids: Vec<i64> = rows.iter().map(|r| r.0).collect();
-            tx.execute(sql::OUTBOX_DELETE, &[&row_ids])
-                .await
-                .ctx(|| format!("deleting {} unsendable outbox rows", row_ids.len()))?;
+            more.extend(self.fail_refused(&tx, job_id.as_deref(), rows, e).await?);
         }
         tx.commit()
             .await
@@ -147,5 +102,55 @@ impl Engine {
         // What failing the jobs wrote (if anything) goes out as any other committed row.
         let _ = self.outbox().publish(&more).await;
         Ok(None)
+    }
+
+    /// Inside `tx`: fails the job of one job's refused rows (if it is live), reports them and
+    /// deletes them. Returns what failing the job wrote to the outbox.
+    async fn fail_refused(
+        &self,
+        tx: &Transaction<'_>,
+        job_id: Option<&str>,
+        rows: &[UnsendableRow],
+        e: &TransportError,
+    ) -> Result<Vec<i64>, StoreError> {
+        let first = &rows[0];
+        let reason = format!(
+            "{} message(s) to queue {} can never be sent: {e}",
+            rows.len(),
+            first.queue
+        );
+        let details = json!({
+            "unsendable": true,
+            "queue": e.queue,
+            "status": e.status,
+            "broker_message": e.message,
+            "messages": rows.len(),
+            "first_message_id": first.message_id,
+            "first_message": first.body_head,
+        });
+        let mut more = Vec::new();
+        let mut fields = cp::Fields::default();
+        if let Some(job_id) = job_id {
+            fields = cp::Fields::job(job_id);
+            if let Some((ctx, status, _)) = JobCtx::load_named(tx, job_id).await?
+                && status.is_live()
+            {
+                more = self
+                    .fail_job_in_tx(tx, &ctx, None, &reason, details)
+                    .await?;
+            }
+        }
+        cp::emit_error(
+            cp::OUTBOX_UNSENDABLE,
+            &fields
+                .extra("queue", &first.queue)
+                .extra("messages", rows.len())
+                .extra("first_message_id", &first.message_id),
+            "TransportError",
+            e,
+        );
+        let row_ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+        outbox::delete(tx, &row_ids).await?;
+        Ok(more)
     }
 }

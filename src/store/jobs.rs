@@ -459,3 +459,24 @@ pub async fn stage_state(
     })
     .transpose()
 }
+
+/// The trace context a job was submitted under (`job_traceparent.sql`); `None` when it has none
+/// or does not exist.
+pub async fn traceparent(
+    c: &impl GenericClient,
+    job_id: &JobId,
+) -> Result<Option<String>, StoreError> {
+    let row = c
+        .query_opt(sql::JOB_TRACEPARENT, &[job_id])
+        .await
+        .ctx(|| format!("reading job {job_id}"))?;
+    Ok(row.and_then(|r| r.get("traceparent")))
+}
+
+/// Marks a queued job as looked after now (`job_touch.sql`), so the janitor does not re-drive it
+/// again at once. Returns how many rows changed (0: it is no longer queued).
+pub async fn touch(c: &impl GenericClient, job_id: &JobId) -> Result<u64, StoreError> {
+    c.execute(sql::JOB_TOUCH, &[job_id])
+        .await
+        .ctx(|| format!("touching job {job_id}"))
+}

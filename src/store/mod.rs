@@ -16,6 +16,11 @@ pub mod pgstac;
 pub mod sql;
 pub mod stages;
 pub mod task_archive;
+// The task side's repositories.
+pub mod janitor;
+pub mod message_failures;
+pub mod outbox;
+pub mod tasks;
 
 use deadpool_postgres::Pool;
 

@@ -165,6 +165,9 @@ pub const RETENTION_MARK_EVENTS_PURGED: &str = include_str!("sql/retention_mark_
 /// What retention would delete now (counts).
 pub const RETENTION_PREVIEW: &str = include_str!("sql/retention_preview.sql");
 
+/// The trace context a job was submitted under (a retry message carries it on).
+pub const JOB_TRACEPARENT: &str = include_str!("sql/job_traceparent.sql");
+
 /// Every statement with its name (prepared against the schema by a test).
 pub const ALL: &[(&str, &str)] = &[
     ("event_insert_batch", EVENT_INSERT_BATCH),
@@ -246,6 +249,7 @@ pub const ALL: &[(&str, &str)] = &[
     ("retention_delete_jobs", RETENTION_DELETE_JOBS),
     ("retention_mark_events_purged", RETENTION_MARK_EVENTS_PURGED),
     ("retention_preview", RETENTION_PREVIEW),
+    ("job_traceparent", JOB_TRACEPARENT),
 ];
 
 /// The name of a statement of [`ALL`] (the `.sql` file's), found by its text; `"statement"` for

@@ -4,7 +4,7 @@
 use deadpool_postgres::GenericClient;
 
 use super::{QueryContext, StoreError, sql};
-use crate::model::JobId;
+use crate::model::{JobId, TaskId};
 
 /// Moves the job's tasks of `from_stage` and later to the archive (`tasks_archive_from_stage.sql`);
 /// returns how many were archived. `attempt` (the attempt they belonged to) only names them in
@@ -33,9 +33,11 @@ pub async fn archive_ids(
 }
 
 /// Whether a task's row was archived by a resubmit (`task_archived.sql`).
-pub async fn contains(c: &impl GenericClient, task_id: &str) -> Result<bool, StoreError> {
-    Ok(c.query_one(sql::TASK_ARCHIVED, &[&task_id])
+pub async fn contains(c: &impl GenericClient, task_id: &TaskId) -> Result<bool, StoreError> {
+    let what = || format!("looking for task {task_id} in the archive");
+    let row = c
+        .query_one(sql::TASK_ARCHIVED, &[task_id])
         .await
-        .ctx(|| format!("looking for task {task_id} in the archive"))?
-        .get(0))
+        .ctx(what)?;
+    row.try_get(0).ctx(what)
 }
