@@ -15,6 +15,15 @@ pub mod migrations;
 pub mod pgstac;
 pub mod sql;
 
+// The API's reads, one module per aggregate it shows.
+mod decode;
+pub(crate) mod event_views;
+pub(crate) mod janitor_views;
+pub(crate) mod job_views;
+pub(crate) mod platform_requests;
+pub(crate) mod stage_views;
+pub(crate) mod task_views;
+
 use deadpool_postgres::Pool;
 
 pub use deadpool_postgres::{GenericClient, Object as Client, Transaction};
