@@ -161,14 +161,14 @@ pub async fn preview(pool: &Pool, s: &RetentionSettings) -> Result<PurgePreview,
         .await
         .ctx(|| "counting what retention would delete".into())?;
     Ok(PurgePreview {
-        completed_jobs: r.get(0),
-        failed_jobs: r.get(1),
-        tasks: r.get(2),
-        archived_tasks: r.get(3),
-        events_of_deleted_jobs: r.get(4),
-        jobs_losing_events: r.get(5),
-        events_of_kept_jobs: r.get(6),
-        oldest: r.get(7),
+        completed_jobs: r.get("completed_jobs"),
+        failed_jobs: r.get("failed_jobs"),
+        tasks: r.get("tasks"),
+        archived_tasks: r.get("archived_tasks"),
+        events_of_deleted_jobs: r.get("events_of_deleted_jobs"),
+        jobs_losing_events: r.get("jobs_losing_events"),
+        events_of_kept_jobs: r.get("events_of_kept_jobs"),
+        oldest: r.get("oldest"),
     })
 }
 
@@ -274,7 +274,7 @@ async fn purge(
                 .await
                 .ctx(|| "finding jobs past retention".into())?
                 .iter()
-                .map(|r| (r.get(0), r.get(1)))
+                .map(|r| (r.get("job_id"), r.get("status")))
                 .collect()
             };
             if jobs.is_empty() {
@@ -303,7 +303,7 @@ async fn purge(
                 .await
                 .ctx(|| format!("deleting {} jobs past retention", ids.len()))?
                 .iter()
-                .map(|r| r.get(0))
+                .map(|r| r.get("job_id"))
                 .collect();
             report.batches += 1;
             for (id, status) in &jobs {
@@ -336,7 +336,7 @@ async fn purge(
                     .await
                     .ctx(|| "finding completed jobs whose events are past retention".into())?
                     .iter()
-                    .map(|r| r.get(0))
+                    .map(|r| r.get("job_id"))
                     .collect()
             };
             if ids.is_empty() {

@@ -10,11 +10,11 @@ use serde_json::{Value, json};
 use super::error::{ApiError, ErrorEnvelope, detail};
 use super::input::{JsonBody, QueryParams};
 use crate::engine::Engine;
-use crate::store::{self, QueryContext, migrations};
+use crate::store::{self, migrations};
 
 /// One migration.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
-pub struct MigrationInfo {
+pub(crate) struct MigrationInfo {
     /// Version.
     pub version: i32,
     /// Name.
@@ -27,7 +27,7 @@ pub struct MigrationInfo {
 
 /// Migration status.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
-pub struct Migrations {
+pub(crate) struct Migrations {
     /// Highest applied version (0: none).
     pub current_version: i32,
     /// Versions not applied yet.
@@ -40,7 +40,7 @@ pub struct Migrations {
 
 /// One step of a redeploy.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
-pub struct RedeployStep {
+pub(crate) struct RedeployStep {
     /// Step name.
     pub step: String,
     /// `success` or `failed`.
@@ -51,7 +51,7 @@ pub struct RedeployStep {
 
 /// The redeploy report (the earlier shape).
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
-pub struct Redeploy {
+pub(crate) struct Redeploy {
     /// Always `schema_redeploy`.
     pub operation: String,
     /// Steps in order.
@@ -115,7 +115,7 @@ async fn status(engine: &Engine, applied_now: Vec<i32>) -> Result<Migrations, Ap
     ),
     security(("admin_key" = []), ("admin_code" = []))
 )]
-pub async fn migration_status(
+pub(crate) async fn migration_status(
     State(engine): State<Engine>,
     q: QueryParams,
 ) -> Result<Json<Migrations>, ApiError> {
@@ -138,7 +138,7 @@ pub async fn migration_status(
     ),
     security(("admin_key" = []), ("admin_code" = []))
 )]
-pub async fn apply_migrations(
+pub(crate) async fn apply_migrations(
     State(engine): State<Engine>,
     q: QueryParams,
     _body: JsonBody,
@@ -166,7 +166,7 @@ pub async fn apply_migrations(
     ),
     security(("admin_key" = []), ("admin_code" = []))
 )]
-pub async fn redeploy(
+pub(crate) async fn redeploy(
     State(engine): State<Engine>,
     q: QueryParams,
     _body: JsonBody,
@@ -188,10 +188,7 @@ pub async fn redeploy(
     }
     let mut client = store::client(engine.pool(), "redeploying the schema").await?;
     let mut steps = Vec::new();
-    client
-        .batch_execute("DROP SCHEMA IF EXISTS app CASCADE")
-        .await
-        .ctx(|| "dropping schema app".into())?;
+    migrations::drop_app_schema(&client).await?;
     steps.push(RedeployStep {
         step: "drop_schema".into(),
         status: "success".into(),

@@ -10,8 +10,12 @@ use crate::engine::{Cancelled, ControlError, Engine, ResubmitFrom, Resubmitted};
 
 /// Where a resubmit starts (query parameter `from`).
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[expect(
+    dead_code,
+    reason = "the OpenAPI schema of `from`; the handler reads the text (engine::ResubmitFrom)"
+)]
 #[serde(rename_all = "snake_case")]
-pub enum ResubmitFromName {
+pub(crate) enum ResubmitFromName {
     /// The stage where the previous attempt stopped (completed stages are kept).
     FailedStage,
     /// Stage 1.
@@ -23,7 +27,7 @@ pub enum ResubmitFromName {
 
 /// The cancel response: what the engine did, and a sentence about it.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
-pub struct CancelResponse {
+pub(crate) struct CancelResponse {
     /// Always `cancelled`.
     pub status: String,
     /// What the cancel did.
@@ -35,7 +39,7 @@ pub struct CancelResponse {
 
 /// The resubmit response.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
-pub struct ResubmitResponse {
+pub(crate) struct ResubmitResponse {
     /// Always `queued`.
     pub status: String,
     /// What the resubmit did.
@@ -88,7 +92,7 @@ fn control_error(e: ControlError) -> ApiError {
     ),
     security(("function_key" = []), ("function_code" = []))
 )]
-pub async fn cancel(
+pub(crate) async fn cancel(
     State(engine): State<Engine>,
     p: PathParams,
     q: QueryParams,
@@ -132,7 +136,7 @@ pub async fn cancel(
     ),
     security(("function_key" = []), ("function_code" = []))
 )]
-pub async fn resubmit(
+pub(crate) async fn resubmit(
     State(engine): State<Engine>,
     p: PathParams,
     q: QueryParams,

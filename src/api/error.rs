@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 /// An API error.
 #[derive(Debug, Clone)]
-pub struct ApiError {
+pub(crate) struct ApiError {
     /// HTTP status.
     pub status: StatusCode,
     /// Machine-readable code (`validation_error`, `not_found`, ...).
@@ -28,7 +28,7 @@ pub struct ApiError {
 
 /// The error body of every 4xx/5xx response (documented in the OpenAPI document).
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
-pub struct ErrorEnvelope {
+pub(crate) struct ErrorEnvelope {
     /// Machine-readable code: `validation_error`, `invalid_job_id`, `not_found`, `conflict`,
     /// `unauthorized`, `forbidden`, `payload_too_large`, `unsupported_media_type`, ...
     pub error: String,
@@ -44,7 +44,7 @@ pub struct ErrorEnvelope {
 
 /// One offending field: which, which rule, and the value received.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
-pub struct FieldDetail {
+pub(crate) struct FieldDetail {
     /// Dotted path of the field (`n`, `filter.min_size_mb`, `query.limit`, `path.job_id`, `(body)`).
     pub field: String,
     /// The rule that failed (`required`, `type`, `maximum`, `pattern`, `unknown_field`, ...).
@@ -56,12 +56,12 @@ pub struct FieldDetail {
 }
 
 /// A field detail as JSON (`{field, rule, value, message}`).
-pub fn detail(field: &str, rule: &str, value: Value, message: impl Into<String>) -> Value {
+pub(crate) fn detail(field: &str, rule: &str, value: Value, message: impl Into<String>) -> Value {
     json!({"field": field, "rule": rule, "value": value, "message": message.into()})
 }
 
 /// Shortens a received value before it is echoed back (a 1 MB string is not sent back).
-pub fn echo(s: &str) -> Value {
+pub(crate) fn echo(s: &str) -> Value {
     if s.len() <= 200 {
         Value::String(s.to_string())
     } else {
@@ -75,7 +75,7 @@ pub fn echo(s: &str) -> Value {
 
 impl ApiError {
     /// A new error.
-    pub fn new(status: StatusCode, error: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, error: &'static str, message: impl Into<String>) -> Self {
         Self {
             status,
             error,
@@ -84,11 +84,11 @@ impl ApiError {
         }
     }
     /// 400.
-    pub fn bad_request(error: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn bad_request(error: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, error, message)
     }
     /// 400 about one field.
-    pub fn field(
+    pub(crate) fn field(
         error: &'static str,
         field: &str,
         rule: &str,
@@ -100,23 +100,23 @@ impl ApiError {
             .with_details(vec![detail(field, rule, value, message)])
     }
     /// 404.
-    pub fn not_found(message: impl Into<String>) -> Self {
+    pub(crate) fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", message)
     }
     /// 409.
-    pub fn conflict(message: impl Into<String>) -> Self {
+    pub(crate) fn conflict(message: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, "conflict", message)
     }
     /// 401.
-    pub fn unauthorized(message: impl Into<String>) -> Self {
+    pub(crate) fn unauthorized(message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
     }
     /// 403.
-    pub fn forbidden(error: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn forbidden(error: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::FORBIDDEN, error, message)
     }
     /// 503 (the database is unreachable).
-    pub fn unavailable(message: impl Into<String>) -> Self {
+    pub(crate) fn unavailable(message: impl Into<String>) -> Self {
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "service_unavailable",
@@ -124,11 +124,11 @@ impl ApiError {
         )
     }
     /// 500.
-    pub fn internal(message: impl Into<String>) -> Self {
+    pub(crate) fn internal(message: impl Into<String>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", message)
     }
     /// Adds details.
-    pub fn with_details(mut self, details: Vec<Value>) -> Self {
+    pub(crate) fn with_details(mut self, details: Vec<Value>) -> Self {
         self.details = details;
         self
     }
@@ -203,7 +203,7 @@ fn code_for(status: StatusCode) -> &'static str {
 
 /// Middleware: any 4xx/5xx that is not already JSON becomes the envelope, and a panic in a
 /// handler becomes a 500 envelope instead of a dropped connection.
-pub async fn envelope_layer(req: Request, next: Next) -> Response {
+pub(crate) async fn envelope_layer(req: Request, next: Next) -> Response {
     let path: String = req.uri().path().chars().take(200).collect();
     let method = req.method().clone();
     let started = std::time::Instant::now();

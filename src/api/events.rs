@@ -16,72 +16,45 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
-use tokio_postgres::Row;
 
 use super::error::ErrorEnvelope;
 use super::input::QueryParams;
+use super::jobs::find_job;
 use super::{ApiError, parse_job_id};
-use crate::engine::{Engine, JobId};
-use crate::store::{self, QueryContext, sql};
-
-/// The statements of this module (prepared by a test against the migrated schema).
-pub mod statements {
-    /// One page of a job's events, oldest first.
-    pub const EVENTS_PAGE: &str = include_str!("sql/events_page.sql");
-    /// Event counts per type and status.
-    pub const EVENTS_COUNTS: &str = include_str!("sql/events_counts.sql");
-    /// The last successful event and the first failure.
-    pub const EVENTS_MILESTONES: &str = include_str!("sql/events_milestones.sql");
-    /// Started stages with task counts.
-    pub const TIMELINE_STAGES: &str = include_str!("sql/timeline_stages.sql");
-    /// Every statement, by name.
-    pub const ALL: &[(&str, &str)] = &[
-        ("events_page", EVENTS_PAGE),
-        ("events_counts", EVENTS_COUNTS),
-        ("events_milestones", EVENTS_MILESTONES),
-        ("timeline_stages", TIMELINE_STAGES),
-    ];
-}
+use crate::engine::Engine;
+use crate::store::event_views::{self, EventView};
+use crate::store::{self, stage_views};
 
 /// Default and largest page size of `/events`.
-pub const DEFAULT_LIMIT: i64 = 100;
+pub(crate) const DEFAULT_LIMIT: i64 = 100;
 /// Largest page size of `/events`.
-pub const MAX_LIMIT: i64 = 1000;
+pub(crate) const MAX_LIMIT: i64 = 1000;
 
 /// The routes (state: the engine).
-pub fn routes() -> Router<Engine> {
+pub(crate) fn routes() -> Router<Engine> {
     Router::new()
         .route("/api/jobs/{job_id}/events", get(events))
         .route("/api/jobs/{job_id}/events/summary", get(summary))
         .route("/api/jobs/{job_id}/timeline", get(timeline))
 }
 
-/// 404 unless the job exists; returns its row (`job_get.sql`).
-pub(crate) async fn job_row(client: &store::Client, job_id: &JobId) -> Result<Row, ApiError> {
-    client
-        .query_opt(sql::JOB_GET, &[&job_id.as_str()])
-        .await
-        .ctx(|| format!("reading job {job_id}"))?
-        .ok_or_else(|| ApiError::not_found(format!("job {job_id} not found")))
-}
-
-/// One event as JSON. `offset` is where the event columns start in `row`.
-fn event_json(row: &Row, offset: usize) -> Value {
+/// One event as JSON.
+fn event_json(e: &EventView) -> Value {
     json!({
-        "event_id": row.get::<_, i64>(offset),
-        "created_at": row.get::<_, DateTime<Utc>>(offset + 1),
-        "event_type": row.get::<_, String>(offset + 2),
-        "event_status": row.get::<_, String>(offset + 3),
-        "checkpoint": row.get::<_, Option<String>>(offset + 4),
-        "task_id": row.get::<_, Option<String>>(offset + 5),
-        "stage": row.get::<_, Option<i32>>(offset + 6),
-        "attempt": row.get::<_, Option<i32>>(offset + 7),
-        "duration_ms": row.get::<_, Option<i32>>(offset + 8),
-        "error_class": row.get::<_, Option<String>>(offset + 9),
-        "error_type": row.get::<_, Option<String>>(offset + 10),
-        "error_message": row.get::<_, Option<String>>(offset + 11),
-        "data": row.get::<_, Value>(offset + 12),
-        "job_attempt": row.get::<_, i32>(offset + 13),
+        "event_id": e.event_id,
+        "created_at": e.created_at,
+        "event_type": e.event_type,
+        "event_status": e.event_status,
+        "checkpoint": e.checkpoint,
+        "task_id": e.task_id,
+        "stage": e.stage,
+        "attempt": e.attempt,
+        "duration_ms": e.duration_ms,
+        "error_class": e.error_class,
+        "error_type": e.error_type,
+        "error_message": e.error_message,
+        "data": e.data,
+        "job_attempt": e.job_attempt,
     })
 }
 
@@ -104,7 +77,7 @@ fn event_json(row: &Row, offset: usize) -> Value {
     ),
     security(("function_key" = []), ("function_code" = []))
 )]
-pub async fn events(
+pub(crate) async fn events(
     State(engine): State<Engine>,
     Path(job_id): Path<String>,
     q: QueryParams,
@@ -128,21 +101,11 @@ pub async fn events(
         ));
     }
     let client = store::client(engine.pool(), "reading job events").await?;
-    job_row(&client, &job_id).await?;
+    find_job(&client, &job_id).await?;
     // One row more than asked tells whether another page follows.
-    let rows = client
-        .query(
-            statements::EVENTS_PAGE,
-            &[&job_id.as_str(), &after, &task_id, &(limit + 1)],
-        )
-        .await
-        .ctx(|| format!("reading events of job {job_id} after {after}"))?;
+    let rows = event_views::page(&client, &job_id, after, task_id.as_deref(), limit + 1).await?;
     let more = rows.len() as i64 > limit;
-    let page: Vec<Value> = rows
-        .iter()
-        .take(limit as usize)
-        .map(|r| event_json(r, 0))
-        .collect();
+    let page: Vec<Value> = rows.iter().take(limit as usize).map(event_json).collect();
     let next_cursor = if more {
         page.last()
             .and_then(|e| e["event_id"].as_i64())
@@ -174,28 +137,21 @@ pub async fn events(
     ),
     security(("function_key" = []), ("function_code" = []))
 )]
-pub async fn summary(
+pub(crate) async fn summary(
     State(engine): State<Engine>,
     Path(job_id): Path<String>,
 ) -> Result<Response, ApiError> {
     let job_id = parse_job_id(&job_id)?;
     let client = store::client(engine.pool(), "summarising job events").await?;
-    let job = job_row(&client, &job_id).await?;
-    let counts = client
-        .query(statements::EVENTS_COUNTS, &[&job_id.as_str()])
-        .await
-        .ctx(|| format!("counting events of job {job_id}"))?;
-    let milestones = client
-        .query(statements::EVENTS_MILESTONES, &[&job_id.as_str()])
-        .await
-        .ctx(|| format!("reading milestones of job {job_id}"))?;
+    let job = find_job(&client, &job_id).await?;
+    let counts = event_views::counts(&client, &job_id).await?;
+    let milestones = event_views::milestones(&client, &job_id).await?;
     let mut by_type = serde_json::Map::new();
     let mut by_status = serde_json::Map::new();
     let mut total = 0i64;
     let (mut first_at, mut last_at): (Option<DateTime<Utc>>, Option<DateTime<Utc>>) = (None, None);
-    for r in &counts {
-        let (t, s, n): (String, String, i64) = (r.get(0), r.get(1), r.get(2));
-        let (f, l): (DateTime<Utc>, DateTime<Utc>) = (r.get(3), r.get(4));
+    for c in counts {
+        let (t, s, n, f, l) = (c.event_type, c.event_status, c.n, c.first_at, c.last_at);
         total += n;
         let add = |m: &mut serde_json::Map<String, Value>, k: String| {
             let cur = m.get(&k).and_then(Value::as_i64).unwrap_or(0);
@@ -206,27 +162,21 @@ pub async fn summary(
         first_at = Some(first_at.map_or(f, |x| x.min(f)));
         last_at = Some(last_at.map_or(l, |x| x.max(l)));
     }
-    let milestone = |kind: &str| {
-        milestones
-            .iter()
-            .find(|r| r.get::<_, String>(0) == kind)
-            .map(|r| event_json(r, 1))
-    };
     Ok(axum::Json(json!({
         "job_id": job_id.as_str(),
-        "job_type": job.get::<_, String>("job_type"),
-        "job_status": job.get::<_, String>("status"),
+        "job_type": job.job.job_type,
+        "job_status": job.job.status,
         "total_events": total,
         "counts_by_type": by_type,
         "counts_by_status": by_status,
         "first_event_at": first_at,
         "last_event_at": last_at,
-        "current_attempt": job.get::<_, i32>("attempt"),
-        "last_successful_step": milestone("last_success"),
-        "first_failure": milestone("first_failure"),
-        "error_details": job.get::<_, Option<String>>("error_details"),
+        "current_attempt": job.job.attempt,
+        "last_successful_step": milestones.last_success.as_ref().map(event_json),
+        "first_failure": milestones.first_failure.as_ref().map(event_json),
+        "error_details": job.job.error_details,
         "earlier_attempts": job
-            .get::<_, Value>("metadata")
+            .metadata
             .get("attempts")
             .cloned()
             .unwrap_or_else(|| json!([])),
@@ -247,19 +197,16 @@ pub async fn summary(
     ),
     security(("function_key" = []), ("function_code" = []))
 )]
-pub async fn timeline(
+pub(crate) async fn timeline(
     State(engine): State<Engine>,
     Path(job_id): Path<String>,
 ) -> Result<Response, ApiError> {
     let job_id = parse_job_id(&job_id)?;
     let client = store::client(engine.pool(), "reading a job timeline").await?;
-    let job = job_row(&client, &job_id).await?;
-    let rows = client
-        .query(statements::TIMELINE_STAGES, &[&job_id.as_str()])
-        .await
-        .ctx(|| format!("reading stages of job {job_id}"))?;
-    let job_type: String = job.get("job_type");
-    let total_stages: i32 = job.get("total_stages");
+    let job = find_job(&client, &job_id).await?.job;
+    let rows = stage_views::timeline(&client, &job_id).await?;
+    let job_type = job.job_type;
+    let total_stages = job.total_stages;
     let defs = engine
         .registry()
         .job(&job_type)
@@ -267,23 +214,22 @@ pub async fn timeline(
         .unwrap_or_default();
     let mut stages = Vec::new();
     for n in 1..=total_stages.max(rows.len() as i32) {
-        let row = rows.iter().find(|r| r.get::<_, i32>(0) == n);
+        let row = rows.iter().find(|r| r.stage == n);
         let def = defs.get((n - 1) as usize);
         stages.push(match row {
             Some(r) => {
-                let started: DateTime<Utc> = r.get(4);
-                let completed: Option<DateTime<Utc>> = r.get(5);
+                let (started, completed) = (r.started_at, r.completed_at);
                 json!({
                     "stage": n,
-                    "name": r.get::<_, String>(1),
-                    "task_type": r.get::<_, String>(2),
-                    "status": r.get::<_, String>(3),
+                    "name": r.name,
+                    "task_type": r.task_type,
+                    "status": r.status,
                     "started_at": started,
                     "completed_at": completed,
                     "duration_ms": completed.map(|c| (c - started).num_milliseconds()),
-                    "task_count": r.get::<_, i32>(6),
-                    "tasks": r.get::<_, Value>(7),
-                    "retries": r.get::<_, i64>(8),
+                    "task_count": r.task_count,
+                    "tasks": r.task_counts,
+                    "retries": r.retries,
                 })
             }
             None => json!({
@@ -303,14 +249,14 @@ pub async fn timeline(
     Ok(axum::Json(json!({
         "job_id": job_id.as_str(),
         "job_type": job_type,
-        "status": job.get::<_, String>("status"),
-        "current_stage": job.get::<_, i32>("stage"),
+        "status": job.status,
+        "current_stage": job.stage,
         "total_stages": total_stages,
-        "attempt": job.get::<_, i32>("attempt"),
-        "correlation_id": job.get::<_, Option<String>>("correlation_id"),
-        "created_at": job.get::<_, DateTime<Utc>>("created_at"),
-        "completed_at": job.get::<_, Option<DateTime<Utc>>>("completed_at"),
-        "error_details": job.get::<_, Option<String>>("error_details"),
+        "attempt": job.attempt,
+        "correlation_id": job.correlation_id,
+        "created_at": job.created_at,
+        "completed_at": job.completed_at,
+        "error_details": job.error_details,
         "stages": stages,
     }))
     .into_response())

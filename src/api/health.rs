@@ -8,11 +8,11 @@ use serde_json::{Value, json};
 
 use super::error::ErrorEnvelope;
 use crate::engine::Engine;
-use crate::store::{self, sql};
+use crate::store::{self, janitor_views};
 
 /// The health report.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
-pub struct Health {
+pub(crate) struct Health {
     /// `healthy` or `unhealthy`.
     pub status: String,
     /// One entry per part: `database`, `transport`, `janitor`, `jobs`, `readiness`.
@@ -83,21 +83,21 @@ async fn database(engine: &Engine, errors: &mut Vec<String>) -> (Value, Value) {
             json!({"status": "unhealthy", "error": "migration status unreadable"})
         }
     };
-    let janitor = match client.query_opt(sql::JANITOR_LAST_RUN, &[]).await {
+    let janitor = match janitor_views::last_run(&client).await {
         Ok(Some(r)) => json!({
             "status": "healthy",
-            "last_run_id": r.get::<_, String>(0),
-            "last_run_status": r.get::<_, String>(1),
-            "last_run_at": r.get::<_, chrono::DateTime<chrono::Utc>>(2),
-            "last_run_completed_at": r.get::<_, Option<chrono::DateTime<chrono::Utc>>>(3),
-            "found": r.get::<_, i32>(4),
-            "fixed": r.get::<_, i32>(5),
+            "last_run_id": r.run_id,
+            "last_run_status": r.status,
+            "last_run_at": r.started_at,
+            "last_run_completed_at": r.completed_at,
+            "found": r.found,
+            "fixed": r.fixed,
         }),
         Ok(None) => {
             json!({"status": "healthy", "last_run_at": null, "note": "the janitor has not run yet"})
         }
         Err(e) => {
-            tracing::warn!(error = %store::describe(&e), "health check: reading the janitor's last run failed");
+            tracing::warn!(error = %e, "health check: reading the janitor's last run failed");
             json!({"status": "unknown", "error": "last run unreadable (the service log has the cause)"})
         }
     };
@@ -114,7 +114,7 @@ async fn database(engine: &Engine, errors: &mut Vec<String>) -> (Value, Value) {
     ),
     security(())
 )]
-pub async fn health(State(engine): State<Engine>) -> (StatusCode, Json<Health>) {
+pub(crate) async fn health(State(engine): State<Engine>) -> (StatusCode, Json<Health>) {
     let mut errors = Vec::new();
     // Startup readiness (engine/readiness.rs): the schema preparation's last error, if any.
     let readiness = engine.readiness().health();

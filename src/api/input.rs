@@ -13,23 +13,23 @@ use super::error::{ApiError, detail, echo};
 use crate::engine::JobId;
 
 /// Largest request body accepted (64 KB).
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_BODY_BYTES: usize = 64 * 1024;
 /// Deepest JSON nesting accepted.
-pub const MAX_DEPTH: usize = 32;
+pub(crate) const MAX_DEPTH: usize = 32;
 /// Longest JSON string (or object key) accepted, unless a parameter schema says otherwise.
-pub const MAX_STRING_BYTES: usize = 4096;
+pub(crate) const MAX_STRING_BYTES: usize = 4096;
 /// Longest query-string value accepted.
-pub const MAX_QUERY_VALUE_BYTES: usize = 512;
+pub(crate) const MAX_QUERY_VALUE_BYTES: usize = 512;
 /// Longest request target (path and query) accepted; longer is a 414 envelope. (Past 64 KB
 /// hyper itself refuses the request line, with an empty 414.)
-pub const MAX_URI_BYTES: usize = 8 * 1024;
+pub(crate) const MAX_URI_BYTES: usize = 8 * 1024;
 /// Most header bytes (names and values) accepted; more is a 431 envelope. (Past hyper's buffer,
 /// about 400 KB for the whole head, hyper itself answers an empty 431.)
-pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+pub(crate) const MAX_HEADER_BYTES: usize = 32 * 1024;
 
 /// Middleware: a request target or headers longer than the limits are refused with the envelope
 /// before routing (hyper's own refusals of far larger ones carry no body).
-pub async fn request_limits(
+pub(crate) async fn request_limits(
     req: Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
@@ -77,22 +77,23 @@ pub async fn request_limits(
     }
 }
 
-/// A JSON request body that passed the limits (`{}` when the body is empty).
+/// A JSON request body that passed the limits (`{}` when the body is empty). The routes that take
+/// one (control and admin actions) need only the checks, so the value is not kept.
 #[derive(Debug)]
-pub struct JsonBody(pub Value);
+pub(crate) struct JsonBody;
 
 /// Like [`JsonBody`] (but an empty body is refused, `body_required`), for bodies validated
 /// against a parameter schema afterwards: string values
 /// may be longer than [`MAX_STRING_BYTES`] when the schema allows it (the schema's own maximum,
 /// 4 KB by default, is applied by the validator). Names, NUL, nesting and size are checked here.
 #[derive(Debug)]
-pub struct SchemaBody(pub Value);
+pub(crate) struct SchemaBody(pub Value);
 
 impl<S: Send + Sync> FromRequest<S> for JsonBody {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
-        read_body(req, true).await.map(JsonBody)
+        read_body(req, true).await.map(|_| JsonBody)
     }
 }
 
@@ -181,11 +182,8 @@ fn too_large(len: u64) -> ApiError {
     )])
 }
 
-/// Checks and parses a body: content type, UTF-8, nesting, string lengths, NUL characters.
-pub fn parse_json_body(headers: &HeaderMap, body: &Bytes) -> Result<Value, ApiError> {
-    parse_body_with(headers, body, true)
-}
-
+/// Checks and parses a body: content type, UTF-8, nesting, string lengths (when `string_limit`),
+/// NUL characters.
 fn parse_body_with(
     headers: &HeaderMap,
     body: &Bytes,
@@ -406,7 +404,7 @@ fn check_str(s: &str, field: &str, limit: bool, out: &mut Vec<Value>) {
 
 /// Percent-decoded path parameters, in route order; a segment that is not UTF-8 is a 400.
 #[derive(Debug)]
-pub struct PathParams(pub Vec<(String, String)>);
+pub(crate) struct PathParams(pub Vec<(String, String)>);
 
 impl<S: Send + Sync> FromRequestParts<S> for PathParams {
     type Rejection = ApiError;
@@ -427,7 +425,7 @@ impl<S: Send + Sync> FromRequestParts<S> for PathParams {
 
 impl PathParams {
     /// The raw value of a path parameter.
-    pub fn get(&self, name: &str) -> &str {
+    pub(crate) fn get(&self, name: &str) -> &str {
         self.0
             .iter()
             .find(|(k, _)| k == name)
@@ -436,12 +434,12 @@ impl PathParams {
     }
 
     /// A path parameter that must be a job id.
-    pub fn job_id(&self, name: &str) -> Result<JobId, ApiError> {
+    pub(crate) fn job_id(&self, name: &str) -> Result<JobId, ApiError> {
         parse_job_id(self.get(name))
     }
 
     /// A short name-like parameter (job type): at most 100 characters, no control characters.
-    pub fn name(&self, name: &str) -> Result<String, ApiError> {
+    pub(crate) fn name(&self, name: &str) -> Result<String, ApiError> {
         let v = self.get(name);
         if v.len() > 100 || v.chars().any(char::is_control) {
             return Err(ApiError::field(
@@ -457,7 +455,7 @@ impl PathParams {
 }
 
 /// Parses a job id path segment (400 when it is not 64 hex).
-pub fn parse_job_id(raw: &str) -> Result<JobId, ApiError> {
+pub(crate) fn parse_job_id(raw: &str) -> Result<JobId, ApiError> {
     JobId::parse(raw).map_err(|e| {
         ApiError::field(
             "invalid_job_id",
@@ -472,7 +470,7 @@ pub fn parse_job_id(raw: &str) -> Result<JobId, ApiError> {
 /// A decoded query string. Names must be known to the route; `code` (the Functions key, which
 /// the host forwards) is always allowed and never read.
 #[derive(Debug, Default)]
-pub struct QueryParams(Vec<(String, String)>);
+pub(crate) struct QueryParams(Vec<(String, String)>);
 
 impl<S: Send + Sync> FromRequestParts<S> for QueryParams {
     type Rejection = ApiError;
@@ -508,7 +506,7 @@ fn decode(part: &str, what: &str) -> Result<String, ApiError> {
 
 impl QueryParams {
     /// Decodes a raw query string.
-    pub fn parse(raw: &str) -> Result<Self, ApiError> {
+    pub(crate) fn parse(raw: &str) -> Result<Self, ApiError> {
         let mut out = Vec::new();
         for pair in raw.split('&').filter(|p| !p.is_empty()) {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
@@ -520,7 +518,7 @@ impl QueryParams {
     }
 
     /// Refuses names the route does not know (all of them reported).
-    pub fn only(&self, known: &[&str]) -> Result<(), ApiError> {
+    pub(crate) fn only(&self, known: &[&str]) -> Result<(), ApiError> {
         let unknown: Vec<Value> = self
             .0
             .iter()
@@ -545,7 +543,7 @@ impl QueryParams {
     }
 
     /// A string parameter (the last one wins when repeated), at most `max` bytes.
-    pub fn text(&self, name: &str, max: usize) -> Result<Option<String>, ApiError> {
+    pub(crate) fn text(&self, name: &str, max: usize) -> Result<Option<String>, ApiError> {
         let Some((_, v)) = self.0.iter().rev().find(|(k, _)| k == name) else {
             return Ok(None);
         };
@@ -562,7 +560,7 @@ impl QueryParams {
     }
 
     /// An integer parameter within `min..=max`.
-    pub fn int(&self, name: &str, min: i64, max: i64) -> Result<Option<i64>, ApiError> {
+    pub(crate) fn int(&self, name: &str, min: i64, max: i64) -> Result<Option<i64>, ApiError> {
         let Some(v) = self.text(name, 32)? else {
             return Ok(None);
         };
@@ -588,7 +586,7 @@ impl QueryParams {
     }
 
     /// A parameter restricted to `allowed` values.
-    pub fn one_of(
+    pub(crate) fn one_of(
         &self,
         name: &str,
         allowed: &[&'static str],

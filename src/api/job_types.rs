@@ -11,7 +11,7 @@ use crate::jobs::params;
 
 /// One stage of a job type.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
-pub struct StageInfo {
+pub(crate) struct StageInfo {
     /// Stage number.
     pub stage: i32,
     /// Name.
@@ -24,7 +24,7 @@ pub struct StageInfo {
 
 /// One job type.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
-pub struct JobTypeInfo {
+pub(crate) struct JobTypeInfo {
     /// Name used in `POST /api/jobs/submit/{job_type}`.
     pub job_type: String,
     /// What it does.
@@ -43,7 +43,7 @@ pub struct JobTypeInfo {
 
 /// All job types.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
-pub struct JobTypes {
+pub(crate) struct JobTypes {
     /// Sorted by name.
     pub job_types: Vec<JobTypeInfo>,
 }
@@ -58,7 +58,7 @@ pub struct JobTypes {
     ),
     security(("function_key" = []), ("function_code" = []))
 )]
-pub async fn job_types(
+pub(crate) async fn job_types(
     State(engine): State<Engine>,
     q: QueryParams,
 ) -> Result<Json<JobTypes>, ApiError> {

@@ -6,21 +6,21 @@
 
 use axum::Json;
 use axum::extract::State;
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use chrono::{DateTime, Datelike, Utc};
+use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
-use tokio_postgres::Row;
 
+use super::cursor::{self, cursor_error};
 use super::error::{ApiError, ErrorEnvelope};
 use super::input::{PathParams, QueryParams};
-use crate::engine::state::{JobStatus, TaskStatus};
-use crate::engine::{Engine, JobId};
-use crate::store::{self, QueryContext, sql};
+use crate::engine::Engine;
+use crate::model::{JobId, JobStatus, TaskStatus};
+use crate::store::job_views::{self, JobDetailView, JobListFilter, JobView};
+use crate::store::task_views::{self, TaskListFilter, TaskView};
+use crate::store::{self, stage_views};
 
 /// One job as listed (also the earlier `dbadmin/jobs` item shape, plus CoreMachine's columns).
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
-pub struct JobRow {
+pub(crate) struct JobRow {
     /// Job id (64 hex).
     pub job_id: String,
     /// Job type.
@@ -49,29 +49,29 @@ pub struct JobRow {
     pub completed_at: Option<DateTime<Utc>>,
 }
 
-impl JobRow {
-    fn from_row(r: &Row) -> Self {
+impl From<JobView> for JobRow {
+    fn from(j: JobView) -> Self {
         Self {
-            job_id: r.get("job_id"),
-            job_type: r.get("job_type"),
-            status: r.get("status"),
-            stage: r.get("stage"),
-            total_stages: r.get("total_stages"),
-            attempt: r.get("attempt"),
-            parameters: r.get("parameters"),
-            result_data: r.get("result_data"),
-            error_details: r.get("error_details"),
-            correlation_id: r.get("correlation_id"),
-            created_at: r.get("created_at"),
-            updated_at: r.get("updated_at"),
-            completed_at: r.get("completed_at"),
+            job_id: j.job_id.to_string(),
+            job_type: j.job_type,
+            status: j.status.as_str().into(),
+            stage: j.stage,
+            total_stages: j.total_stages,
+            attempt: j.attempt,
+            parameters: j.parameters,
+            result_data: j.result_data,
+            error_details: j.error_details,
+            correlation_id: j.correlation_id,
+            created_at: j.created_at,
+            updated_at: j.updated_at,
+            completed_at: j.completed_at,
         }
     }
 }
 
 /// A page of jobs, newest first.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
-pub struct JobPage {
+pub(crate) struct JobPage {
     /// The jobs.
     pub jobs: Vec<JobRow>,
     /// Pass as `cursor` to get the next page; null on the last page.
@@ -82,7 +82,7 @@ pub struct JobPage {
 
 /// One stage of a job with its task counts.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
-pub struct StageProgress {
+pub(crate) struct StageProgress {
     /// Stage number.
     pub stage: i32,
     /// Stage name.
@@ -113,7 +113,7 @@ pub struct StageProgress {
 
 /// A job with its stages and previous attempts.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
-pub struct JobDetail {
+pub(crate) struct JobDetail {
     /// The job row.
     #[serde(flatten)]
     pub job: JobRow,
@@ -129,7 +129,7 @@ pub struct JobDetail {
 
 /// URLs of a job's resources.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
-pub struct JobLinks {
+pub(crate) struct JobLinks {
     /// Compatible status.
     pub status: String,
     /// Tasks.
@@ -144,7 +144,7 @@ pub struct JobLinks {
 
 /// One task.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
-pub struct TaskRow {
+pub(crate) struct TaskRow {
     /// Task id.
     pub task_id: String,
     /// Job id.
@@ -185,36 +185,35 @@ pub struct TaskRow {
     pub updated_at: DateTime<Utc>,
 }
 
-impl TaskRow {
-    /// Reads the columns of `tasks_list.sql` (and `task_get.sql`).
-    pub(super) fn from_row(r: &Row) -> Self {
+impl From<TaskView> for TaskRow {
+    fn from(t: TaskView) -> Self {
         Self {
-            task_id: r.get("task_id"),
-            parent_job_id: r.get("parent_job_id"),
-            job_type: r.get("job_type"),
-            task_type: r.get("task_type"),
-            stage: r.get("stage"),
-            task_index: r.get("task_index"),
-            task_seq: r.get("task_seq"),
-            status: r.get("status"),
-            parameters: r.get("parameters"),
-            result_data: r.get("result_data"),
-            error_details: r.get("error_details"),
-            error_class: r.get("error_class"),
-            retry_count: r.get("retry_count"),
-            job_attempt: r.get("job_attempt"),
-            heartbeat: r.get("heartbeat"),
-            started_at: r.get("started_at"),
-            completed_at: r.get("completed_at"),
-            created_at: r.get("created_at"),
-            updated_at: r.get("updated_at"),
+            task_id: t.task_id.to_string(),
+            parent_job_id: t.parent_job_id.to_string(),
+            job_type: t.job_type,
+            task_type: t.task_type,
+            stage: t.stage,
+            task_index: t.task_index,
+            task_seq: t.task_seq,
+            status: t.status.as_str().into(),
+            parameters: t.parameters,
+            result_data: t.result_data,
+            error_details: t.error_details,
+            error_class: t.error_class,
+            retry_count: t.retry_count,
+            job_attempt: t.job_attempt,
+            heartbeat: t.heartbeat,
+            started_at: t.started_at,
+            completed_at: t.completed_at,
+            created_at: t.created_at,
+            updated_at: t.updated_at,
         }
     }
 }
 
 /// A page of a job's tasks in stage and task order.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
-pub struct TaskPage {
+pub(crate) struct TaskPage {
     /// Job id.
     pub job_id: String,
     /// The tasks.
@@ -227,7 +226,7 @@ pub struct TaskPage {
 
 /// Filters and counts of a task listing.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
-pub struct TaskQueryInfo {
+pub(crate) struct TaskQueryInfo {
     /// Tasks in this response.
     pub total_tasks: usize,
     /// Stage filter.
@@ -242,7 +241,7 @@ pub struct TaskQueryInfo {
 
 /// The earlier `dbadmin/jobs` response.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
-pub struct DbadminJobs {
+pub(crate) struct DbadminJobs {
     /// The jobs, newest first.
     pub jobs: Vec<JobRow>,
     /// The filters applied.
@@ -253,7 +252,7 @@ pub struct DbadminJobs {
 
 /// Filters of the earlier `dbadmin/jobs`.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
-pub struct DbadminQueryInfo {
+pub(crate) struct DbadminQueryInfo {
     /// Rows at most.
     pub limit: i64,
     /// Created within this many hours.
@@ -268,7 +267,7 @@ pub struct DbadminQueryInfo {
 
 /// The earlier `dbadmin/jobs/{job_id}` response.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
-pub struct DbadminJob {
+pub(crate) struct DbadminJob {
     /// The job.
     pub job: JobRow,
     /// When it was read.
@@ -276,7 +275,7 @@ pub struct DbadminJob {
 }
 
 /// Job statuses the job filters accept (the web page's list too).
-pub const JOB_STATUSES: &[&str] = &[
+pub(crate) const JOB_STATUSES: &[&str] = &[
     "queued",
     "processing",
     "completed",
@@ -290,47 +289,28 @@ const TASK_STATUSES: &[&str] = &["queued", "processing", "completed", "failed", 
 const _: () = assert!(JOB_STATUSES.len() == JobStatus::ALL.len());
 const _: () = assert!(TASK_STATUSES.len() == TaskStatus::ALL.len());
 
-/// The 400 for a cursor this API did not make.
-pub(super) fn cursor_error(raw: &str) -> ApiError {
-    ApiError::field(
-        "invalid_cursor",
-        "query.cursor",
-        "cursor",
-        super::error::echo(raw),
-        "not a cursor returned by this API (pass next_cursor unchanged)",
-    )
+/// A listed status filter's enum (the lists above are the enums' stored names).
+pub(super) fn status_of<T: std::str::FromStr>(name: Option<&str>) -> Result<Option<T>, ApiError>
+where
+    T::Err: std::fmt::Display,
+{
+    name.map(str::parse)
+        .transpose()
+        .map_err(|e: T::Err| ApiError::internal(e.to_string()))
 }
 
 /// The keyset cursor of a job list row.
-pub(super) fn job_cursor(created: DateTime<Utc>, job_id: &str) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{}.{job_id}", created.timestamp_micros()))
+pub(super) fn job_cursor(created: DateTime<Utc>, job_id: &JobId) -> String {
+    cursor::time_cursor(created, job_id.as_str())
 }
 
 /// Reads a cursor made by [`job_cursor`].
-pub(super) fn parse_job_cursor(raw: &str) -> Result<(DateTime<Utc>, String), ApiError> {
-    let text = URL_SAFE_NO_PAD
-        .decode(raw)
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok())
-        .ok_or_else(|| cursor_error(raw))?;
-    let (micros, id) = text.split_once('.').ok_or_else(|| cursor_error(raw))?;
-    let micros: i64 = micros.parse().map_err(|_| cursor_error(raw))?;
-    // Years 1..=9999: chrono reaches further than PostgreSQL's timestamptz (4713 BC onwards),
-    // and a time out of PostgreSQL's range would fail the query (SQLSTATE 22008) instead of
-    // being this client's 400.
-    let at = DateTime::from_timestamp_micros(micros)
-        .filter(|t| (1..=9999).contains(&t.year()))
-        .ok_or_else(|| cursor_error(raw))?;
-    let id = JobId::parse(id).map_err(|_| cursor_error(raw))?;
-    Ok((at, id.to_string()))
+pub(super) fn parse_job_cursor(raw: &str) -> Result<(DateTime<Utc>, JobId), ApiError> {
+    cursor::parse_time_cursor(raw, |id| JobId::parse(id).ok())
 }
 
 fn parse_task_cursor(raw: &str) -> Result<(i32, i32), ApiError> {
-    let text = URL_SAFE_NO_PAD
-        .decode(raw)
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok())
-        .ok_or_else(|| cursor_error(raw))?;
+    let text = cursor::decode(raw)?;
     let (a, b) = text.split_once('.').ok_or_else(|| cursor_error(raw))?;
     Ok((
         a.parse().map_err(|_| cursor_error(raw))?,
@@ -356,22 +336,19 @@ async fn list(
     engine: &Engine,
     f: &JobFilter,
     hours: Option<i64>,
-    cursor: Option<(DateTime<Utc>, String)>,
+    after: Option<(DateTime<Utc>, JobId)>,
     limit: i64,
-) -> Result<Vec<Row>, ApiError> {
+) -> Result<Vec<JobRow>, ApiError> {
     let client = store::client(engine.pool(), "listing jobs").await?;
-    let hours = hours.map(|h| h as i32);
-    let (at, id) = match cursor {
-        Some((a, i)) => (Some(a), Some(i)),
-        None => (None, None),
+    let filter = JobListFilter {
+        status: status_of::<JobStatus>(f.status)?,
+        job_type: f.job_type.clone(),
+        hours: hours.map(|h| h as i32),
+        after,
+        limit,
     };
-    Ok(client
-        .query(
-            sql::JOBS_LIST,
-            &[&f.status, &f.job_type, &hours, &at, &id, &limit],
-        )
-        .await
-        .ctx(|| "listing jobs".into())?)
+    let jobs = job_views::list(&client, &filter).await?;
+    Ok(jobs.into_iter().map(JobRow::from).collect())
 }
 
 /// Lists jobs, newest first.
@@ -392,7 +369,7 @@ async fn list(
     ),
     security(("function_key" = []), ("function_code" = []))
 )]
-pub async fn list_jobs(
+pub(crate) async fn list_jobs(
     State(engine): State<Engine>,
     q: QueryParams,
 ) -> Result<Json<JobPage>, ApiError> {
@@ -403,11 +380,11 @@ pub async fn list_jobs(
         .text("cursor", 200)?
         .map(|c| parse_job_cursor(&c))
         .transpose()?;
-    let rows = list(&engine, &f, f.hours, cursor, limit + 1).await?;
-    let mut jobs: Vec<JobRow> = rows.iter().map(JobRow::from_row).collect();
+    let mut jobs = list(&engine, &f, f.hours, cursor, limit + 1).await?;
     let next_cursor = if jobs.len() as i64 > limit {
         jobs.truncate(limit as usize);
-        jobs.last().map(|j| job_cursor(j.created_at, &j.job_id))
+        jobs.last()
+            .map(|j| cursor::time_cursor(j.created_at, &j.job_id))
     } else {
         None
     };
@@ -435,7 +412,7 @@ pub async fn list_jobs(
     ),
     security(("function_key" = []), ("function_code" = []))
 )]
-pub async fn dbadmin_jobs(
+pub(crate) async fn dbadmin_jobs(
     State(engine): State<Engine>,
     q: QueryParams,
 ) -> Result<Json<DbadminJobs>, ApiError> {
@@ -447,8 +424,7 @@ pub async fn dbadmin_jobs(
     };
     let limit = q.int("limit", 1, 1000)?.unwrap_or(10);
     let hours = q.int("hours", 1, 168)?.unwrap_or(24);
-    let rows = list(&engine, &f, Some(hours), None, limit).await?;
-    let jobs: Vec<JobRow> = rows.iter().map(JobRow::from_row).collect();
+    let jobs = list(&engine, &f, Some(hours), None, limit).await?;
     Ok(Json(DbadminJobs {
         query_info: DbadminQueryInfo {
             limit,
@@ -462,17 +438,14 @@ pub async fn dbadmin_jobs(
     }))
 }
 
-/// Reads one job row (404 when missing).
-pub(crate) async fn job_row(
+/// Reads one job with every column (404 when missing).
+pub(crate) async fn find_job(
     client: &store::Client,
     job_id: &JobId,
-) -> Result<(JobRow, Row), ApiError> {
-    let row = client
-        .query_opt(sql::JOB_GET, &[&job_id.as_str()])
-        .await
-        .ctx(|| format!("reading job {job_id}"))?
-        .ok_or_else(|| ApiError::not_found(format!("job {job_id} not found")))?;
-    Ok((JobRow::from_row(&row), row))
+) -> Result<JobDetailView, ApiError> {
+    job_views::get(client, job_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("job {job_id} not found")))
 }
 
 /// One job with its stages, task counts and previous attempts.
@@ -488,7 +461,7 @@ pub(crate) async fn job_row(
     ),
     security(("function_key" = []), ("function_code" = []))
 )]
-pub async fn get_job(
+pub(crate) async fn get_job(
     State(engine): State<Engine>,
     p: PathParams,
     q: QueryParams,
@@ -496,11 +469,13 @@ pub async fn get_job(
     let job_id = p.job_id("job_id")?;
     q.only(&[])?;
     let client = store::client(engine.pool(), "reading a job").await?;
-    let (job, row) = job_row(&client, &job_id).await?;
-    let progress = client
-        .query(sql::JOB_STAGE_PROGRESS, &[&job_id.as_str()])
-        .await
-        .ctx(|| format!("reading stage progress of job {job_id}"))?;
+    let JobDetailView {
+        job,
+        stage_results,
+        metadata,
+    } = find_job(&client, &job_id).await?;
+    let job = JobRow::from(job);
+    let progress = stage_views::progress(&client, &job_id).await?;
     let defs = engine
         .registry()
         .job(&job.job_type)
@@ -509,21 +484,21 @@ pub async fn get_job(
     let stages = (1..=job.total_stages)
         .map(|n| {
             let def = defs.get((n - 1) as usize);
-            match progress.iter().find(|r| r.get::<_, i32>("stage") == n) {
+            match progress.iter().find(|r| r.stage == n) {
                 Some(r) => StageProgress {
                     stage: n,
-                    name: r.get("name"),
-                    task_type: r.get("task_type"),
-                    status: r.get("status"),
-                    task_count: Some(r.get("task_count")),
-                    queued: r.get("queued"),
-                    processing: r.get("processing"),
-                    completed: r.get("completed"),
-                    failed: r.get("failed"),
-                    cancelled: r.get("cancelled"),
-                    attempt: Some(r.get("job_attempt")),
-                    started_at: Some(r.get("started_at")),
-                    completed_at: r.get("completed_at"),
+                    name: r.name.clone(),
+                    task_type: r.task_type.clone(),
+                    status: r.status.as_str().into(),
+                    task_count: Some(r.task_count),
+                    queued: r.queued,
+                    processing: r.processing,
+                    completed: r.completed,
+                    failed: r.failed,
+                    cancelled: r.cancelled,
+                    attempt: Some(r.job_attempt),
+                    started_at: Some(r.started_at),
+                    completed_at: r.completed_at,
                 },
                 None => StageProgress {
                     stage: n,
@@ -543,7 +518,6 @@ pub async fn get_job(
             }
         })
         .collect();
-    let metadata: Value = row.get("metadata");
     let previous_attempts = metadata
         .get("attempts")
         .and_then(Value::as_array)
@@ -551,7 +525,7 @@ pub async fn get_job(
         .unwrap_or_default();
     let id = job_id.as_str();
     Ok(Json(JobDetail {
-        stage_results: row.get("stage_results"),
+        stage_results,
         stages,
         previous_attempts,
         links: JobLinks {
@@ -578,7 +552,7 @@ pub async fn get_job(
     ),
     security(("function_key" = []), ("function_code" = []))
 )]
-pub async fn dbadmin_job(
+pub(crate) async fn dbadmin_job(
     State(engine): State<Engine>,
     p: PathParams,
     q: QueryParams,
@@ -586,7 +560,7 @@ pub async fn dbadmin_job(
     let job_id = p.job_id("job_id")?;
     q.only(&[])?;
     let client = store::client(engine.pool(), "reading a job").await?;
-    let (job, _) = job_row(&client, &job_id).await?;
+    let job = find_job(&client, &job_id).await?.job.into();
     Ok(Json(DbadminJob {
         job,
         timestamp: Utc::now(),
@@ -610,25 +584,23 @@ async fn tasks_page(
         .map(|c| parse_task_cursor(&c))
         .transpose()?;
     let client = store::client(engine.pool(), "listing tasks").await?;
-    job_row(&client, &job_id).await?;
-    let stage_i = stage.map(|s| s as i32);
-    let (cs, cq) = match cursor {
-        Some((a, b)) => (Some(a), Some(b)),
-        None => (None, None),
+    find_job(&client, &job_id).await?;
+    let filter = TaskListFilter {
+        stage: stage.map(|s| s as i32),
+        status: status_of::<TaskStatus>(status)?,
+        after: cursor,
+        limit: limit + 1,
     };
-    let rows = client
-        .query(
-            sql::TASKS_LIST,
-            &[&job_id.as_str(), &stage_i, &status, &cs, &cq, &(limit + 1)],
-        )
-        .await
-        .ctx(|| format!("listing tasks of job {job_id}"))?;
-    let mut tasks: Vec<TaskRow> = rows.iter().map(TaskRow::from_row).collect();
+    let mut tasks: Vec<TaskRow> = task_views::list(&client, &job_id, &filter)
+        .await?
+        .into_iter()
+        .map(TaskRow::from)
+        .collect();
     let next_cursor = if tasks.len() as i64 > limit {
         tasks.truncate(limit as usize);
         tasks
             .last()
-            .map(|t| URL_SAFE_NO_PAD.encode(format!("{}.{}", t.stage, t.task_seq)))
+            .map(|t| cursor::encode(&format!("{}.{}", t.stage, t.task_seq)))
     } else {
         None
     };
@@ -665,7 +637,7 @@ async fn tasks_page(
     ),
     security(("function_key" = []), ("function_code" = []))
 )]
-pub async fn list_tasks(
+pub(crate) async fn list_tasks(
     State(engine): State<Engine>,
     p: PathParams,
     q: QueryParams,
@@ -692,7 +664,7 @@ pub async fn list_tasks(
     ),
     security(("function_key" = []), ("function_code" = []))
 )]
-pub async fn dbadmin_tasks(
+pub(crate) async fn dbadmin_tasks(
     State(engine): State<Engine>,
     p: PathParams,
     q: QueryParams,

@@ -5,34 +5,39 @@
 //! - [`task_detail`]: one task with its parameters, result, error and attempt history.
 //! - [`control`]: cancel and resubmit.
 //! - [`job_types`], [`health`], [`admin`] (migrations, redeploy).
-//! - [`input`]: body, query and path limits; [`error`]: the one error envelope.
+//! - [`input`]: body, query and path limits; [`error`]: the one error envelope; [`cursor`]: the
+//!   keyset cursors of the listings.
 //! - [`openapi`]: the OpenAPI 3.1 document at `/api/openapi.json`.
 //! - [`events`]: a job's events, their summary and its timeline; [`ui`]: the operator web page.
 //! - [`platform`]: the earlier system's platform routes (submit by dataset / resource / version).
+//!
+//! The handlers read through the store's repositories (`store::job_views`, `task_views`,
+//! `event_views`, ...), which return typed rows; no handler reads a `tokio_postgres::Row`.
 
-pub mod admin;
-pub mod control;
-pub mod error;
-pub mod events;
-pub mod health;
-pub mod input;
-pub mod job_types;
-pub mod jobs;
+pub(crate) mod admin;
+pub(crate) mod control;
+mod cursor;
+pub(crate) mod error;
+pub(crate) mod events;
+pub(crate) mod health;
+pub(crate) mod input;
+pub(crate) mod job_types;
+pub(crate) mod jobs;
 pub mod openapi;
-pub mod platform;
-pub mod submit;
-pub mod task_detail;
-pub mod ui;
+pub(crate) mod platform;
+pub(crate) mod submit;
+pub(crate) mod task_detail;
+pub(crate) mod ui;
 
 use axum::Router;
 use axum::routing::{get, post};
 
 use crate::engine::Engine;
-pub use error::ApiError;
-pub use input::parse_job_id;
+pub(crate) use error::ApiError;
+pub(crate) use input::parse_job_id;
 
 /// The API routes.
-pub fn router(engine: Engine) -> Router {
+pub(crate) fn router(engine: Engine) -> Router {
     Router::new()
         .route("/api/jobs/submit/{job_type}", post(submit::submit))
         .route("/api/jobs/status/{job_id}", get(submit::status))

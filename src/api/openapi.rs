@@ -67,7 +67,7 @@ use super::{
         (name = "admin", description = "Schema administration (admin key, COREMACHINE_ADMIN_ENABLED=true)"),
     )
 )]
-pub struct ApiDoc;
+pub(crate) struct ApiDoc;
 
 /// Adds the Functions key schemes (`x-functions-key` header or `code` query parameter).
 struct Keys;
@@ -140,7 +140,7 @@ pub fn document() -> serde_json::Value {
     responses((status = 200, description = "The OpenAPI 3.1 document", content_type = "application/json", body = Object)),
     security(())
 )]
-pub async fn openapi_json() -> Json<serde_json::Value> {
+pub(crate) async fn openapi_json() -> Json<serde_json::Value> {
     Json(document())
 }
 

@@ -10,13 +10,13 @@ use serde_json::{Value, json};
 
 use super::error::{ApiError, ErrorEnvelope};
 use super::input::{PathParams, QueryParams, SchemaBody};
-use super::jobs::job_row;
+use super::jobs::{JobRow, find_job};
 use crate::engine::{Engine, SubmitError};
 use crate::store;
 
 /// Where the stage 1 message went.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
-pub struct QueueInfo {
+pub(crate) struct QueueInfo {
     /// Whether a message was queued by this call.
     pub queued: bool,
     /// Always `service_bus` (the earlier value; local mode uses a PostgreSQL stand-in).
@@ -31,7 +31,7 @@ pub struct QueueInfo {
 
 /// The submit response (the earlier shape plus CoreMachine's fields).
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
-pub struct SubmitResponse {
+pub(crate) struct SubmitResponse {
     /// Content-addressed job id.
     pub job_id: String,
     /// `created`, or for an existing job its status (`already_completed` when completed).
@@ -95,7 +95,7 @@ pub(super) fn header_str(headers: &HeaderMap, name: &str) -> Option<String> {
     ),
     security(("function_key" = []), ("function_code" = []))
 )]
-pub async fn submit(
+pub(crate) async fn submit(
     State(engine): State<Engine>,
     p: PathParams,
     q: QueryParams,
@@ -192,7 +192,7 @@ pub async fn submit(
 /// The earlier implementation's status shape (camelCase).
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct JobStatusCompat {
+pub(crate) struct JobStatusCompat {
     /// Job id.
     pub job_id: String,
     /// Job type.
@@ -245,7 +245,7 @@ pub struct JobStatusCompat {
     ),
     security(("function_key" = []), ("function_code" = []))
 )]
-pub async fn status(
+pub(crate) async fn status(
     State(engine): State<Engine>,
     p: PathParams,
     q: QueryParams,
@@ -253,7 +253,9 @@ pub async fn status(
     let job_id = p.job_id("job_id")?;
     q.only(&[])?;
     let client = store::client(engine.pool(), "reading job status").await?;
-    let (job, row) = job_row(&client, &job_id).await?;
+    let found = find_job(&client, &job_id).await?;
+    let stage_results = found.stage_results;
+    let job = JobRow::from(found.job);
     let pattern = engine
         .registry()
         .job(&job.job_type)
@@ -272,7 +274,7 @@ pub async fn status(
         stage: job.stage,
         total_stages: job.total_stages,
         parameters: job.parameters,
-        stage_results: row.get("stage_results"),
+        stage_results,
         created_at: job.created_at,
         updated_at: job.updated_at,
         completed_at: job.completed_at,

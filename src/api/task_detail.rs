@@ -8,23 +8,16 @@
 use axum::Json;
 use axum::extract::State;
 use chrono::{DateTime, Utc};
-use tokio_postgres::Row;
 
 use super::ApiError;
 use super::error::ErrorEnvelope;
-use super::events::statements::EVENTS_PAGE;
 use super::input::{PathParams, QueryParams};
-use super::jobs::TaskRow;
-use crate::engine::{Engine, TaskId};
-use crate::store::{self, QueryContext};
-
-/// The statements of this module (prepared by a test against the migrated schema).
-pub mod statements {
-    /// One task by id, current or archived.
-    pub const TASK_GET: &str = include_str!("sql/task_get.sql");
-    /// Every statement, by name.
-    pub const ALL: &[(&str, &str)] = &[("task_get", TASK_GET)];
-}
+use super::jobs::{TaskRow, find_job};
+use crate::engine::Engine;
+use crate::model::TaskId;
+use crate::store;
+use crate::store::event_views::{self, EventView};
+use crate::store::task_views::{self, FoundTask};
 
 /// Events of one task read for its history at most (a task has a few per attempt; a task with
 /// more says so with `history_truncated`).
@@ -32,7 +25,7 @@ const MAX_EVENTS: i64 = 1000;
 
 /// One run of a task: from the claim that started it to the event that ended it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
-pub struct TaskAttempt {
+pub(crate) struct TaskAttempt {
     /// The job attempt the run belongs to (1, or the attempt of a resubmit).
     pub job_attempt: i32,
     /// The task's attempt (1 + its retries) within that job attempt.
@@ -58,7 +51,7 @@ pub struct TaskAttempt {
 
 /// A task with its attempt history.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
-pub struct TaskDetail {
+pub(crate) struct TaskDetail {
     /// The task row (parameters, result_data, error_details, ...).
     #[serde(flatten)]
     pub task: TaskRow,
@@ -74,7 +67,7 @@ pub struct TaskDetail {
 
 /// URLs of a task's resources.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
-pub struct TaskLinks {
+pub(crate) struct TaskLinks {
     /// Its job.
     pub job: String,
     /// Its events.
@@ -83,7 +76,7 @@ pub struct TaskLinks {
 
 /// One task event, as the history needs it.
 #[derive(Debug, Clone)]
-pub struct TaskEvent {
+pub(crate) struct TaskEvent {
     /// When it was written.
     pub at: DateTime<Utc>,
     /// task_started, task_completed, task_failed, task_retrying, task_released, ...
@@ -102,18 +95,18 @@ pub struct TaskEvent {
     pub invocation_id: Option<String>,
 }
 
-impl TaskEvent {
-    fn from_row(r: &Row) -> Self {
-        let data: serde_json::Value = r.get("event_data");
+impl From<EventView> for TaskEvent {
+    fn from(e: EventView) -> Self {
         Self {
-            at: r.get("created_at"),
-            event_type: r.get("event_type"),
-            attempt: r.get::<_, Option<i32>>("attempt").unwrap_or(1),
-            job_attempt: r.get("job_attempt"),
-            error_class: r.get("error_class"),
-            error_type: r.get("error_type"),
-            error_message: r.get("error_message"),
-            invocation_id: data
+            at: e.created_at,
+            event_type: e.event_type,
+            attempt: e.attempt.unwrap_or(1),
+            job_attempt: e.job_attempt,
+            error_class: e.error_class,
+            error_type: e.error_type,
+            error_message: e.error_message,
+            invocation_id: e
+                .data
                 .get("invocation_id")
                 .and_then(|v| v.as_str())
                 .map(str::to_string),
@@ -154,7 +147,7 @@ fn ending(event_type: &str) -> Option<&'static str> {
 /// Folds a task's events (oldest first) into its attempts. `current` is the task row's
 /// (job attempt, attempt, status): an attempt still open at the end takes its outcome from it
 /// when it is the row's current attempt (running, cancelled, ...), otherwise it was interrupted.
-pub fn attempts(events: &[TaskEvent], current: (i32, i32, &str)) -> Vec<TaskAttempt> {
+pub(crate) fn attempts(events: &[TaskEvent], current: (i32, i32, &str)) -> Vec<TaskAttempt> {
     let mut out: Vec<TaskAttempt> = Vec::new();
     let mut open: Option<usize> = None;
     for e in events {
@@ -240,7 +233,7 @@ fn parse_task_id(raw: &str) -> Result<TaskId, ApiError> {
     ),
     security(("function_key" = []), ("function_code" = []))
 )]
-pub async fn get_task(
+pub(crate) async fn get_task(
     State(engine): State<Engine>,
     p: PathParams,
     q: QueryParams,
@@ -249,31 +242,18 @@ pub async fn get_task(
     let task_id = parse_task_id(p.get("task_id"))?;
     q.only(&[])?;
     let client = store::client(engine.pool(), "reading a task").await?;
-    super::events::job_row(&client, &job_id).await?;
-    let row = client
-        .query_opt(statements::TASK_GET, &[&job_id.as_str(), &task_id.as_str()])
-        .await
-        .ctx(|| format!("reading task {task_id} of job {job_id}"))?
+    find_job(&client, &job_id).await?;
+    let FoundTask { task, archived_at } = task_views::get(&client, &job_id, &task_id)
+        .await?
         .ok_or_else(|| ApiError::not_found(format!("task {task_id} not found in job {job_id}")))?;
-    let task = TaskRow::from_row(&row);
-    let archived_at: Option<DateTime<Utc>> = row.get("archived_at");
-    let rows = client
-        .query(
-            EVENTS_PAGE,
-            &[
-                &job_id.as_str(),
-                &0i64,
-                &Some(task_id.as_str()),
-                &(MAX_EVENTS + 1),
-            ],
-        )
-        .await
-        .ctx(|| format!("reading the events of task {task_id} of job {job_id}"))?;
+    let task = TaskRow::from(task);
+    let rows =
+        event_views::page(&client, &job_id, 0, Some(task_id.as_str()), MAX_EVENTS + 1).await?;
     let history_truncated = rows.len() as i64 > MAX_EVENTS;
     let events: Vec<TaskEvent> = rows
-        .iter()
+        .into_iter()
         .take(MAX_EVENTS as usize)
-        .map(TaskEvent::from_row)
+        .map(TaskEvent::from)
         .collect();
     let attempts = attempts(
         &events,

@@ -25,47 +25,26 @@ use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
+use super::cursor::{self, cursor_error};
 use super::error::ErrorEnvelope;
-use super::events::job_row;
 use super::input::QueryParams;
-use super::jobs::JOB_STATUSES;
+use super::jobs::{JOB_STATUSES, find_job, job_cursor, parse_job_cursor, status_of};
 use super::{ApiError, parse_job_id};
 use crate::engine::Engine;
-use crate::store::{self, QueryContext};
+use crate::model::{JobStatus, TaskStatus};
+use crate::store;
+use crate::store::job_views::{self, JobSearch};
+use crate::store::task_views::{self, TaskLineFilter};
 
 const INDEX_HTML: &str = include_str!("ui/index.html");
 const APP_JS: &str = include_str!("ui/app.js");
 const APP_CSS: &str = include_str!("ui/app.css");
 
-/// The statements of this module (prepared by a test against the migrated schema).
-pub mod statements {
-    /// The job list, newest first.
-    pub const UI_JOBS: &str = include_str!("sql/ui_jobs.sql");
-    /// One page of the tasks of one job, failures first.
-    pub const UI_JOB_TASKS: &str = include_str!("sql/ui_job_tasks.sql");
-    /// Task totals of one job by stage and status.
-    pub const UI_JOB_TASK_TOTALS: &str = include_str!("sql/ui_job_task_totals.sql");
-    /// One page of a job's per-input outcomes (from its result), failures first.
-    pub const UI_JOB_INPUTS: &str = include_str!("sql/ui_job_inputs.sql");
-    /// How many per-input outcomes a job's result holds, and how many are ok.
-    pub const UI_JOB_INPUT_TOTALS: &str = include_str!("sql/ui_job_input_totals.sql");
-    /// Every statement, by name.
-    pub const ALL: &[(&str, &str)] = &[
-        ("ui_jobs", UI_JOBS),
-        ("ui_job_tasks", UI_JOB_TASKS),
-        ("ui_job_task_totals", UI_JOB_TASK_TOTALS),
-        ("ui_job_inputs", UI_JOB_INPUTS),
-        ("ui_job_input_totals", UI_JOB_INPUT_TOTALS),
-    ];
-}
-
 /// The routes (state: the engine).
-pub fn routes() -> Router<Engine> {
+pub(crate) fn routes() -> Router<Engine> {
     Router::new()
         .route("/api/ui", get(index))
         .route("/api/ui/", get(index))
@@ -95,7 +74,7 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
     responses((status = 200, description = "The page (anonymous: it holds no data)", content_type = "text/html", body = String)),
     security(())
 )]
-pub async fn index() -> Response {
+pub(crate) async fn index() -> Response {
     asset("text/html; charset=utf-8", INDEX_HTML)
 }
 
@@ -165,7 +144,10 @@ fn id_prefix(q: &QueryParams) -> Result<Option<String>, ApiError> {
     ),
     security(("function_key" = []), ("function_code" = []))
 )]
-pub async fn jobs(State(engine): State<Engine>, q: QueryParams) -> Result<Response, ApiError> {
+pub(crate) async fn jobs(
+    State(engine): State<Engine>,
+    q: QueryParams,
+) -> Result<Response, ApiError> {
     q.only(&[
         "limit", "status", "job_type", "q", "since", "until", "cursor",
     ])?;
@@ -181,55 +163,45 @@ pub async fn jobs(State(engine): State<Engine>, q: QueryParams) -> Result<Respon
         .filter(|s| !s.is_empty());
     let prefix = id_prefix(&q)?;
     let (since, until) = (timestamp(&q, "since")?, timestamp(&q, "until")?);
-    let cursor = q
+    let after = q
         .text("cursor", 200)?
         .filter(|c| !c.is_empty())
-        .map(|c| super::jobs::parse_job_cursor(&c))
+        .map(|c| parse_job_cursor(&c))
         .transpose()?;
-    let (c_at, c_id) = match cursor {
-        Some((at, id)) => (Some(at), Some(id)),
-        None => (None, None),
+    let search = JobSearch {
+        status: status_of::<JobStatus>(status.as_deref())?,
+        job_type: job_type.clone(),
+        id_prefix: prefix.clone(),
+        since,
+        until,
+        after,
+        limit: limit + 1,
     };
     let client = store::client(engine.pool(), "listing jobs for the web page").await?;
-    let rows = client
-        .query(
-            statements::UI_JOBS,
-            &[
-                &status,
-                &job_type,
-                &prefix,
-                &since,
-                &until,
-                &c_at,
-                &c_id,
-                &(limit + 1),
-            ],
-        )
-        .await
-        .ctx(|| "listing jobs".into())?;
+    let rows = job_views::progress_list(&client, &search).await?;
     let more = rows.len() as i64 > limit;
     let page = &rows[..rows.len().min(limit as usize)];
     let next_cursor = more
         .then(|| page.last())
         .flatten()
-        .map(|r| super::jobs::job_cursor(r.get::<_, DateTime<Utc>>(5), r.get::<_, &str>(0)));
+        .map(|r| job_cursor(r.created_at, &r.job_id));
     let jobs: Vec<Value> = page
         .iter()
         .map(|r| {
             json!({
-                "job_id": r.get::<_, String>(0),
-                "job_type": r.get::<_, String>(1),
-                "status": r.get::<_, String>(2),
-                "stage": r.get::<_, i32>(3),
-                "total_stages": r.get::<_, i32>(4),
-                "created_at": r.get::<_, DateTime<Utc>>(5),
-                "updated_at": r.get::<_, DateTime<Utc>>(6),
-                "completed_at": r.get::<_, Option<DateTime<Utc>>>(7),
-                "error_details": r.get::<_, Option<String>>(8),
-                "task_count": r.get::<_, i64>(9),
-                "failed_tasks": r.get::<_, i64>(10),
-                "attempt": r.get::<_, i32>(11),
-                "done_tasks": r.get::<_, i64>(12),
+                "job_id": r.job_id,
+                "job_type": r.job_type,
+                "status": r.status,
+                "stage": r.stage,
+                "total_stages": r.total_stages,
+                "created_at": r.created_at,
+                "updated_at": r.updated_at,
+                "completed_at": r.completed_at,
+                "error_details": r.error_details,
+                "task_count": r.task_count,
+                "failed_tasks": r.failed_tasks,
+                "attempt": r.attempt,
+                "done_tasks": r.done_tasks,
             })
         })
         .collect();
@@ -251,16 +223,12 @@ pub async fn jobs(State(engine): State<Engine>, q: QueryParams) -> Result<Respon
 const TASK_ORDER: &[&str] = &["failed", "cancelled", "processing", "queued", "completed"];
 
 fn task_cursor(rank: i32, stage: i32, seq: i32) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{rank}.{stage}.{seq}"))
+    cursor::encode(&format!("{rank}.{stage}.{seq}"))
 }
 
 fn parse_task_cursor(raw: &str) -> Result<(i32, i32, i32), ApiError> {
-    let bad = || super::jobs::cursor_error(raw);
-    let text = URL_SAFE_NO_PAD
-        .decode(raw)
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok())
-        .ok_or_else(bad)?;
+    let bad = || cursor_error(raw);
+    let text = cursor::decode(raw)?;
     let mut parts = text.splitn(3, '.').map(str::parse::<i32>);
     match (parts.next(), parts.next(), parts.next()) {
         (Some(Ok(r)), Some(Ok(s)), Some(Ok(q))) => Ok((r, s, q)),
@@ -287,7 +255,7 @@ fn parse_task_cursor(raw: &str) -> Result<(i32, i32, i32), ApiError> {
     ),
     security(("function_key" = []), ("function_code" = []))
 )]
-pub async fn tasks(
+pub(crate) async fn tasks(
     State(engine): State<Engine>,
     Path(job_id): Path<String>,
     q: QueryParams,
@@ -300,42 +268,27 @@ pub async fn tasks(
         None => None,
     };
     let stage = q.int("stage", 1, 1000)?.map(|s| s as i32);
-    let cursor = q
+    let after = q
         .text("cursor", 200)?
         .filter(|c| !c.is_empty())
         .map(|c| parse_task_cursor(&c))
         .transpose()?;
-    let (c_rank, c_stage, c_seq) = match cursor {
-        Some((r, s, n)) => (Some(r), Some(s), Some(n)),
-        None => (None, None, None),
+    let filter = TaskLineFilter {
+        status: status_of::<TaskStatus>(status)?,
+        stage,
+        after,
+        limit: limit + 1,
     };
     let client = store::client(engine.pool(), "listing tasks for the web page").await?;
-    job_row(&client, &job_id).await?;
-    let rows = client
-        .query(
-            statements::UI_JOB_TASKS,
-            &[
-                &job_id.as_str(),
-                &status,
-                &stage,
-                &c_rank,
-                &c_stage,
-                &c_seq,
-                &(limit + 1),
-            ],
-        )
-        .await
-        .ctx(|| format!("listing tasks of job {job_id}"))?;
-    let totals = client
-        .query(statements::UI_JOB_TASK_TOTALS, &[&job_id.as_str()])
-        .await
-        .ctx(|| format!("counting tasks of job {job_id}"))?;
+    find_job(&client, &job_id).await?;
+    let rows = task_views::lines(&client, &job_id, &filter).await?;
+    let totals = task_views::totals(&client, &job_id).await?;
     let mut by_status = serde_json::Map::new();
     let mut by_stage: std::collections::BTreeMap<i32, serde_json::Map<String, Value>> =
         Default::default();
     let (mut total, mut matching) = (0i64, 0i64);
-    for r in &totals {
-        let (st, status_name, n): (i32, String, i64) = (r.get(0), r.get(1), r.get(2));
+    for t in &totals {
+        let (st, status_name, n) = (t.stage, t.status.as_str().to_string(), t.n);
         total += n;
         if status.is_none_or(|s| s == status_name) && stage.is_none_or(|s| s == st) {
             matching += n;
@@ -352,24 +305,24 @@ pub async fn tasks(
     let next_cursor = more
         .then(|| page.last())
         .flatten()
-        .map(|r| task_cursor(r.get(13), r.get(1), r.get(2)));
+        .map(|r| task_cursor(r.rank, r.stage, r.task_seq));
     let tasks: Vec<Value> = page
         .iter()
         .map(|r| {
             json!({
-                "task_id": r.get::<_, String>(0),
-                "stage": r.get::<_, i32>(1),
-                "task_seq": r.get::<_, i32>(2),
-                "task_index": r.get::<_, String>(3),
-                "task_type": r.get::<_, String>(4),
-                "status": r.get::<_, String>(5),
-                "attempts": r.get::<_, i32>(6) + 1,
-                "error_class": r.get::<_, Option<String>>(7),
-                "error_details": r.get::<_, Option<String>>(8),
-                "started_at": r.get::<_, Option<DateTime<Utc>>>(9),
-                "completed_at": r.get::<_, Option<DateTime<Utc>>>(10),
-                "duration_ms": r.get::<_, Option<i64>>(11),
-                "job_attempt": r.get::<_, i32>(12),
+                "task_id": r.task_id,
+                "stage": r.stage,
+                "task_seq": r.task_seq,
+                "task_index": r.task_index,
+                "task_type": r.task_type,
+                "status": r.status,
+                "attempts": r.retry_count + 1,
+                "error_class": r.error_class,
+                "error_details": r.error_details,
+                "started_at": r.started_at,
+                "completed_at": r.completed_at,
+                "duration_ms": r.duration_ms,
+                "job_attempt": r.job_attempt,
             })
         })
         .collect();
@@ -412,7 +365,7 @@ const INPUT_OUTCOMES: &[&str] = &["ok", "failed"];
     ),
     security(("function_key" = []), ("function_code" = []))
 )]
-pub async fn inputs(
+pub(crate) async fn inputs(
     State(engine): State<Engine>,
     Path(job_id): Path<String>,
     q: QueryParams,
@@ -426,20 +379,9 @@ pub async fn inputs(
     let offset = q.int("offset", 0, 1_000_000)?.unwrap_or(0);
     let limit = q.int("limit", 1, 1000)?.unwrap_or(50);
     let client = store::client(engine.pool(), "listing input outcomes for the web page").await?;
-    job_row(&client, &job_id).await?;
-    let t = client
-        .query_one(statements::UI_JOB_INPUT_TOTALS, &[&job_id.as_str()])
-        .await
-        .ctx(|| format!("counting the input outcomes of job {job_id}"))?;
-    let (total, ok): (i64, i64) = (t.get(0), t.get(1));
-    let rows = client
-        .query(
-            statements::UI_JOB_INPUTS,
-            &[&job_id.as_str(), &outcome, &offset, &limit],
-        )
-        .await
-        .ctx(|| format!("listing the input outcomes of job {job_id}"))?;
-    let inputs: Vec<Value> = rows.iter().map(|r| r.get(0)).collect();
+    find_job(&client, &job_id).await?;
+    let job_views::InputTotals { total, ok } = job_views::input_totals(&client, &job_id).await?;
+    let inputs = job_views::inputs(&client, &job_id, outcome, offset, limit).await?;
     let matching = match outcome {
         Some("ok") => ok,
         Some(_) => total - ok,

@@ -88,7 +88,7 @@ pub async fn durability(c: &Client) -> Result<Durability, BenchError> {
     let show = |name: &'static str| async move {
         c.query_one(&format!("SHOW {name}"), &[])
             .await
-            .map(|r| r.get::<_, String>(0))
+            .map(|r| r.get::<_, String>(name))
             .map_err(|e| BenchError::Db(format!("SHOW {name}: {}", pg_err(&e))))
     };
     Ok(Durability {
@@ -203,23 +203,23 @@ pub async fn counters(admin: &Client, db: &str, statements: bool) -> Result<Coun
     let _ = admin.batch_execute("SELECT pg_stat_clear_snapshot()").await;
     let tx: i64 = admin
         .query_one(
-            "SELECT (xact_commit + xact_rollback)::bigint FROM pg_stat_database WHERE datname = $1",
+            "SELECT (xact_commit + xact_rollback)::bigint AS transactions FROM pg_stat_database WHERE datname = $1",
             &[&db],
         )
         .await
         .map_err(|e| BenchError::Db(format!("reading pg_stat_database: {}", pg_err(&e))))?
-        .get(0);
+        .get("transactions");
     let (stmts, all) = if statements {
         let r = admin
             .query_one(
-                "SELECT COALESCE(sum(calls) FILTER (WHERE query !~* '^\\s*(begin|commit|rollback|start transaction)'), 0)::bigint,
-                        COALESCE(sum(calls), 0)::bigint
+                "SELECT COALESCE(sum(calls) FILTER (WHERE query !~* '^\\s*(begin|commit|rollback|start transaction)'), 0)::bigint AS statements,
+                        COALESCE(sum(calls), 0)::bigint AS all_statements
                  FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = $1)",
                 &[&db],
             )
             .await
             .map_err(|e| BenchError::Db(format!("reading pg_stat_statements: {}", pg_err(&e))))?;
-        (Some(r.get(0)), Some(r.get(1)))
+        (Some(r.get("statements")), Some(r.get("all_statements")))
     } else {
         (None, None)
     };

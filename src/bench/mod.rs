@@ -394,7 +394,7 @@ async fn one_run_on(
             )
             .await
             .map_err(|e| BenchError::Db(format!("polling job {job_id}: {e}")))?
-            .get(0);
+            .get("status");
         if !matches!(s.as_str(), "queued" | "processing") {
             break s;
         }
@@ -430,15 +430,15 @@ async fn one_run_on(
     }
     let row = c
         .query_one(
-            "SELECT extract(epoch FROM completed_at - created_at)::float8,
-                    (SELECT count(*) FROM app.tasks WHERE parent_job_id = $1 AND status = 'completed')
+            "SELECT extract(epoch FROM completed_at - created_at)::float8 AS wall_s,
+                    (SELECT count(*) FROM app.tasks WHERE parent_job_id = $1 AND status = 'completed') AS done
              FROM app.jobs WHERE job_id = $1",
             &[&job_id],
         )
         .await
         .map_err(|e| BenchError::Db(format!("reading job {job_id}: {e}")))?;
-    let wall_s: f64 = row.get(0);
-    let done: i64 = row.get(1);
+    let wall_s: f64 = row.get("wall_s");
+    let done: i64 = row.get("done");
     if done != 2 * args.n {
         return Err(BenchError::Workload(format!(
             "job {job_id} completed with {done} completed tasks, expected {}",
@@ -447,7 +447,7 @@ async fn one_run_on(
     }
     let lat = c
         .query_one(
-            "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY ms), percentile_cont(0.99) WITHIN GROUP (ORDER BY ms)
+            "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) AS p50, percentile_cont(0.99) WITHIN GROUP (ORDER BY ms) AS p99
              FROM (SELECT extract(epoch FROM completed_at - created_at) * 1000 AS ms
                    FROM app.tasks WHERE parent_job_id = $1) x",
             &[&job_id],
@@ -462,8 +462,8 @@ async fn one_run_on(
         tasks_per_s,
         floor_tps,
         ratio: tasks_per_s / floor_tps,
-        p50_ms: lat.get(0),
-        p99_ms: lat.get(1),
+        p50_ms: lat.get("p50"),
+        p99_ms: lat.get("p99"),
         tx_per_task: delta.transactions as f64 / tasks,
         statements_per_task: delta.statements.map(|s| s as f64 / tasks),
         round_trips_per_task: delta.all_statements.map(|s| s as f64 / tasks),
@@ -509,12 +509,12 @@ async fn cold_start(
         }
         let n: i64 = admin
             .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = $1",
+                "SELECT count(*) AS connections FROM pg_stat_activity WHERE datname = $1",
                 &[&db],
             )
             .await
             .map_err(|e| BenchError::Db(format!("reading pg_stat_activity: {e}")))?
-            .get(0);
+            .get("connections");
         conns = conns.max(n);
         let _ = child.kill().await;
     }

@@ -165,6 +165,13 @@ async fn migrate_locked(client: &mut tokio_postgres::Client) -> Result<Vec<i32>,
     Ok(now_applied)
 }
 
+/// Drops the whole `app` schema (the admin API's redeploy; [`migrate`] recreates it).
+pub async fn drop_app_schema(c: &impl deadpool_postgres::GenericClient) -> Result<(), StoreError> {
+    c.batch_execute(super::sql::SCHEMA_DROP)
+        .await
+        .ctx(|| "dropping schema app".into())
+}
+
 /// Lists every embedded migration with whether and when it was applied.
 pub async fn status(client: &tokio_postgres::Client) -> Result<Vec<MigrationStatus>, StoreError> {
     let exists: bool = client

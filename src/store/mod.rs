@@ -22,6 +22,15 @@ pub mod message_failures;
 pub mod outbox;
 pub mod tasks;
 
+// The API's reads, one module per aggregate it shows.
+mod decode;
+pub(crate) mod event_views;
+pub(crate) mod janitor_views;
+pub(crate) mod job_views;
+pub(crate) mod platform_requests;
+pub(crate) mod stage_views;
+pub(crate) mod task_views;
+
 use deadpool_postgres::Pool;
 
 pub use deadpool_postgres::{GenericClient, Object as Client, Transaction};

@@ -137,6 +137,42 @@ pub const JANITOR_LAST_RUN: &str = include_str!("sql/janitor_last_run.sql");
 /// Whether a task was archived by a resubmit.
 pub const TASK_ARCHIVED: &str = include_str!("sql/task_archived.sql");
 
+// The API's reads (job_views, stage_views, task_views, event_views, platform_requests,
+// janitor_views) and its admin redeploy (migrations).
+/// The web page's job list, newest first.
+pub const UI_JOBS: &str = include_str!("sql/ui_jobs.sql");
+/// How many per-input outcomes a job's result holds, and how many are ok.
+pub const UI_JOB_INPUT_TOTALS: &str = include_str!("sql/ui_job_input_totals.sql");
+/// One page of a job's per-input outcomes (from its result), failures first.
+pub const UI_JOB_INPUTS: &str = include_str!("sql/ui_job_inputs.sql");
+/// Started stages with task counts.
+pub const TIMELINE_STAGES: &str = include_str!("sql/timeline_stages.sql");
+/// One task by id, current or archived.
+pub const TASK_GET: &str = include_str!("sql/task_get.sql");
+/// One page of the tasks of one job, failures first.
+pub const UI_JOB_TASKS: &str = include_str!("sql/ui_job_tasks.sql");
+/// Task totals of one job by stage and status.
+pub const UI_JOB_TASK_TOTALS: &str = include_str!("sql/ui_job_task_totals.sql");
+/// One page of a job's events, oldest first.
+pub const EVENTS_PAGE: &str = include_str!("sql/events_page.sql");
+/// Event counts per type and status.
+pub const EVENTS_COUNTS: &str = include_str!("sql/events_counts.sql");
+/// The last successful event and the first failure.
+pub const EVENTS_MILESTONES: &str = include_str!("sql/events_milestones.sql");
+/// The per-item transaction lock of platform requests.
+pub const PLATFORM_REQUEST_LOCK: &str = include_str!("sql/platform_request_lock.sql");
+/// A new platform request (ON CONFLICT DO NOTHING).
+pub const PLATFORM_REQUEST_INSERT: &str = include_str!("sql/platform_request_insert.sql");
+/// Another platform request owning the same outputs.
+pub const PLATFORM_REQUEST_OUTPUT_OWNER: &str =
+    include_str!("sql/platform_request_output_owner.sql");
+/// One platform request with its job.
+pub const PLATFORM_REQUEST_GET: &str = include_str!("sql/platform_request_get.sql");
+/// A page of platform requests with their jobs.
+pub const PLATFORM_REQUESTS_LIST: &str = include_str!("sql/platform_requests_list.sql");
+/// Redeploy: drop the app schema (the migrations recreate it).
+pub const SCHEMA_DROP: &str = include_str!("sql/schema_drop.sql");
+
 /// Cancel: close running stage rows before locking the job (lock order of completions).
 pub const STAGES_CANCEL_RUNNING: &str = include_str!("sql/stages_cancel_running.sql");
 /// Cancel: close a stage that started while the cancel waited, without waiting.
@@ -238,6 +274,25 @@ pub const ALL: &[(&str, &str)] = &[
     ("job_stage_progress", JOB_STAGE_PROGRESS),
     ("tasks_list", TASKS_LIST),
     ("janitor_last_run", JANITOR_LAST_RUN),
+    ("ui_jobs", UI_JOBS),
+    ("ui_job_input_totals", UI_JOB_INPUT_TOTALS),
+    ("ui_job_inputs", UI_JOB_INPUTS),
+    ("timeline_stages", TIMELINE_STAGES),
+    ("task_get", TASK_GET),
+    ("ui_job_tasks", UI_JOB_TASKS),
+    ("ui_job_task_totals", UI_JOB_TASK_TOTALS),
+    ("events_page", EVENTS_PAGE),
+    ("events_counts", EVENTS_COUNTS),
+    ("events_milestones", EVENTS_MILESTONES),
+    ("platform_request_lock", PLATFORM_REQUEST_LOCK),
+    ("platform_request_insert", PLATFORM_REQUEST_INSERT),
+    (
+        "platform_request_output_owner",
+        PLATFORM_REQUEST_OUTPUT_OWNER,
+    ),
+    ("platform_request_get", PLATFORM_REQUEST_GET),
+    ("platform_requests_list", PLATFORM_REQUESTS_LIST),
+    ("schema_drop", SCHEMA_DROP),
     ("optional_schema_get", OPTIONAL_SCHEMA_GET),
     ("optional_schema_record", OPTIONAL_SCHEMA_RECORD),
     ("stac_collection_lock", STAC_COLLECTION_LOCK),

@@ -5,57 +5,30 @@
 //! `GET /api/platform/status/{request_id}` and `GET /api/platform/status` (paged) report a
 //! request with its job, in the earlier shapes.
 
-pub mod request;
+pub(crate) mod request;
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use chrono::{DateTime, Datelike, Utc};
+use chrono::{DateTime, Utc};
 use serde_json::Value;
-use tokio_postgres::Row;
 use tokio_postgres::error::SqlState;
 
+use super::cursor;
 use super::error::{ApiError, ErrorEnvelope, detail, echo};
 use super::input::{PathParams, QueryParams, SchemaBody};
 use super::submit::header_str;
-use crate::engine::{Engine, JobId, SubmitError, SubmitRecord};
+use crate::engine::{Engine, SubmitError, SubmitRecord};
 use crate::jobs::FieldError;
-use crate::store::{self, QueryContext, StoreError, Transaction};
+use crate::model::JobId;
+use crate::store::platform_requests::{self, NewPlatformRequest, PlatformRequestView};
+use crate::store::{self, Guarded, StoreError, Transaction};
 use request::{Outputs, Plan, PlatformRequest, Refusal};
-
-/// The statements of this module (prepared by a test against the migrated schema).
-pub mod statements {
-    /// The per-item transaction lock.
-    pub const PLATFORM_REQUEST_LOCK: &str = include_str!("../sql/platform_request_lock.sql");
-    /// A new request (ON CONFLICT DO NOTHING).
-    pub const PLATFORM_REQUEST_INSERT: &str = include_str!("../sql/platform_request_insert.sql");
-    /// Another request owning the same outputs.
-    pub const PLATFORM_REQUEST_OUTPUT_OWNER: &str =
-        include_str!("../sql/platform_request_output_owner.sql");
-    /// One request with its job.
-    pub const PLATFORM_REQUEST_GET: &str = include_str!("../sql/platform_request_get.sql");
-    /// A page of requests with their jobs.
-    pub const PLATFORM_REQUESTS_LIST: &str = include_str!("../sql/platform_requests_list.sql");
-    /// Every statement, by name.
-    pub const ALL: &[(&str, &str)] = &[
-        ("platform_request_lock", PLATFORM_REQUEST_LOCK),
-        ("platform_request_insert", PLATFORM_REQUEST_INSERT),
-        (
-            "platform_request_output_owner",
-            PLATFORM_REQUEST_OUTPUT_OWNER,
-        ),
-        ("platform_request_get", PLATFORM_REQUEST_GET),
-        ("platform_requests_list", PLATFORM_REQUESTS_LIST),
-    ];
-}
-use statements::*;
 
 /// Where to follow a request and its job.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
-pub struct RequestUrls {
+pub(crate) struct RequestUrls {
     /// This request's status (`GET /api/platform/status/{request_id}`).
     pub request_status: String,
     /// The job's status, earlier shape.
@@ -83,7 +56,7 @@ impl RequestUrls {
 /// The submit response: the earlier `{success, request_id, job_id, job_type, message,
 /// monitor_url}` plus what was derived.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
-pub struct PlatformSubmitResponse {
+pub(crate) struct PlatformSubmitResponse {
     /// Always true.
     pub success: bool,
     /// `sha256(dataset_id|resource_id|version_id)`, first 32 hex.
@@ -112,7 +85,7 @@ pub struct PlatformSubmitResponse {
 
 /// A request with its job, the earlier status shape plus the request's own fields.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
-pub struct PlatformStatus {
+pub(crate) struct PlatformStatus {
     /// Always true.
     pub success: bool,
     /// Request id.
@@ -155,38 +128,36 @@ pub struct PlatformStatus {
     pub urls: RequestUrls,
 }
 
-impl PlatformStatus {
-    fn from_row(r: &Row) -> Self {
-        let request_id: String = r.get("request_id");
-        let job_id: String = r.get("job_id");
+impl From<PlatformRequestView> for PlatformStatus {
+    fn from(r: PlatformRequestView) -> Self {
         Self {
             success: true,
-            urls: RequestUrls::new(&request_id, &job_id),
-            request_id,
-            dataset_id: r.get("dataset_id"),
-            resource_id: r.get("resource_id"),
-            version_id: r.get("version_id"),
-            data_type: r.get("data_type"),
-            client_id: r.get("client_id"),
-            created_at: r.get("created_at"),
-            job_id,
-            job_type: r.get("job_type"),
-            job_status: r.get("job_status"),
-            job_stage: r.get("stage"),
-            total_stages: r.get("total_stages"),
-            job_result: r.get("result_data"),
-            error_details: r.get("error_details"),
-            updated_at: r.get("updated_at"),
-            completed_at: r.get("completed_at"),
-            request: r.get("request"),
-            outputs: r.get("outputs"),
+            urls: RequestUrls::new(&r.request_id, r.job_id.as_str()),
+            request_id: r.request_id,
+            dataset_id: r.dataset_id,
+            resource_id: r.resource_id,
+            version_id: r.version_id,
+            data_type: r.data_type,
+            client_id: r.client_id,
+            created_at: r.created_at,
+            job_id: r.job_id.to_string(),
+            job_type: r.job_type,
+            job_status: r.job_status.as_str().into(),
+            job_stage: r.stage,
+            total_stages: r.total_stages,
+            job_result: r.result_data,
+            error_details: r.error_details,
+            updated_at: r.updated_at,
+            completed_at: r.completed_at,
+            request: r.request,
+            outputs: r.outputs,
         }
     }
 }
 
 /// A page of requests, the earlier `{success, count, requests}` plus the keyset cursor.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
-pub struct PlatformStatusPage {
+pub(crate) struct PlatformStatusPage {
     /// Always true.
     pub success: bool,
     /// Requests on this page.
@@ -235,49 +206,31 @@ impl SubmitRecord for RequestRow<'_> {
         _created: bool,
     ) -> Result<(), RecordError> {
         let item = &self.plan.outputs.item_id;
-        tx.execute(PLATFORM_REQUEST_LOCK, &[item])
-            .await
-            .ctx(|| format!("locking the platform requests of item {item}"))?;
-        if let Some(owner) = tx
-            .query_opt(PLATFORM_REQUEST_OUTPUT_OWNER, &[item, &self.request_id])
-            .await
-            .ctx(|| format!("looking for another request owning item {item}"))?
-        {
-            return Err(RecordError::OutputsTaken(owner.get("request_id")));
+        platform_requests::lock_item(tx, item).await?;
+        if let Some(owner) = platform_requests::output_owner(tx, item, self.request_id).await? {
+            return Err(RecordError::OutputsTaken(owner));
         }
         let outputs = serde_json::to_value(&self.plan.outputs).unwrap_or_default();
-        let inserted = tx
-            .query_opt(
-                PLATFORM_REQUEST_INSERT,
-                &[
-                    &self.request_id,
-                    &self.req.dataset_id,
-                    &self.req.resource_id,
-                    &self.req.version_id,
-                    &job_id.as_str(),
-                    &self.plan.job_type,
-                    &self.plan.data_type.as_str(),
-                    &self.req.client_id,
-                    &self.req.body,
-                    &outputs,
-                ],
-            )
-            .await;
-        match inserted {
-            Ok(Some(_)) => Ok(()),
-            Ok(None) => Err(RecordError::Exists),
+        let new = NewPlatformRequest {
+            request_id: self.request_id,
+            dataset_id: &self.req.dataset_id,
+            resource_id: &self.req.resource_id,
+            version_id: &self.req.version_id,
+            job_id,
+            job_type: self.plan.job_type,
+            data_type: self.plan.data_type.as_str(),
+            client_id: &self.req.client_id,
+            request: &self.req.body,
+            outputs: &outputs,
+        };
+        match platform_requests::insert(tx, &new).await {
+            Ok(Guarded::Applied(())) => Ok(()),
+            Ok(Guarded::NotApplied(())) => Err(RecordError::Exists),
             // A writer that bypassed the lock: the handler tells a repeat from a collision.
-            Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+            Err(e) if e.sqlstate() == Some(SqlState::UNIQUE_VIOLATION.code()) => {
                 Err(RecordError::OutputsTaken("(committed concurrently)".into()))
             }
-            Err(source) => Err(StoreError::Query {
-                context: format!(
-                    "recording platform request {} for job {job_id}",
-                    self.request_id
-                ),
-                source,
-            }
-            .into()),
+            Err(e) => Err(e.into()),
         }
     }
 }
@@ -327,12 +280,9 @@ fn refusal(r: Refusal) -> ApiError {
 
 async fn read(engine: &Engine, request_id: &str) -> Result<Option<PlatformStatus>, ApiError> {
     let client = store::client(engine.pool(), "reading a platform request").await?;
-    Ok(client
-        .query_opt(PLATFORM_REQUEST_GET, &[&request_id])
-        .await
-        .ctx(|| format!("reading platform request {request_id}"))?
-        .as_ref()
-        .map(PlatformStatus::from_row))
+    Ok(platform_requests::get(&client, request_id)
+        .await?
+        .map(PlatformStatus::from))
 }
 
 fn repeat(s: PlatformStatus) -> Response {
@@ -379,7 +329,7 @@ fn repeat(s: PlatformStatus) -> Response {
     ),
     security(("function_key" = []), ("function_code" = []))
 )]
-pub async fn submit(
+pub(crate) async fn submit(
     State(engine): State<Engine>,
     q: QueryParams,
     headers: HeaderMap,
@@ -529,7 +479,7 @@ fn request_id_param(p: &PathParams) -> Result<String, ApiError> {
     ),
     security(("function_key" = []), ("function_code" = []))
 )]
-pub async fn status(
+pub(crate) async fn status(
     State(engine): State<Engine>,
     p: PathParams,
     q: QueryParams,
@@ -542,28 +492,16 @@ pub async fn status(
         .ok_or_else(|| ApiError::not_found(format!("no platform request {request_id}")))
 }
 
+/// The keyset cursor of a request list row.
 fn cursor_of(created: DateTime<Utc>, request_id: &str) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{}.{request_id}", created.timestamp_micros()))
+    cursor::time_cursor(created, request_id)
 }
 
+/// Reads a cursor made by [`cursor_of`] (its request id: 32 hex, kept as it is).
 fn parse_cursor(raw: &str) -> Result<(DateTime<Utc>, String), ApiError> {
-    let bad = || super::jobs::cursor_error(raw);
-    let text = URL_SAFE_NO_PAD
-        .decode(raw)
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok())
-        .ok_or_else(bad)?;
-    let (micros, id) = text.split_once('.').ok_or_else(bad)?;
-    let at = micros
-        .parse::<i64>()
-        .ok()
-        .and_then(DateTime::from_timestamp_micros)
-        .filter(|t| (1..=9999).contains(&t.year()))
-        .ok_or_else(bad)?;
-    if id.len() != 32 || !id.chars().all(|c| c.is_ascii_hexdigit()) {
-        return Err(bad());
-    }
-    Ok((at, id.to_string()))
+    cursor::parse_time_cursor(raw, |id| {
+        (id.len() == 32 && id.chars().all(|c| c.is_ascii_hexdigit())).then(|| id.to_string())
+    })
 }
 
 /// Platform requests with their jobs, newest first (keyset pages).
@@ -582,27 +520,24 @@ fn parse_cursor(raw: &str) -> Result<(DateTime<Utc>, String), ApiError> {
     ),
     security(("function_key" = []), ("function_code" = []))
 )]
-pub async fn status_list(
+pub(crate) async fn status_list(
     State(engine): State<Engine>,
     q: QueryParams,
 ) -> Result<Json<PlatformStatusPage>, ApiError> {
     q.only(&["dataset_id", "limit", "cursor"])?;
     let dataset = q.text("dataset_id", 255)?;
     let limit = q.int("limit", 1, 1000)?.unwrap_or(50);
-    let (at, id) = match q
+    let after = q
         .text("cursor", 200)?
         .map(|c| parse_cursor(&c))
-        .transpose()?
-    {
-        Some((a, i)) => (Some(a), Some(i)),
-        None => (None, None),
-    };
+        .transpose()?;
     let client = store::client(engine.pool(), "listing platform requests").await?;
-    let rows = client
-        .query(PLATFORM_REQUESTS_LIST, &[&dataset, &at, &id, &(limit + 1)])
-        .await
-        .ctx(|| "listing platform requests".into())?;
-    let mut requests: Vec<PlatformStatus> = rows.iter().map(PlatformStatus::from_row).collect();
+    let mut requests: Vec<PlatformStatus> =
+        platform_requests::list(&client, dataset.as_deref(), after, limit + 1)
+            .await?
+            .into_iter()
+            .map(PlatformStatus::from)
+            .collect();
     let next_cursor = if requests.len() as i64 > limit {
         requests.truncate(limit as usize);
         requests

@@ -21,21 +21,22 @@ use crate::jobs::list_container_contents::filter::check_container_name;
 use crate::jobs::{FieldError, ParamKind, ParamSpec, params};
 
 /// Extensions read as vector data (one file: `ingest_vector`).
-pub const VECTOR_EXTENSIONS: [&str; 7] = ["geojson", "gpkg", "shp", "zip", "csv", "fgb", "kml"];
+pub(crate) const VECTOR_EXTENSIONS: [&str; 7] =
+    ["geojson", "gpkg", "shp", "zip", "csv", "fgb", "kml"];
 /// Extensions read as raster data (one: `process_raster`, several: `process_raster_collection`).
-pub const RASTER_EXTENSIONS: [&str; 2] = ["tif", "tiff"];
+pub(crate) const RASTER_EXTENSIONS: [&str; 2] = ["tif", "tiff"];
 /// The job of one raster.
-pub const RASTER_JOB: &str = "process_raster";
+pub(crate) const RASTER_JOB: &str = "process_raster";
 /// The job of several rasters.
-pub const RASTER_COLLECTION_JOB: &str = "process_raster_collection";
+pub(crate) const RASTER_COLLECTION_JOB: &str = "process_raster_collection";
 /// The job of a vector file.
-pub const VECTOR_JOB: &str = "ingest_vector";
+pub(crate) const VECTOR_JOB: &str = "ingest_vector";
 /// Most files of one request.
-pub const MAX_FILES: usize = 10_000;
+pub(crate) const MAX_FILES: usize = 10_000;
 /// Access levels (the earlier `PLATFORM_ACCESS_LEVELS` default).
-pub const ACCESS_LEVELS: [&str; 3] = ["public", "OUO", "restricted"];
+pub(crate) const ACCESS_LEVELS: [&str; 3] = ["public", "OUO", "restricted"];
 /// Operations; only CREATE is implemented.
-pub const OPERATIONS: [&str; 3] = ["CREATE", "UPDATE", "DELETE"];
+pub(crate) const OPERATIONS: [&str; 3] = ["CREATE", "UPDATE", "DELETE"];
 
 /// Job parameters the platform derives itself; `processing_options` may not set them.
 const DERIVED: [&str; 10] = [
@@ -53,7 +54,7 @@ const DERIVED: [&str; 10] = [
 
 /// What the file extension says the data is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DataType {
+pub(crate) enum DataType {
     /// GeoTIFF.
     Raster,
     /// A vector format `ingest_vector` reads.
@@ -62,7 +63,7 @@ pub enum DataType {
 
 impl DataType {
     /// The stored name (`raster`, `vector`).
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Raster => "raster",
             Self::Vector => "vector",
@@ -72,7 +73,7 @@ impl DataType {
 
 /// A validated request.
 #[derive(Debug, Clone)]
-pub struct PlatformRequest {
+pub(crate) struct PlatformRequest {
     /// DDH dataset id.
     pub dataset_id: String,
     /// DDH resource id.
@@ -95,7 +96,7 @@ pub struct PlatformRequest {
 
 /// The names derived from dataset / resource / version.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
-pub struct Outputs {
+pub(crate) struct Outputs {
     /// PostGIS table (vector requests).
     pub table_name: String,
     /// Folder of the COGs in the output container (raster requests).
@@ -108,7 +109,7 @@ pub struct Outputs {
 
 /// The job a request becomes.
 #[derive(Debug, Clone)]
-pub struct Plan {
+pub(crate) struct Plan {
     /// Data type.
     pub data_type: DataType,
     /// Job type.
@@ -123,7 +124,7 @@ pub struct Plan {
 
 /// Why a request cannot be served.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     /// 400: the fields at fault.
     Invalid(Vec<FieldError>),
     /// 501: what is not implemented and why.
@@ -152,7 +153,7 @@ fn invalid(
 }
 
 /// The earlier recipe: the first 32 hex of sha256 of `dataset_id|resource_id|version_id`.
-pub fn request_id(dataset_id: &str, resource_id: &str, version_id: &str) -> String {
+pub(crate) fn request_id(dataset_id: &str, resource_id: &str, version_id: &str) -> String {
     let h = Sha256::digest(format!("{dataset_id}|{resource_id}|{version_id}").as_bytes());
     hex::encode(h)[..32].to_string()
 }
@@ -324,7 +325,7 @@ fn files(v: Option<&Value>, errors: &mut Vec<FieldError>) -> Vec<String> {
 }
 
 /// Validates a request body; every field at fault is reported.
-pub fn parse(body: &Value) -> Result<PlatformRequest, Vec<FieldError>> {
+pub(crate) fn parse(body: &Value) -> Result<PlatformRequest, Vec<FieldError>> {
     let Some(obj) = body.as_object() else {
         return Err(vec![file_error(
             "(body)".into(),
@@ -459,7 +460,7 @@ fn path_slug(text: &str) -> String {
 }
 
 /// The names of a request (see the module doc).
-pub fn outputs(dataset_id: &str, resource_id: &str, version_id: &str) -> Outputs {
+pub(crate) fn outputs(dataset_id: &str, resource_id: &str, version_id: &str) -> Outputs {
     let joined = format!("{dataset_id}_{resource_id}_{version_id}");
     Outputs {
         table_name: table_slug(&joined),
@@ -470,7 +471,7 @@ pub fn outputs(dataset_id: &str, resource_id: &str, version_id: &str) -> Outputs
 }
 
 /// The extension of a blob name (lowercase, without the dot), if it has one.
-pub fn extension(blob: &str) -> Option<String> {
+pub(crate) fn extension(blob: &str) -> Option<String> {
     let file = blob.rsplit('/').next().unwrap_or(blob);
     file.rsplit_once('.')
         .map(|(_, e)| e.to_ascii_lowercase())
@@ -533,7 +534,7 @@ fn data_type(files: &[String]) -> Result<DataType, Refusal> {
 }
 
 /// Maps a field of the job's parameters back to the request field it came from.
-pub fn request_field(job_field: &str) -> String {
+pub(crate) fn request_field(job_field: &str) -> String {
     let (head, tail) = match job_field.find(['.', '[']) {
         Some(i) => job_field.split_at(i),
         None => (job_field, ""),
@@ -552,7 +553,7 @@ pub fn request_field(job_field: &str) -> String {
 /// The job of a request: the data type from the extension, the names, and the parameters
 /// (`processing_options` where the job takes them). `job_parameters` gives a job type's
 /// parameters, `None` when this deployment does not have it.
-pub fn plan(
+pub(crate) fn plan(
     req: &PlatformRequest,
     job_parameters: impl Fn(&str) -> Option<Vec<ParamSpec>>,
 ) -> Result<Plan, Refusal> {

@@ -155,7 +155,7 @@ async fn postgis_schema(c: &tokio_postgres::Client) -> Result<String, TaskError>
     let find = || async {
         c.query_opt(sql::POSTGIS_SCHEMA, &[])
             .await
-            .map(|r| r.map(|r| r.get::<_, String>(0)))
+            .map(|r| r.map(|r| r.get::<_, String>("schema_name")))
             .map_err(|e| db_error(e, "looking for the postgis extension"))
     };
     if let Some(s) = find().await? {
@@ -227,7 +227,7 @@ pub async fn prepare(deps: VectorDeps, ctx: TaskContext) -> Result<Value, TaskEr
         .query_one(sql::SCHEMA_EXISTS, &[&schema])
         .await
         .map_err(|e| db_error(e, "looking for the target schema"))?
-        .get(0);
+        .get("present");
     if !exists {
         let created = c
             .batch_execute(&format!(
@@ -316,7 +316,7 @@ async fn ensure_ledger(
         .query_one(sql::REGCLASS_EXISTS, &[&table.ledger()])
         .await
         .map_err(|e| db_error(e, &what))?
-        .get(0);
+        .get("present");
     if present {
         return Ok(());
     }
@@ -358,7 +358,7 @@ async fn ensure_table(
             .await
             .map_err(|e| db_error(e, &what))?,
         Some(r) => {
-            let comment: Option<String> = r.get(0);
+            let comment: Option<String> = r.get("comment");
             if owner_job(comment.as_deref()) != Some(job_id) {
                 return Err(TaskError::permanent(
                     "TableExists",
@@ -496,8 +496,9 @@ pub async fn finalize_table(deps: VectorDeps, ctx: TaskContext) -> Result<Value,
         let s = pg_client(&pool, "summarising the table").await?;
         (indexes, summarise(s).await?)
     };
-    let (rows, invalid): (i64, i64) = (r.get(0), r.get(1));
-    let bbox: Option<[f64; 4]> = match (r.get(2), r.get(3), r.get(4), r.get(5)) {
+    let (rows, invalid): (i64, i64) = (r.get("n"), r.get("invalid"));
+    let bbox: Option<[f64; 4]> = match (r.get("xmin"), r.get("ymin"), r.get("xmax"), r.get("ymax"))
+    {
         (Some(a), Some(b), Some(c2), Some(d)) => Some([a, b, c2, d]),
         _ => None,
     };

@@ -358,7 +358,8 @@ impl TableDef {
             "WITH s AS (SELECT count(*)::bigint AS n, \
              (count(*) FILTER (WHERE NOT {s}.ST_IsValid({g})))::bigint AS invalid, \
              {s}.ST_Transform({s}.ST_SetSRID({s}.ST_Extent({g})::{s}.geometry, {srid}), 4326) AS e FROM {t}) \
-             SELECT n, invalid, {s}.ST_XMin(e), {s}.ST_YMin(e), {s}.ST_XMax(e), {s}.ST_YMax(e) FROM s",
+             SELECT n, invalid, {s}.ST_XMin(e) AS xmin, {s}.ST_YMin(e) AS ymin, {s}.ST_XMax(e) AS xmax, \
+             {s}.ST_YMax(e) AS ymax FROM s",
             t = self.qualified(),
             srid = self.srid
         )

@@ -1,2 +1,2 @@
 -- Whether schema $1 exists.
-SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1::text)
+SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1::text) AS present

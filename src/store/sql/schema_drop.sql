@@ -1,0 +1,2 @@
+-- Redeploy (admin API): the whole app schema goes, the migrations recreate it.
+DROP SCHEMA IF EXISTS app CASCADE
