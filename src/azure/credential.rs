@@ -260,7 +260,7 @@ impl ManagedIdentity {
             cache: TokenCache::default(),
             breaker: super::breaker::Breaker::new(
                 format!("managed identity endpoint {endpoint}"),
-                super::breaker::BreakerConfig::from_env(),
+                crate::config::BreakerSettings::from_env(),
             ),
         })
     }

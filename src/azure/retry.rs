@@ -37,6 +37,7 @@ use rand::Rng;
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 
+pub use crate::config::RetryPolicy;
 use crate::telemetry::checkpoints as cp;
 use crate::telemetry::dependency::{self, Dependency};
 
@@ -56,35 +57,7 @@ pub enum Verdict {
     Permanent,
 }
 
-/// How often and how patiently a call is retried.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RetryPolicy {
-    /// Retries after the first attempt (401 refreshes are not counted).
-    pub max_retries: u32,
-    /// Delay before the first retry; doubled for each further retry.
-    pub base_delay: Duration,
-    /// Cap of the exponential delay.
-    pub max_delay: Duration,
-    /// Longest wait a `Retry-After` may impose (longer values are cut to this).
-    pub max_retry_after: Duration,
-    /// Timeout of one attempt (connect, send, and reading the response head).
-    pub try_timeout: Duration,
-}
-
-impl Default for RetryPolicy {
-    /// 5 retries, 800 ms doubling up to 30 s, `Retry-After` up to 120 s, 60 s per attempt (the
-    /// same order as the Functions host's `clientRetryOptions`).
-    fn default() -> Self {
-        Self {
-            max_retries: 5,
-            base_delay: Duration::from_millis(800),
-            max_delay: Duration::from_secs(30),
-            max_retry_after: Duration::from_secs(120),
-            try_timeout: Duration::from_secs(60),
-        }
-    }
-}
-
+/// How a [`RetryPolicy`] (its numbers are settings, `config::azure`) classifies and waits.
 impl RetryPolicy {
     /// Classifies a response by its status and headers.
     pub fn classify(status: StatusCode, headers: &HeaderMap) -> Verdict {

@@ -8,34 +8,13 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use crate::config::ServiceBusLimits;
 use crate::transport::OutboundMessage;
 
 /// Content type of a batch send (exactly this, without a charset).
 pub const BATCH_CONTENT_TYPE: &str = "application/vnd.microsoft.servicebus.json";
 /// Content type of a single message (the message's ContentType).
 pub const MESSAGE_CONTENT_TYPE: &str = "application/json";
-
-/// Size and count limits of one request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Limits {
-    /// Messages per batch request (`SERVICE_BUS_MAX_BATCH_MESSAGES`, default 100).
-    pub max_batch_messages: usize,
-    /// Bytes of one batch body (`SERVICE_BUS_MAX_BATCH_BYTES`, default 256 KiB; Premium: up to 1 MiB).
-    pub max_batch_bytes: usize,
-    /// Bytes of one message: body and properties (`SERVICE_BUS_MAX_MESSAGE_BYTES`, default 256 KiB
-    /// Standard; Premium up to 100 MiB).
-    pub max_message_bytes: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            max_batch_messages: 100,
-            max_batch_bytes: 256 * 1024,
-            max_message_bytes: 256 * 1024,
-        }
-    }
-}
 
 /// The `BrokerProperties` of one message.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -145,7 +124,7 @@ impl std::fmt::Display for TooLarge {
 pub fn prepare<'a>(
     m: &'a OutboundMessage,
     ttl: Option<Duration>,
-    limits: &Limits,
+    limits: &ServiceBusLimits,
 ) -> Result<Prepared<'a>, TooLarge> {
     let broker = BrokerProperties::of(m, ttl);
     let element = serde_json::to_string(&BatchElement {
@@ -217,7 +196,7 @@ impl Request<'_> {
 /// `max_batch_messages` whose body stays within `max_batch_bytes`, in order. A batch of one is
 /// sent as a single message, and so is a message whose batch element alone exceeds the batch
 /// limit (it is within the message limit, or [`prepare`] would have refused it).
-pub fn split<'a>(prepared: Vec<Prepared<'a>>, limits: &Limits) -> Vec<Request<'a>> {
+pub fn split<'a>(prepared: Vec<Prepared<'a>>, limits: &ServiceBusLimits) -> Vec<Request<'a>> {
     let mut out = Vec::new();
     let mut cur: Vec<Prepared<'a>> = Vec::new();
     let mut cur_bytes = 2; // "[" and "]"
@@ -288,7 +267,7 @@ mod tests {
         }
     }
 
-    fn requests(ms: &[OutboundMessage], limits: &Limits) -> Vec<usize> {
+    fn requests(ms: &[OutboundMessage], limits: &ServiceBusLimits) -> Vec<usize> {
         let p = ms
             .iter()
             .map(|m| prepare(m, None, limits).unwrap())
@@ -321,7 +300,7 @@ mod tests {
 
     #[test]
     fn batches_are_split_by_count() {
-        let limits = Limits::default();
+        let limits = ServiceBusLimits::default();
         let ms: Vec<_> = (0..250).map(|i| msg(i, 10)).collect();
         assert_eq!(requests(&ms, &limits), vec![100, 100, 50]);
         let ms: Vec<_> = (0..101).map(|i| msg(i, 10)).collect();
@@ -334,9 +313,9 @@ mod tests {
 
     #[test]
     fn batches_are_split_by_size_and_every_body_fits() {
-        let limits = Limits {
+        let limits = ServiceBusLimits {
             max_batch_bytes: 10_000,
-            ..Limits::default()
+            ..ServiceBusLimits::default()
         };
         let ms: Vec<_> = (0..20).map(|i| msg(i, 2_000)).collect();
         let p: Vec<_> = ms
@@ -364,10 +343,10 @@ mod tests {
 
     #[test]
     fn a_message_bigger_than_a_batch_goes_alone_and_one_over_the_message_limit_is_refused() {
-        let limits = Limits {
+        let limits = ServiceBusLimits {
             max_batch_bytes: 5_000,
             max_message_bytes: 8_000,
-            ..Limits::default()
+            ..ServiceBusLimits::default()
         };
         let ms = vec![msg(0, 10), msg(1, 6_000), msg(2, 10), msg(3, 10)];
         assert_eq!(requests(&ms, &limits), vec![1, 1, 2]);

@@ -1,5 +1,5 @@
 //! Reads the Functions app layout the way the host does: `host.json` and one `function.json` per
-//! folder. Local mode and the deployment validation test share this.
+//! folder. Start-up, the host emulator and the deployment validation test share this.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
