@@ -16,8 +16,8 @@
 //! - [`janitor`]: audits and repairs.
 //! - [`retention`]: deletes finished jobs and old events in bounded batches (run by the janitor).
 //! - [`telemetry`]: tracing setup and the checkpoint catalogue.
-//! - [`config`]: settings from environment variables, validated into typed settings; imports
-//!   nothing from the rest of the crate.
+//! - [`config`]: settings from environment variables, validated into typed settings; the types
+//!   that store, transport, retention and azure take (it imports none of them).
 //! - [`bench`]: `coremachine bench`, the end-to-end benchmark against the PostgreSQL floor.
 //!
 //! Imports read top to bottom: main → local → startup → handler/api → engine →

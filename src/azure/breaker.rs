@@ -51,7 +51,7 @@ struct Inner {
 /// One endpoint's breaker. Clients hold it in an `Arc` and pass it to
 /// [`super::retry::send_with_retry`] through [`super::retry::Target::with_breaker`].
 #[derive(Debug)]
-pub struct Breaker {
+pub(crate) struct Breaker {
     endpoint: String,
     config: BreakerSettings,
     inner: Mutex<Inner>,
@@ -61,7 +61,7 @@ pub struct Breaker {
 /// [`Permit::failure`]. Dropped without either (the call was cancelled, or failed for a reason
 /// that says nothing about the endpoint), a half-open probe slot is given back.
 #[derive(Debug)]
-pub struct Permit {
+pub(crate) struct Permit {
     breaker: Arc<Breaker>,
     probe: bool,
     done: bool,
@@ -69,7 +69,7 @@ pub struct Permit {
 
 /// A call refused because the breaker is open.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rejected {
+pub(crate) struct Rejected {
     /// The endpoint.
     pub endpoint: String,
     /// How long until a probe is allowed.
@@ -124,11 +124,6 @@ impl Breaker {
         r.retain(|w| w.strong_count() > 0);
         r.push(Arc::downgrade(&b));
         b
-    }
-
-    /// The endpoint's name.
-    pub fn endpoint(&self) -> &str {
-        &self.endpoint
     }
 
     /// The current state (an open breaker whose cool-down has ended reads half-open).
@@ -288,7 +283,7 @@ impl Drop for Permit {
 
 /// One breaker as `/api/health` shows it.
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct BreakerStatus {
+pub(crate) struct BreakerStatus {
     /// The endpoint.
     pub endpoint: String,
     /// closed, open or half_open.
@@ -308,7 +303,7 @@ pub struct BreakerStatus {
 /// Every live breaker of this process, one entry per endpoint: clients that share an endpoint
 /// (several users of the managed identity endpoint) are shown as one, in the worst state of
 /// theirs, with their counters added up.
-pub fn snapshot() -> Vec<BreakerStatus> {
+pub(crate) fn snapshot() -> Vec<BreakerStatus> {
     let live: Vec<Arc<Breaker>> = lock(registry()).iter().filter_map(Weak::upgrade).collect();
     let rank = |s: State| match s {
         State::Closed => 0,

@@ -76,7 +76,7 @@ pub struct EntraAuth {
 
 /// Database connection settings beyond the URL.
 #[derive(Clone, PartialEq, Eq)]
-pub struct DatabaseSettings {
+pub(crate) struct DatabaseSettings {
     /// libpq URL (sslmode/sslrootcert included when set).
     pub url: String,
     /// Entra ID token as password.
@@ -96,7 +96,7 @@ impl std::fmt::Debug for DatabaseSettings {
 }
 
 /// The URL with any password replaced by `***`.
-pub fn redact_url(url: &str) -> String {
+pub(crate) fn redact_url(url: &str) -> String {
     match url::Url::parse(url) {
         Ok(mut u) if u.password().is_some() => {
             let _ = u.set_password(Some("***"));
@@ -109,7 +109,7 @@ pub fn redact_url(url: &str) -> String {
 
 impl DatabaseSettings {
     /// Pooled connections are retired after 30 minutes, below the lifetime of an Entra token.
-    pub const DEFAULT_MAX_LIFETIME: Duration = Duration::from_secs(1800);
+    pub(crate) const DEFAULT_MAX_LIFETIME: Duration = Duration::from_secs(1800);
 
     /// Reads the settings through `get`.
     pub fn from_lookup(get: &impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {

@@ -21,7 +21,7 @@ impl Secret {
         a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
     }
     /// The value, for sending it (never for logging).
-    pub fn expose(&self) -> &str {
+    pub(crate) fn expose(&self) -> &str {
         &self.0
     }
 }
@@ -69,7 +69,7 @@ impl HttpSettings {
     }
 
     /// Whether any key is configured (local mode then checks keys like the host).
-    pub fn keys_configured(&self) -> bool {
+    pub(crate) fn keys_configured(&self) -> bool {
         !self.function_keys.is_empty() || self.admin_key.is_some()
     }
 }

@@ -1,7 +1,8 @@
 //! Settings, read once from environment variables and validated at start-up.
 //!
 //! This module turns the environment into typed settings and imports nothing from the rest of
-//! the crate: the pool (`store::connect`), the Service Bus sender, retention and the Azure
+//! the crate but the Blob Storage connection-string parser (`storage::ConnectionString`, which
+//! validates `AZURE_STORAGE_CONNECTION_STRING`): the pool (`store::connect`), the Service Bus sender, retention and the Azure
 //! clients take the types defined here. Every variable is listed with an example in
 //! `local.settings.json.example`. Parsing errors name the variable and the value that was wrong;
 //! secrets are never echoed. Each default is written once, in the `Default` (or
@@ -28,9 +29,8 @@ mod storage;
 use std::time::Duration;
 
 pub use azure::{BreakerSettings, RetryPolicy};
-pub use database::{
-    DatabaseSettings, EntraAuth, RootCerts, SslMode, TlsSettings, parse_url, redact_url,
-};
+pub(crate) use database::{DatabaseSettings, redact_url};
+pub use database::{EntraAuth, RootCerts, SslMode, TlsSettings, parse_url};
 pub use http::{HttpSettings, Secret, ServerSettings};
 pub use retention::RetentionSettings;
 pub use service_bus::{
@@ -232,7 +232,7 @@ pub struct Settings {
     pub db_pool_max_lifetime: Duration,
     /// HTTP API keys and the admin switch.
     pub http: HttpSettings,
-    /// The HTTP server's timeouts and connection limit (`src/local/server.rs`).
+    /// The HTTP server's timeouts and connection limit (`src/startup/server.rs`).
     pub server: ServerSettings,
     /// `serve` applies pending migrations before listening (`MIGRATE_ON_START`, default false);
     /// the Function App's identity then owns the schema it creates.

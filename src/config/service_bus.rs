@@ -348,7 +348,7 @@ impl ServiceBusConnectionString {
     }
 
     /// The resource URI a token for `queue` is signed for: `https://<host>/<queue>`.
-    pub fn resource_for(&self, queue: &str) -> String {
+    pub(crate) fn resource_for(&self, queue: &str) -> String {
         format!("https://{}/{}", self.host, queue)
     }
 }

@@ -8,7 +8,7 @@
 
 pub mod auth;
 pub mod emulator;
-pub mod server;
+pub(crate) mod server;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -1,4 +1,4 @@
 //! The HTTP server moved to [`crate::startup::server`] (every mode runs it); its body-read
 //! timeout error is still named here by `api/input.rs`.
 
-pub use crate::startup::server::BodyReadTimeout;
+pub(crate) use crate::startup::server::BodyReadTimeout;

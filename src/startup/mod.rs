@@ -13,7 +13,7 @@
 
 pub mod layout;
 pub mod routes;
-pub mod server;
+pub(crate) mod server;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -159,7 +159,7 @@ impl HttpRoutes {
     /// `path` as the handler's routes spell it, when it fits a function's route the way the host
     /// matches (literal segments case-insensitively, a trailing slash ignored): the prefix and
     /// literal segments as declared, parameters exactly as sent. `None`: no function has it.
-    pub fn canonical_path(&self, path: &str) -> Option<String> {
+    pub(crate) fn canonical_path(&self, path: &str) -> Option<String> {
         let trimmed = path.trim_matches('/');
         let (prefix, rest) = match trimmed.split_once('/') {
             _ if self.prefix.is_empty() => ("", trimmed),

@@ -32,7 +32,7 @@ use crate::config::ServerSettings;
 /// The error a request body read fails with when the body did not arrive in time.
 #[derive(Debug, Clone, Copy, thiserror::Error)]
 #[error("the request body did not arrive within {} s of the request head", .0.as_secs_f64())]
-pub struct BodyReadTimeout(pub Duration);
+pub(crate) struct BodyReadTimeout(pub Duration);
 
 /// Serves `app` on `listener` until `shutdown`, then lets in-flight requests finish.
 pub async fn serve(

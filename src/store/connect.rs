@@ -238,11 +238,11 @@ impl Connector {
 /// time and re-plans on each execution: 0.65 ms of planning for a 0.4 ms statement, measured in
 /// docs/performance.md. Every statement of the engine is written for the index it uses, so each is
 /// planned once per connection instead. (A `SET`, not a startup option: PgBouncer refuses those.)
-pub const SESSION_SETUP: &str = "SET plan_cache_mode = force_generic_plan";
+pub(crate) const SESSION_SETUP: &str = "SET plan_cache_mode = force_generic_plan";
 
 /// Builds the pool for `url` with TLS per its `sslmode`/`sslrootcert`, the Entra token source
 /// when given, and connections retired after `max_lifetime`. Connects lazily.
-pub fn build_pool(
+pub(crate) fn build_pool(
     url: &str,
     max_size: usize,
     tokens: Option<SharedTokenSource>,

@@ -43,7 +43,7 @@ pub enum StoreError {
 impl StoreError {
     /// Whether the error means the database could not be reached at all (the caller should make the
     /// host redeliver the message rather than record a failure it cannot write).
-    pub fn is_unavailable(&self) -> bool {
+    pub(crate) fn is_unavailable(&self) -> bool {
         match self {
             StoreError::Unavailable { .. } => true,
             StoreError::Query { source, .. } => {
@@ -63,12 +63,12 @@ impl StoreError {
 impl StoreError {
     /// Whether the server aborted the transaction to resolve a conflict with another one (deadlock
     /// detected, serialization failure): running the same transaction again is expected to work.
-    pub fn is_conflict(&self) -> bool {
+    pub(crate) fn is_conflict(&self) -> bool {
         matches!(self.sqlstate(), Some("40P01" | "40001"))
     }
 
     /// The server's SQLSTATE, when a statement failed with one.
-    pub fn sqlstate(&self) -> Option<&str> {
+    pub(crate) fn sqlstate(&self) -> Option<&str> {
         match self {
             StoreError::Query { source, .. } => source.code().map(|c| c.code()),
             _ => None,

@@ -16,7 +16,7 @@ pub use deadpool_postgres::{Object as Client, Transaction};
 pub use error::{StoreError, describe};
 
 /// Adds context to a driver error.
-pub trait QueryContext<T> {
+pub(crate) trait QueryContext<T> {
     /// Attaches what was being attempted.
     fn ctx(self, context: impl FnOnce() -> String) -> Result<T, StoreError>;
 }
@@ -32,7 +32,7 @@ impl<T> QueryContext<T> for Result<T, tokio_postgres::Error> {
 
 /// Times a statement as a PostgreSQL dependency (a CLIENT span, see `telemetry::dependency`),
 /// named by its `.sql` file: `client.query(&stmt, &[..]).traced(sql::TASK_CLAIM).await.ctx(..)`.
-pub trait Traced<T>:
+pub(crate) trait Traced<T>:
     std::future::Future<Output = Result<T, tokio_postgres::Error>> + Sized
 {
     /// Runs the statement `text` (one of [`sql`]'s constants) inside its dependency span.

@@ -38,7 +38,7 @@ impl LocalQueue {
     }
 
     /// The waker the emulator waits on for `queue`.
-    pub fn waker(&self, queue: &str) -> Option<Arc<Notify>> {
+    pub(crate) fn waker(&self, queue: &str) -> Option<Arc<Notify>> {
         self.wakers.get(queue).cloned()
     }
 

@@ -93,4 +93,4 @@ pub trait Transport: Send + Sync + std::fmt::Debug {
 }
 
 /// Shared transport handle.
-pub type SharedTransport = Arc<dyn Transport>;
+pub(crate) type SharedTransport = Arc<dyn Transport>;

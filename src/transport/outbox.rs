@@ -76,7 +76,7 @@ impl Outbox {
     /// to move afterwards), they go straight into its queues and `Ok(None)` is returned: call
     /// [`Outbox::wake`] after commit. Otherwise they are outbox rows, and their ids are returned
     /// for [`Outbox::publish`].
-    pub async fn write_fan_out(
+    pub(crate) async fn write_fan_out(
         &self,
         tx: &Transaction<'_>,
         messages: &[OutboundMessage],
@@ -88,7 +88,7 @@ impl Outbox {
     }
 
     /// Wakes the transport's deliverers (after a commit that enqueued messages directly).
-    pub fn wake(&self) {
+    pub(crate) fn wake(&self) {
         self.transport.wake();
     }
 
@@ -169,7 +169,7 @@ impl Outbox {
     }
 
     /// Ids of rows older than `age_s` seconds (left by a crash or a failed publish), oldest first.
-    pub async fn stale_ids(&self, age_s: f64, limit: i64) -> Result<Vec<i64>, StoreError> {
+    pub(crate) async fn stale_ids(&self, age_s: f64, limit: i64) -> Result<Vec<i64>, StoreError> {
         let client = crate::store::client(&self.pool, "finding stale outbox rows").await?;
         Ok(client
             .query(sql::OUTBOX_STALE_IDS, &[&age_s, &limit])

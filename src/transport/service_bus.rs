@@ -17,8 +17,8 @@
 //! A send that fails half-way leaves the outbox rows in place; the republished messages carry the
 //! same MessageIds, so the broker's duplicate detection drops those already delivered.
 
-pub mod sas;
-pub mod wire;
+pub(crate) mod sas;
+pub(crate) mod wire;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -258,7 +258,7 @@ impl ServiceBusSender {
 /// on and falls back to `Diagnostic-Id` (a W3C traceparent value) otherwise, and the AMQP path
 /// reads `Diagnostic-Id` alone. So every message carries both, with the same value
 /// (docs/observability.md, "One trace per job").
-pub const DIAGNOSTIC_ID: &str = "Diagnostic-Id";
+pub(crate) const DIAGNOSTIC_ID: &str = "Diagnostic-Id";
 
 /// `m` with `Diagnostic-Id` beside its `traceparent` (unless it has one already).
 fn with_diagnostic_id(m: &OutboundMessage) -> OutboundMessage {

@@ -19,7 +19,7 @@ use crate::azure::credential::{AccessToken, CredentialError, TokenCache, TokenSo
 use crate::config::ServiceBusConnectionString;
 
 /// Generates a SAS token for `resource_uri` valid until `expiry` (unix seconds).
-pub fn generate_token(resource_uri: &str, key_name: &str, key: &str, expiry: i64) -> String {
+pub(crate) fn generate_token(resource_uri: &str, key_name: &str, key: &str, expiry: i64) -> String {
     let encoded: String = url::form_urlencoded::byte_serialize(resource_uri.as_bytes()).collect();
     let to_sign = format!("{encoded}\n{expiry}");
     let mut mac =
@@ -34,7 +34,7 @@ pub fn generate_token(resource_uri: &str, key_name: &str, key: &str, expiry: i64
 /// A [`TokenSource`] that signs tokens locally from a connection string. The scope is the
 /// resource URI ([`ServiceBusConnectionString::resource_for`]). Tokens live [`SasTokenSource::ttl`] and are
 /// cached until 5 minutes before expiry.
-pub struct SasTokenSource {
+pub(crate) struct SasTokenSource {
     conn: ServiceBusConnectionString,
     /// Lifetime of each generated token.
     pub ttl: Duration,
@@ -58,11 +58,6 @@ impl SasTokenSource {
             ttl: Duration::from_secs(3600),
             cache: TokenCache::default(),
         })
-    }
-
-    /// The connection string.
-    pub fn connection(&self) -> &ServiceBusConnectionString {
-        &self.conn
     }
 
     fn sign(&self, resource: &str) -> AccessToken {

@@ -12,9 +12,9 @@ use crate::config::ServiceBusLimits;
 use crate::transport::OutboundMessage;
 
 /// Content type of a batch send (exactly this, without a charset).
-pub const BATCH_CONTENT_TYPE: &str = "application/vnd.microsoft.servicebus.json";
+pub(crate) const BATCH_CONTENT_TYPE: &str = "application/vnd.microsoft.servicebus.json";
 /// Content type of a single message (the message's ContentType).
-pub const MESSAGE_CONTENT_TYPE: &str = "application/json";
+pub(crate) const MESSAGE_CONTENT_TYPE: &str = "application/json";
 
 /// The `BrokerProperties` of one message.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -45,20 +45,20 @@ impl BrokerProperties {
     }
 
     /// The header value.
-    pub fn to_header(&self) -> String {
+    pub(crate) fn to_header(&self) -> String {
         serde_json::to_string(self).expect("broker properties serialise")
     }
 }
 
 /// `Sun, 06 Nov 1994 08:49:37 GMT`.
-pub fn rfc1123(t: DateTime<Utc>) -> String {
+pub(crate) fn rfc1123(t: DateTime<Utc>) -> String {
     t.format("%a, %d %b %Y %H:%M:%S GMT").to_string()
 }
 
 /// One custom property as a single-send header value: strings quoted (the REST API parses the
 /// header as a typed value; an unquoted value that looks like a number would become a number),
 /// numbers and booleans plain.
-pub fn property_header_value(v: &Value) -> String {
+pub(crate) fn property_header_value(v: &Value) -> String {
     match v {
         Value::String(s) => format!("\"{}\"", s.replace('"', "'")),
         Value::Null => "\"\"".to_string(),
@@ -69,7 +69,7 @@ pub fn property_header_value(v: &Value) -> String {
 /// One element of a batch body.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "PascalCase")]
-pub struct BatchElement<'a> {
+pub(crate) struct BatchElement<'a> {
     /// The message body (UTF-8 JSON text).
     pub body: &'a str,
     /// Broker properties.
@@ -80,20 +80,18 @@ pub struct BatchElement<'a> {
 
 /// A message prepared for sending, with its sizes.
 #[derive(Debug, Clone)]
-pub struct Prepared<'a> {
+pub(crate) struct Prepared<'a> {
     /// The message.
     pub message: &'a OutboundMessage,
     /// Broker properties.
     pub broker: BrokerProperties,
     /// The serialized batch element.
     pub element: String,
-    /// Body plus properties, as Service Bus counts a message's size.
-    pub message_bytes: usize,
 }
 
 /// A message over the size limit.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TooLarge {
+pub(crate) struct TooLarge {
     /// Its MessageId.
     pub message_id: String,
     /// Its job.
@@ -121,7 +119,7 @@ impl std::fmt::Display for TooLarge {
 }
 
 /// Prepares `m`, or reports that it is too large.
-pub fn prepare<'a>(
+pub(crate) fn prepare<'a>(
     m: &'a OutboundMessage,
     ttl: Option<Duration>,
     limits: &ServiceBusLimits,
@@ -152,7 +150,6 @@ pub fn prepare<'a>(
         message: m,
         broker,
         element,
-        message_bytes,
     })
 }
 
@@ -165,7 +162,7 @@ fn prop(m: &OutboundMessage, k: &str) -> Option<String> {
 
 /// One HTTP request's worth of messages (all for one queue).
 #[derive(Debug, Clone)]
-pub enum Request<'a> {
+pub(crate) enum Request<'a> {
     /// A single message: raw body, `BrokerProperties` and property headers.
     Single(Prepared<'a>),
     /// A batch body `[{"Body":…,"BrokerProperties":…,"UserProperties":…}, …]`.
@@ -185,18 +182,16 @@ impl Request<'_> {
             Request::Batch { messages, .. } => messages.len(),
         }
     }
-
-    /// Never empty; here for clippy's `len_without_is_empty`.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 /// Splits the prepared messages of one queue into requests: batches of at most
 /// `max_batch_messages` whose body stays within `max_batch_bytes`, in order. A batch of one is
 /// sent as a single message, and so is a message whose batch element alone exceeds the batch
 /// limit (it is within the message limit, or [`prepare`] would have refused it).
-pub fn split<'a>(prepared: Vec<Prepared<'a>>, limits: &ServiceBusLimits) -> Vec<Request<'a>> {
+pub(crate) fn split<'a>(
+    prepared: Vec<Prepared<'a>>,
+    limits: &ServiceBusLimits,
+) -> Vec<Request<'a>> {
     let mut out = Vec::new();
     let mut cur: Vec<Prepared<'a>> = Vec::new();
     let mut cur_bytes = 2; // "[" and "]"
