@@ -12,14 +12,17 @@
 //! - [`store`]: PostgreSQL pool, migrations and SQL statements.
 //! - [`storage`]: the Azure Blob Storage client used by job types that read blobs.
 //! - [`transport`]: the outbox and message sending (local queue; Service Bus in Azure).
-//! - [`local`]: the host emulator of local mode and tests.
+//! - [`startup`]: builds the app from its settings (pool, transport, engine, router) for `serve`.
+//! - [`local`]: the host emulator of local mode and tests, on top of [`startup`].
 //! - [`janitor`]: audits and repairs.
 //! - [`retention`]: deletes finished jobs and old events in bounded batches (run by the janitor).
 //! - [`telemetry`]: tracing setup and the checkpoint catalogue.
-//! - [`config`]: settings from environment variables.
+//! - [`config`]: settings from environment variables, validated into typed settings; the types
+//!   that store, transport, retention and azure take (it imports none of them).
 //! - [`bench`]: `coremachine bench`, the end-to-end benchmark against the PostgreSQL floor.
 //!
-//! Imports read top to bottom: handler/api/local → engine → jobs/store/transport.
+//! Imports read top to bottom: main → local → startup → handler/api → engine →
+//! jobs/store/transport → azure → config.
 
 pub mod api;
 pub mod azure;
@@ -33,6 +36,7 @@ pub mod jobs;
 pub mod local;
 pub mod model;
 pub mod retention;
+pub mod startup;
 pub mod storage;
 pub mod store;
 pub mod telemetry;

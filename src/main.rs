@@ -10,7 +10,8 @@ use coremachine::config::{Settings, TransportMode};
 use coremachine::engine::Faults;
 use coremachine::jobs::Registry;
 use coremachine::local::{self, LocalOptions};
-use coremachine::{store, telemetry};
+use coremachine::startup::{self, ServeOptions};
+use coremachine::telemetry;
 
 #[derive(Parser)]
 #[command(
@@ -82,229 +83,122 @@ async fn main() -> ExitCode {
         Some(Command::Janitor { .. } | Command::Migrate) => telemetry::init_from_env_on_stderr(),
         _ => telemetry::init_from_env(),
     };
-    let code = run(cli).await;
+    let code = match run(cli).await {
+        Ok(code) => code,
+        Err(e) => fail(e),
+    };
     // Upload the last batches (blocking: the exporter threads finish their uploads).
     let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
     code
 }
 
-/// The period of the app's `janitor-timer-trigger` schedule (5 minutes without one).
-fn janitor_period(root: &std::path::Path) -> Result<std::time::Duration, local::StartError> {
-    let layout = local::functions::AppLayout::read(root)?;
-    Ok(layout
-        .functions
-        .iter()
-        .find_map(|f| match &f.trigger {
-            local::functions::Trigger::Timer { schedule } => {
-                Some(local::functions::timer_period(schedule))
-            }
-            _ => None,
-        })
-        .unwrap_or(std::time::Duration::from_secs(300)))
+/// The error of a command, printed by [`fail`].
+type Failure = Box<dyn std::error::Error>;
+
+/// The directory the app's function folders are in: the option, else the current directory.
+fn root(app_root: Option<PathBuf>) -> PathBuf {
+    app_root.unwrap_or_else(|| std::env::current_dir().unwrap_or_default())
 }
 
-/// Runs the janitor every `period` until ctrl-c or SIGTERM; one JSON line per run on stdout. A
-/// failed run is reported and the next one tried (the database may come back).
-async fn janitor_loop(
-    engine: &coremachine::engine::Engine,
-    period: std::time::Duration,
-) -> ExitCode {
-    let stop = shutdown_signal();
-    tokio::pin!(stop);
-    loop {
-        match coremachine::janitor::run_once(engine).await {
-            Ok(report) => println!("{}", serde_json::to_string(&report).unwrap_or_default()),
-            Err(e) => eprintln!("coremachine: janitor run failed: {e}"),
-        }
-        tokio::select! {
-            _ = &mut stop => return ExitCode::SUCCESS,
-            _ = tokio::time::sleep(period) => {}
-        }
-    }
+/// Prints `value` as pretty JSON on stdout.
+fn print_json(value: &impl serde::Serialize) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_default()
+    );
 }
 
-/// Resolves on ctrl-c or SIGTERM (what the Functions host sends to stop the worker).
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
-}
-
-async fn run(cli: Cli) -> ExitCode {
+async fn run(cli: Cli) -> Result<ExitCode, Failure> {
     // `arg_required_else_help`: a bare `coremachine` prints the help (the host passes `serve`).
     let Some(command) = cli.command else {
-        return ExitCode::from(2);
+        return Ok(ExitCode::from(2));
     };
+    let faults = || Arc::new(Faults::none());
     match command {
-        Command::Client(cmd) => coremachine::cli::run(cmd).await,
-        Command::Raster(cmd) => coremachine::cli::raster::run(cmd).await,
-        Command::Bench(args) => match coremachine::bench::run(args).await {
-            Ok(_) => ExitCode::SUCCESS,
-            Err(e) => fail(e),
-        },
+        Command::Client(cmd) => Ok(coremachine::cli::run(cmd).await),
+        Command::Raster(cmd) => Ok(coremachine::cli::raster::run(cmd).await),
+        Command::Bench(args) => {
+            coremachine::bench::run(args).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Local {
             port,
             app_root,
             unsafe_no_auth,
         } => {
-            let settings = match Settings::from_env(TransportMode::LocalQueue) {
-                Ok(s) => s,
-                Err(e) => return fail(e),
-            };
-            let root = app_root.unwrap_or_else(|| std::env::current_dir().unwrap_or_default());
             let opts = LocalOptions {
-                settings,
+                settings: Settings::from_env(TransportMode::LocalQueue)?,
                 port,
-                app_root: root,
+                app_root: root(app_root),
                 emulator: true,
                 migrate: true,
                 max_concurrent_calls: None,
                 unsafe_no_auth,
             };
-            let app = match local::start(opts, Registry::builtin(), Arc::new(Faults::none())).await
-            {
-                Ok(a) => a,
-                Err(e) => return fail(e),
-            };
+            let app = local::start(opts, Registry::builtin(), faults()).await?;
             eprintln!("coremachine local mode listening on {}", app.url());
-            shutdown_signal().await;
+            startup::shutdown_signal().await;
             app.stop().await;
-            ExitCode::SUCCESS
+            Ok(ExitCode::SUCCESS)
         }
         Command::Serve => {
-            let port: u16 = std::env::var("FUNCTIONS_CUSTOMHANDLER_PORT")
-                .ok()
-                .and_then(|p| p.parse().ok())
-                .unwrap_or(8080);
-            let settings = match Settings::from_env(TransportMode::ServiceBus) {
-                Ok(s) => s,
-                Err(e) => return fail(e),
-            };
-            let root = std::env::var("FUNCTIONS_APP_ROOT_PATH")
-                .map(PathBuf::from)
-                .unwrap_or_else(|_| std::env::current_dir().unwrap_or_default());
-            let migrate = settings.migrate_on_start;
-            let opts = LocalOptions {
-                settings,
-                port,
-                app_root: root,
-                emulator: false,
-                migrate,
-                max_concurrent_calls: None,
-                unsafe_no_auth: false,
-            };
-            let app = match local::start(opts, Registry::builtin(), Arc::new(Faults::none())).await
-            {
-                Ok(a) => a,
-                Err(e) => return fail(e),
-            };
-            shutdown_signal().await;
+            let app =
+                startup::serve(ServeOptions::from_env()?, Registry::builtin(), faults()).await?;
+            startup::shutdown_signal().await;
             app.stop().await;
-            ExitCode::SUCCESS
+            Ok(ExitCode::SUCCESS)
         }
         Command::Migrate => {
-            let settings = match Settings::from_env(TransportMode::LocalQueue) {
-                Ok(s) => s,
-                Err(e) => return fail(e),
-            };
-            let pool = match store::connect::pool_for_settings(&settings) {
-                Ok(p) => p,
-                Err(e) => return fail(e),
-            };
-            let mut c = match store::client(&pool, "migrating").await {
-                Ok(c) => c,
-                Err(e) => return fail(e),
-            };
-            match store::migrations::migrate(&mut c).await {
-                Ok(v) if v.is_empty() => println!("schema is up to date"),
-                Ok(v) => println!("applied migrations: {v:?}"),
-                Err(e) => return fail(e),
+            let settings = Settings::from_env(TransportMode::LocalQueue)?;
+            let (applied, pgstac) = startup::migrate(&settings).await?;
+            if applied.is_empty() {
+                println!("schema is up to date");
+            } else {
+                println!("applied migrations: {applied:?}");
             }
-            // pgSTAC, when PGSTAC_SQL names its install file (src/store/pgstac.rs).
-            match store::pgstac::migrate_configured(&mut c).await {
-                Ok(None) => {}
-                Ok(Some(o)) => {
-                    println!("pgstac: {}", serde_json::to_string(&o).unwrap_or_default())
-                }
-                Err(e) => return fail(e),
+            if let Some(o) = pgstac {
+                println!("pgstac: {}", serde_json::to_string(&o).unwrap_or_default());
             }
-            ExitCode::SUCCESS
+            Ok(ExitCode::SUCCESS)
         }
         Command::Purge { dry_run } => {
-            let settings = match Settings::from_env(TransportMode::for_janitor()) {
-                Ok(s) => s,
-                Err(e) => return fail(e),
-            };
-            let pool = match store::connect::pool_for_settings(&settings) {
-                Ok(p) => p,
-                Err(e) => return fail(e),
-            };
+            let settings = Settings::from_env(TransportMode::for_janitor())?;
+            let pool = coremachine::store::connect::pool_for_settings(&settings)?;
             let policy = &settings.retention;
             let out = if dry_run {
-                coremachine::retention::preview(&pool, policy)
-                    .await
-                    .map(|p| serde_json::json!({"dry_run": true, "policy": policy.describe(), "would_delete": p}))
+                let p = coremachine::retention::preview(&pool, policy).await?;
+                serde_json::json!({"dry_run": true, "policy": policy.describe(), "would_delete": p})
             } else {
-                coremachine::retention::run(&pool, policy)
-                    .await
-                    .map(|r| serde_json::json!({"dry_run": false, "policy": policy.describe(), "deleted": r}))
+                let r = coremachine::retention::run(&pool, policy).await?;
+                serde_json::json!({"dry_run": false, "policy": policy.describe(), "deleted": r})
             };
-            match out {
-                Ok(v) => {
-                    println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
-                    ExitCode::SUCCESS
-                }
-                Err(e) => fail(e),
-            }
+            print_json(&out);
+            Ok(ExitCode::SUCCESS)
         }
         Command::Janitor { once, app_root } => {
-            let settings = match Settings::from_env(TransportMode::for_janitor()) {
-                Ok(s) => s,
-                Err(e) => return fail(e),
-            };
-            let root = app_root.unwrap_or_else(|| std::env::current_dir().unwrap_or_default());
-            let period = match janitor_period(&root) {
-                Ok(p) => p,
-                Err(e) => return fail(e),
-            };
-            let opts = LocalOptions {
-                settings,
-                port: 0,
-                app_root: root,
-                emulator: false,
-                migrate: false,
-                max_concurrent_calls: None,
-                unsafe_no_auth: false,
-            };
-            let app = match local::start(opts, Registry::builtin(), Arc::new(Faults::none())).await
-            {
-                Ok(a) => a,
-                Err(e) => return fail(e),
-            };
-            let code = if once {
-                match coremachine::janitor::run_once(&app.engine).await {
+            let settings = Settings::from_env(TransportMode::for_janitor())?;
+            let period = startup::janitor_period(&root(app_root))?;
+            let engine = startup::engine(settings, Registry::builtin(), faults())?;
+            if once {
+                print_json(&coremachine::janitor::run_once(&engine).await?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            // Every `period` until ctrl-c or SIGTERM, one JSON line per run on stdout. A failed
+            // run is reported and the next one tried (the database may come back).
+            let stop = startup::shutdown_signal();
+            tokio::pin!(stop);
+            loop {
+                match coremachine::janitor::run_once(&engine).await {
                     Ok(report) => {
-                        println!(
-                            "{}",
-                            serde_json::to_string_pretty(&report).unwrap_or_default()
-                        );
-                        ExitCode::SUCCESS
+                        println!("{}", serde_json::to_string(&report).unwrap_or_default())
                     }
-                    Err(e) => fail(e),
+                    Err(e) => eprintln!("coremachine: janitor run failed: {e}"),
                 }
-            } else {
-                janitor_loop(&app.engine, period).await
-            };
-            app.stop().await;
-            code
+                tokio::select! {
+                    _ = &mut stop => return Ok(ExitCode::SUCCESS),
+                    _ = tokio::time::sleep(period) => {}
+                }
+            }
         }
     }
 }

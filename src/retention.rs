@@ -26,79 +26,13 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::config::{ConfigError, num, num_f};
+use crate::config::RetentionSettings;
 use crate::store::{self, QueryContext, StoreError, sql};
 use crate::telemetry::checkpoints as cp;
 use deadpool_postgres::Pool;
 
 /// Jobs handled by one batch statement.
 const JOBS_PER_BATCH: i64 = 100;
-
-/// The retention policy.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RetentionSettings {
-    /// Completed jobs are deleted this long after completion (None: kept).
-    pub completed: Option<Duration>,
-    /// Failed and cancelled jobs likewise.
-    pub failed: Option<Duration>,
-    /// Events of completed jobs likewise (the job stays).
-    pub events: Option<Duration>,
-    /// Rows per delete statement.
-    pub batch_rows: i64,
-    /// Pause between batches (lets the hot path in).
-    pub pause: Duration,
-    /// A run stops after this; the next run continues.
-    pub max_run: Duration,
-}
-
-impl Default for RetentionSettings {
-    fn default() -> Self {
-        let days = |d: u64| Some(Duration::from_secs(d * 86_400));
-        Self {
-            completed: days(30),
-            failed: days(90),
-            events: days(14),
-            batch_rows: 5_000,
-            pause: Duration::from_millis(10),
-            max_run: Duration::from_secs(60),
-        }
-    }
-}
-
-impl RetentionSettings {
-    /// Reads `RETENTION_*` through `get`.
-    pub fn from_lookup(get: &impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let days = |name: &'static str, default: f64| -> Result<Option<Duration>, ConfigError> {
-            let d = num_f(get, name, default, 0.0, 36_500.0)?;
-            Ok((d > 0.0).then(|| Duration::from_secs_f64(d * 86_400.0)))
-        };
-        Ok(Self {
-            completed: days("RETENTION_COMPLETED_DAYS", 30.0)?,
-            failed: days("RETENTION_FAILED_DAYS", 90.0)?,
-            events: days("RETENTION_EVENTS_DAYS", 14.0)?,
-            batch_rows: num(get, "RETENTION_BATCH_ROWS", 5_000, 100, 100_000)?,
-            pause: Duration::from_millis(
-                num(get, "RETENTION_BATCH_PAUSE_MS", 10, 0, 10_000)? as u64
-            ),
-            max_run: Duration::from_secs(num(get, "RETENTION_MAX_RUN_S", 60, 1, 3_600)? as u64),
-        })
-    }
-
-    /// The policy in days, for `coremachine purge` (null: kept forever).
-    pub fn describe(&self) -> serde_json::Value {
-        let days = |d: Option<Duration>| d.map(|d| d.as_secs_f64() / 86_400.0);
-        json!({
-            "completed_days": days(self.completed),
-            "failed_days": days(self.failed),
-            "events_days": days(self.events),
-            "batch_rows": self.batch_rows,
-        })
-    }
-
-    fn secs(d: Option<Duration>) -> Option<f64> {
-        d.map(|d| d.as_secs_f64())
-    }
-}
 
 /// What a retention run deleted.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -152,11 +86,7 @@ pub async fn preview(pool: &Pool, s: &RetentionSettings) -> Result<PurgePreview,
     let r = c
         .query_one(
             sql::RETENTION_PREVIEW,
-            &[
-                &RetentionSettings::secs(s.completed),
-                &RetentionSettings::secs(s.failed),
-                &RetentionSettings::secs(s.events),
-            ],
+            &[&secs(s.completed), &secs(s.failed), &secs(s.events)],
         )
         .await
         .ctx(|| "counting what retention would delete".into())?;
@@ -256,10 +186,7 @@ async fn purge(
     started: Instant,
     report: &mut PurgeReport,
 ) -> Result<(), StoreError> {
-    let (completed, failed) = (
-        RetentionSettings::secs(s.completed),
-        RetentionSettings::secs(s.failed),
-    );
+    let (completed, failed) = (secs(s.completed), secs(s.failed));
     let deadline = started + s.max_run;
     let out_of_time = || Instant::now() >= deadline;
     // Whole jobs first (their events go with them), then the events of completed jobs that stay.
@@ -328,7 +255,7 @@ async fn purge(
             }
         }
     }
-    if let Some(events) = RetentionSettings::secs(s.events) {
+    if let Some(events) = secs(s.events) {
         loop {
             let ids: Vec<String> = {
                 let c = store::client(pool, "finding jobs whose events expired").await?;
@@ -404,26 +331,7 @@ async fn drain<const N: usize>(
     Ok(totals)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn settings_default_to_30_90_14_days_and_zero_keeps_forever() {
-        let none = RetentionSettings::from_lookup(&|_| None).unwrap();
-        assert_eq!(none, RetentionSettings::default());
-        let s = RetentionSettings::from_lookup(&|k| match k {
-            "RETENTION_FAILED_DAYS" => Some("0".into()),
-            "RETENTION_EVENTS_DAYS" => Some("0.5".into()),
-            _ => None,
-        })
-        .unwrap();
-        assert_eq!(s.failed, None);
-        assert_eq!(s.events, Some(Duration::from_secs(43_200)));
-        let e = RetentionSettings::from_lookup(&|k| {
-            (k == "RETENTION_BATCH_ROWS").then(|| "10".to_string())
-        })
-        .unwrap_err();
-        assert!(e.to_string().contains("RETENTION_BATCH_ROWS"), "{e}");
-    }
+/// A duration as seconds, for the statements' `make_interval(secs => $n)`.
+fn secs(d: Option<Duration>) -> Option<f64> {
+    d.map(|d| d.as_secs_f64())
 }

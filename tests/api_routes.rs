@@ -272,11 +272,11 @@ async fn every_documented_route_has_a_function_folder_and_unknown_methods_get_th
     let (s, doc) = t.get("/api/openapi.json").await;
     assert_eq!(s, 200);
     assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
-    let layout = coremachine::local::functions::AppLayout::read(std::path::Path::new(env!(
+    let layout = coremachine::startup::layout::AppLayout::read(std::path::Path::new(env!(
         "CARGO_MANIFEST_DIR"
     )))
     .unwrap();
-    let routes = coremachine::local::auth::HttpRoutes::from_layout(&layout);
+    let routes = coremachine::startup::routes::HttpRoutes::from_layout(&layout);
     for (path, ops) in doc["paths"].as_object().unwrap() {
         for method in ops.as_object().unwrap().keys() {
             let concrete = path

@@ -139,7 +139,10 @@ async fn a_namespace_down_for_a_while_loses_no_message_and_health_shows_the_brea
     fake.script((0..4).map(|_| Scripted::status(503, "The server is busy.")));
     let app = azure_mode_app(&fake, FAST_BREAKER, |o| {
         o.settings.outbox_republish_after = Duration::ZERO;
-        let sb = o.settings.service_bus.as_mut().unwrap();
+        let coremachine::config::TransportSettings::ServiceBus(sb) = &mut o.settings.transport
+        else {
+            panic!("the app sends through Service Bus")
+        };
         sb.retry.base_delay = Duration::from_millis(20);
         sb.breaker.cool_down = Duration::from_secs(2);
     })

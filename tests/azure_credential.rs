@@ -14,8 +14,9 @@ use std::time::Duration;
 
 use chrono::Utc;
 use coremachine::azure::credential::{ManagedIdentity, TokenSource, scopes};
+use coremachine::config::ServiceBusSettings;
 use coremachine::config::{Settings, TransportMode};
-use coremachine::transport::service_bus::{ServiceBusSender, ServiceBusSettings};
+use coremachine::transport::service_bus::ServiceBusSender;
 use serde_json::json;
 
 use crate::azure_fakes::{FakeIdentity, FakeServiceBus};
@@ -141,9 +142,9 @@ async fn a_user_assigned_identity_sends_to_service_bus_and_logs_in_to_postgresql
     let role = format!("mi_app_{}", uuid::Uuid::new_v4().simple());
     let (admin, conn) = tokio_postgres::connect(
         &format!("{}?sslmode=require", crate::azure_pg_tls::tls_url()),
-        coremachine::store::connect::tls_connector(&coremachine::store::connect::TlsSettings {
-            mode: coremachine::store::connect::SslMode::Require,
-            roots: coremachine::store::connect::RootCerts::System,
+        coremachine::store::connect::tls_connector(&coremachine::config::TlsSettings {
+            mode: coremachine::config::SslMode::Require,
+            roots: coremachine::config::RootCerts::System,
         })
         .unwrap()
         .unwrap(),

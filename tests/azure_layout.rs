@@ -351,14 +351,16 @@ fn the_infrastructure_sets_a_coherent_azure_configuration() {
         "PostgreSQL with the managed identity"
     );
     assert!(s.migrate_on_start);
-    let sb = s.service_bus.expect("Service Bus settings");
+    let coremachine::config::TransportSettings::ServiceBus(sb) = s.transport else {
+        panic!("Service Bus settings")
+    };
     assert_eq!(sb.namespace, "cmtest-sb.servicebus.windows.net");
     assert!(matches!(
         sb.auth,
-        coremachine::transport::service_bus::ServiceBusAuth::ManagedIdentity { client_id: None }
+        coremachine::config::ServiceBusAuth::ManagedIdentity { client_id: None }
     ));
-    let (_, tls) = coremachine::store::connect::parse_url(&s.database_url).unwrap();
-    assert_eq!(tls.mode, coremachine::store::connect::SslMode::VerifyFull);
+    let (_, tls) = coremachine::config::parse_url(&s.database_url).unwrap();
+    assert_eq!(tls.mode, coremachine::config::SslMode::VerifyFull);
     // Every setting it writes is documented in the example file (or is the host's own).
     let documented = example_settings();
     let host_only = [
@@ -620,11 +622,13 @@ fn the_blob_job_types_get_their_storage_account_and_read_role_from_the_infrastru
     );
     // The settings the binary reads then describe managed-identity Blob access to that account.
     let map = settings_of(&with);
-    let s = Settings::from_lookup(TransportMode::ServiceBus, |k| map.get(k).cloned()).unwrap();
+    Settings::from_lookup(TransportMode::ServiceBus, |k| map.get(k).cloned()).unwrap();
+    let storage =
+        coremachine::config::StorageSettings::from_lookup(|k| map.get(k).cloned()).unwrap();
     assert!(
-        matches!(&s.storage, Some(coremachine::config::StorageSettings::ManagedIdentity { account_name, client_id: None }) if account_name == "rasters"),
+        matches!(&storage, Some(coremachine::config::StorageSettings::ManagedIdentity { account_name, client_id: None }) if account_name == "rasters"),
         "{:?}",
-        s.storage
+        storage
     );
     let out = infra_run(&["--data-storage", "Not_Valid"]);
     assert!(!out.status.success());

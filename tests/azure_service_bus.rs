@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use chrono::{TimeZone, Utc};
 use coremachine::azure::credential::{AccessToken, CredentialError, TokenSource};
-use coremachine::config::TransportMode;
+use coremachine::config::{ServiceBusSettings, TransportSettings};
 use coremachine::transport::OutboundMessage;
-use coremachine::transport::service_bus::{ServiceBusSender, ServiceBusSettings};
+use coremachine::transport::service_bus::ServiceBusSender;
 use futures::future::BoxFuture;
 use serde_json::{Map, Value, json};
 
@@ -430,8 +430,7 @@ pub(crate) async fn azure_mode_app(
     let sb = ServiceBusSettings::from_lookup(&|k: &str| m.get(k).cloned()).unwrap();
     TestApp::start_opts(|o| {
         o.emulator = false;
-        o.settings.transport = TransportMode::ServiceBus;
-        o.settings.service_bus = Some(sb);
+        o.settings.transport = TransportSettings::ServiceBus(sb);
         f(o);
     })
     .await
@@ -488,6 +487,41 @@ async fn play_host_recording(app: &TestApp, fake: &FakeServiceBus) -> Vec<(Strin
             delivered.push((m.queue.clone(), m.body.clone()));
         }
     }
+}
+
+/// The host emulator delivers the local queue only: local mode with Service Bus settings is
+/// refused at start-up, naming the conflict, instead of running an emulator with nothing to
+/// deliver.
+#[tokio::test]
+async fn local_mode_with_service_bus_settings_refuses_to_start() {
+    let mut o = crate::common::Opts::new("postgres://postgres@127.0.0.1:9/none");
+    o.settings.transport = TransportSettings::ServiceBus(
+        ServiceBusSettings::from_lookup(&|k: &str| {
+            (k == "ServiceBusConnection").then(sas_connection)
+        })
+        .unwrap(),
+    );
+    let started = coremachine::local::start(
+        coremachine::local::LocalOptions {
+            settings: o.settings,
+            port: 0,
+            app_root: env!("CARGO_MANIFEST_DIR").into(),
+            emulator: true,
+            migrate: false,
+            max_concurrent_calls: None,
+            unsafe_no_auth: false,
+        },
+        o.registry,
+        std::sync::Arc::new(coremachine::engine::Faults::none()),
+    )
+    .await;
+    let e = started
+        .expect_err("the emulator needs the local queue")
+        .to_string();
+    assert!(
+        e.contains("local queue") && e.contains("Service Bus"),
+        "{e}"
+    );
 }
 
 #[tokio::test]

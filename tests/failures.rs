@@ -405,7 +405,7 @@ async fn a_failed_outbox_publish_is_published_by_the_janitor_and_the_job_complet
 async fn a_worker_killed_mid_task_is_recovered_by_lease_expiry_and_the_janitor() {
     let t = TestApp::start_opts(|o| {
         o.settings.task_lease = Duration::from_secs(2);
-        o.settings.local_queue.lock_duration = Duration::from_secs(1);
+        o.local_queue().lock_duration = Duration::from_secs(1);
     })
     .await;
     t.fault(

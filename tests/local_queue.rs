@@ -43,7 +43,7 @@ async fn wait_rows(t: &TestApp, sql: &str, n: i64, timeout: Duration) {
 
 #[tokio::test]
 async fn abandon_redelivers_with_a_higher_count_then_dead_letters_to_the_poison_queue() {
-    let t = TestApp::start_opts(|o| o.settings.local_queue.max_delivery_count = 3).await;
+    let t = TestApp::start_opts(|o| o.local_queue().max_delivery_count = 3).await;
     // Abandon every delivery of the jobs queue: the handler answers 200, the emulator abandons.
     t.fault(FaultRule::times(Fault::AbandonAfterHandler, 3));
     let job = "e".repeat(64);
@@ -89,8 +89,7 @@ async fn abandon_redelivers_with_a_higher_count_then_dead_letters_to_the_poison_
 #[tokio::test]
 async fn an_expired_lock_makes_the_message_visible_again() {
     let t =
-        TestApp::start_opts(|o| o.settings.local_queue.lock_duration = Duration::from_millis(800))
-            .await;
+        TestApp::start_opts(|o| o.local_queue().lock_duration = Duration::from_millis(800)).await;
     let job = "f".repeat(64);
     // A consumer locked it (delivery 1) and died: nobody completes or abandons it.
     t.db()

@@ -225,7 +225,7 @@ async fn wait_poison(t: &TestApp, job: &str, n: usize) -> Vec<(String, String)> 
 
 #[tokio::test]
 async fn poison_of_a_failed_task_is_expected() {
-    let t = TestApp::start_opts(|o| o.settings.local_queue.max_delivery_count = 2).await;
+    let t = TestApp::start_opts(|o| o.local_queue().max_delivery_count = 2).await;
     t.fault(FaultRule::always(Fault::HandlerPermanent));
     t.fault(FaultRule::always(Fault::AbandonAfterHandler).on_function("tasks-queue-trigger"));
     let job = t.submit("shapes1", json!({"tasks": 1})).await;
@@ -240,7 +240,7 @@ async fn poison_of_a_failed_task_is_expected() {
 
 #[tokio::test]
 async fn poison_after_completion_is_a_warning_and_changes_nothing() {
-    let t = TestApp::start_opts(|o| o.settings.local_queue.max_delivery_count = 2).await;
+    let t = TestApp::start_opts(|o| o.local_queue().max_delivery_count = 2).await;
     t.fault(FaultRule::always(Fault::AbandonAfterHandler).on_function("tasks-queue-trigger"));
     let job = t.submit("shapes1", json!({"tasks": 1})).await;
     assert_eq!(t.wait_terminal(&job, T).await, "completed");
@@ -260,7 +260,7 @@ async fn poison_after_completion_is_a_warning_and_changes_nothing() {
 
 #[tokio::test]
 async fn poison_of_a_live_job_fails_it_with_unhandled_poison_and_fails_its_pending_tasks() {
-    let t = TestApp::start_opts(|o| o.settings.local_queue.max_delivery_count = 2).await;
+    let t = TestApp::start_opts(|o| o.local_queue().max_delivery_count = 2).await;
     // The stage message is processed, then abandoned every time, until it is dead-lettered; the
     // tasks are slow, so the job is still live when the poison arrives.
     t.fault(FaultRule::always(Fault::AbandonAfterHandler).on_function("jobs-queue-trigger"));
@@ -350,7 +350,7 @@ async fn poison_of_a_queued_task_fails_the_task_and_its_job() {
     // Phase 2: the host emulator starts and dead-letters it to the poison queue.
     let mut o = t.opts.clone();
     o.emulator = true;
-    o.settings.local_queue.max_delivery_count = 2;
+    o.local_queue().max_delivery_count = 2;
     let t2 = TestApp::start_with(t.db_name.clone(), t.db_url.clone(), o).await;
     let ev = wait_poison(&t2, &job, 1).await;
     assert_eq!(ev[0].0, "poison_reconciled");

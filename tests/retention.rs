@@ -7,7 +7,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use coremachine::retention::{self, RetentionSettings};
+use coremachine::config::RetentionSettings;
+use coremachine::retention;
 use serde_json::json;
 
 use crate::common::TestApp;

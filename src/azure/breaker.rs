@@ -18,50 +18,8 @@
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
-use crate::config::{ConfigError, num, num_f};
+use crate::config::BreakerSettings;
 use crate::telemetry::checkpoints as cp;
-
-/// When a breaker opens and for how long.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BreakerConfig {
-    /// Calls in a row that failed transiently after their retries and open the breaker
-    /// (`AZURE_BREAKER_FAILURES`, default 5; 0 turns the breaker off).
-    pub failures: u32,
-    /// How long it stays open before a probe (`AZURE_BREAKER_COOL_DOWN_S`, default 30).
-    pub cool_down: Duration,
-}
-
-impl Default for BreakerConfig {
-    fn default() -> Self {
-        Self {
-            failures: 5,
-            cool_down: Duration::from_secs(30),
-        }
-    }
-}
-
-impl BreakerConfig {
-    /// The settings from the process environment, the defaults where they are invalid (`serve`
-    /// has already refused to start with invalid ones: the Service Bus settings read them too).
-    pub fn from_env() -> Self {
-        Self::from_lookup(&|k| std::env::var(k).ok()).unwrap_or_default()
-    }
-
-    /// Reads `AZURE_BREAKER_FAILURES` and `AZURE_BREAKER_COOL_DOWN_S` through `get`.
-    pub fn from_lookup(get: &impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let d = Self::default();
-        Ok(Self {
-            failures: num(get, "AZURE_BREAKER_FAILURES", d.failures.into(), 0, 1000)? as u32,
-            cool_down: Duration::from_secs_f64(num_f(
-                get,
-                "AZURE_BREAKER_COOL_DOWN_S",
-                d.cool_down.as_secs_f64(),
-                0.0,
-                3600.0,
-            )?),
-        })
-    }
-}
 
 /// The state of a breaker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -93,9 +51,9 @@ struct Inner {
 /// One endpoint's breaker. Clients hold it in an `Arc` and pass it to
 /// [`super::retry::send_with_retry`] through [`super::retry::Target::with_breaker`].
 #[derive(Debug)]
-pub struct Breaker {
+pub(crate) struct Breaker {
     endpoint: String,
-    config: BreakerConfig,
+    config: BreakerSettings,
     inner: Mutex<Inner>,
 }
 
@@ -103,7 +61,7 @@ pub struct Breaker {
 /// [`Permit::failure`]. Dropped without either (the call was cancelled, or failed for a reason
 /// that says nothing about the endpoint), a half-open probe slot is given back.
 #[derive(Debug)]
-pub struct Permit {
+pub(crate) struct Permit {
     breaker: Arc<Breaker>,
     probe: bool,
     done: bool,
@@ -111,7 +69,7 @@ pub struct Permit {
 
 /// A call refused because the breaker is open.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rejected {
+pub(crate) struct Rejected {
     /// The endpoint.
     pub endpoint: String,
     /// How long until a probe is allowed.
@@ -148,7 +106,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Breaker {
     /// A closed breaker for `endpoint` (e.g. "Service Bus geocm-sb.servicebus.windows.net"),
     /// listed by [`snapshot`] while it lives.
-    pub fn new(endpoint: impl Into<String>, config: BreakerConfig) -> Arc<Self> {
+    pub fn new(endpoint: impl Into<String>, config: BreakerSettings) -> Arc<Self> {
         let b = Arc::new(Self {
             endpoint: endpoint.into(),
             config,
@@ -166,11 +124,6 @@ impl Breaker {
         r.retain(|w| w.strong_count() > 0);
         r.push(Arc::downgrade(&b));
         b
-    }
-
-    /// The endpoint's name.
-    pub fn endpoint(&self) -> &str {
-        &self.endpoint
     }
 
     /// The current state (an open breaker whose cool-down has ended reads half-open).
@@ -330,7 +283,7 @@ impl Drop for Permit {
 
 /// One breaker as `/api/health` shows it.
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct BreakerStatus {
+pub(crate) struct BreakerStatus {
     /// The endpoint.
     pub endpoint: String,
     /// closed, open or half_open.
@@ -350,7 +303,7 @@ pub struct BreakerStatus {
 /// Every live breaker of this process, one entry per endpoint: clients that share an endpoint
 /// (several users of the managed identity endpoint) are shown as one, in the worst state of
 /// theirs, with their counters added up.
-pub fn snapshot() -> Vec<BreakerStatus> {
+pub(crate) fn snapshot() -> Vec<BreakerStatus> {
     let live: Vec<Arc<Breaker>> = lock(registry()).iter().filter_map(Weak::upgrade).collect();
     let rank = |s: State| match s {
         State::Closed => 0,
@@ -385,7 +338,7 @@ mod tests {
     fn breaker(failures: u32, cool_down_ms: u64) -> Arc<Breaker> {
         Breaker::new(
             format!("test endpoint {}", uuid::Uuid::new_v4()),
-            BreakerConfig {
+            BreakerSettings {
                 failures,
                 cool_down: Duration::from_millis(cool_down_ms),
             },
@@ -437,32 +390,5 @@ mod tests {
             b.allow().unwrap().failure("503");
         }
         assert_eq!(b.state(), State::Closed);
-    }
-
-    #[test]
-    fn settings_are_read_and_checked() {
-        let get = |pairs: &'static [(&'static str, &'static str)]| {
-            move |k: &str| {
-                pairs
-                    .iter()
-                    .find(|(n, _)| *n == k)
-                    .map(|(_, v)| v.to_string())
-            }
-        };
-        assert_eq!(
-            BreakerConfig::from_lookup(&get(&[])).unwrap(),
-            BreakerConfig::default()
-        );
-        let c = BreakerConfig::from_lookup(&get(&[
-            ("AZURE_BREAKER_FAILURES", "3"),
-            ("AZURE_BREAKER_COOL_DOWN_S", "0.5"),
-        ]))
-        .unwrap();
-        assert_eq!((c.failures, c.cool_down), (3, Duration::from_millis(500)));
-        let e = BreakerConfig::from_lookup(&get(&[("AZURE_BREAKER_FAILURES", "2.5")])).unwrap_err();
-        assert!(e.to_string().contains("AZURE_BREAKER_FAILURES"), "{e}");
-        let e =
-            BreakerConfig::from_lookup(&get(&[("AZURE_BREAKER_COOL_DOWN_S", "-1")])).unwrap_err();
-        assert!(e.to_string().contains("AZURE_BREAKER_COOL_DOWN_S"), "{e}");
     }
 }

@@ -77,7 +77,10 @@ impl AccessToken {
     }
 
     /// A shared access signature (the full `SharedAccessSignature sr=…` string).
-    pub fn shared_access_signature(secret: impl Into<String>, expires_on: DateTime<Utc>) -> Self {
+    pub(crate) fn shared_access_signature(
+        secret: impl Into<String>,
+        expires_on: DateTime<Utc>,
+    ) -> Self {
         Self {
             secret: secret.into(),
             expires_on,
@@ -99,7 +102,7 @@ impl AccessToken {
     }
 
     /// Whether the token expires within `margin` of `now` (then it should be replaced).
-    pub fn expires_within(&self, margin: Duration, now: DateTime<Utc>) -> bool {
+    pub(crate) fn expires_within(&self, margin: Duration, now: DateTime<Utc>) -> bool {
         let margin = chrono::Duration::from_std(margin).unwrap_or(chrono::Duration::MAX);
         self.expires_on <= now + margin
     }
@@ -165,12 +168,12 @@ pub trait TokenSource: Send + Sync + fmt::Debug {
 }
 
 /// A shared token source.
-pub type SharedTokenSource = Arc<dyn TokenSource>;
+pub(crate) type SharedTokenSource = Arc<dyn TokenSource>;
 
 /// Per-scope token cache: a token is reused until it is within `margin` of its expiry. Concurrent
 /// callers of one scope wait for a single fetch.
 #[derive(Debug)]
-pub struct TokenCache {
+pub(crate) struct TokenCache {
     margin: Duration,
     entries: tokio::sync::Mutex<HashMap<String, AccessToken>>,
 }
@@ -184,7 +187,7 @@ impl Default for TokenCache {
 impl TokenCache {
     /// Refresh this long before expiry: 5 minutes, as `azure_identity` does (Entra tokens live
     /// 60-90 minutes; PostgreSQL accepts them for 5-60).
-    pub const DEFAULT_MARGIN: Duration = Duration::from_secs(300);
+    pub(crate) const DEFAULT_MARGIN: Duration = Duration::from_secs(300);
 
     /// A cache refreshing `margin` before expiry.
     pub fn new(margin: Duration) -> Self {
@@ -195,7 +198,7 @@ impl TokenCache {
     }
 
     /// The cached token for `scope`, or the result of `fetch` (stored on success).
-    pub async fn get_or_fetch<F, Fut>(
+    pub(crate) async fn get_or_fetch<F, Fut>(
         &self,
         scope: &str,
         fetch: F,
@@ -216,7 +219,7 @@ impl TokenCache {
     }
 
     /// Forgets the token of `scope`.
-    pub async fn invalidate(&self, scope: &str) {
+    pub(crate) async fn invalidate(&self, scope: &str) {
         self.entries.lock().await.remove(scope);
     }
 }
@@ -260,7 +263,7 @@ impl ManagedIdentity {
             cache: TokenCache::default(),
             breaker: super::breaker::Breaker::new(
                 format!("managed identity endpoint {endpoint}"),
-                super::breaker::BreakerConfig::from_env(),
+                crate::config::BreakerSettings::from_env(),
             ),
         })
     }

@@ -37,12 +37,13 @@ use rand::Rng;
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 
+pub use crate::config::RetryPolicy;
 use crate::telemetry::checkpoints as cp;
 use crate::telemetry::dependency::{self, Dependency};
 
 /// What to do with one HTTP response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// 2xx: done.
     Success,
     /// Transient: try again, not before `after` when the service said so.
@@ -56,38 +57,10 @@ pub enum Verdict {
     Permanent,
 }
 
-/// How often and how patiently a call is retried.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RetryPolicy {
-    /// Retries after the first attempt (401 refreshes are not counted).
-    pub max_retries: u32,
-    /// Delay before the first retry; doubled for each further retry.
-    pub base_delay: Duration,
-    /// Cap of the exponential delay.
-    pub max_delay: Duration,
-    /// Longest wait a `Retry-After` may impose (longer values are cut to this).
-    pub max_retry_after: Duration,
-    /// Timeout of one attempt (connect, send, and reading the response head).
-    pub try_timeout: Duration,
-}
-
-impl Default for RetryPolicy {
-    /// 5 retries, 800 ms doubling up to 30 s, `Retry-After` up to 120 s, 60 s per attempt (the
-    /// same order as the Functions host's `clientRetryOptions`).
-    fn default() -> Self {
-        Self {
-            max_retries: 5,
-            base_delay: Duration::from_millis(800),
-            max_delay: Duration::from_secs(30),
-            max_retry_after: Duration::from_secs(120),
-            try_timeout: Duration::from_secs(60),
-        }
-    }
-}
-
+/// How a [`RetryPolicy`] (its numbers are settings, `config::azure`) classifies and waits.
 impl RetryPolicy {
     /// Classifies a response by its status and headers.
-    pub fn classify(status: StatusCode, headers: &HeaderMap) -> Verdict {
+    pub(crate) fn classify(status: StatusCode, headers: &HeaderMap) -> Verdict {
         match status.as_u16() {
             200..=299 => Verdict::Success,
             401 => Verdict::RefreshAuth,
@@ -112,7 +85,7 @@ impl RetryPolicy {
 
     /// The wait before retry number `retry`: the service's `Retry-After` when it gave one (capped
     /// at [`max_retry_after`](Self::max_retry_after)), otherwise [`backoff`](Self::backoff).
-    pub fn delay_for(&self, retry: u32, retry_after: Option<Duration>) -> Duration {
+    pub(crate) fn delay_for(&self, retry: u32, retry_after: Option<Duration>) -> Duration {
         match retry_after {
             Some(d) => d.min(self.max_retry_after),
             None => self.backoff(retry),
@@ -166,7 +139,7 @@ pub struct Target {
     /// Job the call is for, copied into the checkpoints.
     pub job_id: Option<String>,
     /// The endpoint's circuit breaker (src/azure/breaker.rs), if the client has one.
-    pub breaker: Option<std::sync::Arc<super::breaker::Breaker>>,
+    pub(crate) breaker: Option<std::sync::Arc<super::breaker::Breaker>>,
 }
 
 impl Target {
@@ -191,26 +164,26 @@ impl Target {
     }
 
     /// Adds context for error messages.
-    pub fn with_context(mut self, context: impl Into<String>) -> Self {
+    pub(crate) fn with_context(mut self, context: impl Into<String>) -> Self {
         self.context = Some(context.into());
         self
     }
 
     /// Uses other checkpoint names for retries and give-ups.
-    pub fn with_checkpoints(mut self, retry: &'static str, failed: &'static str) -> Self {
+    pub(crate) fn with_checkpoints(mut self, retry: &'static str, failed: &'static str) -> Self {
         self.retry_checkpoint = retry;
         self.failed_checkpoint = failed;
         self
     }
 
     /// Names the job in checkpoints.
-    pub fn for_job(mut self, job_id: Option<String>) -> Self {
+    pub(crate) fn for_job(mut self, job_id: Option<String>) -> Self {
         self.job_id = job_id;
         self
     }
 
     /// Guards the call with the endpoint's circuit breaker.
-    pub fn with_breaker(mut self, breaker: std::sync::Arc<super::breaker::Breaker>) -> Self {
+    pub(crate) fn with_breaker(mut self, breaker: std::sync::Arc<super::breaker::Breaker>) -> Self {
         self.breaker = Some(breaker);
         self
     }
@@ -284,7 +257,7 @@ pub async fn authorization(
 
 impl AzureError {
     /// A failure before any request was made (token, request building).
-    pub fn before_send(
+    pub(crate) fn before_send(
         target: &Target,
         kind: FailureKind,
         retryable: bool,
@@ -573,7 +546,7 @@ fn describe_reqwest(e: &reqwest::Error) -> String {
 /// The service's explanation from an error response: the `<Detail>` or `<Message>` of an XML
 /// error (Service Bus, Storage), `error.message` / `message` of a JSON one, else the body's first
 /// 500 characters; plus the request id for support cases.
-pub async fn service_message(response: reqwest::Response) -> String {
+pub(crate) async fn service_message(response: reqwest::Response) -> String {
     let status = response.status();
     let request_id = ["x-ms-request-id", "x-ms-client-request-id"]
         .iter()
@@ -600,7 +573,7 @@ pub async fn service_message(response: reqwest::Response) -> String {
 }
 
 /// Pulls the human-readable message out of an Azure error body.
-pub fn extract_message(body: &str) -> Option<String> {
+pub(crate) fn extract_message(body: &str) -> Option<String> {
     for tag in ["Detail", "Message"] {
         let open = format!("<{tag}>");
         let close = format!("</{tag}>");

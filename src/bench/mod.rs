@@ -158,7 +158,7 @@ pub async fn run(args: BenchArgs) -> Result<serde_json::Value, BenchError> {
         .app_root
         .clone()
         .unwrap_or_else(|| std::env::current_dir().unwrap_or_default());
-    let layout = crate::local::functions::AppLayout::read(&app_root)
+    let layout = crate::startup::layout::AppLayout::read(&app_root)
         .map_err(|e| BenchError::Process(format!("reading the app layout: {e}")))?;
     let concurrency = args.concurrency.unwrap_or(layout.host.max_concurrent_calls);
     let admin = floor::connect(&args.database_url).await?;

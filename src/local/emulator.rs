@@ -14,9 +14,9 @@ use serde_json::{Map, Value, json};
 use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use super::functions::{AppLayout, Trigger, timer_period};
 use crate::config::LocalQueueSettings;
 use crate::engine::faults::{Fault, Faults, Target};
+use crate::startup::layout::{AppLayout, Trigger, timer_period};
 use crate::store::sql;
 
 /// One leased message.

@@ -147,7 +147,7 @@ impl BlobClient {
                 account,
                 breaker: crate::azure::breaker::Breaker::new(
                     format!("Blob Storage {endpoint}"),
-                    crate::azure::breaker::BreakerConfig::from_env(),
+                    crate::config::BreakerSettings::from_env(),
                 ),
                 endpoint,
                 auth,

@@ -11,6 +11,7 @@
 pub mod connect;
 mod guarded;
 pub mod jobs;
+mod error;
 pub mod migrations;
 pub mod pgstac;
 pub mod sql;
@@ -35,99 +36,10 @@ use deadpool_postgres::Pool;
 
 pub use deadpool_postgres::{GenericClient, Object as Client, Transaction};
 pub use guarded::Guarded;
-
-/// A failed database operation, with what was being attempted.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// No connection could be obtained (the database is unreachable or the pool is exhausted).
-    #[error(
-        "database unavailable while {context}: {}",
-        connect::describe_pool_error(source)
-    )]
-    Unavailable {
-        /// What was attempted.
-        context: String,
-        /// The pool error.
-        #[source]
-        source: deadpool_postgres::PoolError,
-    },
-    /// A statement failed.
-    #[error("database error while {context}: {}", describe(source))]
-    Query {
-        /// What was attempted (statement name, job/task ids).
-        context: String,
-        /// The driver error.
-        #[source]
-        source: tokio_postgres::Error,
-    },
-    /// The settings do not describe a usable database.
-    #[error("invalid database settings: {0}")]
-    Config(String),
-    /// A migration cannot be applied.
-    #[error("migration {version} ({name}) failed: {reason}")]
-    Migration {
-        /// Migration version.
-        version: i32,
-        /// Migration name.
-        name: &'static str,
-        /// Why.
-        reason: String,
-    },
-}
-
-impl StoreError {
-    /// Whether the error means the database could not be reached at all (the caller should make the
-    /// host redeliver the message rather than record a failure it cannot write).
-    pub fn is_unavailable(&self) -> bool {
-        match self {
-            StoreError::Unavailable { .. } => true,
-            StoreError::Query { source, .. } => {
-                // No server error at all (I/O), a closed connection, class 08 (connection
-                // exception) or 57P (operator intervention: shutdown, crash recovery).
-                source.is_closed()
-                    || source.as_db_error().is_none()
-                    || source
-                        .code()
-                        .is_some_and(|c| c.code().starts_with("08") || c.code().starts_with("57P"))
-            }
-            _ => false,
-        }
-    }
-}
-
-impl StoreError {
-    /// Whether the server aborted the transaction to resolve a conflict with another one (deadlock
-    /// detected, serialization failure): running the same transaction again is expected to work.
-    pub fn is_conflict(&self) -> bool {
-        matches!(self.sqlstate(), Some("40P01" | "40001"))
-    }
-
-    /// The server's SQLSTATE, when a statement failed with one.
-    pub fn sqlstate(&self) -> Option<&str> {
-        match self {
-            StoreError::Query { source, .. } => source.code().map(|c| c.code()),
-            _ => None,
-        }
-    }
-}
-
-/// The driver error with the server's message, code and detail (the driver's own Display says
-/// only "db error").
-pub fn describe(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(d) => {
-            let mut s = format!("{} (SQLSTATE {})", d.message(), d.code().code());
-            if let Some(detail) = d.detail() {
-                s.push_str(&format!("; {detail}"));
-            }
-            s
-        }
-        None => connect::describe_connect_error(e),
-    }
-}
+pub use error::{StoreError, describe};
 
 /// Adds context to a driver error.
-pub trait QueryContext<T> {
+pub(crate) trait QueryContext<T> {
     /// Attaches what was being attempted.
     fn ctx(self, context: impl FnOnce() -> String) -> Result<T, StoreError>;
 }
@@ -143,7 +55,7 @@ impl<T> QueryContext<T> for Result<T, tokio_postgres::Error> {
 
 /// Times a statement as a PostgreSQL dependency (a CLIENT span, see `telemetry::dependency`),
 /// named by its `.sql` file: `client.query(&stmt, &[..]).traced(sql::TASK_CLAIM).await.ctx(..)`.
-pub trait Traced<T>:
+pub(crate) trait Traced<T>:
     std::future::Future<Output = Result<T, tokio_postgres::Error>> + Sized
 {
     /// Runs the statement `text` (one of [`sql`]'s constants) inside its dependency span.

@@ -243,7 +243,7 @@ pub async fn migrate_with(
         Some(url) => {
             let pool = super::connect::build_pool(url, 1, None, None)?;
             let mut c = super::client(&pool, "connecting to PGSTAC_DATABASE_URL").await?;
-            (install(&mut c, sql).await?, super::connect::redact_url(url))
+            (install(&mut c, sql).await?, crate::config::redact_url(url))
         }
     };
     record(app, sql, &label).await?;

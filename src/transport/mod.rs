@@ -3,8 +3,13 @@
 //!
 //! Nothing is sent from inside a transaction: state changes write [`OutboundMessage`]s into
 //! `app.outbox` in the same transaction, and [`outbox::Outbox::publish`] hands them to the
-//! transport after commit. A crash in between leaves the rows for the janitor to publish.
+//! transport after commit. A crash in between leaves the rows for the janitor to publish. A
+//! transport whose queues live in the state database (the local queue) can do better, and says
+//! so through the trait: it enqueues inside the caller's transaction
+//! ([`Transport::enqueue_in_tx`]) and moves outbox rows in one statement
+//! ([`Transport::move_from_outbox`]). The outbox knows only the trait.
 
+mod columns;
 pub mod local_queue;
 pub mod outbox;
 pub mod service_bus;
@@ -14,6 +19,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use serde_json::{Map, Value};
+
+use crate::store::{StoreError, Transaction};
 
 /// A message to send to a queue.
 #[derive(Debug, Clone, PartialEq)]
@@ -57,11 +64,33 @@ pub trait Transport: Send + Sync + std::fmt::Debug {
         &'a self,
         messages: &'a [OutboundMessage],
     ) -> BoxFuture<'a, Result<(), TransportError>>;
-    /// The local queue, when messages are PostgreSQL rows (lets the outbox move rows in one statement).
-    fn as_local(&self) -> Option<&local_queue::LocalQueue> {
+
+    /// Writes `messages` into the queues as part of the caller's transaction `tx`, when the
+    /// queues are tables of the state database: one statement, committed or rolled back with the
+    /// state change that causes the messages; call [`Transport::wake`] after the commit. None
+    /// when this transport cannot (the caller writes outbox rows instead).
+    fn enqueue_in_tx<'a>(
+        &'a self,
+        _tx: &'a Transaction<'_>,
+        _messages: &'a [OutboundMessage],
+    ) -> Option<BoxFuture<'a, Result<(), StoreError>>> {
         None
     }
+
+    /// Moves the committed outbox rows `ids` into the queues in one statement, when the queues
+    /// are tables of the state database, and returns how many moved. None when this transport
+    /// cannot (the outbox reads the rows and [`Transport::send`]s them).
+    fn move_from_outbox<'a>(
+        &'a self,
+        _ids: &'a [i64],
+    ) -> Option<BoxFuture<'a, Result<usize, StoreError>>> {
+        None
+    }
+
+    /// Tells whoever delivers the queues that a committed transaction enqueued messages (see
+    /// [`Transport::enqueue_in_tx`]); nothing for a transport that does not enqueue that way.
+    fn wake(&self) {}
 }
 
 /// Shared transport handle.
-pub type SharedTransport = Arc<dyn Transport>;
+pub(crate) type SharedTransport = Arc<dyn Transport>;

@@ -7,57 +7,11 @@ use std::sync::Arc;
 use deadpool_postgres::{Pool, Transaction};
 use serde_json::Value;
 
+use super::columns::Columns;
 use super::{OutboundMessage, SharedTransport};
 use crate::engine::faults::{Fault, Faults};
 use crate::store::{QueryContext, StoreError, Traced, sql};
 use crate::telemetry::checkpoints as cp;
-
-/// Messages as the column arrays the `unnest(...)` inserts take.
-pub(crate) struct Columns<'a> {
-    queue: Vec<&'a str>,
-    id: Vec<&'a str>,
-    body: Vec<&'a str>,
-    props: Vec<Value>,
-    corr: Vec<Option<&'a str>>,
-    at: Vec<Option<chrono::DateTime<chrono::Utc>>>,
-}
-
-impl<'a> Columns<'a> {
-    /// Splits `messages` into columns.
-    pub(crate) fn of(messages: &'a [OutboundMessage]) -> Self {
-        Self {
-            queue: messages.iter().map(|m| m.queue.as_str()).collect(),
-            id: messages.iter().map(|m| m.message_id.as_str()).collect(),
-            body: messages.iter().map(|m| m.body.as_str()).collect(),
-            props: messages
-                .iter()
-                .map(|m| Value::Object(m.properties.clone()))
-                .collect(),
-            corr: messages
-                .iter()
-                .map(|m| m.correlation_id.as_deref())
-                .collect(),
-            at: messages.iter().map(|m| m.scheduled_at).collect(),
-        }
-    }
-
-    /// `$1..$6`: queue, message_id, body, properties, correlation_id, visible/scheduled time.
-    pub(crate) fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 6] {
-        [
-            &self.queue,
-            &self.id,
-            &self.body,
-            &self.props,
-            &self.corr,
-            &self.at,
-        ]
-    }
-
-    /// The queues, for waking their pumps.
-    pub(crate) fn queues(&self) -> &[&'a str] {
-        &self.queue
-    }
-}
 
 /// Writes outbox rows inside a transaction and publishes them after commit.
 #[derive(Debug, Clone)]
@@ -106,57 +60,36 @@ impl Outbox {
             .prepare_cached(sql::OUTBOX_INSERT_BATCH)
             .await
             .ctx(|| "preparing outbox insert".into())?;
-        let m = Columns::of(messages);
+        let columns = Columns::of(messages);
+        let [queue, id, body, props, corr, at] = columns.params();
         let j: Vec<Option<&str>> = messages.iter().map(|m| m.job_id.as_deref()).collect();
         let rows = tx
-            .query(
-                &stmt,
-                &[&m.queue, &m.id, &m.body, &m.props, &m.corr, &m.at, &j],
-            )
+            .query(&stmt, &[queue, id, body, props, corr, at, &j])
             .traced(sql::OUTBOX_INSERT_BATCH)
             .await
             .ctx(|| format!("writing {} outbox messages for job {job}", messages.len()))?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
-    /// Writes `messages` as part of `tx` for a stage's fan-out. With the local queue they go
-    /// straight into the queue table (same database, same transaction: no outbox row to move
-    /// afterwards) and `Ok(None)` is returned: call [`Outbox::wake`] after commit. Otherwise they
-    /// are outbox rows, and their ids are returned for [`Outbox::publish`].
-    pub async fn write_fan_out(
+    /// Writes `messages` as part of `tx` for a stage's fan-out. When the transport can enqueue
+    /// inside the transaction (the local queue: same database, same transaction, no outbox row
+    /// to move afterwards), they go straight into its queues and `Ok(None)` is returned: call
+    /// [`Outbox::wake`] after commit. Otherwise they are outbox rows, and their ids are returned
+    /// for [`Outbox::publish`].
+    pub(crate) async fn write_fan_out(
         &self,
         tx: &Transaction<'_>,
         messages: &[OutboundMessage],
     ) -> Result<Option<Vec<i64>>, StoreError> {
-        if self.transport.as_local().is_none() {
-            return Self::write(tx, messages).await.map(Some);
+        match self.transport.enqueue_in_tx(tx, messages) {
+            Some(enqueued) => enqueued.await.map(|()| None),
+            None => Self::write(tx, messages).await.map(Some),
         }
-        if messages.is_empty() {
-            return Ok(None);
-        }
-        let stmt = tx
-            .prepare_cached(sql::LOCAL_QUEUE_INSERT_BATCH)
-            .await
-            .ctx(|| "preparing local queue insert".into())?;
-        let m = Columns::of(messages);
-        tx.execute(&stmt, &m.params())
-            .traced(sql::LOCAL_QUEUE_INSERT_BATCH)
-            .await
-            .ctx(|| {
-                format!(
-                    "queueing {} messages for job {}",
-                    messages.len(),
-                    messages[0].job_id.as_deref().unwrap_or("")
-                )
-            })?;
-        Ok(None)
     }
 
-    /// Wakes the local queue's pumps (after a commit that queued messages directly).
-    pub fn wake(&self) {
-        if let Some(local) = self.transport.as_local() {
-            local.wake_all();
-        }
+    /// Wakes the transport's deliverers (after a commit that enqueued messages directly).
+    pub(crate) fn wake(&self) {
+        self.transport.wake();
     }
 
     /// Publishes committed outbox rows. Failure is reported (checkpoint OUTBOX_PUBLISH_FAILED) and
@@ -192,20 +125,10 @@ impl Outbox {
             }
             .into());
         }
-        let mut client = crate::store::client(&self.pool, "publishing the outbox").await?;
-        if let Some(local) = self.transport.as_local() {
-            let stmt = client
-                .prepare_cached(sql::OUTBOX_TO_LOCAL_QUEUE)
-                .await
-                .ctx(|| "preparing outbox move".into())?;
-            let n = client
-                .execute(&stmt, &[&ids])
-                .traced(sql::OUTBOX_TO_LOCAL_QUEUE)
-                .await
-                .ctx(|| format!("moving {} outbox rows to the local queue", ids.len()))?;
-            local.wake_all();
-            return Ok(n as usize);
+        if let Some(moved) = self.transport.move_from_outbox(ids) {
+            return Ok(moved.await?);
         }
+        let mut client = crate::store::client(&self.pool, "publishing the outbox").await?;
         let tx = client
             .transaction()
             .await
@@ -246,7 +169,7 @@ impl Outbox {
     }
 
     /// Ids of rows older than `age_s` seconds (left by a crash or a failed publish), oldest first.
-    pub async fn stale_ids(&self, age_s: f64, limit: i64) -> Result<Vec<i64>, StoreError> {
+    pub(crate) async fn stale_ids(&self, age_s: f64, limit: i64) -> Result<Vec<i64>, StoreError> {
         let client = crate::store::client(&self.pool, "finding stale outbox rows").await?;
         Ok(client
             .query(sql::OUTBOX_STALE_IDS, &[&age_s, &limit])

@@ -1,12 +1,14 @@
 //! The Service Bus transport: messages leave the process through the Service Bus REST API
-//! (functions-protocol.md §5), used by the outbox in Azure mode (`coremachine serve`).
+//! (functions-protocol.md §5), used by the outbox in Azure mode (`coremachine serve`). Its
+//! settings ([`ServiceBusSettings`]) are read by `config::service_bus`.
 //!
 //! - One message to a queue: `POST {namespace}/{queue}/messages` with the raw JSON body,
 //!   `Content-Type: application/json`, a `BrokerProperties` header (MessageId, CorrelationId,
 //!   ScheduledEnqueueTimeUtc, TimeToLive) and one header per application property.
 //! - Several: batch sends (`application/vnd.microsoft.servicebus.json`), split so each request
-//!   stays within [`wire::Limits`]; a message over the message limit is refused before anything
-//!   is sent, with an error naming its job and task.
+//!   stays within the settings' [`ServiceBusLimits`](crate::config::ServiceBusLimits); a message
+//!   over the message limit is refused before anything is sent, with an error naming its job and
+//!   task.
 //! - Auth: an Entra ID token for `https://servicebus.azure.net/.default` from the managed
 //!   identity, or a SAS token signed from the `ServiceBusConnection` connection string.
 //! - Every request goes through [`crate::azure::retry::send_with_retry`]: 408/429/5xx and
@@ -15,8 +17,8 @@
 //! A send that fails half-way leaves the outbox rows in place; the republished messages carry the
 //! same MessageIds, so the broker's duplicate detection drops those already delivered.
 
-pub mod sas;
-pub mod wire;
+pub(crate) mod sas;
+pub(crate) mod wire;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,256 +28,13 @@ use futures::{StreamExt, TryStreamExt};
 use reqwest::header::{HeaderName, HeaderValue};
 
 use super::{OutboundMessage, Transport, TransportError};
-use crate::azure::breaker::{Breaker, BreakerConfig};
+use crate::azure::breaker::Breaker;
 use crate::azure::credential::{ManagedIdentity, SharedTokenSource, scopes};
-use crate::azure::retry::{RetryPolicy, Target, authorization, send_with_retry};
-use crate::config::ConfigError;
+use crate::azure::retry::{Target, authorization, send_with_retry};
+use crate::config::{ServiceBusAuth, ServiceBusConnectionString, ServiceBusSettings};
 use crate::telemetry::checkpoints as cp;
-use sas::{ConnectionString, SasTokenSource};
-use wire::{Limits, Request};
-
-/// How the sender authenticates.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ServiceBusAuth {
-    /// Managed identity (`ServiceBusConnection__fullyQualifiedNamespace`), system-assigned or the
-    /// user-assigned identity with this client id (`ServiceBusConnection__clientId`).
-    ManagedIdentity {
-        /// User-assigned client id.
-        client_id: Option<String>,
-    },
-    /// Shared access key from the connection string in `ServiceBusConnection`.
-    ConnectionString(ConnectionString),
-}
-
-/// Service Bus settings (Azure mode).
-#[derive(Debug, Clone, PartialEq)]
-pub struct ServiceBusSettings {
-    /// Namespace host, e.g. `mynamespace.servicebus.windows.net`.
-    pub namespace: String,
-    /// Authentication.
-    pub auth: ServiceBusAuth,
-    /// Where requests go (default `https://{namespace}`; `SERVICE_BUS_REST_ENDPOINT` points it at
-    /// a stand-in).
-    pub endpoint: String,
-    /// Request limits.
-    pub limits: Limits,
-    /// TimeToLive of every message (`SERVICE_BUS_MESSAGE_TTL_S`; default: the queue's).
-    pub message_ttl: Option<Duration>,
-    /// Retries of one request.
-    pub retry: RetryPolicy,
-    /// Requests in flight per send (`SERVICE_BUS_SEND_CONCURRENCY`, default 4).
-    pub concurrency: usize,
-    /// The namespace's circuit breaker (`AZURE_BREAKER_*`).
-    pub breaker: BreakerConfig,
-}
-
-/// The settings of one connection name: the plain setting, its `ConnectionStrings` forms and
-/// its identity children.
-struct ConnectionNames {
-    base: &'static str,
-    strings: [&'static str; 4],
-    namespace: &'static str,
-    client_id: &'static str,
-    credential: &'static str,
-}
-
-/// What the Functions host reads for `"connection": "ServiceBusConnection"`, in its order (WebJobs
-/// `GetWebJobsConnectionStringSection`): the `AzureWebJobs`-prefixed name first, then the name;
-/// for each, a connection string (`ConnectionStrings:`, which App Service's connection-string
-/// settings also become) before the plain setting.
-static CONNECTION_NAMES: [ConnectionNames; 2] = [
-    ConnectionNames {
-        base: "AzureWebJobsServiceBusConnection",
-        strings: [
-            "ConnectionStrings__AzureWebJobsServiceBusConnection",
-            "ConnectionStrings:AzureWebJobsServiceBusConnection",
-            "SERVICEBUSCONNSTR_AzureWebJobsServiceBusConnection",
-            "CUSTOMCONNSTR_AzureWebJobsServiceBusConnection",
-        ],
-        namespace: "AzureWebJobsServiceBusConnection__fullyQualifiedNamespace",
-        client_id: "AzureWebJobsServiceBusConnection__clientId",
-        credential: "AzureWebJobsServiceBusConnection__credential",
-    },
-    ConnectionNames {
-        base: "ServiceBusConnection",
-        strings: [
-            "ConnectionStrings__ServiceBusConnection",
-            "ConnectionStrings:ServiceBusConnection",
-            "SERVICEBUSCONNSTR_ServiceBusConnection",
-            "CUSTOMCONNSTR_ServiceBusConnection",
-        ],
-        namespace: "ServiceBusConnection__fullyQualifiedNamespace",
-        client_id: "ServiceBusConnection__clientId",
-        credential: "ServiceBusConnection__credential",
-    },
-];
-
-impl ConnectionNames {
-    /// The first connection name with any setting, as the host picks it (the plain
-    /// `ServiceBusConnection` when none is set, for the error messages).
-    fn resolve(nonempty: &impl Fn(&str) -> Option<String>) -> &'static Self {
-        let set = |n: &ConnectionNames| {
-            n.strings
-                .iter()
-                .chain([&n.base, &n.namespace, &n.client_id, &n.credential])
-                .any(|k| nonempty(k).is_some())
-        };
-        let [prefixed, plain] = &CONNECTION_NAMES;
-        if set(prefixed) {
-            if set(plain) {
-                tracing::warn!(
-                    used = prefixed.base,
-                    ignored = plain.base,
-                    "both AzureWebJobsServiceBusConnection and ServiceBusConnection settings are \
-                     set: the AzureWebJobs-prefixed one is used, as by the Functions host"
-                );
-            }
-            prefixed
-        } else {
-            plain
-        }
-    }
-}
-
-impl ServiceBusSettings {
-    /// Reads the settings through `get`, following the host's precedence of names
-    /// (`AzureWebJobsServiceBusConnection` first; a connection string over the identity settings). Fails on missing or contradictory settings; errors never
-    /// contain the connection string.
-    pub fn from_lookup(get: &impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let nonempty = |k: &str| {
-            get(k)
-                .map(|v| v.trim().to_string())
-                .filter(|v| !v.is_empty())
-        };
-        let names = ConnectionNames::resolve(&nonempty);
-        let conn = names
-            .strings
-            .iter()
-            .chain([&names.base])
-            .find_map(|k| nonempty(k).map(|v| (*k, v)));
-        let ns = nonempty(names.namespace);
-        let client_id = nonempty(names.client_id);
-        if let Some(c) = nonempty(names.credential)
-            && !c.eq_ignore_ascii_case("managedidentity")
-        {
-            return Err(ConfigError::Invalid {
-                name: names.credential,
-                reason: format!("only \"managedidentity\" is supported, got {c:?}"),
-            });
-        }
-        let (namespace, auth) = match (conn, ns) {
-            (None, None) => {
-                return Err(ConfigError::Missing {
-                    name: "ServiceBusConnection__fullyQualifiedNamespace",
-                    hint: "the Service Bus namespace host (mynamespace.servicebus.windows.net) for \
-                           managed identity, or a connection string in ServiceBusConnection",
-                });
-            }
-            (Some((name, c)), ns) => {
-                // The host's listener takes the section's value (the string) over its
-                // children, so the sender does too, and says so once.
-                for ignored in [
-                    ns.is_some().then_some(names.namespace),
-                    client_id.is_some().then_some(names.client_id),
-                ]
-                .into_iter()
-                .flatten()
-                {
-                    tracing::warn!(
-                        setting = name,
-                        ignored,
-                        "both the connection string {name} and {ignored} are set: the connection \
-                         string is used, as by the Functions host's Service Bus listener; remove \
-                         one of them"
-                    );
-                }
-                let cs = ConnectionString::parse(&c).map_err(|reason| ConfigError::Invalid {
-                    name,
-                    reason: format!("not a usable connection string: {reason}"),
-                })?;
-                (cs.host.clone(), ServiceBusAuth::ConnectionString(cs))
-            }
-            (None, Some(n)) => {
-                let host = n
-                    .split_once("://")
-                    .map(|(_, h)| h)
-                    .unwrap_or(&n)
-                    .trim_end_matches('/')
-                    .to_string();
-                if host.is_empty() || host.contains('/') || host.contains(' ') {
-                    return Err(ConfigError::Invalid {
-                        name: names.namespace,
-                        reason: format!(
-                            "{n:?} is not a host name like mynamespace.servicebus.windows.net"
-                        ),
-                    });
-                }
-                (host, ServiceBusAuth::ManagedIdentity { client_id })
-            }
-        };
-        let endpoint = match nonempty("SERVICE_BUS_REST_ENDPOINT") {
-            Some(e) => {
-                let u = url::Url::parse(&e).map_err(|err| ConfigError::Invalid {
-                    name: "SERVICE_BUS_REST_ENDPOINT",
-                    reason: format!("{e:?} is not a URL: {err}"),
-                })?;
-                if !matches!(u.scheme(), "http" | "https") {
-                    return Err(ConfigError::Invalid {
-                        name: "SERVICE_BUS_REST_ENDPOINT",
-                        reason: format!("{e:?} must be an http(s) URL"),
-                    });
-                }
-                e.trim_end_matches('/').to_string()
-            }
-            None => format!("https://{namespace}"),
-        };
-        let int = |name: &'static str,
-                   default: usize,
-                   min: usize,
-                   max: usize|
-         -> Result<usize, ConfigError> {
-            match nonempty(name) {
-                None => Ok(default),
-                Some(v) => match v.parse::<usize>() {
-                    Ok(n) if (min..=max).contains(&n) => Ok(n),
-                    _ => Err(ConfigError::Invalid {
-                        name,
-                        reason: format!("expected an integer in {min}..={max}, got {v:?}"),
-                    }),
-                },
-            }
-        };
-        let limits = Limits {
-            max_batch_messages: int("SERVICE_BUS_MAX_BATCH_MESSAGES", 100, 1, 4500)?,
-            max_batch_bytes: int("SERVICE_BUS_MAX_BATCH_BYTES", 256 * 1024, 1024, 1024 * 1024)?,
-            max_message_bytes: int(
-                "SERVICE_BUS_MAX_MESSAGE_BYTES",
-                256 * 1024,
-                1024,
-                100 * 1024 * 1024,
-            )?,
-        };
-        let message_ttl = match int("SERVICE_BUS_MESSAGE_TTL_S", 0, 0, 10 * 365 * 86400)? {
-            0 => None,
-            s => Some(Duration::from_secs(s as u64)),
-        };
-        let retry = RetryPolicy {
-            max_retries: int("SERVICE_BUS_SEND_MAX_RETRIES", 5, 0, 20)? as u32,
-            try_timeout: Duration::from_secs(int("SERVICE_BUS_SEND_TIMEOUT_S", 60, 1, 600)? as u64),
-            ..RetryPolicy::default()
-        };
-        Ok(Self {
-            namespace,
-            auth,
-            endpoint,
-            limits,
-            message_ttl,
-            retry,
-            concurrency: int("SERVICE_BUS_SEND_CONCURRENCY", 4, 1, 64)?,
-            breaker: BreakerConfig::from_lookup(get)?,
-        })
-    }
-}
+use sas::SasTokenSource;
+use wire::Request;
 
 /// Sends to Service Bus queues over REST.
 #[derive(Debug, Clone)]
@@ -283,7 +42,7 @@ pub struct ServiceBusSender {
     settings: Arc<ServiceBusSettings>,
     http: reqwest::Client,
     tokens: SharedTokenSource,
-    sas: Option<ConnectionString>,
+    sas: Option<ServiceBusConnectionString>,
     breaker: Arc<Breaker>,
 }
 
@@ -321,7 +80,7 @@ impl ServiceBusSender {
     pub fn with_token_source(
         settings: ServiceBusSettings,
         tokens: SharedTokenSource,
-        sas: Option<ConnectionString>,
+        sas: Option<ServiceBusConnectionString>,
     ) -> Result<Self, SenderSetupError> {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
@@ -493,30 +252,13 @@ impl ServiceBusSender {
     }
 }
 
-/// The transport the settings ask for: the local queue, or a Service Bus sender (Azure mode).
-pub fn transport_for(
-    settings: &crate::config::Settings,
-    local: &super::local_queue::LocalQueue,
-) -> Result<super::SharedTransport, SenderSetupError> {
-    match (&settings.transport, &settings.service_bus) {
-        (crate::config::TransportMode::LocalQueue, _) => Ok(Arc::new(local.clone())),
-        (crate::config::TransportMode::ServiceBus, Some(sb)) => {
-            Ok(Arc::new(ServiceBusSender::new(sb.clone())?))
-        }
-        (crate::config::TransportMode::ServiceBus, None) => Err(SenderSetupError {
-            namespace: "(not configured)".into(),
-            message: "Azure mode needs ServiceBusConnection__fullyQualifiedNamespace or ServiceBusConnection".into(),
-        }),
-    }
-}
-
 /// The application property Azure.Messaging.ServiceBus reads a message's trace context from when
 /// the host runs without the SDK's (experimental) ActivitySource support, which is the default:
 /// `MessagingClientDiagnostics.TryExtractTraceContext` takes `traceparent` only with that support
 /// on and falls back to `Diagnostic-Id` (a W3C traceparent value) otherwise, and the AMQP path
 /// reads `Diagnostic-Id` alone. So every message carries both, with the same value
 /// (docs/observability.md, "One trace per job").
-pub const DIAGNOSTIC_ID: &str = "Diagnostic-Id";
+pub(crate) const DIAGNOSTIC_ID: &str = "Diagnostic-Id";
 
 /// `m` with `Diagnostic-Id` beside its `traceparent` (unless it has one already).
 fn with_diagnostic_id(m: &OutboundMessage) -> OutboundMessage {
@@ -551,131 +293,5 @@ impl Transport for ServiceBusSender {
         messages: &'a [OutboundMessage],
     ) -> BoxFuture<'a, Result<(), TransportError>> {
         Box::pin(self.send_all(messages))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::collections::HashMap;
-
-    fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let m: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        move |k| m.get(k).cloned()
-    }
-
-    const CONN: &str = "Endpoint=sb://ns1.servicebus.windows.net/;SharedAccessKeyName=send;SharedAccessKey=TOPSECRETKEY";
-
-    #[test]
-    fn managed_identity_settings() {
-        let s = ServiceBusSettings::from_lookup(&lookup(&[
-            (
-                "ServiceBusConnection__fullyQualifiedNamespace",
-                "ns1.servicebus.windows.net",
-            ),
-            (
-                "ServiceBusConnection__clientId",
-                "11111111-2222-3333-4444-555555555555",
-            ),
-        ]))
-        .unwrap();
-        assert_eq!(s.namespace, "ns1.servicebus.windows.net");
-        assert_eq!(s.endpoint, "https://ns1.servicebus.windows.net");
-        assert_eq!(
-            s.auth,
-            ServiceBusAuth::ManagedIdentity {
-                client_id: Some("11111111-2222-3333-4444-555555555555".into())
-            }
-        );
-        assert_eq!(s.limits, Limits::default());
-    }
-
-    #[test]
-    fn every_name_the_host_reads_is_read_in_its_order() {
-        let other = CONN.replace("ns1.", "ns2.");
-        let ns = |pairs: &[(&str, &str)]| {
-            ServiceBusSettings::from_lookup(&lookup(pairs))
-                .unwrap()
-                .namespace
-        };
-        for name in [
-            "ConnectionStrings__ServiceBusConnection",
-            "SERVICEBUSCONNSTR_ServiceBusConnection",
-            "CUSTOMCONNSTR_ServiceBusConnection",
-            "AzureWebJobsServiceBusConnection",
-            "ConnectionStrings__AzureWebJobsServiceBusConnection",
-        ] {
-            assert_eq!(ns(&[(name, CONN)]), "ns1.servicebus.windows.net", "{name}");
-        }
-        // A connection string before the plain setting; the AzureWebJobs prefix first.
-        assert_eq!(
-            ns(&[
-                ("ServiceBusConnection", &other),
-                ("ConnectionStrings__ServiceBusConnection", CONN)
-            ]),
-            "ns1.servicebus.windows.net"
-        );
-        assert_eq!(
-            ns(&[
-                ("ServiceBusConnection", &other),
-                (
-                    "AzureWebJobsServiceBusConnection__fullyQualifiedNamespace",
-                    "ns1.servicebus.windows.net"
-                )
-            ]),
-            "ns1.servicebus.windows.net"
-        );
-    }
-
-    #[test]
-    fn connection_string_settings_and_contradictions() {
-        let s =
-            ServiceBusSettings::from_lookup(&lookup(&[("ServiceBusConnection", CONN)])).unwrap();
-        assert_eq!(s.namespace, "ns1.servicebus.windows.net");
-        assert!(matches!(s.auth, ServiceBusAuth::ConnectionString(_)));
-        assert!(!format!("{s:?}").contains("TOPSECRETKEY"));
-
-        let both = ServiceBusSettings::from_lookup(&lookup(&[
-            ("ServiceBusConnection", CONN),
-            (
-                "ServiceBusConnection__fullyQualifiedNamespace",
-                "ns1.servicebus.windows.net",
-            ),
-        ]))
-        .unwrap();
-        assert!(
-            matches!(both.auth, ServiceBusAuth::ConnectionString(_)),
-            "the string wins, as in the host's listener"
-        );
-
-        let none = ServiceBusSettings::from_lookup(&lookup(&[]))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            none.contains("ServiceBusConnection__fullyQualifiedNamespace"),
-            "{none}"
-        );
-
-        let bad = ServiceBusSettings::from_lookup(&lookup(&[(
-            "ServiceBusConnection",
-            "Endpoint=sb://x/;SharedAccessKey=TOPSECRETKEY",
-        )]))
-        .unwrap_err()
-        .to_string();
-        assert!(
-            bad.contains("SharedAccessKeyName") && !bad.contains("TOPSECRETKEY"),
-            "{bad}"
-        );
-
-        let limits = ServiceBusSettings::from_lookup(&lookup(&[
-            ("ServiceBusConnection", CONN),
-            ("SERVICE_BUS_MAX_BATCH_BYTES", "lots"),
-        ]))
-        .unwrap_err()
-        .to_string();
-        assert!(limits.contains("SERVICE_BUS_MAX_BATCH_BYTES"), "{limits}");
     }
 }

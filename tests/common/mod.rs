@@ -11,10 +11,11 @@ pub mod kql;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use coremachine::config::Settings;
+use coremachine::config::{LocalQueueSettings, Settings, TransportSettings};
 use coremachine::engine::{FaultRule, Faults};
 use coremachine::jobs::Registry;
-use coremachine::local::{self, LocalApp, LocalOptions};
+use coremachine::local::{self, LocalOptions};
+use coremachine::startup::App;
 use serde_json::Value;
 use tokio::sync::OnceCell;
 use tokio_postgres::NoTls;
@@ -180,7 +181,10 @@ impl Opts {
     pub fn new(db_url: &str) -> Self {
         let mut settings = Settings::local(db_url);
         settings.db_pool_size = 12;
-        settings.local_queue.poll_interval = Duration::from_millis(25);
+        settings.transport = TransportSettings::Local(LocalQueueSettings {
+            poll_interval: Duration::from_millis(25),
+            ..LocalQueueSettings::default()
+        });
         settings.retry.base_delay = Duration::from_millis(200);
         settings.retry.max_delay = Duration::from_secs(2);
         Self {
@@ -192,11 +196,20 @@ impl Opts {
             app_root: None,
         }
     }
+
+    /// The local queue's settings (the test app's transport is the local queue unless a test
+    /// chose Service Bus).
+    pub fn local_queue(&mut self) -> &mut LocalQueueSettings {
+        match &mut self.settings.transport {
+            TransportSettings::Local(q) => q,
+            TransportSettings::ServiceBus(_) => panic!("the test app sends through Service Bus"),
+        }
+    }
 }
 
 /// A running test instance on its own database.
 pub struct TestApp {
-    pub app: Option<LocalApp>,
+    pub app: Option<App>,
     pub db_name: String,
     pub db_url: String,
     pub faults: Arc<Faults>,

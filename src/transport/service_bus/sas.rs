@@ -1,5 +1,5 @@
-//! Shared access signatures for Service Bus: the `ServiceBusConnection` connection string and the
-//! token generated from it.
+//! Shared access signatures for Service Bus: the token generated from the `ServiceBusConnection`
+//! connection string ([`ServiceBusConnectionString`], parsed with the settings).
 //!
 //! The token is `SharedAccessSignature sr=<enc(uri)>&sig=<enc(b64(hmac))>&se=<expiry>&skn=<key name>`
 //! where `hmac = HMAC-SHA256(key bytes as written in the connection string, enc(uri) + "\n" + expiry)`
@@ -16,84 +16,10 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use crate::azure::credential::{AccessToken, CredentialError, TokenCache, TokenSource};
-
-/// A parsed `Endpoint=sb://…;SharedAccessKeyName=…;SharedAccessKey=…` connection string.
-#[derive(Clone, PartialEq, Eq)]
-pub struct ConnectionString {
-    /// Namespace host, e.g. `mynamespace.servicebus.windows.net`.
-    pub host: String,
-    /// Policy (key) name.
-    pub key_name: String,
-    key: String,
-    /// Entity the key is scoped to, when the string names one.
-    pub entity_path: Option<String>,
-}
-
-impl fmt::Debug for ConnectionString {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ConnectionString")
-            .field("host", &self.host)
-            .field("key_name", &self.key_name)
-            .field("key", &"<redacted>")
-            .field("entity_path", &self.entity_path)
-            .finish()
-    }
-}
-
-impl ConnectionString {
-    /// Parses a connection string. Errors name the missing part, never echo the key.
-    pub fn parse(s: &str) -> Result<Self, String> {
-        let mut endpoint = None;
-        let mut key_name = None;
-        let mut key = None;
-        let mut entity_path = None;
-        for part in s.split(';').map(str::trim).filter(|p| !p.is_empty()) {
-            let Some((k, v)) = part.split_once('=') else {
-                return Err(format!(
-                    "part {:?} is not key=value",
-                    part.chars().take(20).collect::<String>()
-                ));
-            };
-            match k.trim().to_ascii_lowercase().as_str() {
-                "endpoint" => endpoint = Some(v.trim().to_string()),
-                "sharedaccesskeyname" => key_name = Some(v.trim().to_string()),
-                "sharedaccesskey" => key = Some(v.trim().to_string()),
-                "entitypath" => entity_path = Some(v.trim().to_string()),
-                "sharedaccesssignature" => {
-                    return Err("a pre-made SharedAccessSignature is not supported; give SharedAccessKeyName and SharedAccessKey".into());
-                }
-                _ => {}
-            }
-        }
-        let endpoint =
-            endpoint.ok_or("Endpoint=sb://<namespace>.servicebus.windows.net/ is missing")?;
-        let host = endpoint
-            .split_once("://")
-            .map(|(_, rest)| rest)
-            .unwrap_or(&endpoint)
-            .trim_end_matches('/')
-            .to_string();
-        if host.is_empty() || host.contains('/') {
-            return Err(format!(
-                "Endpoint {endpoint:?} does not name a namespace host"
-            ));
-        }
-        Ok(Self {
-            host,
-            key_name: key_name.ok_or("SharedAccessKeyName is missing")?,
-            key: key.ok_or("SharedAccessKey is missing")?,
-            entity_path: entity_path.filter(|e| !e.is_empty()),
-        })
-    }
-
-    /// The resource URI a token for `queue` is signed for: `https://<host>/<queue>`.
-    pub fn resource_for(&self, queue: &str) -> String {
-        format!("https://{}/{}", self.host, queue)
-    }
-}
+use crate::config::ServiceBusConnectionString;
 
 /// Generates a SAS token for `resource_uri` valid until `expiry` (unix seconds).
-pub fn generate_token(resource_uri: &str, key_name: &str, key: &str, expiry: i64) -> String {
+pub(crate) fn generate_token(resource_uri: &str, key_name: &str, key: &str, expiry: i64) -> String {
     let encoded: String = url::form_urlencoded::byte_serialize(resource_uri.as_bytes()).collect();
     let to_sign = format!("{encoded}\n{expiry}");
     let mut mac =
@@ -106,10 +32,10 @@ pub fn generate_token(resource_uri: &str, key_name: &str, key: &str, expiry: i64
 }
 
 /// A [`TokenSource`] that signs tokens locally from a connection string. The scope is the
-/// resource URI ([`ConnectionString::resource_for`]). Tokens live [`SasTokenSource::ttl`] and are
+/// resource URI ([`ServiceBusConnectionString::resource_for`]). Tokens live [`SasTokenSource::ttl`] and are
 /// cached until 5 minutes before expiry.
-pub struct SasTokenSource {
-    conn: ConnectionString,
+pub(crate) struct SasTokenSource {
+    conn: ServiceBusConnectionString,
     /// Lifetime of each generated token.
     pub ttl: Duration,
     cache: TokenCache,
@@ -126,17 +52,12 @@ impl fmt::Debug for SasTokenSource {
 
 impl SasTokenSource {
     /// A source for this connection string, tokens valid for one hour.
-    pub fn new(conn: ConnectionString) -> Arc<Self> {
+    pub fn new(conn: ServiceBusConnectionString) -> Arc<Self> {
         Arc::new(Self {
             conn,
             ttl: Duration::from_secs(3600),
             cache: TokenCache::default(),
         })
-    }
-
-    /// The connection string.
-    pub fn connection(&self) -> &ConnectionString {
-        &self.conn
     }
 
     fn sign(&self, resource: &str) -> AccessToken {
@@ -145,7 +66,7 @@ impl SasTokenSource {
         let token = generate_token(
             resource,
             &self.conn.key_name,
-            &self.conn.key,
+            self.conn.key(),
             expires.timestamp(),
         );
         AccessToken::shared_access_signature(token, expires)
@@ -208,34 +129,10 @@ mod tests {
 
     const KNOWN_ANSWER: &str = "SharedAccessSignature sr=https%3A%2F%2Fmynamespace.servicebus.windows.net%2Fgeospatial-tasks&sig=yZlagqwTj1icnp%2FDsDfikmRWz6rWsGwbdCcTlJGvIm0%3D&se=1700000000&skn=RootManageSharedAccessKey";
 
-    #[test]
-    fn connection_strings_parse_and_never_show_the_key() {
-        let c = ConnectionString::parse(
-            "Endpoint=sb://mynamespace.servicebus.windows.net/;SharedAccessKeyName=send;SharedAccessKey=s3cr3t-key=;EntityPath=geospatial-jobs",
-        )
-        .unwrap();
-        assert_eq!(c.host, "mynamespace.servicebus.windows.net");
-        assert_eq!(c.key_name, "send");
-        assert_eq!(c.entity_path.as_deref(), Some("geospatial-jobs"));
-        assert!(!format!("{c:?}").contains("s3cr3t"));
-        assert_eq!(
-            c.resource_for("geospatial-jobs"),
-            "https://mynamespace.servicebus.windows.net/geospatial-jobs"
-        );
-        let e = ConnectionString::parse("Endpoint=sb://x/;SharedAccessKey=s3cr3t").unwrap_err();
-        assert!(e.contains("SharedAccessKeyName"), "{e}");
-        assert!(!e.contains("s3cr3t"));
-        assert!(
-            ConnectionString::parse("SharedAccessKeyName=a;SharedAccessKey=b")
-                .unwrap_err()
-                .contains("Endpoint")
-        );
-    }
-
     #[tokio::test]
     async fn sas_tokens_are_cached_per_resource_and_expire_in_an_hour() {
         let src = SasTokenSource::new(
-            ConnectionString::parse(
+            ServiceBusConnectionString::parse(
                 "Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=k;SharedAccessKey=v",
             )
             .unwrap(),

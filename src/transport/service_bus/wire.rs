@@ -8,34 +8,13 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use crate::config::ServiceBusLimits;
 use crate::transport::OutboundMessage;
 
 /// Content type of a batch send (exactly this, without a charset).
-pub const BATCH_CONTENT_TYPE: &str = "application/vnd.microsoft.servicebus.json";
+pub(crate) const BATCH_CONTENT_TYPE: &str = "application/vnd.microsoft.servicebus.json";
 /// Content type of a single message (the message's ContentType).
-pub const MESSAGE_CONTENT_TYPE: &str = "application/json";
-
-/// Size and count limits of one request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Limits {
-    /// Messages per batch request (`SERVICE_BUS_MAX_BATCH_MESSAGES`, default 100).
-    pub max_batch_messages: usize,
-    /// Bytes of one batch body (`SERVICE_BUS_MAX_BATCH_BYTES`, default 256 KiB; Premium: up to 1 MiB).
-    pub max_batch_bytes: usize,
-    /// Bytes of one message: body and properties (`SERVICE_BUS_MAX_MESSAGE_BYTES`, default 256 KiB
-    /// Standard; Premium up to 100 MiB).
-    pub max_message_bytes: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            max_batch_messages: 100,
-            max_batch_bytes: 256 * 1024,
-            max_message_bytes: 256 * 1024,
-        }
-    }
-}
+pub(crate) const MESSAGE_CONTENT_TYPE: &str = "application/json";
 
 /// The `BrokerProperties` of one message.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -66,20 +45,20 @@ impl BrokerProperties {
     }
 
     /// The header value.
-    pub fn to_header(&self) -> String {
+    pub(crate) fn to_header(&self) -> String {
         serde_json::to_string(self).expect("broker properties serialise")
     }
 }
 
 /// `Sun, 06 Nov 1994 08:49:37 GMT`.
-pub fn rfc1123(t: DateTime<Utc>) -> String {
+pub(crate) fn rfc1123(t: DateTime<Utc>) -> String {
     t.format("%a, %d %b %Y %H:%M:%S GMT").to_string()
 }
 
 /// One custom property as a single-send header value: strings quoted (the REST API parses the
 /// header as a typed value; an unquoted value that looks like a number would become a number),
 /// numbers and booleans plain.
-pub fn property_header_value(v: &Value) -> String {
+pub(crate) fn property_header_value(v: &Value) -> String {
     match v {
         Value::String(s) => format!("\"{}\"", s.replace('"', "'")),
         Value::Null => "\"\"".to_string(),
@@ -90,7 +69,7 @@ pub fn property_header_value(v: &Value) -> String {
 /// One element of a batch body.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "PascalCase")]
-pub struct BatchElement<'a> {
+pub(crate) struct BatchElement<'a> {
     /// The message body (UTF-8 JSON text).
     pub body: &'a str,
     /// Broker properties.
@@ -101,20 +80,18 @@ pub struct BatchElement<'a> {
 
 /// A message prepared for sending, with its sizes.
 #[derive(Debug, Clone)]
-pub struct Prepared<'a> {
+pub(crate) struct Prepared<'a> {
     /// The message.
     pub message: &'a OutboundMessage,
     /// Broker properties.
     pub broker: BrokerProperties,
     /// The serialized batch element.
     pub element: String,
-    /// Body plus properties, as Service Bus counts a message's size.
-    pub message_bytes: usize,
 }
 
 /// A message over the size limit.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TooLarge {
+pub(crate) struct TooLarge {
     /// Its MessageId.
     pub message_id: String,
     /// Its job.
@@ -142,10 +119,10 @@ impl std::fmt::Display for TooLarge {
 }
 
 /// Prepares `m`, or reports that it is too large.
-pub fn prepare<'a>(
+pub(crate) fn prepare<'a>(
     m: &'a OutboundMessage,
     ttl: Option<Duration>,
-    limits: &Limits,
+    limits: &ServiceBusLimits,
 ) -> Result<Prepared<'a>, TooLarge> {
     let broker = BrokerProperties::of(m, ttl);
     let element = serde_json::to_string(&BatchElement {
@@ -173,7 +150,6 @@ pub fn prepare<'a>(
         message: m,
         broker,
         element,
-        message_bytes,
     })
 }
 
@@ -186,7 +162,7 @@ fn prop(m: &OutboundMessage, k: &str) -> Option<String> {
 
 /// One HTTP request's worth of messages (all for one queue).
 #[derive(Debug, Clone)]
-pub enum Request<'a> {
+pub(crate) enum Request<'a> {
     /// A single message: raw body, `BrokerProperties` and property headers.
     Single(Prepared<'a>),
     /// A batch body `[{"Body":…,"BrokerProperties":…,"UserProperties":…}, …]`.
@@ -206,18 +182,16 @@ impl Request<'_> {
             Request::Batch { messages, .. } => messages.len(),
         }
     }
-
-    /// Never empty; here for clippy's `len_without_is_empty`.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 /// Splits the prepared messages of one queue into requests: batches of at most
 /// `max_batch_messages` whose body stays within `max_batch_bytes`, in order. A batch of one is
 /// sent as a single message, and so is a message whose batch element alone exceeds the batch
 /// limit (it is within the message limit, or [`prepare`] would have refused it).
-pub fn split<'a>(prepared: Vec<Prepared<'a>>, limits: &Limits) -> Vec<Request<'a>> {
+pub(crate) fn split<'a>(
+    prepared: Vec<Prepared<'a>>,
+    limits: &ServiceBusLimits,
+) -> Vec<Request<'a>> {
     let mut out = Vec::new();
     let mut cur: Vec<Prepared<'a>> = Vec::new();
     let mut cur_bytes = 2; // "[" and "]"
@@ -288,7 +262,7 @@ mod tests {
         }
     }
 
-    fn requests(ms: &[OutboundMessage], limits: &Limits) -> Vec<usize> {
+    fn requests(ms: &[OutboundMessage], limits: &ServiceBusLimits) -> Vec<usize> {
         let p = ms
             .iter()
             .map(|m| prepare(m, None, limits).unwrap())
@@ -321,7 +295,7 @@ mod tests {
 
     #[test]
     fn batches_are_split_by_count() {
-        let limits = Limits::default();
+        let limits = ServiceBusLimits::default();
         let ms: Vec<_> = (0..250).map(|i| msg(i, 10)).collect();
         assert_eq!(requests(&ms, &limits), vec![100, 100, 50]);
         let ms: Vec<_> = (0..101).map(|i| msg(i, 10)).collect();
@@ -334,9 +308,9 @@ mod tests {
 
     #[test]
     fn batches_are_split_by_size_and_every_body_fits() {
-        let limits = Limits {
+        let limits = ServiceBusLimits {
             max_batch_bytes: 10_000,
-            ..Limits::default()
+            ..ServiceBusLimits::default()
         };
         let ms: Vec<_> = (0..20).map(|i| msg(i, 2_000)).collect();
         let p: Vec<_> = ms
@@ -364,10 +338,10 @@ mod tests {
 
     #[test]
     fn a_message_bigger_than_a_batch_goes_alone_and_one_over_the_message_limit_is_refused() {
-        let limits = Limits {
+        let limits = ServiceBusLimits {
             max_batch_bytes: 5_000,
             max_message_bytes: 8_000,
-            ..Limits::default()
+            ..ServiceBusLimits::default()
         };
         let ms = vec![msg(0, 10), msg(1, 6_000), msg(2, 10), msg(3, 10)];
         assert_eq!(requests(&ms, &limits), vec![1, 1, 2]);

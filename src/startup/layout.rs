@@ -1,5 +1,5 @@
 //! Reads the Functions app layout the way the host does: `host.json` and one `function.json` per
-//! folder. Local mode and the deployment validation test share this.
+//! folder. Start-up, the host emulator and the deployment validation test share this.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -94,7 +94,7 @@ fn read_json(path: &Path) -> Result<Value, LayoutError> {
 }
 
 /// Parses `hh:mm:ss` (optionally `d.hh:mm:ss`).
-pub fn parse_timespan(s: &str) -> Option<Duration> {
+pub(crate) fn parse_timespan(s: &str) -> Option<Duration> {
     let (days, rest) = match s.split_once('.') {
         Some((d, r)) if !d.contains(':') => (d.parse::<u64>().ok()?, r),
         _ => (0, s),
@@ -203,7 +203,7 @@ impl AppLayout {
 
 /// The period of a simple NCRONTAB schedule (`0 */N * * * *` → N minutes, `*/N * * * * *` → N
 /// seconds); other forms fall back to 5 minutes.
-pub fn timer_period(schedule: &str) -> Duration {
+pub(crate) fn timer_period(schedule: &str) -> Duration {
     let f: Vec<&str> = schedule.split_whitespace().collect();
     let every = |s: &str| s.strip_prefix("*/").and_then(|n| n.parse::<u64>().ok());
     match f.as_slice() {
