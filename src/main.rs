@@ -3,11 +3,9 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use coremachine::config::{Settings, TransportMode};
-use coremachine::engine::Faults;
 use coremachine::jobs::Registry;
 use coremachine::local::{self, LocalOptions};
 use coremachine::startup::{self, ServeOptions};
@@ -113,7 +111,6 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
     let Some(command) = cli.command else {
         return Ok(ExitCode::from(2));
     };
-    let faults = || Arc::new(Faults::none());
     match command {
         Command::Client(cmd) => Ok(coremachine::cli::run(cmd).await),
         Command::Raster(cmd) => Ok(coremachine::cli::raster::run(cmd).await),
@@ -135,15 +132,19 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 max_concurrent_calls: None,
                 unsafe_no_auth,
             };
-            let app = local::start(opts, Registry::builtin(), faults()).await?;
+            let app = local::start(opts, Registry::builtin(), startup::Seams::default()).await?;
             eprintln!("coremachine local mode listening on {}", app.url());
             startup::shutdown_signal().await;
             app.stop().await;
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve => {
-            let app =
-                startup::serve(ServeOptions::from_env()?, Registry::builtin(), faults()).await?;
+            let app = startup::serve(
+                ServeOptions::from_env()?,
+                Registry::builtin(),
+                startup::Seams::default(),
+            )
+            .await?;
             startup::shutdown_signal().await;
             app.stop().await;
             Ok(ExitCode::SUCCESS)
@@ -178,7 +179,8 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Janitor { once, app_root } => {
             let settings = Settings::from_env(TransportMode::for_janitor())?;
             let period = startup::janitor_period(&root(app_root))?;
-            let engine = startup::engine(settings, Registry::builtin(), faults())?;
+            let engine =
+                startup::engine(settings, Registry::builtin(), &startup::Seams::default())?;
             if once {
                 print_json(&coremachine::janitor::run_once(&engine).await?);
                 return Ok(ExitCode::SUCCESS);

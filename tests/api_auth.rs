@@ -275,7 +275,7 @@ async fn admin_routes_without_a_key_refuse_to_start_unless_unsafe_no_auth() {
             unsafe_no_auth: false,
         },
         o.registry.clone(),
-        std::sync::Arc::new(coremachine::engine::Faults::none()),
+        coremachine::startup::Seams::default(),
     )
     .await;
     let e = started.expect_err("admin routes without a key are refused");

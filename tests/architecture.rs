@@ -153,17 +153,15 @@ fn without_test_modules(code: &str) -> String {
     while let Some(at) = out[from..].find("#[cfg(test)]") {
         let start = from + at;
         let after = &out[start + "#[cfg(test)]".len()..];
-        let trimmed = after.trim_start();
-        if trimmed.starts_with("mod ") {
-            if let Some(open) = out[start..].find('{').map(|o| start + o)
-                && let Some(close) = matching_brace(&out, open)
-            {
-                let blanked: String = out[start..=close]
-                    .chars()
-                    .map(|c| if c == '\n' { '\n' } else { ' ' })
-                    .collect();
-                out.replace_range(start..=close, &blanked);
-            }
+        if after.trim_start().starts_with("mod ")
+            && let Some(open) = out[start..].find('{').map(|o| start + o)
+            && let Some(close) = matching_brace(&out, open)
+        {
+            let blanked: String = out[start..=close]
+                .chars()
+                .map(|c| if c == '\n' { '\n' } else { ' ' })
+                .collect();
+            out.replace_range(start..=close, &blanked);
         }
         from = start + 1;
     }

@@ -512,7 +512,7 @@ async fn local_mode_with_service_bus_settings_refuses_to_start() {
             unsafe_no_auth: false,
         },
         o.registry,
-        std::sync::Arc::new(coremachine::engine::Faults::none()),
+        coremachine::startup::Seams::default(),
     )
     .await;
     let e = started

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use coremachine::config::{HttpSettings, Secret};
-use coremachine::engine::{Fault, FaultRule};
+use coremachine::testing::{Fault, FaultRule};
 use serde_json::json;
 
 use crate::common::TestApp;

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use coremachine::engine::{Fault, FaultRule};
 use coremachine::telemetry::checkpoints as cp;
+use coremachine::testing::{Fault, FaultRule};
 use serde_json::{Value, json};
 
 use crate::common::TestApp;

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use coremachine::engine::{Fault, FaultRule};
+use coremachine::testing::{Fault, FaultRule};
 use serde_json::json;
 
 use crate::common::TestApp;

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use coremachine::engine::{Fault, FaultRule};
+use coremachine::testing::{Fault, FaultRule};
 use rand::{Rng, SeedableRng};
 use serde_json::json;
 

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use coremachine::engine::{Fault, FaultRule};
+use coremachine::testing::{Fault, FaultRule};
 use serde_json::{Value, json};
 
 use crate::common::TestApp;

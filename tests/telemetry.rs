@@ -9,8 +9,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use coremachine::engine::{Fault, FaultRule};
 use coremachine::telemetry::{Sampling, Telemetry};
+use coremachine::testing::{Fault, FaultRule};
 use serde_json::{Value, json};
 use tracing_subscriber::EnvFilter;
 

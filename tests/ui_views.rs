@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use coremachine::engine::{Fault, FaultRule};
+use coremachine::testing::{Fault, FaultRule};
 use serde_json::{Value, json};
 
 use crate::common::TestApp;

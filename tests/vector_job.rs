@@ -9,12 +9,12 @@
 
 use std::path::{Path, PathBuf};
 
-use coremachine::engine::{Fault, FaultRule};
 use coremachine::jobs::TaskContext;
 use coremachine::jobs::ingest_vector::{self, PostgisDatabase, VectorDeps};
 use coremachine::jobs::list_container_contents::BlobSource;
 use coremachine::jobs::process_raster::StacDatabase;
 use coremachine::storage::{BlobClient, transfer};
+use coremachine::testing::{Fault, FaultRule};
 use gdal::Dataset;
 use gdal::vector::LayerAccess;
 use serde_json::{Value, json};

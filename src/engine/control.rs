@@ -135,9 +135,28 @@ pub struct Resubmitted {
     pub message_id: Option<String>,
 }
 
-/// A deadlock or a NOWAIT lock refusal: the cancel can simply run again.
+/// A deadlock or a NOWAIT lock refusal: the control action can simply run again.
 fn lock_contention(e: &StoreError) -> bool {
     matches!(e.sqlstate(), Some("40P01" | "55P03"))
+}
+
+/// Runs a control action's transaction again (up to 10 times, backing off) while it loses to
+/// lock contention; any other outcome is returned as it is.
+async fn retry_on_contention<T, F, Fut>(mut once: F) -> Result<T, ControlError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ControlError>>,
+{
+    let mut tries = 0;
+    loop {
+        match once().await {
+            Err(ControlError::Store(e)) if tries < 10 && lock_contention(&e) => {
+                tries += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(10 * tries)).await;
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Whether `action` may be taken on a job that is `status` (`allowed`: the statuses it accepts).
@@ -223,17 +242,8 @@ enum Restart {
 impl Engine {
     /// Cancels a queued or processing job (409-style [`ControlError::Conflict`] when terminal).
     pub async fn cancel(&self, job_id: &JobId, reason: &str) -> Result<Cancelled, ControlError> {
-        let mut tries = 0;
-        loop {
-            match self.cancel_once(job_id, reason).await {
-                Err(ControlError::Store(e)) if tries < 10 && lock_contention(&e) => {
-                    // A completion held the stage row of a stage that started meanwhile.
-                    tries += 1;
-                    tokio::time::sleep(std::time::Duration::from_millis(10 * tries)).await;
-                }
-                other => return other,
-            }
-        }
+        // A completion may hold the stage row of a stage that started meanwhile.
+        retry_on_contention(|| self.cancel_once(job_id, reason)).await
     }
 
     async fn cancel_once(&self, job_id: &JobId, reason: &str) -> Result<Cancelled, ControlError> {
@@ -297,6 +307,17 @@ impl Engine {
 
     /// Starts a new attempt of a failed or cancelled job.
     pub async fn resubmit(
+        &self,
+        job_id: &JobId,
+        from: ResubmitFrom,
+    ) -> Result<Resubmitted, ControlError> {
+        // Completions of a cancelled job's last running tasks lock counter rows before task rows;
+        // the resubmit deletes task rows, then stage rows (cascading to the counters): the server
+        // may pick the resubmit as a deadlock's victim, and its transaction simply runs again.
+        retry_on_contention(|| self.resubmit_once(job_id, from)).await
+    }
+
+    async fn resubmit_once(
         &self,
         job_id: &JobId,
         from: ResubmitFrom,

@@ -10,7 +10,6 @@ pub mod control;
 pub mod events;
 pub mod fan_in;
 mod fan_out;
-pub mod faults;
 pub mod hooks;
 mod job_ctx;
 mod job_message;
@@ -46,7 +45,6 @@ use crate::transport::SharedTransport;
 use crate::transport::outbox::Outbox;
 
 pub use control::{Cancelled, ControlError, ResubmitFrom, Resubmitted};
-pub use faults::{Fault, FaultRule, Faults};
 pub use ids::{JobId, TaskId};
 pub(crate) use repair::load_job_ctx;
 pub use submit::{SubmitError, SubmitRecord, Submitted};
@@ -94,12 +92,6 @@ pub enum EngineError {
     /// The database failed.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// The invocation was stopped by fault injection (a simulated crash).
-    #[error("invocation killed by fault injection")]
-    Killed,
-    /// A database failure simulated by fault injection.
-    #[error("fault injection: {0}")]
-    Injected(&'static str),
 }
 
 /// The engine. Cheap to clone.
@@ -113,7 +105,8 @@ struct Inner {
     registry: Registry,
     settings: Arc<Settings>,
     outbox: Outbox,
-    faults: Arc<Faults>,
+    /// The crash-point hooks ([`hooks::NoHooks`] in production).
+    hooks: Arc<dyn hooks::Hooks>,
     /// Grouped completions (started on first use; see completions.rs).
     completions: std::sync::OnceLock<completions::Grouper>,
     /// Whether the schema is ready for messages (readiness.rs).
@@ -129,22 +122,23 @@ impl std::fmt::Debug for Engine {
 }
 
 impl Engine {
-    /// An engine over `pool`, sending through `transport`.
+    /// An engine over `pool`, sending through `transport`, stopping at `hooks`' crash points
+    /// (production: `Arc::new(hooks::NoHooks)`).
     pub fn new(
         pool: Pool,
         registry: Registry,
         settings: Arc<Settings>,
         transport: SharedTransport,
-        faults: Arc<Faults>,
+        hooks: Arc<dyn hooks::Hooks>,
     ) -> Self {
-        let outbox = Outbox::new(pool.clone(), transport, faults.clone());
+        let outbox = Outbox::new(pool.clone(), transport);
         Self {
             inner: Arc::new(Inner {
                 pool,
                 registry,
                 settings,
                 outbox,
-                faults,
+                hooks,
                 completions: std::sync::OnceLock::new(),
                 readiness: Arc::default(),
             }),
@@ -181,9 +175,9 @@ impl Engine {
     pub fn outbox(&self) -> &Outbox {
         &self.inner.outbox
     }
-    /// The fault plan (empty in production).
-    pub fn faults(&self) -> &Arc<Faults> {
-        &self.inner.faults
+    /// The crash-point hooks.
+    pub(crate) fn hooks(&self) -> &dyn hooks::Hooks {
+        self.inner.hooks.as_ref()
     }
 
     /// Publishes committed outbox rows; a failure is reported and left for the janitor.

@@ -13,7 +13,6 @@ use serde_json::{Map, Value, json};
 use super::Engine;
 use super::events::{self, Event, EventStatus};
 use super::fan_in::{self, StageCounts, StageOutcome};
-use super::faults::Fault;
 use super::job_ctx::JobCtx;
 use super::messages::JobMessage;
 use super::panics::panic_text;
@@ -288,7 +287,7 @@ impl Engine {
         self.complete_job(tx, job, stage, summary, finalized).await
     }
 
-    /// The job type's finalize, with its errors and panics caught (and the finalize faults).
+    /// The job type's finalize, with its errors and panics caught.
     fn run_finalize(
         &self,
         def: Option<&dyn Job>,
@@ -298,18 +297,7 @@ impl Engine {
         let Some(def) = def else {
             return Err(format!("job type {job_type} is not registered"));
         };
-        let faults = self.faults();
-        match std::panic::catch_unwind(AssertUnwindSafe(|| {
-            if faults.hit(Fault::FinalizePanic) {
-                panic!("fault injection: finalize panicked");
-            }
-            if faults.hit(Fault::FinalizeError) {
-                return Err(crate::jobs::JobError::new(
-                    "fault injection: finalize failed",
-                ));
-            }
-            def.finalize(input)
-        })) {
+        match std::panic::catch_unwind(AssertUnwindSafe(|| def.finalize(input))) {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(format!("finalize failed: {e}")),
             Err(p) => Err(format!("finalize panicked: {}", panic_text(&p))),

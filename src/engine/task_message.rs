@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 use futures::FutureExt;
 use serde_json::{Value, json};
 
-use super::faults::{Fault, Target};
 use super::ids::TaskId;
 use super::messages::TaskMessage;
 use super::outcome::Expected;
@@ -139,23 +138,10 @@ impl Engine {
         let started = Instant::now();
         let result = self.run_handler(&claimed).await;
         let elapsed = started.elapsed().as_millis() as u64;
-        if self
-            .faults()
-            .hit_on(Fault::KillAfterHandler, target(&claimed.ctx))
-        {
-            // Simulated crash: the handler ran, its completion is never committed, and this
-            // invocation never answers (the test then stops the process).
-            std::future::pending::<()>().await;
-            return Err(EngineError::Killed);
-        }
         let fields = fields.duration_ms(elapsed);
-        let outcome = if self
-            .faults()
-            .hit_on(Fault::OutcomeNotRecorded, target(&claimed.ctx))
-        {
-            Err(EngineError::Injected(
-                "the transaction recording the task's outcome failed",
-            ))
+        // The crash point between a handler's end and its outcome's commit (engine/hooks.rs).
+        let outcome = if let Err(e) = self.hooks().before_outcome(&claimed.ctx).await {
+            Err(EngineError::Store(e))
         } else {
             match result {
                 Ok(value) => {
@@ -245,20 +231,6 @@ impl Engine {
     }
 
     async fn run_handler(&self, c: &Claimed) -> Result<Value, TaskError> {
-        let t = target(&c.ctx);
-        if self.faults().hit_on(Fault::HandlerTransient, t) {
-            return Err(TaskError::transient(
-                "InjectedTransient",
-                "fault injection: transient failure",
-            ));
-        }
-        if self.faults().hit_on(Fault::HandlerPermanent, t) {
-            return Err(TaskError::permanent(
-                "InjectedPermanent",
-                "fault injection: permanent failure",
-            ));
-        }
-        let panic_now = self.faults().hit_on(Fault::HandlerPanic, t);
         let Some(handler) = self.registry().handler(&c.ctx.task_type).cloned() else {
             return Err(TaskError::permanent(
                 "NoHandler",
@@ -275,12 +247,8 @@ impl Engine {
             .saturating_sub(Duration::from_secs(5))
             .max(Duration::from_secs(1));
         let ctx = c.ctx.clone();
-        let fut = async move {
-            if panic_now {
-                panic!("fault injection: handler panicked");
-            }
-            handler(ctx).await
-        };
+        // Called inside the future, so a handler that panics before its first await is caught too.
+        let fut = async move { handler(ctx).await };
         match tokio::time::timeout(limit, AssertUnwindSafe(fut).catch_unwind()).await {
             Ok(Ok(r)) => r,
             Ok(Err(p)) => {
@@ -354,14 +322,5 @@ fn strip_nul(v: &mut Value) {
             o.values_mut().for_each(strip_nul)
         }
         _ => {}
-    }
-}
-
-fn target(ctx: &TaskContext) -> Target<'_> {
-    Target {
-        task_type: Some(&ctx.task_type),
-        task_index: Some(ctx.task_index),
-        stage: Some(ctx.stage),
-        function: None,
     }
 }

@@ -15,7 +15,7 @@ use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::LocalQueueSettings;
-use crate::engine::faults::{Fault, Faults, Target};
+use crate::startup::Deliveries;
 use crate::startup::layout::{AppLayout, Trigger, timer_period};
 use crate::store::sql;
 
@@ -58,7 +58,7 @@ pub fn start(
     cfg: EmulatorConfig,
     pool: Pool,
     wakers: impl Fn(&str) -> Option<Arc<Notify>>,
-    faults: Arc<Faults>,
+    deliveries: Arc<dyn Deliveries>,
     shutdown: CancellationToken,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let http = reqwest::Client::builder()
@@ -83,7 +83,7 @@ pub fn start(
                     cfg: cfg.clone(),
                     pool: pool.clone(),
                     http: http.clone(),
-                    faults: faults.clone(),
+                    deliveries: deliveries.clone(),
                     wake: wakers(queue).unwrap_or_else(|| Arc::new(Notify::new())),
                     slots: Arc::new(Semaphore::new(cfg.max_concurrent_calls.max(1))),
                     settle: settle_tx,
@@ -141,7 +141,7 @@ struct Pump {
     cfg: EmulatorConfig,
     pool: Pool,
     http: reqwest::Client,
-    faults: Arc<Faults>,
+    deliveries: Arc<dyn Deliveries>,
     wake: Arc<Notify>,
     slots: Arc<Semaphore>,
     /// Completions go to one settler per queue, which deletes them in batches.
@@ -441,7 +441,7 @@ impl Pump {
     /// One batched invocation, settled as a whole (the host completes or abandons every message
     /// of the batch by the invocation's outcome).
     async fn deliver_batch(&self, batch: Vec<Leased>) {
-        let ok = self.invoke_with_faults(&self.batch_payload(&batch)).await;
+        let ok = self.invoke_with_seams(&self.batch_payload(&batch)).await;
         self.settle_all(ok, &batch).await;
     }
 
@@ -479,24 +479,20 @@ impl Pump {
     }
 
     async fn deliver(&self, m: Leased) {
-        let ok = self.invoke_with_faults(&self.payload(&m)).await;
+        let ok = self.invoke_with_seams(&self.payload(&m)).await;
         self.settle_all(ok, std::slice::from_ref(&m)).await;
     }
 
-    /// Invokes the function with `payload` (twice at once, or abandoned after the handler, where
-    /// a test injects that); whether the messages are to be completed.
-    async fn invoke_with_faults(&self, payload: &Value) -> bool {
-        let target = Target {
-            function: Some(&self.function),
-            ..Target::default()
-        };
-        let ok = if self.faults.hit_on(Fault::DeliverTwice, target) {
+    /// Invokes the function with `payload` (twice at once, or abandoned after a success, where
+    /// the deliveries seam says so); whether the messages are to be completed.
+    async fn invoke_with_seams(&self, payload: &Value) -> bool {
+        let ok = if self.deliveries.twice(&self.function) {
             let (a, b) = tokio::join!(self.invoke(payload), self.invoke(payload));
             a && b
         } else {
             self.invoke(payload).await
         };
-        ok && !self.faults.hit_on(Fault::AbandonAfterHandler, target)
+        ok && !self.deliveries.abandon_after_success(&self.function)
     }
 
     /// Completes the delivered messages (through the settler) or abandons them.

@@ -11,12 +11,10 @@ pub mod emulator;
 pub(crate) mod server;
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use crate::config::Settings;
-use crate::engine::Faults;
 use crate::jobs::Registry;
-use crate::startup::{self, App, ServeOptions, StartError, Wiring};
+use crate::startup::{self, App, Seams, ServeOptions, StartError, Wiring};
 
 /// Options for [`start`].
 #[derive(Debug, Clone)]
@@ -43,7 +41,7 @@ pub struct LocalOptions {
 pub async fn start(
     opts: LocalOptions,
     registry: Registry,
-    faults: Arc<Faults>,
+    seams: Seams,
 ) -> Result<App, StartError> {
     if !opts.emulator {
         let serve = ServeOptions {
@@ -52,7 +50,7 @@ pub async fn start(
             app_root: opts.app_root,
             migrate: opts.migrate,
         };
-        return startup::serve(serve, registry, faults).await;
+        return startup::serve(serve, registry, seams).await;
     }
     registry.validate()?;
     // Under the real host the admin routes need the master key; playing the host, they need one.
@@ -77,7 +75,7 @@ pub async fn start(
     if opts.migrate {
         startup::migrate_pool(&wiring.pool).await?;
     }
-    let engine = wiring.engine(registry, faults.clone());
+    let engine = wiring.engine(registry, &seams);
     let emulator_key = auth::EmulatorKey::generate();
     // Playing the host: its HTTP front door checks function keys (not under the real host).
     let (layout, keys) = (&wiring.layout, &wiring.settings.http);
@@ -102,7 +100,7 @@ pub async fn start(
         cfg,
         wiring.pool.clone(),
         |name| local.waker(name),
-        faults,
+        seams.deliveries(),
         app.shutdown.clone(),
     ));
     Ok(app)

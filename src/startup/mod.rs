@@ -13,6 +13,7 @@
 
 pub mod layout;
 pub mod routes;
+mod seams;
 pub(crate) mod server;
 
 use std::net::SocketAddr;
@@ -28,8 +29,8 @@ use deadpool_postgres::Pool;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Settings, TransportMode, TransportSettings};
+use crate::engine::Engine;
 use crate::engine::readiness::{Preparation, Readiness};
-use crate::engine::{Engine, Faults};
 use crate::jobs::Registry;
 use crate::store;
 use crate::transport::SharedTransport;
@@ -37,6 +38,7 @@ use crate::transport::local_queue::LocalQueue;
 use crate::transport::service_bus::{SenderSetupError, ServiceBusSender};
 use layout::{AppLayout, LayoutError, Trigger, timer_period};
 use routes::HttpRoutes;
+pub use seams::{Deliveries, HostDeliveries, Seams, TransportWrap};
 
 /// Options for [`serve`].
 #[derive(Debug, Clone)]
@@ -160,7 +162,7 @@ pub enum StartError {
 pub async fn serve(
     opts: ServeOptions,
     registry: Registry,
-    faults: Arc<Faults>,
+    seams: Seams,
 ) -> Result<App, StartError> {
     registry.validate()?;
     let wiring = Wiring::new(opts.settings, &opts.app_root)?;
@@ -171,7 +173,7 @@ pub async fn serve(
             .and_then(|u| u.password().map(str::to_string)),
     ));
     let engine = wiring
-        .engine(registry, faults)
+        .engine(registry, &seams)
         .with_readiness(readiness.clone());
     let mut app = wiring.listen(opts.port, engine, |app| app).await?;
     let how = if opts.migrate {
@@ -192,16 +194,18 @@ pub async fn serve(
 
 /// The engine alone, over the pool and transport `settings` name, for commands that run no
 /// server (`janitor`). Connects lazily.
-pub fn engine(
-    settings: Settings,
-    registry: Registry,
-    faults: Arc<Faults>,
-) -> Result<Engine, StartError> {
+pub fn engine(settings: Settings, registry: Registry, seams: &Seams) -> Result<Engine, StartError> {
     registry.validate()?;
     let settings = Arc::new(settings);
     let pool = store::connect::pool_for_settings(&settings)?;
     let (transport, _) = transport(&settings, &pool)?;
-    Ok(Engine::new(pool, registry, settings, transport, faults))
+    Ok(Engine::new(
+        pool,
+        registry,
+        settings,
+        seams.transport(transport),
+        seams.hooks(),
+    ))
 }
 
 /// `coremachine migrate`: applies pending migrations to the database `settings` name, and
@@ -301,13 +305,13 @@ impl Wiring {
     }
 
     /// The engine over this wiring.
-    pub(crate) fn engine(&self, registry: Registry, faults: Arc<Faults>) -> Engine {
+    pub(crate) fn engine(&self, registry: Registry, seams: &Seams) -> Engine {
         Engine::new(
             self.pool.clone(),
             registry,
             self.settings.clone(),
-            self.transport.clone(),
-            faults,
+            seams.transport(self.transport.clone()),
+            seams.hooks(),
         )
     }
 

@@ -9,9 +9,9 @@
 //! update answers [`Guarded`]. Code outside `store/` does not read rows by position.
 
 pub mod connect;
+mod error;
 mod guarded;
 pub mod jobs;
-mod error;
 pub mod migrations;
 pub mod pgstac;
 pub mod sql;
@@ -35,8 +35,8 @@ pub(crate) mod task_views;
 use deadpool_postgres::Pool;
 
 pub use deadpool_postgres::{GenericClient, Object as Client, Transaction};
-pub use guarded::Guarded;
 pub use error::{StoreError, describe};
+pub use guarded::Guarded;
 
 /// Adds context to a driver error.
 pub(crate) trait QueryContext<T> {

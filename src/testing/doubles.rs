@@ -12,7 +12,9 @@ use crate::jobs::{
     FieldError, FinalizeInput, Handler, Job, JobError, ParamSpec, Registry, StageDef, StageInput,
     TaskContext, TaskError, TaskSpec,
 };
-use crate::store::StoreError;
+use crate::startup::{Deliveries, Seams};
+use crate::store::{StoreError, Transaction};
+use crate::transport::{OutboundMessage, SharedTransport, Transport, TransportError};
 
 fn target(ctx: &TaskContext) -> Target<'_> {
     Target {
@@ -127,5 +129,107 @@ impl Hooks for FaultHooks {
             .boxed();
         }
         std::future::ready(Ok(())).boxed()
+    }
+}
+
+/// A transport whose publishes fail on plan ([`Fault::FailOutboxPublish`]): a move of committed
+/// outbox rows into the local queue, or a send. Writes inside a state change's own transaction
+/// (a local fan-out) are not publishes and pass through.
+#[derive(Debug)]
+pub struct FaultyTransport {
+    inner: SharedTransport,
+    faults: Arc<Faults>,
+}
+
+impl FaultyTransport {
+    /// `inner`, failing on `faults`' plan.
+    pub fn wrap(inner: SharedTransport, faults: Arc<Faults>) -> SharedTransport {
+        Arc::new(Self { inner, faults })
+    }
+}
+
+const PUBLISH_FAILED: &str = "fault injection: outbox publish failed";
+
+impl Transport for FaultyTransport {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+    fn send<'a>(
+        &'a self,
+        messages: &'a [OutboundMessage],
+    ) -> BoxFuture<'a, Result<(), TransportError>> {
+        if self.faults.hit(Fault::FailOutboxPublish) {
+            let queue = messages
+                .first()
+                .map(|m| m.queue.clone())
+                .unwrap_or_default();
+            return std::future::ready(Err(TransportError {
+                queue,
+                status: None,
+                message: PUBLISH_FAILED.into(),
+                retryable: true,
+            }))
+            .boxed();
+        }
+        self.inner.send(messages)
+    }
+    fn enqueue_in_tx<'a>(
+        &'a self,
+        tx: &'a Transaction<'_>,
+        messages: &'a [OutboundMessage],
+    ) -> Option<BoxFuture<'a, Result<(), StoreError>>> {
+        self.inner.enqueue_in_tx(tx, messages)
+    }
+    fn move_from_outbox<'a>(
+        &'a self,
+        ids: &'a [i64],
+    ) -> Option<BoxFuture<'a, Result<usize, StoreError>>> {
+        let moved = self.inner.move_from_outbox(ids)?;
+        if self.faults.hit(Fault::FailOutboxPublish) {
+            return Some(
+                std::future::ready(Err(StoreError::Unavailable {
+                    context: PUBLISH_FAILED.into(),
+                    source: deadpool_postgres::PoolError::Closed,
+                }))
+                .boxed(),
+            );
+        }
+        Some(moved)
+    }
+    fn wake(&self) {
+        self.inner.wake()
+    }
+}
+
+/// The emulator's deliveries on plan: [`Fault::DeliverTwice`] and [`Fault::AbandonAfterHandler`]
+/// (rules may name the function).
+#[derive(Debug)]
+pub struct FaultDeliveries(pub Arc<Faults>);
+
+impl Deliveries for FaultDeliveries {
+    fn twice(&self, function: &str) -> bool {
+        self.0.hit_on(Fault::DeliverTwice, delivery(function))
+    }
+    fn abandon_after_success(&self, function: &str) -> bool {
+        self.0
+            .hit_on(Fault::AbandonAfterHandler, delivery(function))
+    }
+}
+
+fn delivery(function: &str) -> Target<'_> {
+    Target {
+        function: Some(function),
+        ..Target::default()
+    }
+}
+
+/// Every seam of an app consulting `faults`: hooks, transport and deliveries (pair it with
+/// [`with_faults`] for the registry).
+pub fn seams(faults: &Arc<Faults>) -> Seams {
+    let f = faults.clone();
+    Seams {
+        hooks: Some(Arc::new(FaultHooks(faults.clone()))),
+        transport: Some(Arc::new(move |t| FaultyTransport::wrap(t, f.clone()))),
+        deliveries: Some(Arc::new(FaultDeliveries(faults.clone()))),
     }
 }

@@ -8,9 +8,7 @@
 //! - deliveries: the local emulator consults the plan (duplicate delivery, abandon after 200).
 
 mod doubles;
-mod faults {
-    pub use crate::engine::faults::*;
-}
+mod faults;
 
-pub use doubles::{FaultHooks, with_faults};
+pub use doubles::{FaultDeliveries, FaultHooks, FaultyTransport, seams, with_faults};
 pub use faults::{Fault, FaultRule, Faults, Target};

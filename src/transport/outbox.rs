@@ -2,14 +2,11 @@
 //! published after commit. Publishing is at-least-once; deterministic MessageIds make replays
 //! harmless.
 
-use std::sync::Arc;
-
 use deadpool_postgres::{Pool, Transaction};
 use serde_json::Value;
 
 use super::columns::Columns;
 use super::{OutboundMessage, SharedTransport};
-use crate::engine::faults::{Fault, Faults};
 use crate::store::{QueryContext, StoreError, Traced, sql};
 use crate::telemetry::checkpoints as cp;
 
@@ -18,7 +15,6 @@ use crate::telemetry::checkpoints as cp;
 pub struct Outbox {
     pool: Pool,
     transport: SharedTransport,
-    faults: Arc<Faults>,
 }
 
 /// Why publishing failed (the rows stay in the outbox for the janitor).
@@ -34,12 +30,8 @@ pub enum PublishError {
 
 impl Outbox {
     /// An outbox publishing through `transport`.
-    pub fn new(pool: Pool, transport: SharedTransport, faults: Arc<Faults>) -> Self {
-        Self {
-            pool,
-            transport,
-            faults,
-        }
+    pub fn new(pool: Pool, transport: SharedTransport) -> Self {
+        Self { pool, transport }
     }
 
     /// The transport.
@@ -116,15 +108,6 @@ impl Outbox {
     }
 
     async fn publish_inner(&self, ids: &[i64]) -> Result<usize, PublishError> {
-        if self.faults.hit(Fault::FailOutboxPublish) {
-            return Err(super::TransportError {
-                queue: "(outbox)".into(),
-                status: None,
-                message: "fault injection: outbox publish failed".into(),
-                retryable: true,
-            }
-            .into());
-        }
         if let Some(moved) = self.transport.move_from_outbox(ids) {
             return Ok(moved.await?);
         }

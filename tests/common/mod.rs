@@ -12,10 +12,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use coremachine::config::{LocalQueueSettings, Settings, TransportSettings};
-use coremachine::engine::{FaultRule, Faults};
 use coremachine::jobs::Registry;
 use coremachine::local::{self, LocalOptions};
 use coremachine::startup::App;
+use coremachine::testing::{FaultRule, Faults};
 use serde_json::Value;
 use tokio::sync::OnceCell;
 use tokio_postgres::NoTls;
@@ -263,8 +263,10 @@ impl TestApp {
                 max_concurrent_calls: opts.max_concurrent_calls,
                 unsafe_no_auth: opts.unsafe_no_auth,
             },
-            opts.registry.clone(),
-            faults.clone(),
+            // The fault plan reaches the app through its seams: the registry's job code, the
+            // engine's hooks, the transport and the emulator's deliveries.
+            coremachine::testing::with_faults(opts.registry.clone(), faults.clone()),
+            coremachine::testing::seams(&faults),
         )
         .await
         .expect("local mode starts");

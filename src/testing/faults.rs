@@ -2,10 +2,8 @@
 //! (transient, permanent, panic), fail the outbox publish, and "kill" an invocation between the
 //! handler finishing and its completion being committed.
 //!
-//! Only compiled in with the `fault-injection` cargo feature, which the test suite turns on and
-//! release builds never do: without it [`Faults::hit`] is a constant `false` and no rule can be added.
+//! The plan the doubles of `crate::testing` consult; the production code never sees it.
 
-#[cfg(feature = "fault-injection")]
 use std::sync::Mutex;
 
 /// A kind of injected fault.
@@ -118,7 +116,6 @@ pub struct Target<'a> {
 /// The active fault rules of one process (none in production).
 #[derive(Debug, Default)]
 pub struct Faults {
-    #[cfg(feature = "fault-injection")]
     rules: Mutex<Vec<FaultRule>>,
 }
 
@@ -129,13 +126,11 @@ impl Faults {
     }
 
     /// Adds a rule.
-    #[cfg(feature = "fault-injection")]
     pub fn add(&self, rule: FaultRule) {
         self.rules.lock().expect("fault rules lock").push(rule);
     }
 
     /// Removes every rule.
-    #[cfg(feature = "fault-injection")]
     pub fn clear(&self) {
         self.rules.lock().expect("fault rules lock").clear();
     }
@@ -146,7 +141,6 @@ impl Faults {
     }
 
     /// Whether `fault` fires now for `target`.
-    #[cfg(feature = "fault-injection")]
     pub fn hit_on(&self, fault: Fault, target: Target<'_>) -> bool {
         use rand::Rng;
         let mut rules = self.rules.lock().expect("fault rules lock");
@@ -172,13 +166,6 @@ impl Faults {
             }
             return true;
         }
-        false
-    }
-
-    /// Whether `fault` fires now for `target` (always false: fault injection is compiled out).
-    #[cfg(not(feature = "fault-injection"))]
-    #[inline(always)]
-    pub fn hit_on(&self, _fault: Fault, _target: Target<'_>) -> bool {
         false
     }
 }
