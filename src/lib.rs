@@ -24,6 +24,9 @@
 //! Imports read top to bottom: main → local → startup → handler/api → engine →
 //! jobs/store/transport → azure → config.
 
+// Items visible outside a private module are `pub(crate)` unless the crate re-exports them.
+#![warn(unreachable_pub)]
+
 pub mod api;
 pub mod azure;
 pub mod bench;

@@ -106,7 +106,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Breaker {
     /// A closed breaker for `endpoint` (e.g. "Service Bus geocm-sb.servicebus.windows.net"),
     /// listed by [`snapshot`] while it lives.
-    pub fn new(endpoint: impl Into<String>, config: BreakerSettings) -> Arc<Self> {
+    pub(crate) fn new(endpoint: impl Into<String>, config: BreakerSettings) -> Arc<Self> {
         let b = Arc::new(Self {
             endpoint: endpoint.into(),
             config,
@@ -127,7 +127,7 @@ impl Breaker {
     }
 
     /// The current state (an open breaker whose cool-down has ended reads half-open).
-    pub fn state(&self) -> State {
+    pub(crate) fn state(&self) -> State {
         let i = lock(&self.inner);
         match (i.state, i.open_until) {
             (State::Open, Some(t)) if Instant::now() >= t => State::HalfOpen,
@@ -137,7 +137,7 @@ impl Breaker {
 
     /// Asks to make one request: a permit, or the refusal while the breaker is open (or
     /// half-open with its probe under way).
-    pub fn allow(self: &Arc<Self>) -> Result<Permit, Rejected> {
+    pub(crate) fn allow(self: &Arc<Self>) -> Result<Permit, Rejected> {
         if self.config.failures == 0 {
             return Ok(self.permit(false));
         }
@@ -241,7 +241,7 @@ impl Breaker {
     }
 
     /// What `/api/health` shows for this breaker.
-    pub fn status(&self) -> BreakerStatus {
+    pub(crate) fn status(&self) -> BreakerStatus {
         let state = self.state();
         let i = lock(&self.inner);
         BreakerStatus {
@@ -261,13 +261,13 @@ impl Breaker {
 
 impl Permit {
     /// The request reached the endpoint and it answered (2xx, or a 4xx refusal).
-    pub fn success(mut self) {
+    pub(crate) fn success(mut self) {
         self.done = true;
         self.breaker.on_success(self.probe);
     }
 
     /// The call failed transiently (5xx, 408, 429, timeout, no connection) after its retries.
-    pub fn failure(mut self, error: &str) {
+    pub(crate) fn failure(mut self, error: &str) {
         self.done = true;
         self.breaker.on_failure(self.probe, error);
     }

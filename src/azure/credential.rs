@@ -190,7 +190,7 @@ impl TokenCache {
     pub(crate) const DEFAULT_MARGIN: Duration = Duration::from_secs(300);
 
     /// A cache refreshing `margin` before expiry.
-    pub fn new(margin: Duration) -> Self {
+    pub(crate) fn new(margin: Duration) -> Self {
         Self {
             margin,
             entries: tokio::sync::Mutex::new(HashMap::new()),

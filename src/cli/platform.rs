@@ -84,7 +84,7 @@ fn request_line(r: &Value) -> String {
 }
 
 /// Runs a platform subcommand.
-pub async fn run(cmd: PlatformCommand) -> Result<ExitCode, CliError> {
+pub(super) async fn run(cmd: PlatformCommand) -> Result<ExitCode, CliError> {
     match cmd {
         PlatformCommand::Submit {
             fields,

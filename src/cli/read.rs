@@ -23,7 +23,7 @@ pub enum Output {
 
 /// Writes one line to stdout. When the reader went away (`| head`), the command ends here with
 /// exit 0: everything it was asked for that the reader wanted has been written.
-pub fn out(line: &str) {
+pub(super) fn out(line: &str) {
     let mut stdout = std::io::stdout().lock();
     if let Err(e) = writeln!(stdout, "{line}").and_then(|_| stdout.flush()) {
         if e.kind() == std::io::ErrorKind::BrokenPipe {
@@ -35,7 +35,7 @@ pub fn out(line: &str) {
 }
 
 /// Pretty JSON of one document.
-pub fn out_json(v: &Value) {
+pub(super) fn out_json(v: &Value) {
     out(&serde_json::to_string_pretty(v).unwrap_or_default());
 }
 
@@ -44,7 +44,7 @@ fn s(v: &Value) -> &str {
 }
 
 /// `jobs`: one line per job.
-pub fn jobs(r: &Value, output: Output) {
+pub(super) fn jobs(r: &Value, output: Output) {
     for j in r["jobs"].as_array().into_iter().flatten() {
         match output {
             Output::Json => out(&j.to_string()),
@@ -87,7 +87,7 @@ fn event_line(e: &Value) -> String {
 /// `events`: every event of a job, following pages; with `follow`, then the new ones as they
 /// come (polled with the `after` cursor) until the job is terminal. Tolerates a bare array or an
 /// object with an `events` array, and a `next_cursor` (or `next_page`) to continue.
-pub async fn events(
+pub(super) async fn events(
     c: &Client,
     job_id: &str,
     follow: bool,
@@ -140,7 +140,7 @@ pub async fn events(
 }
 
 /// `tasks`: one page of a job's tasks, failures first, with the totals.
-pub async fn tasks(
+pub(super) async fn tasks(
     c: &Client,
     job_id: &str,
     status: Option<&str>,
@@ -190,7 +190,7 @@ pub async fn tasks(
 }
 
 /// `types`: the job types with their stages and parameters.
-pub async fn types(c: &Client, output: Output) -> Result<ExitCode, CliError> {
+pub(super) async fn types(c: &Client, output: Output) -> Result<ExitCode, CliError> {
     let r = c.get("/api/jobs/types").await?;
     for t in r["job_types"].as_array().into_iter().flatten() {
         if output == Output::Json {

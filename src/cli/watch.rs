@@ -95,7 +95,11 @@ fn what_next(job_id: &str, job: &Value, summary: &Value) -> String {
 }
 
 /// Follows a job until it is terminal (or `timeout_s` passes); the exit code follows its status.
-pub async fn watch(c: &Client, job_id: &str, timeout_s: Option<u64>) -> Result<ExitCode, CliError> {
+pub(super) async fn watch(
+    c: &Client,
+    job_id: &str,
+    timeout_s: Option<u64>,
+) -> Result<ExitCode, CliError> {
     let multi = MultiProgress::new();
     let mut bars = Vec::new();
     let start = Instant::now();

@@ -112,7 +112,7 @@ impl DatabaseSettings {
     pub(crate) const DEFAULT_MAX_LIFETIME: Duration = Duration::from_secs(1800);
 
     /// Reads the settings through `get`.
-    pub fn from_lookup(get: &impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+    pub(crate) fn from_lookup(get: &impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let nonempty = |k: &str| super::parse::nonempty(get, k);
         let use_mi = flag(get, "USE_MANAGED_IDENTITY")?;
         let client_id = nonempty("MANAGED_IDENTITY_CLIENT_ID");

@@ -36,13 +36,13 @@ use crate::store::tasks::{self, Completions};
 use crate::store::{self, QueryContext, StoreError};
 
 /// Most completions committed by one transaction.
-pub const MAX_GROUP: usize = 64;
+pub(super) const MAX_GROUP: usize = 64;
 
 /// Lanes: groups committing at the same time. A completion goes to the lane of its counter shard
 /// (`shard % LANES`), so groups of different lanes never touch the same counter row and never
 /// wait for each other's commit; within a lane, one group at a time, and completions that arrive
 /// while it commits form the next group.
-pub const LANES: usize = 4;
+pub(super) const LANES: usize = 4;
 
 /// One successful completion waiting for its group.
 pub(crate) struct Pending {

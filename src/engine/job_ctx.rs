@@ -20,7 +20,7 @@ pub(crate) struct JobCtx {
 
 impl JobCtx {
     /// The checkpoint fields naming this job.
-    pub fn fields(&self) -> cp::Fields {
+    pub(crate) fn fields(&self) -> cp::Fields {
         cp::Fields::job(&self.job_id)
             .job_type(&self.job_type)
             .attempt(self.attempt)
@@ -29,7 +29,7 @@ impl JobCtx {
 
     /// [`JobCtx::load`] by an id as text from a message or a row: text that is not a job id names
     /// no job (the table's CHECK admits only 64 lowercase hex characters).
-    pub async fn load_named(
+    pub(crate) async fn load_named(
         c: &impl GenericClient,
         job_id: &str,
     ) -> Result<Option<(JobCtx, JobStatus, i32)>, StoreError> {
@@ -40,7 +40,7 @@ impl JobCtx {
     }
 
     /// Reads the job: its context, status and current stage (`None`: it does not exist).
-    pub async fn load(
+    pub(crate) async fn load(
         c: &impl GenericClient,
         job_id: &JobId,
     ) -> Result<Option<(JobCtx, JobStatus, i32)>, StoreError> {

@@ -35,7 +35,7 @@ use crate::config::ServerSettings;
 pub(crate) struct BodyReadTimeout(pub Duration);
 
 /// Serves `app` on `listener` until `shutdown`, then lets in-flight requests finish.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     app: Router,
     limits: ServerSettings,

@@ -12,7 +12,7 @@ use crate::model::{JobId, TaskId};
 
 /// One event with the job attempt it belongs to (`events_page.sql`, `events_milestones.sql`).
 #[derive(Debug, Clone)]
-pub struct EventView {
+pub(crate) struct EventView {
     /// Its id (the order of the job's story).
     pub event_id: i64,
     /// When it was written.
@@ -66,7 +66,7 @@ impl EventView {
 
 /// One page of a job's events, oldest first, after event id `after`, only `task_id`'s when given,
 /// at most `limit` (`events_page.sql`).
-pub async fn page(
+pub(crate) async fn page(
     c: &impl GenericClient,
     job_id: &JobId,
     after: i64,
@@ -83,7 +83,7 @@ pub async fn page(
 /// How many events of a job have one type and status, and when they were first and last seen
 /// (`events_counts.sql`).
 #[derive(Debug, Clone)]
-pub struct EventCount {
+pub(crate) struct EventCount {
     /// The event type.
     pub event_type: String,
     /// The event status.
@@ -98,7 +98,10 @@ pub struct EventCount {
 
 /// A job's event counts per type and status, in the order each first appeared
 /// (`events_counts.sql`).
-pub async fn counts(c: &impl GenericClient, job_id: &JobId) -> Result<Vec<EventCount>, StoreError> {
+pub(crate) async fn counts(
+    c: &impl GenericClient,
+    job_id: &JobId,
+) -> Result<Vec<EventCount>, StoreError> {
     let read = |r: &Row| {
         Ok(EventCount {
             event_type: r.try_get("event_type")?,
@@ -116,7 +119,7 @@ pub async fn counts(c: &impl GenericClient, job_id: &JobId) -> Result<Vec<EventC
 
 /// Where a job's current attempt stopped (`events_milestones.sql`).
 #[derive(Debug, Clone, Default)]
-pub struct Milestones {
+pub(crate) struct Milestones {
     /// The last successful event before the first failure (the last one at all without a failure).
     pub last_success: Option<EventView>,
     /// The attempt's first failure.
@@ -125,7 +128,10 @@ pub struct Milestones {
 
 /// The last successful event and the first failure of a job's current attempt
 /// (`events_milestones.sql`).
-pub async fn milestones(c: &impl GenericClient, job_id: &JobId) -> Result<Milestones, StoreError> {
+pub(crate) async fn milestones(
+    c: &impl GenericClient,
+    job_id: &JobId,
+) -> Result<Milestones, StoreError> {
     let ctx = || format!("reading milestones of job {job_id}");
     let rows = c.query(sql::EVENTS_MILESTONES, &[job_id]).await.ctx(ctx)?;
     let find = |kind: &str| -> Result<Option<EventView>, tokio_postgres::Error> {

@@ -9,7 +9,7 @@ use super::{StoreError, decode, sql};
 
 /// A janitor run (`janitor_last_run.sql`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JanitorRunView {
+pub(crate) struct JanitorRunView {
     /// Its id.
     pub run_id: String,
     /// `running` while it runs, then how it ended.
@@ -25,7 +25,7 @@ pub struct JanitorRunView {
 }
 
 /// The most recent janitor run (`janitor_last_run.sql`); `None` before the first one.
-pub async fn last_run(c: &impl GenericClient) -> Result<Option<JanitorRunView>, StoreError> {
+pub(crate) async fn last_run(c: &impl GenericClient) -> Result<Option<JanitorRunView>, StoreError> {
     let read = |r: &Row| {
         Ok(JanitorRunView {
             run_id: r.try_get("run_id")?,

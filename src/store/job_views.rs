@@ -12,7 +12,7 @@ use crate::model::{JobId, JobStatus};
 
 /// A job's columns shared by [`get`] and [`list`].
 #[derive(Debug, Clone)]
-pub struct JobView {
+pub(crate) struct JobView {
     /// The job.
     pub job_id: JobId,
     /// Its registered type.
@@ -63,7 +63,7 @@ impl JobView {
 
 /// One job with the columns only a single read shows (`job_get.sql`).
 #[derive(Debug, Clone)]
-pub struct JobDetailView {
+pub(crate) struct JobDetailView {
     /// The listed columns.
     pub job: JobView,
     /// Results recorded per finished stage (keys are stage numbers).
@@ -73,7 +73,7 @@ pub struct JobDetailView {
 }
 
 /// Reads one job with every column (`job_get.sql`); `None` when it does not exist.
-pub async fn get(
+pub(crate) async fn get(
     c: &impl GenericClient,
     job_id: &JobId,
 ) -> Result<Option<JobDetailView>, StoreError> {
@@ -92,7 +92,7 @@ pub async fn get(
 
 /// Which jobs [`list`] returns.
 #[derive(Debug, Clone, Default)]
-pub struct JobListFilter {
+pub(crate) struct JobListFilter {
     /// Only jobs with this status.
     pub status: Option<JobStatus>,
     /// Only jobs of this type.
@@ -106,7 +106,10 @@ pub struct JobListFilter {
 }
 
 /// Jobs newest first (`jobs_list.sql`).
-pub async fn list(c: &impl GenericClient, f: &JobListFilter) -> Result<Vec<JobView>, StoreError> {
+pub(crate) async fn list(
+    c: &impl GenericClient,
+    f: &JobListFilter,
+) -> Result<Vec<JobView>, StoreError> {
     let (at, id) = f.after.clone().unzip();
     let params: [&(dyn ToSql + Sync); 6] = [&f.status, &f.job_type, &f.hours, &at, &id, &f.limit];
     decode::all(c, sql::JOBS_LIST, &params, JobView::from_row, || {
@@ -117,7 +120,7 @@ pub async fn list(c: &impl GenericClient, f: &JobListFilter) -> Result<Vec<JobVi
 
 /// One job of the web page's list, with its progress (`ui_jobs.sql`).
 #[derive(Debug, Clone)]
-pub struct JobProgressView {
+pub(crate) struct JobProgressView {
     /// The job.
     pub job_id: JobId,
     /// Its type.
@@ -168,7 +171,7 @@ impl JobProgressView {
 
 /// Which jobs [`progress_list`] returns.
 #[derive(Debug, Clone, Default)]
-pub struct JobSearch {
+pub(crate) struct JobSearch {
     /// Only jobs with this status.
     pub status: Option<JobStatus>,
     /// Only jobs of this type.
@@ -186,7 +189,7 @@ pub struct JobSearch {
 }
 
 /// The web page's job list, newest first with progress (`ui_jobs.sql`).
-pub async fn progress_list(
+pub(crate) async fn progress_list(
     c: &impl GenericClient,
     f: &JobSearch,
 ) -> Result<Vec<JobProgressView>, StoreError> {
@@ -209,7 +212,7 @@ pub async fn progress_list(
 
 /// How many per-input outcomes a job's result lists (`ui_job_input_totals.sql`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct InputTotals {
+pub(crate) struct InputTotals {
     /// Inputs listed.
     pub total: i64,
     /// Inputs whose outcome is `ok`.
@@ -217,7 +220,7 @@ pub struct InputTotals {
 }
 
 /// Counts the per-input outcomes of a job's result (`ui_job_input_totals.sql`).
-pub async fn input_totals(
+pub(crate) async fn input_totals(
     c: &impl GenericClient,
     job_id: &JobId,
 ) -> Result<InputTotals, StoreError> {
@@ -235,7 +238,7 @@ pub async fn input_totals(
 
 /// One page of a job's per-input outcomes, failures first (`ui_job_inputs.sql`): only those with
 /// `outcome` when given, from `offset`, at most `limit`.
-pub async fn inputs(
+pub(crate) async fn inputs(
     c: &impl GenericClient,
     job_id: &JobId,
     outcome: Option<&str>,

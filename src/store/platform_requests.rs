@@ -13,7 +13,7 @@ use crate::model::{JobId, JobStatus};
 /// A platform request with its job's state (`platform_request_get.sql`,
 /// `platform_requests_list.sql`).
 #[derive(Debug, Clone)]
-pub struct PlatformRequestView {
+pub(crate) struct PlatformRequestView {
     /// Request id (32 hex).
     pub request_id: String,
     /// DDH dataset id.
@@ -80,7 +80,7 @@ impl PlatformRequestView {
 /// A new request, written in the transaction that creates (or finds) its job
 /// (`platform_request_insert.sql`).
 #[derive(Debug, Clone, Copy)]
-pub struct NewPlatformRequest<'a> {
+pub(crate) struct NewPlatformRequest<'a> {
     /// Request id (32 hex).
     pub request_id: &'a str,
     /// DDH dataset id.
@@ -105,7 +105,7 @@ pub struct NewPlatformRequest<'a> {
 
 /// Takes the transaction lock of the requests that write STAC item `item_id`
 /// (`platform_request_lock.sql`).
-pub async fn lock_item(c: &impl GenericClient, item_id: &str) -> Result<(), StoreError> {
+pub(crate) async fn lock_item(c: &impl GenericClient, item_id: &str) -> Result<(), StoreError> {
     c.execute(sql::PLATFORM_REQUEST_LOCK, &[&item_id])
         .await
         .ctx(|| format!("locking the platform requests of item {item_id}"))?;
@@ -114,7 +114,7 @@ pub async fn lock_item(c: &impl GenericClient, item_id: &str) -> Result<(), Stor
 
 /// The id of another request than `request_id` that owns the outputs of item `item_id`
 /// (`platform_request_output_owner.sql`).
-pub async fn output_owner(
+pub(crate) async fn output_owner(
     c: &impl GenericClient,
     item_id: &str,
     request_id: &str,
@@ -130,7 +130,7 @@ pub async fn output_owner(
 /// Records a new request (`platform_request_insert.sql`): `NotApplied` when the request exists
 /// already. A unique violation (another request owns the same outputs, committed without the
 /// lock) is a [`StoreError`] with its SQLSTATE.
-pub async fn insert(
+pub(crate) async fn insert(
     c: &impl GenericClient,
     r: &NewPlatformRequest<'_>,
 ) -> Result<Guarded<()>, StoreError> {
@@ -164,7 +164,7 @@ pub async fn insert(
 }
 
 /// One request with its job (`platform_request_get.sql`); `None` when there is no such request.
-pub async fn get(
+pub(crate) async fn get(
     c: &impl GenericClient,
     request_id: &str,
 ) -> Result<Option<PlatformRequestView>, StoreError> {
@@ -177,7 +177,7 @@ pub async fn get(
 
 /// Requests newest first with their jobs: only `dataset_id`'s when given, after (creation time,
 /// request id) of the previous page, at most `limit` (`platform_requests_list.sql`).
-pub async fn list(
+pub(crate) async fn list(
     c: &impl GenericClient,
     dataset_id: Option<&str>,
     after: Option<(DateTime<Utc>, String)>,

@@ -11,7 +11,7 @@ use crate::model::{JobId, StageStatus};
 
 /// A started stage with its current tasks counted by status (`job_stage_progress.sql`).
 #[derive(Debug, Clone)]
-pub struct StageProgressView {
+pub(crate) struct StageProgressView {
     /// Stage number.
     pub stage: i32,
     /// Stage name.
@@ -61,7 +61,7 @@ impl StageProgressView {
 }
 
 /// The started stages of a job with their task counts, in stage order (`job_stage_progress.sql`).
-pub async fn progress(
+pub(crate) async fn progress(
     c: &impl GenericClient,
     job_id: &JobId,
 ) -> Result<Vec<StageProgressView>, StoreError> {
@@ -74,7 +74,7 @@ pub async fn progress(
 
 /// A started stage on the job's timeline (`timeline_stages.sql`).
 #[derive(Debug, Clone)]
-pub struct StageTimelineView {
+pub(crate) struct StageTimelineView {
     /// Stage number.
     pub stage: i32,
     /// Stage name.
@@ -112,7 +112,7 @@ impl StageTimelineView {
 }
 
 /// The started stages of a job, in stage order (`timeline_stages.sql`).
-pub async fn timeline(
+pub(crate) async fn timeline(
     c: &impl GenericClient,
     job_id: &JobId,
 ) -> Result<Vec<StageTimelineView>, StoreError> {

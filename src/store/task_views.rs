@@ -12,7 +12,7 @@ use crate::model::{JobId, TaskId, TaskStatus};
 
 /// A task with every column the API shows (`tasks_list.sql`, `task_get.sql`).
 #[derive(Debug, Clone)]
-pub struct TaskView {
+pub(crate) struct TaskView {
     /// The task.
     pub task_id: TaskId,
     /// Its job.
@@ -81,7 +81,7 @@ impl TaskView {
 
 /// Which tasks of a job [`list`] returns.
 #[derive(Debug, Clone, Default)]
-pub struct TaskListFilter {
+pub(crate) struct TaskListFilter {
     /// Only this stage.
     pub stage: Option<i32>,
     /// Only tasks with this status.
@@ -93,7 +93,7 @@ pub struct TaskListFilter {
 }
 
 /// A job's tasks in stage and task order (`tasks_list.sql`).
-pub async fn list(
+pub(crate) async fn list(
     c: &impl GenericClient,
     job_id: &JobId,
     f: &TaskListFilter,
@@ -108,7 +108,7 @@ pub async fn list(
 
 /// A task found by [`get`].
 #[derive(Debug, Clone)]
-pub struct FoundTask {
+pub(crate) struct FoundTask {
     /// The task row (the archived one when a resubmit replaced it).
     pub task: TaskView,
     /// Set when the row was read from `app.task_archive`.
@@ -117,7 +117,7 @@ pub struct FoundTask {
 
 /// One task of a job, current or else its latest archived row (`task_get.sql`); `None` when the
 /// job has no such task.
-pub async fn get(
+pub(crate) async fn get(
     c: &impl GenericClient,
     job_id: &JobId,
     task_id: &TaskId,
@@ -136,7 +136,7 @@ pub async fn get(
 
 /// One task of the web page's task table (`ui_job_tasks.sql`).
 #[derive(Debug, Clone)]
-pub struct TaskLineView {
+pub(crate) struct TaskLineView {
     /// The task.
     pub task_id: TaskId,
     /// Its stage.
@@ -190,7 +190,7 @@ impl TaskLineView {
 
 /// Which tasks of a job [`lines`] returns.
 #[derive(Debug, Clone, Default)]
-pub struct TaskLineFilter {
+pub(crate) struct TaskLineFilter {
     /// Only tasks with this status.
     pub status: Option<TaskStatus>,
     /// Only this stage.
@@ -203,7 +203,7 @@ pub struct TaskLineFilter {
 
 /// One page of the web page's task table of a job: failures first, then stage and task order
 /// (`ui_job_tasks.sql`).
-pub async fn lines(
+pub(crate) async fn lines(
     c: &impl GenericClient,
     job_id: &JobId,
     f: &TaskLineFilter,
@@ -226,7 +226,7 @@ pub async fn lines(
 
 /// How many tasks of a job are in one stage and status (`ui_job_task_totals.sql`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TaskTotal {
+pub(crate) struct TaskTotal {
     /// The stage.
     pub stage: i32,
     /// The status.
@@ -236,7 +236,10 @@ pub struct TaskTotal {
 }
 
 /// A job's task totals by stage and status, in stage and status order (`ui_job_task_totals.sql`).
-pub async fn totals(c: &impl GenericClient, job_id: &JobId) -> Result<Vec<TaskTotal>, StoreError> {
+pub(crate) async fn totals(
+    c: &impl GenericClient,
+    job_id: &JobId,
+) -> Result<Vec<TaskTotal>, StoreError> {
     let read = |r: &Row| {
         Ok(TaskTotal {
             stage: r.try_get("stage")?,

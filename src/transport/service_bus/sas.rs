@@ -52,7 +52,7 @@ impl fmt::Debug for SasTokenSource {
 
 impl SasTokenSource {
     /// A source for this connection string, tokens valid for one hour.
-    pub fn new(conn: ServiceBusConnectionString) -> Arc<Self> {
+    pub(crate) fn new(conn: ServiceBusConnectionString) -> Arc<Self> {
         Arc::new(Self {
             conn,
             ttl: Duration::from_secs(3600),

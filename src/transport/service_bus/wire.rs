@@ -19,7 +19,7 @@ pub(crate) const MESSAGE_CONTENT_TYPE: &str = "application/json";
 /// The `BrokerProperties` of one message.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "PascalCase")]
-pub struct BrokerProperties {
+pub(crate) struct BrokerProperties {
     /// Deterministic id (duplicate detection drops replays).
     pub message_id: String,
     /// The job's correlation id.
@@ -35,7 +35,7 @@ pub struct BrokerProperties {
 
 impl BrokerProperties {
     /// The broker properties of `m`, with an optional time to live.
-    pub fn of(m: &OutboundMessage, ttl: Option<Duration>) -> Self {
+    pub(crate) fn of(m: &OutboundMessage, ttl: Option<Duration>) -> Self {
         Self {
             message_id: m.message_id.clone(),
             correlation_id: m.correlation_id.clone().filter(|c| !c.is_empty()),
@@ -176,7 +176,7 @@ pub(crate) enum Request<'a> {
 
 impl Request<'_> {
     /// Messages in this request.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         match self {
             Request::Single(_) => 1,
             Request::Batch { messages, .. } => messages.len(),
