@@ -24,7 +24,7 @@ use crate::telemetry::checkpoints as cp;
 /// The state of a breaker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum State {
+pub(crate) enum State {
     /// Calls go through.
     Closed,
     /// Calls fail fast until the cool-down ends.

@@ -7,9 +7,9 @@
 //! - [`breaker`]: a circuit breaker per endpoint, consulted by [`retry::send_with_retry`].
 //! - [`redact`]: the one function that strips SAS query strings and secret pairs from error text.
 
-pub mod breaker;
+pub(crate) mod breaker;
 pub mod credential;
-pub mod redact;
+pub(crate) mod redact;
 pub mod retry;
 
 /// An error and its causes, `: `-separated, skipping causes already contained in the text.

@@ -11,9 +11,9 @@ use std::sync::LazyLock;
 use regex::Regex;
 
 /// What replaces a URL's query string.
-pub const QUERY_REDACTED: &str = "[query redacted]";
+pub(crate) const QUERY_REDACTED: &str = "[query redacted]";
 /// What replaces the value of a secret `name=value` pair.
-pub const VALUE_REDACTED: &str = "[redacted]";
+pub(crate) const VALUE_REDACTED: &str = "[redacted]";
 
 /// A URL with a query string: the query (up to whitespace, a quote or a closing bracket) goes.
 static URL_QUERY: LazyLock<Regex> = LazyLock::new(|| {
@@ -31,7 +31,7 @@ static SECRET_PAIR: LazyLock<Regex> = LazyLock::new(|| {
 });
 
 /// `text` with every URL's query string and every secret `name=value` value replaced.
-pub fn redact(text: &str) -> String {
+pub(crate) fn redact(text: &str) -> String {
     let once = URL_QUERY.replace_all(text, format!("$1?{QUERY_REDACTED}").as_str());
     SECRET_PAIR
         .replace_all(&once, format!("$1={VALUE_REDACTED}").as_str())

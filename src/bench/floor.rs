@@ -10,10 +10,10 @@ use tokio_postgres::{Client, NoTls};
 use super::BenchError;
 
 /// Rows of the floor table (the "100k-row table").
-pub const FLOOR_ROWS: i32 = 100_000;
+pub(super) const FLOOR_ROWS: i32 = 100_000;
 
 /// Opens one plain connection (the benchmark's own, never the engine's pool).
-pub async fn connect(url: &str) -> Result<Client, BenchError> {
+pub(super) async fn connect(url: &str) -> Result<Client, BenchError> {
     let (client, conn) = tokio_postgres::connect(url, NoTls)
         .await
         .map_err(|e| BenchError::Db(format!("connecting to {}: {e}", redact(url))))?;
@@ -29,7 +29,7 @@ pub async fn connect(url: &str) -> Result<Client, BenchError> {
 }
 
 /// A driver error with the server's message when there is one.
-pub fn pg_err(e: &tokio_postgres::Error) -> String {
+pub(super) fn pg_err(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(d) => format!("{} ({})", d.message(), d.code().code()),
         None => e.to_string(),
@@ -37,7 +37,7 @@ pub fn pg_err(e: &tokio_postgres::Error) -> String {
 }
 
 /// `postgres://user:secret@host/db` → `postgres://user:***@host/db`.
-pub fn redact(url: &str) -> String {
+pub(super) fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(s), Some(at)) if at > s => {
             let creds = &url[s + 3..at];
@@ -51,7 +51,7 @@ pub fn redact(url: &str) -> String {
 }
 
 /// The URL of database `db` on the server of `url`.
-pub fn url_for_db(url: &str, db: &str) -> String {
+pub(super) fn url_for_db(url: &str, db: &str) -> String {
     let (base, query) = match url.split_once('?') {
         Some((b, q)) => (b, Some(q)),
         None => (url, None),
@@ -69,7 +69,7 @@ pub fn url_for_db(url: &str, db: &str) -> String {
 
 /// The server's durability settings.
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct Durability {
+pub(super) struct Durability {
     /// `SHOW fsync`.
     pub fsync: String,
     /// `SHOW synchronous_commit`.
@@ -78,13 +78,13 @@ pub struct Durability {
 
 impl Durability {
     /// Whether commits survive a crash (fsync on and synchronous_commit not off/local).
-    pub fn is_durable(&self) -> bool {
+    pub(super) fn is_durable(&self) -> bool {
         self.fsync == "on" && !matches!(self.synchronous_commit.as_str(), "off" | "local")
     }
 }
 
 /// Reads fsync and synchronous_commit.
-pub async fn durability(c: &Client) -> Result<Durability, BenchError> {
+pub(super) async fn durability(c: &Client) -> Result<Durability, BenchError> {
     let show = |name: &'static str| async move {
         c.query_one(&format!("SHOW {name}"), &[])
             .await
@@ -99,7 +99,7 @@ pub async fn durability(c: &Client) -> Result<Durability, BenchError> {
 
 /// Measures the floor: `connections` clients each committing single-row UPDATEs (one per
 /// transaction, autocommit) on a 100k-row table for `duration`. Returns transactions per second.
-pub async fn measure_floor(
+pub(super) async fn measure_floor(
     db_url: &str,
     connections: usize,
     duration: Duration,
@@ -162,7 +162,7 @@ pub async fn measure_floor(
 
 /// Cumulative counters of one database, read before and after the workload.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Counters {
+pub(super) struct Counters {
     /// Committed plus rolled back transactions (`pg_stat_database`).
     pub transactions: i64,
     /// Executed statements other than BEGIN/COMMIT/ROLLBACK (`pg_stat_statements`), if available.
@@ -186,7 +186,7 @@ impl std::ops::Sub for Counters {
 }
 
 /// Makes `pg_stat_statements` queryable from the admin connection when the server preloads it.
-pub async fn enable_statement_stats(admin: &Client) -> bool {
+pub(super) async fn enable_statement_stats(admin: &Client) -> bool {
     admin
         .batch_execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
         .await
@@ -199,7 +199,11 @@ pub async fn enable_statement_stats(admin: &Client) -> bool {
 
 /// Reads the counters of database `db` (from a connection to another database, so reading them
 /// does not count).
-pub async fn counters(admin: &Client, db: &str, statements: bool) -> Result<Counters, BenchError> {
+pub(super) async fn counters(
+    admin: &Client,
+    db: &str,
+    statements: bool,
+) -> Result<Counters, BenchError> {
     let _ = admin.batch_execute("SELECT pg_stat_clear_snapshot()").await;
     let tx: i64 = admin
         .query_one(

@@ -9,7 +9,7 @@
 //! benchmark database; latencies and wall time from the rows' own timestamps. The cold start is
 //! measured on `coremachine serve`: time from exec to the first `GET /` answered.
 
-pub mod floor;
+mod floor;
 pub mod process;
 pub mod raster;
 

@@ -20,7 +20,7 @@
 
 mod azure;
 mod database;
-mod http;
+pub(crate) mod http;
 mod parse;
 mod retention;
 mod service_bus;

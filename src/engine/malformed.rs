@@ -20,15 +20,15 @@ use crate::store::tasks::{self, TaskParent};
 use crate::store::{self, QueryContext, StoreError};
 use crate::telemetry::checkpoints as cp;
 
-pub use super::outcome::Expected;
+pub(super) use super::outcome::Expected;
 
 /// Characters of a bad message written to the log.
-pub const LOG_EXCERPT: usize = 500;
+pub(super) const LOG_EXCERPT: usize = 500;
 /// Characters of a bad message stored with its failure record.
-pub const STORED_EXCERPT: usize = 1000;
+pub(super) const STORED_EXCERPT: usize = 1000;
 
 /// First `n` characters of `s`, with NUL characters (which PostgreSQL text cannot hold) escaped.
-pub fn excerpt(s: &str, n: usize) -> String {
+pub(super) fn excerpt(s: &str, n: usize) -> String {
     s.chars()
         .take(n)
         .map(|c| if c == '\0' { '\u{FFFD}' } else { c })
@@ -46,7 +46,7 @@ static HEX_RE: LazyLock<Regex> = LazyLock::new(|| {
 
 /// Ids recovered from a message that could not be parsed.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct RecoveredIds {
+pub(super) struct RecoveredIds {
     /// A job id named as such.
     pub job_id: Option<String>,
     /// A task id named as such.
@@ -57,7 +57,7 @@ pub struct RecoveredIds {
 
 /// Recovers job / task ids from raw text: lenient JSON first, then field patterns, then any
 /// 64-hex run; application properties fill what the body does not say.
-pub fn recover_ids(raw: &str, props: &serde_json::Map<String, Value>) -> RecoveredIds {
+pub(super) fn recover_ids(raw: &str, props: &serde_json::Map<String, Value>) -> RecoveredIds {
     let hex = |v: Option<&Value>| {
         v.and_then(Value::as_str)
             .filter(|s| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()))
@@ -88,7 +88,7 @@ pub fn recover_ids(raw: &str, props: &serde_json::Map<String, Value>) -> Recover
 
 /// What a recovered id names, as the database knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Known {
+pub(super) enum Known {
     /// A task: its status.
     Task {
         /// Task status.
@@ -105,7 +105,7 @@ pub enum Known {
 
 /// What a malformed message does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MalformedOutcome {
+pub(super) enum MalformedOutcome {
     /// The body names a task waiting for its message in its `task_id` field: the task fails.
     FailTask,
     /// The body names a job waiting for this stage's message in its `job_id` field: it fails.
@@ -126,7 +126,11 @@ fn recover_stage(raw: &str) -> Option<i32> {
 /// its id is named in the body's own field (not a bare hex string, not an application property)
 /// on the queue that carries its messages, it is still waiting (`queued`), and for a job the
 /// named stage (when readable) is the one it waits for.
-pub fn decide(expected: Expected, named: &Known, stage_named: Option<i32>) -> MalformedOutcome {
+pub(super) fn decide(
+    expected: Expected,
+    named: &Known,
+    stage_named: Option<i32>,
+) -> MalformedOutcome {
     match (expected, named) {
         (
             Expected::TaskMessage,

@@ -6,19 +6,19 @@
 //! The engine does not know whether it runs under the Functions host or the local emulator.
 
 mod completions;
-pub mod control;
+mod control;
 pub mod events;
 pub mod fan_in;
 mod fan_out;
 pub mod hooks;
 mod job_ctx;
 mod job_message;
-pub mod malformed;
+mod malformed;
 pub mod messages;
 mod outcome;
 mod panics;
-pub mod poison;
-pub mod readiness;
+mod poison;
+pub(crate) mod readiness;
 mod repair;
 pub mod retry;
 mod retry_failed;
@@ -32,7 +32,7 @@ mod task_guard;
 mod task_message;
 mod unsendable;
 
-pub use crate::model::{canonical_json, ids, state};
+pub use crate::model::{ids, state};
 
 use std::sync::Arc;
 

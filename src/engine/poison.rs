@@ -48,7 +48,7 @@ impl PoisonOutcome {
 
 /// Decides what a dead letter means from the status of the task it names (when it names one)
 /// and of its job (`None`: no job matched).
-pub fn decide(task: Option<TaskStatus>, job: Option<JobStatus>) -> PoisonOutcome {
+pub(super) fn decide(task: Option<TaskStatus>, job: Option<JobStatus>) -> PoisonOutcome {
     use PoisonOutcome::*;
     let Some(job) = job else {
         return Unmatched;

@@ -55,7 +55,7 @@ impl Default for Readiness {
 
 /// The delay before attempt `attempt + 1` (0-based): 0.5 s doubling, capped at 15 s, so a
 /// database that comes back is noticed within 15 s.
-pub fn retry_delay(attempt: u32) -> Duration {
+pub(crate) fn retry_delay(attempt: u32) -> Duration {
     let ms = 500u64.saturating_mul(1u64 << attempt.min(16));
     Duration::from_millis(ms.min(15_000))
 }

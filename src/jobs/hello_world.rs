@@ -12,7 +12,7 @@ use super::{
 };
 
 /// The hello_world job type.
-pub struct HelloWorld;
+pub(super) struct HelloWorld;
 
 impl Job for HelloWorld {
     fn job_type(&self) -> &'static str {
@@ -158,7 +158,7 @@ async fn reply(ctx: TaskContext) -> Result<Value, TaskError> {
 }
 
 /// Registers the job type and its handlers.
-pub fn register(r: &mut Registry) {
+pub(super) fn register(r: &mut Registry) {
     r.add_job(HelloWorld);
     r.add_handler("hello_world_greeting", greeting);
     r.add_handler("hello_world_reply", reply);

@@ -5,15 +5,15 @@
 //! are registered by task type and return a value or a classified [`TaskError`].
 //! `docs/job-types.md` walks through adding one.
 
-pub mod hello_world;
+mod hello_world;
 pub mod ingest_vector;
 pub mod list_container_contents;
-pub mod noop_fanout;
-pub mod on_first_use;
+mod noop_fanout;
+mod on_first_use;
 pub mod params;
 pub mod process_raster;
 pub mod process_raster_collection;
-pub mod tiff;
+mod tiff;
 pub(crate) mod work_dir;
 
 use std::collections::BTreeMap;

@@ -9,7 +9,7 @@ use super::{
 };
 
 /// The noop_fanout job type.
-pub struct NoopFanout;
+pub(super) struct NoopFanout;
 
 impl Job for NoopFanout {
     fn job_type(&self) -> &'static str {
@@ -61,7 +61,7 @@ impl Job for NoopFanout {
 }
 
 /// Registers the job type and the `noop` handler.
-pub fn register(r: &mut Registry) {
+pub(super) fn register(r: &mut Registry) {
     r.add_job(NoopFanout);
     r.add_handler("noop", |ctx| async move {
         Ok(json!({"i": ctx.parameters.get("i")}))

@@ -13,7 +13,7 @@ use serde::Serialize;
 
 /// Classic TIFF (32-bit offsets) or BigTIFF (64-bit offsets).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum TiffFormat {
+pub(super) enum TiffFormat {
     /// Version 42.
     #[serde(rename = "TIFF")]
     Tiff,
@@ -25,7 +25,7 @@ pub enum TiffFormat {
 /// Byte order of every number in the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum ByteOrder {
+pub(super) enum ByteOrder {
     /// `II`.
     LittleEndian,
     /// `MM`.
@@ -34,7 +34,7 @@ pub enum ByteOrder {
 
 /// Why bytes could not be read as TIFF.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SniffError {
+pub(super) enum SniffError {
     /// The magic bytes are not `II*\0` / `MM\0*` (or the BigTIFF forms).
     #[error("not a TIFF file: {0}")]
     NotTiff(String),
@@ -45,7 +45,7 @@ pub enum SniffError {
 
 /// GDAL's structural metadata ("ghost header").
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct GhostHeader {
+pub(super) struct GhostHeader {
     /// The declared size of the metadata block.
     pub size: usize,
     /// `LAYOUT` (`IFDS_BEFORE_DATA` for COGs).
@@ -56,7 +56,7 @@ pub struct GhostHeader {
 
 /// The fixed header (8 bytes classic, 16 BigTIFF) and an optional ghost header.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct TiffHeader {
+pub(super) struct TiffHeader {
     /// Classic or BigTIFF.
     pub format: TiffFormat,
     /// Byte order.
@@ -69,7 +69,7 @@ pub struct TiffHeader {
 
 /// What the first IFD says.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
-pub struct IfdSummary {
+pub(super) struct IfdSummary {
     /// Number of entries.
     pub entries: u64,
     /// ImageWidth.
@@ -98,7 +98,7 @@ pub struct IfdSummary {
 
 /// The verdict on one TIFF file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct TiffInfo {
+pub(super) struct TiffInfo {
     /// Classic or BigTIFF.
     pub format: TiffFormat,
     /// Byte order.
@@ -124,7 +124,7 @@ pub struct TiffInfo {
 const GHOST_KEY: &[u8] = b"GDAL_STRUCTURAL_METADATA_SIZE=";
 
 /// Reads the TIFF header (and ghost header) from the file's first bytes.
-pub fn read_header(buf: &[u8]) -> Result<TiffHeader, SniffError> {
+pub(super) fn read_header(buf: &[u8]) -> Result<TiffHeader, SniffError> {
     if buf.len() < 8 {
         return Err(SniffError::NotTiff(format!(
             "only {} bytes, a TIFF header needs 8",
@@ -206,7 +206,11 @@ fn read_ghost(after_header: &[u8]) -> Option<GhostHeader> {
 }
 
 /// Reads the first IFD from `buf`, which holds the file's bytes starting at offset `buf_start`.
-pub fn read_ifd(header: &TiffHeader, buf: &[u8], buf_start: u64) -> Result<IfdSummary, SniffError> {
+pub(super) fn read_ifd(
+    header: &TiffHeader,
+    buf: &[u8],
+    buf_start: u64,
+) -> Result<IfdSummary, SniffError> {
     let r = Reader {
         buf,
         byte_order: header.byte_order,
@@ -285,7 +289,7 @@ pub fn read_ifd(header: &TiffHeader, buf: &[u8], buf_start: u64) -> Result<IfdSu
 }
 
 /// Combines the header and (when read) the first IFD into a verdict.
-pub fn classify(header: &TiffHeader, ifd: Option<IfdSummary>) -> TiffInfo {
+pub(super) fn classify(header: &TiffHeader, ifd: Option<IfdSummary>) -> TiffInfo {
     let layout = header.ghost.as_ref().and_then(|g| g.layout.clone());
     let ghost_says_ifds_first = layout.as_deref() == Some("IFDS_BEFORE_DATA");
     let tiled = ifd.as_ref().is_some_and(|i| i.tiled);

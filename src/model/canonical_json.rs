@@ -5,7 +5,7 @@
 use serde_json::Value;
 
 /// Serialises `v` in Python's canonical form.
-pub fn python_json(v: &Value) -> String {
+pub(crate) fn python_json(v: &Value) -> String {
     let mut out = String::new();
     write_value(&mut out, v);
     out

@@ -4,7 +4,7 @@
 //! types directly (`ToSql`/`FromSql` in [`sql_text`]), so a status or an id is never a bare
 //! string between the database and the engine.
 
-pub mod canonical_json;
+pub(crate) mod canonical_json;
 pub mod ids;
 mod sql_text;
 pub mod state;

@@ -20,7 +20,7 @@ pub mod client;
 pub mod connection_string;
 pub mod error;
 mod list_xml;
-pub mod shared_key;
+mod shared_key;
 pub mod transfer;
 
 pub use client::{BlobClient, BlobProperties, ListOptions, MAX_PAGE_SIZE, STORAGE_SCOPE};

@@ -13,7 +13,7 @@ use sha2::Sha256;
 
 /// What the signature covers.
 #[derive(Debug, Clone)]
-pub struct SignInput<'a> {
+pub(super) struct SignInput<'a> {
     /// HTTP verb (`GET`, `HEAD`, `PUT`, `DELETE`).
     pub method: &'a str,
     /// Body length (0 for none).
@@ -31,7 +31,7 @@ pub struct SignInput<'a> {
 }
 
 /// The exact string that is signed.
-pub fn string_to_sign(i: &SignInput<'_>) -> String {
+pub(super) fn string_to_sign(i: &SignInput<'_>) -> String {
     let length = if i.content_length == 0 {
         String::new()
     } else {
@@ -98,7 +98,7 @@ fn collapse_whitespace(v: &str) -> String {
 }
 
 /// The `Authorization` header value for `input` signed with the decoded account `key`.
-pub fn authorization(key: &[u8], input: &SignInput<'_>) -> String {
+pub(super) fn authorization(key: &[u8], input: &SignInput<'_>) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC accepts keys of any length");
     mac.update(string_to_sign(input).as_bytes());
     let sig = B64.encode(mac.finalize().into_bytes());

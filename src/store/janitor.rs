@@ -9,7 +9,7 @@ use crate::model::JobId;
 
 /// How a janitor run ended, as recorded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RunStatus {
+pub(crate) enum RunStatus {
     /// Every check ran.
     Completed,
     /// A check failed; the run's error says which.
@@ -18,7 +18,7 @@ pub enum RunStatus {
 
 impl RunStatus {
     /// The stored name.
-    pub fn as_str(&self) -> &'static str {
+    pub(crate) fn as_str(&self) -> &'static str {
         match self {
             RunStatus::Completed => "completed",
             RunStatus::Failed => "failed",
@@ -28,7 +28,7 @@ impl RunStatus {
 
 /// The end of a run (`janitor_run_finish.sql`).
 #[derive(Debug, Clone)]
-pub struct RunEnd<'a> {
+pub(crate) struct RunEnd<'a> {
     /// The run.
     pub run_id: &'a str,
     /// How long it took.
@@ -47,7 +47,7 @@ pub struct RunEnd<'a> {
 
 /// A running stage of a processing job with no live task left (`janitor_stalled_stages.sql`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StalledStage {
+pub(crate) struct StalledStage {
     /// The job.
     pub job_id: JobId,
     /// The stage.
@@ -56,7 +56,7 @@ pub struct StalledStage {
 
 /// A queued job whose stage message was lost (`janitor_stuck_queued_jobs.sql`).
 #[derive(Debug, Clone)]
-pub struct StuckJob {
+pub(crate) struct StuckJob {
     /// The job.
     pub job_id: JobId,
     /// Its type.
@@ -76,7 +76,7 @@ pub struct StuckJob {
 }
 
 /// Records the start of a run (`janitor_run_start.sql`).
-pub async fn start_run(
+pub(crate) async fn start_run(
     c: &impl GenericClient,
     run_id: &str,
     run_type: &str,
@@ -88,7 +88,7 @@ pub async fn start_run(
 }
 
 /// Records the end of a run (`janitor_run_finish.sql`).
-pub async fn finish_run(c: &impl GenericClient, end: &RunEnd<'_>) -> Result<(), StoreError> {
+pub(crate) async fn finish_run(c: &impl GenericClient, end: &RunEnd<'_>) -> Result<(), StoreError> {
     c.execute(
         sql::JANITOR_RUN_FINISH,
         &[
@@ -108,7 +108,7 @@ pub async fn finish_run(c: &impl GenericClient, end: &RunEnd<'_>) -> Result<(), 
 
 /// Up to `limit` processing attempts whose lease expired, oldest first
 /// (`janitor_expired_leases.sql`).
-pub async fn expired_leases(
+pub(crate) async fn expired_leases(
     c: &impl GenericClient,
     limit: i64,
 ) -> Result<Vec<TaskAttempt>, StoreError> {
@@ -123,7 +123,7 @@ pub async fn expired_leases(
 }
 
 /// Up to `limit` stalled stages (`janitor_stalled_stages.sql`).
-pub async fn stalled_stages(
+pub(crate) async fn stalled_stages(
     c: &impl GenericClient,
     limit: i64,
 ) -> Result<Vec<StalledStage>, StoreError> {
@@ -144,7 +144,7 @@ pub async fn stalled_stages(
 
 /// Up to `limit` jobs queued and untouched for `after_s` seconds with nothing in the outbox
 /// (`janitor_stuck_queued_jobs.sql`).
-pub async fn stuck_queued_jobs(
+pub(crate) async fn stuck_queued_jobs(
     c: &impl GenericClient,
     after_s: f64,
     limit: i64,

@@ -7,7 +7,7 @@ use super::{QueryContext, StoreError, sql};
 
 /// One record of a message that could not be processed.
 #[derive(Debug, Clone)]
-pub struct MessageFailure<'a> {
+pub(crate) struct MessageFailure<'a> {
     /// The function (folder) that received it.
     pub function: &'a str,
     /// Its MessageId (at most 128 characters).
@@ -27,7 +27,10 @@ pub struct MessageFailure<'a> {
 }
 
 /// Records a message that could not be processed (`message_failure_insert.sql`); its row id.
-pub async fn insert(c: &impl GenericClient, f: &MessageFailure<'_>) -> Result<i64, StoreError> {
+pub(crate) async fn insert(
+    c: &impl GenericClient,
+    f: &MessageFailure<'_>,
+) -> Result<i64, StoreError> {
     let what = || format!("recording a {} message on {}", f.reason, f.function);
     let row = c
         .query_one(

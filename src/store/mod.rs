@@ -16,10 +16,10 @@ pub mod migrations;
 pub mod pgstac;
 pub mod sql;
 pub mod stages;
-pub mod task_archive;
+pub(crate) mod task_archive;
 // The task side's repositories.
-pub mod janitor;
-pub mod message_failures;
+pub(crate) mod janitor;
+pub(crate) mod message_failures;
 pub mod outbox;
 pub mod tasks;
 

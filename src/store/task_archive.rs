@@ -9,7 +9,7 @@ use crate::model::{JobId, TaskId};
 /// Moves the job's tasks of `from_stage` and later to the archive (`tasks_archive_from_stage.sql`);
 /// returns how many were archived. `attempt` (the attempt they belonged to) only names them in
 /// errors.
-pub async fn archive_from_stage(
+pub(crate) async fn archive_from_stage(
     c: &impl GenericClient,
     job_id: &JobId,
     from_stage: i32,
@@ -21,7 +21,7 @@ pub async fn archive_from_stage(
 }
 
 /// Moves these tasks of the job to the archive (`tasks_archive_ids.sql`).
-pub async fn archive_ids(
+pub(crate) async fn archive_ids(
     c: &impl GenericClient,
     job_id: &JobId,
     task_ids: &[&str],
@@ -33,7 +33,7 @@ pub async fn archive_ids(
 }
 
 /// Whether a task's row was archived by a resubmit (`task_archived.sql`).
-pub async fn contains(c: &impl GenericClient, task_id: &TaskId) -> Result<bool, StoreError> {
+pub(crate) async fn contains(c: &impl GenericClient, task_id: &TaskId) -> Result<bool, StoreError> {
     let what = || format!("looking for task {task_id} in the archive");
     let row = c
         .query_one(sql::TASK_ARCHIVED, &[task_id])

@@ -21,7 +21,7 @@ use super::trace_context::{
 
 /// Middleware: wraps each `/api/...` request in a SERVER span (use with
 /// `axum::middleware::from_fn(trace_request)`).
-pub async fn trace_request(mut req: Request, next: Next) -> Response {
+pub(crate) async fn trace_request(mut req: Request, next: Next) -> Response {
     let path = req.uri().path();
     if !path.starts_with("/api/") {
         return next.run(req).await;

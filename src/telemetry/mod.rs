@@ -16,10 +16,10 @@
 pub mod checkpoints;
 pub mod dependency;
 pub mod exporter;
-pub mod http;
+pub(crate) mod http;
 pub mod log_format;
-pub mod trace_context;
-pub mod truncate;
+pub(crate) mod trace_context;
+mod truncate;
 
 use std::time::Duration;
 

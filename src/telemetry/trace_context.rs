@@ -12,11 +12,11 @@ use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, Tra
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 /// The application property and HTTP header that carry the trace context.
-pub const TRACEPARENT: &str = "traceparent";
+pub(crate) const TRACEPARENT: &str = "traceparent";
 
 /// Parses a W3C `traceparent` (`00-<32 hex trace id>-<16 hex span id>-<2 hex flags>`).
 /// Returns `None` for anything else, including all-zero ids.
-pub fn parse_traceparent(s: &str) -> Option<SpanContext> {
+pub(crate) fn parse_traceparent(s: &str) -> Option<SpanContext> {
     let mut parts = s.trim().split('-');
     let (version, trace, span, flags) =
         (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
@@ -46,12 +46,12 @@ pub fn parse_traceparent(s: &str) -> Option<SpanContext> {
 }
 
 /// The trace id (32 hex) of a valid `traceparent`, for log lines.
-pub fn trace_id_of(traceparent: &str) -> Option<String> {
+pub(crate) fn trace_id_of(traceparent: &str) -> Option<String> {
     parse_traceparent(traceparent).map(|cx| cx.trace_id().to_string())
 }
 
 /// Formats a span context as a `traceparent` value.
-pub fn format_traceparent(cx: &SpanContext) -> String {
+pub(crate) fn format_traceparent(cx: &SpanContext) -> String {
     format!(
         "00-{}-{}-{:02x}",
         cx.trace_id(),
@@ -61,7 +61,7 @@ pub fn format_traceparent(cx: &SpanContext) -> String {
 }
 
 /// The `traceparent` of the current `tracing` span, when an OpenTelemetry layer gives it one.
-pub fn current_traceparent() -> Option<String> {
+pub(crate) fn current_traceparent() -> Option<String> {
     let cx = tracing::Span::current().context();
     let span = cx.span();
     let sc = span.span_context();
@@ -69,7 +69,7 @@ pub fn current_traceparent() -> Option<String> {
 }
 
 /// A fresh, valid, sampled `traceparent` with random ids.
-pub fn generate_traceparent() -> String {
+pub(crate) fn generate_traceparent() -> String {
     let trace = uuid::Uuid::new_v4().simple().to_string();
     let span = &uuid::Uuid::new_v4().simple().to_string()[..16];
     format!("00-{trace}-{span}-01")
@@ -78,7 +78,7 @@ pub fn generate_traceparent() -> String {
 /// The trace context a new job is stored with: the current span's (the submit request, which
 /// already continues an incoming `traceparent` header), else the incoming header when it is
 /// valid, else a generated one.
-pub fn for_new_job(incoming: Option<&str>) -> String {
+pub(crate) fn for_new_job(incoming: Option<&str>) -> String {
     current_traceparent()
         .or_else(|| {
             incoming
@@ -91,7 +91,7 @@ pub fn for_new_job(incoming: Option<&str>) -> String {
 /// Makes `span` continue the trace in `traceparent` (a remote parent). Does nothing when the
 /// value is missing or invalid, or when no OpenTelemetry layer is installed. Call it before the
 /// span is first entered.
-pub fn continue_trace(span: &tracing::Span, traceparent: Option<&str>) {
+pub(crate) fn continue_trace(span: &tracing::Span, traceparent: Option<&str>) {
     if let Some(sc) = traceparent.and_then(parse_traceparent) {
         let cx = opentelemetry::Context::new().with_remote_span_context(sc);
         // An error means there is no OpenTelemetry layer (stdout mode) or the span is disabled.

@@ -11,10 +11,10 @@ use std::borrow::Cow;
 pub const MAX_FIELD_BYTES: usize = 8000;
 
 /// Longest message exported (Application Insights cuts at 32768 bytes).
-pub const MAX_MESSAGE_BYTES: usize = 32_000;
+pub(super) const MAX_MESSAGE_BYTES: usize = 32_000;
 
 /// Longest property key exported (Application Insights cuts at 150 bytes).
-pub const MAX_KEY_BYTES: usize = 150;
+pub(super) const MAX_KEY_BYTES: usize = 150;
 
 /// Cuts `s` to at most `max` bytes at a character boundary, marking the cut with `...`.
 pub fn truncate_chars(s: &str, max: usize) -> Cow<'_, str> {

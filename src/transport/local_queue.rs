@@ -19,14 +19,14 @@ use crate::store::{self, QueryContext, StoreError, Traced, Transaction, sql};
 
 /// The local queue transport.
 #[derive(Debug, Clone)]
-pub struct LocalQueue {
+pub(crate) struct LocalQueue {
     pool: Pool,
     wakers: Arc<HashMap<String, Arc<Notify>>>,
 }
 
 impl LocalQueue {
     /// A local queue over `pool`, with a waker for each named queue.
-    pub fn new(pool: Pool, queues: &[&str]) -> Self {
+    pub(crate) fn new(pool: Pool, queues: &[&str]) -> Self {
         let wakers = queues
             .iter()
             .map(|q| (q.to_string(), Arc::new(Notify::new())))

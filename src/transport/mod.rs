@@ -10,7 +10,7 @@
 //! ([`Transport::move_from_outbox`]). The outbox knows only the trait.
 
 mod columns;
-pub mod local_queue;
+pub(crate) mod local_queue;
 pub mod outbox;
 pub mod service_bus;
 

@@ -60,7 +60,7 @@ impl ToSql for Ewkb<'_> {
 /// Replaces the rows of `batch_id` in `table` with `rows` and records the batch in the schema's
 /// ledger; returns the rows deleted first (only a batch the ledger has can have rows, so a first
 /// delivery deletes nothing and scans nothing).
-pub async fn replace_batch(
+pub(super) async fn replace_batch(
     client: &mut tokio_postgres::Client,
     table: &TableDef,
     batch_id: &str,

@@ -20,10 +20,10 @@
 //! - [`handlers`]: the task handlers: blob download, `spawn_blocking`, PostGIS, pgSTAC.
 
 mod cache;
-pub mod copy;
+mod copy;
 pub mod handlers;
 pub mod item;
-pub mod naming;
+pub(crate) mod naming;
 pub mod source;
 pub mod sql;
 pub mod table;

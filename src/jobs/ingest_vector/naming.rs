@@ -3,10 +3,10 @@
 //! the source's fields are sanitised, and every identifier reaches SQL only through [`quote`].
 
 /// Longest identifier PostgreSQL keeps (NAMEDATALEN - 1).
-pub const MAX_IDENTIFIER: usize = 63;
+pub(crate) const MAX_IDENTIFIER: usize = 63;
 
 /// Schemas the job never writes into: the engine's own, pgSTAC's and the system's.
-pub const RESERVED_SCHEMAS: [&str; 5] = [
+pub(crate) const RESERVED_SCHEMAS: [&str; 5] = [
     "app",
     "pgstac",
     "pg_catalog",
@@ -15,17 +15,17 @@ pub const RESERVED_SCHEMAS: [&str; 5] = [
 ];
 
 /// The columns CoreMachine adds to every table.
-pub const ID_COLUMN: &str = "id";
+pub(crate) const ID_COLUMN: &str = "id";
 /// The geometry column.
-pub const GEOMETRY_COLUMN: &str = "geom";
+pub(crate) const GEOMETRY_COLUMN: &str = "geom";
 /// The column naming the chunk that loaded a row (`{job_id}:{chunk}`).
-pub const BATCH_COLUMN: &str = "etl_batch_id";
+pub(crate) const BATCH_COLUMN: &str = "etl_batch_id";
 /// The batch ledger's table name in each target schema (refused as a `table_name`).
-pub const LEDGER_TABLE: &str = "coremachine_batches";
+pub(crate) const LEDGER_TABLE: &str = "coremachine_batches";
 
 /// Whether `s` is a plain identifier: a lowercase letter or '_' first, then lowercase letters,
 /// digits and '_', at most 63 bytes, not starting with `pg_`.
-pub fn check_identifier(s: &str) -> Result<(), String> {
+pub(crate) fn check_identifier(s: &str) -> Result<(), String> {
     let mut chars = s.chars();
     let first_ok = chars
         .next()
@@ -51,7 +51,7 @@ pub fn check_identifier(s: &str) -> Result<(), String> {
 }
 
 /// The parameter check of `table_name`.
-pub fn check_table(s: &str) -> Result<(), (&'static str, String)> {
+pub(crate) fn check_table(s: &str) -> Result<(), (&'static str, String)> {
     check_identifier(s).map_err(|e| ("identifier", e))?;
     if s == LEDGER_TABLE {
         return Err((
@@ -65,7 +65,7 @@ pub fn check_table(s: &str) -> Result<(), (&'static str, String)> {
 }
 
 /// The parameter check of `schema`: an identifier and not an engine or system schema.
-pub fn check_schema(s: &str) -> Result<(), (&'static str, String)> {
+pub(crate) fn check_schema(s: &str) -> Result<(), (&'static str, String)> {
     check_identifier(s).map_err(|e| ("identifier", e))?;
     if RESERVED_SCHEMAS.contains(&s) {
         return Err((
@@ -79,7 +79,7 @@ pub fn check_schema(s: &str) -> Result<(), (&'static str, String)> {
 }
 
 /// The parameter check of an index column name.
-pub fn check_column(s: &str) -> Result<(), (&'static str, String)> {
+pub(crate) fn check_column(s: &str) -> Result<(), (&'static str, String)> {
     if s.is_empty() || s.len() > 256 || s.chars().any(char::is_control) {
         return Err(("column", format!("{s:?} is not a column name")));
     }
@@ -88,17 +88,17 @@ pub fn check_column(s: &str) -> Result<(), (&'static str, String)> {
 
 /// `ident` as a quoted SQL identifier (`"a""b"`). Every identifier in generated SQL goes through
 /// here, the validated ones too.
-pub fn quote(ident: &str) -> String {
+pub(crate) fn quote(ident: &str) -> String {
     format!("\"{}\"", ident.replace('"', "\"\""))
 }
 
 /// `"schema"."table"`.
-pub fn qualified(schema: &str, table: &str) -> String {
+pub(crate) fn qualified(schema: &str, table: &str) -> String {
     format!("{}.{}", quote(schema), quote(table))
 }
 
 /// A name derived from `base` and `suffix` that stays within 63 bytes (`{table}_geom_gist`).
-pub fn derived(base: &str, suffix: &str) -> String {
+pub(crate) fn derived(base: &str, suffix: &str) -> String {
     let room = MAX_IDENTIFIER.saturating_sub(suffix.len() + 1);
     let mut b = base.to_string();
     while b.len() > room {
@@ -110,7 +110,7 @@ pub fn derived(base: &str, suffix: &str) -> String {
 /// Column names for the source's fields, in order: lowercased, every run of other characters a
 /// single '_', a leading digit prefixed with '_', cut to 63 bytes, made unique, and never one of
 /// CoreMachine's own columns (`id`, `geom`, `etl_batch_id` get `_src`).
-pub fn column_names(fields: &[String]) -> Vec<String> {
+pub(crate) fn column_names(fields: &[String]) -> Vec<String> {
     let mut used: Vec<String> = vec![
         ID_COLUMN.into(),
         GEOMETRY_COLUMN.into(),

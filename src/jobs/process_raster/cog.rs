@@ -18,7 +18,7 @@ use super::inspect::{self, CrsInfo};
 use super::profile::CogProfile;
 
 /// The block (tile) size of every COG written.
-pub const BLOCK_SIZE: usize = 512;
+pub(crate) const BLOCK_SIZE: usize = 512;
 
 /// Everything [`create_cog`] needs besides the paths.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -100,7 +100,7 @@ fn gdal_fail(
 }
 
 /// The COG driver's creation options for `opts`.
-pub fn creation_options(opts: &CogOptions) -> Vec<String> {
+pub(crate) fn creation_options(opts: &CogOptions) -> Vec<String> {
     let p = &opts.profile;
     let mut o = vec![
         format!("TARGET_SRS={}", opts.target_crs),
@@ -125,7 +125,7 @@ pub fn creation_options(opts: &CogOptions) -> Vec<String> {
 
 /// Converts `input` to a COG at `output` and verifies it. Temporary files (the warped copy,
 /// overviews) go to `output`'s directory. `label` names the source in errors (the blob).
-pub fn create_cog(
+pub(crate) fn create_cog(
     input: &Path,
     output: &Path,
     opts: &CogOptions,
@@ -186,7 +186,7 @@ pub fn create_cog(
 }
 
 /// STAC raster data type of a GDAL type name.
-pub fn stac_data_type(gdal: &str) -> String {
+pub(crate) fn stac_data_type(gdal: &str) -> String {
     match gdal {
         "Byte" => "uint8".into(),
         other => other.to_ascii_lowercase(),
@@ -194,7 +194,7 @@ pub fn stac_data_type(gdal: &str) -> String {
 }
 
 /// Reopens `output` and checks it is a COG in the target CRS; reports what the STAC item needs.
-pub fn verify(
+pub(crate) fn verify(
     output: &Path,
     opts: &CogOptions,
     label: &str,

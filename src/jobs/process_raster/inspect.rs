@@ -70,7 +70,7 @@ pub struct RasterReport {
 
 /// What the job asked for, as far as validation is concerned.
 #[derive(Debug, Clone)]
-pub struct InspectRequest<'a> {
+pub(crate) struct InspectRequest<'a> {
     /// `input_crs`.
     pub input_crs: Option<&'a str>,
     /// `raster_type` (None: auto).
@@ -86,7 +86,7 @@ fn fail(check: &'static str, message: impl Into<String>) -> RasterError {
 }
 
 /// Parses a CRS definition (`EPSG:4326`, WKT, PROJ string) as GDAL does for `TARGET_SRS`.
-pub fn parse_crs(definition: &str) -> Result<SpatialRef, String> {
+pub(crate) fn parse_crs(definition: &str) -> Result<SpatialRef, String> {
     let mut sr = SpatialRef::from_definition(definition)
         .map_err(|e| format!("{definition:?} is not a CRS GDAL knows: {e}"))?;
     sr.set_axis_mapping_strategy(AxisMappingStrategy::TraditionalGisOrder);
@@ -94,7 +94,7 @@ pub fn parse_crs(definition: &str) -> Result<SpatialRef, String> {
 }
 
 /// Describes a CRS: its EPSG code when it has one (or one is identified), name and WKT.
-pub fn crs_info(sr: &SpatialRef) -> CrsInfo {
+pub(crate) fn crs_info(sr: &SpatialRef) -> CrsInfo {
     let code = |s: &SpatialRef| match (s.auth_name(), s.auth_code()) {
         (Some(a), Ok(c)) if a.eq_ignore_ascii_case("EPSG") => Some(format!("EPSG:{c}")),
         _ => None,
@@ -114,7 +114,7 @@ pub fn crs_info(sr: &SpatialRef) -> CrsInfo {
 }
 
 /// The [minx, miny, maxx, maxy] of a geotransform over a `width` x `height` grid (rotation too).
-pub fn grid_bounds(gt: &[f64; 6], width: usize, height: usize) -> [f64; 4] {
+pub(crate) fn grid_bounds(gt: &[f64; 6], width: usize, height: usize) -> [f64; 4] {
     let (w, h) = (width as f64, height as f64);
     let corners = [(0.0, 0.0), (w, 0.0), (0.0, h), (w, h)];
     let mut b = [f64::MAX, f64::MAX, f64::MIN, f64::MIN];
@@ -127,7 +127,7 @@ pub fn grid_bounds(gt: &[f64; 6], width: usize, height: usize) -> [f64; 4] {
 }
 
 /// `bounds` (in `from`) transformed to `to`, densified along the edges.
-pub fn transform_bounds(
+pub(crate) fn transform_bounds(
     from: &SpatialRef,
     to: &SpatialRef,
     bounds: &[f64; 4],
@@ -179,7 +179,7 @@ fn tiff_data_end(ds: &Dataset) -> Option<u64> {
 }
 
 /// Opens `path` (a local copy of `blob`) and reports it, or fails with the check that failed.
-pub fn inspect(
+pub(crate) fn inspect(
     path: &Path,
     blob: &str,
     req: &InspectRequest<'_>,

@@ -18,11 +18,11 @@
 //! - [`stac_item`]: the STAC item (pure).
 //! - [`handlers`]: the task handlers: blob transfer, `spawn_blocking`, pgSTAC.
 
-pub mod cog;
+pub(crate) mod cog;
 pub mod handlers;
-pub mod inspect;
+pub(crate) mod inspect;
 pub mod profile;
-pub mod stac_item;
+pub(crate) mod stac_item;
 
 use serde_json::{Map, Value, json};
 

@@ -8,11 +8,11 @@ use stac_extensions::{Extension, Extensions, Projection, Raster};
 use super::cog::CogReport;
 
 /// Media type of every COG asset.
-pub const COG_MEDIA_TYPE: &str = "image/tiff; application=geotiff; profile=cloud-optimized";
+pub(crate) const COG_MEDIA_TYPE: &str = "image/tiff; application=geotiff; profile=cloud-optimized";
 
 /// One tier's COG as stage 2 reported it.
 #[derive(Debug, Clone)]
-pub struct TierCog {
+pub(crate) struct TierCog {
     /// Tier name (the asset key).
     pub tier: String,
     /// URL of the blob.
@@ -31,7 +31,7 @@ fn roles(tier: &str) -> Vec<String> {
 }
 
 /// The closed ring of a lon/lat bbox.
-pub fn bbox_polygon(b: &[f64; 4]) -> Value {
+pub(crate) fn bbox_polygon(b: &[f64; 4]) -> Value {
     json!({
         "type": "Polygon",
         "coordinates": [[[b[0], b[1]], [b[2], b[1]], [b[2], b[3]], [b[0], b[3]], [b[0], b[1]]]],
@@ -40,7 +40,7 @@ pub fn bbox_polygon(b: &[f64; 4]) -> Value {
 
 /// Builds the item. `datetime` is the source blob's last modification (RFC 3339), so re-runs
 /// produce the same item; `source` names the blob it came from.
-pub fn build_item(
+pub(crate) fn build_item(
     item_id: &str,
     collection_id: &str,
     datetime: Option<&str>,
@@ -115,7 +115,7 @@ pub fn build_item(
 }
 
 /// A minimal collection for `id`, with a global extent (pgSTAC keeps items' own extents).
-pub fn new_collection(id: &str) -> Value {
+pub(crate) fn new_collection(id: &str) -> Value {
     json!({
         "type": "Collection",
         "stac_version": "1.1.0",

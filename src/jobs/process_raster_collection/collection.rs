@@ -7,10 +7,10 @@ use serde_json::{Value, json};
 use stac::Item;
 
 /// Media type of the MosaicJSON asset.
-pub const MOSAIC_MEDIA_TYPE: &str = "application/json";
+pub(super) const MOSAIC_MEDIA_TYPE: &str = "application/json";
 
 /// The union of the items' bboxes and their [earliest, latest] datetimes (RFC 3339).
-pub fn extents(items: &[Item]) -> (Option<[f64; 4]>, [Option<String>; 2]) {
+pub(super) fn extents(items: &[Item]) -> (Option<[f64; 4]>, [Option<String>; 2]) {
     let bbox = items
         .iter()
         .filter_map(|i| i.bbox)
@@ -31,7 +31,7 @@ pub fn extents(items: &[Item]) -> (Option<[f64; 4]>, [Option<String>; 2]) {
 }
 
 /// The summaries: data types, band counts and CRS codes over every item's assets.
-pub fn summaries(items: &[Item]) -> Value {
+pub(super) fn summaries(items: &[Item]) -> Value {
     let mut types = BTreeSet::new();
     let mut counts = BTreeSet::new();
     let mut codes = BTreeSet::new();
@@ -63,7 +63,12 @@ pub fn summaries(items: &[Item]) -> Value {
 }
 
 /// The collection `id` over `items`, with the MosaicJSON at `mosaic_href`.
-pub fn build_collection(id: &str, items: &[Item], mosaic_href: &str, mosaic: &Value) -> Value {
+pub(super) fn build_collection(
+    id: &str,
+    items: &[Item],
+    mosaic_href: &str,
+    mosaic: &Value,
+) -> Value {
     let (bbox, interval) = extents(items);
     json!({
         "type": "Collection",

@@ -20,7 +20,7 @@
 //! - [`collection`]: the STAC Collection (pure).
 //! - [`handlers`]: the mosaic and collection tasks (Blob Storage, pgSTAC).
 
-pub mod collection;
+mod collection;
 pub mod handlers;
 pub mod mosaic;
 
