@@ -17,21 +17,8 @@ use tokio_util::sync::CancellationToken;
 use crate::config::LocalQueueSettings;
 use crate::startup::Deliveries;
 use crate::startup::layout::{AppLayout, Trigger, timer_period};
-use crate::store::sql;
-
-/// One leased message.
-#[derive(Debug, Clone)]
-struct Leased {
-    id: i64,
-    message_id: String,
-    body: String,
-    properties: Map<String, Value>,
-    correlation_id: Option<String>,
-    enqueued_at: chrono::DateTime<chrono::Utc>,
-    delivery_count: i32,
-    lock_token: uuid::Uuid,
-    dead_letter_source: Option<String>,
-}
+use crate::store::queue::Leased;
+use crate::store::{self, sql};
 
 /// Settings of one emulator.
 #[derive(Debug, Clone)]
@@ -288,39 +275,15 @@ impl Pump {
                 tracing::warn!(queue = %self.queue, count = dead.len(), "messages dead-lettered (MaxDeliveryCountExceeded)");
             }
         }
-        let stmt = client
-            .prepare_cached(sql::LOCAL_QUEUE_LEASE)
-            .await
-            .map_err(|e| e.to_string())?;
-        let rows = client
-            .query(
-                &stmt,
-                &[
-                    &self.queue,
-                    &(n as i64),
-                    &self.cfg.queue.lock_duration.as_secs_f64(),
-                    &self.cfg.queue.max_delivery_count,
-                ],
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok(rows
-            .into_iter()
-            .map(|r| Leased {
-                id: r.get(0),
-                message_id: r.get(1),
-                body: r.get(2),
-                properties: match r.get::<_, Value>(3) {
-                    Value::Object(m) => m,
-                    _ => Map::new(),
-                },
-                correlation_id: r.get(4),
-                enqueued_at: r.get(5),
-                delivery_count: r.get(6),
-                lock_token: r.get(7),
-                dead_letter_source: r.get(8),
-            })
-            .collect())
+        store::queue::lease(
+            &client,
+            &self.queue,
+            n as i64,
+            self.cfg.queue.lock_duration.as_secs_f64(),
+            self.cfg.queue.max_delivery_count,
+        )
+        .await
+        .map_err(|e| e.to_string())
     }
 
     /// Whether the dead-letter sweep should run now (and records that it does).

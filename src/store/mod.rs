@@ -21,6 +21,7 @@ pub(crate) mod task_archive;
 pub(crate) mod janitor;
 pub(crate) mod message_failures;
 pub mod outbox;
+pub(crate) mod queue;
 pub mod tasks;
 
 // The API's reads, one module per aggregate it shows.

@@ -3,7 +3,9 @@
 
 use deadpool_postgres::GenericClient;
 
-use super::{QueryContext, StoreError, sql};
+use tokio_postgres::types::ToSql;
+
+use super::{QueryContext, StoreError, Traced, sql};
 
 /// One locked outbox row (`outbox_unsendable_rows.sql`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,4 +48,89 @@ pub async fn delete(c: &impl GenericClient, ids: &[i64]) -> Result<u64, StoreErr
     c.execute(sql::OUTBOX_DELETE, &[&ids])
         .await
         .ctx(|| format!("deleting {} unsendable outbox rows", ids.len()))
+}
+
+/// One outbox row as the publisher reads it (`outbox_select.sql`).
+#[derive(Debug, Clone)]
+pub(crate) struct OutboxRow {
+    /// Row id.
+    pub(crate) id: i64,
+    /// Destination queue.
+    pub(crate) queue: String,
+    /// Its MessageId.
+    pub(crate) message_id: String,
+    /// Its body.
+    pub(crate) body: String,
+    /// Its application properties.
+    pub(crate) properties: serde_json::Map<String, serde_json::Value>,
+    /// Its CorrelationId.
+    pub(crate) correlation_id: Option<String>,
+    /// Earliest delivery time.
+    pub(crate) scheduled_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The job it belongs to, as its sender wrote it.
+    pub(crate) job_id: Option<String>,
+}
+
+/// Writes outbox rows (`outbox_insert_batch.sql`): `params` are the statement's seven column
+/// arrays (queue, message_id, body, properties, correlation_id, scheduled_at, job_id). Returns
+/// the new rows' ids.
+pub(crate) async fn insert_batch(
+    c: &impl GenericClient,
+    params: &[&(dyn ToSql + Sync); 7],
+    what: impl Fn() -> String,
+) -> Result<Vec<i64>, StoreError> {
+    let stmt = c
+        .prepare_cached(sql::OUTBOX_INSERT_BATCH)
+        .await
+        .ctx(|| "preparing outbox insert".into())?;
+    let rows = c
+        .query(&stmt, params)
+        .traced(sql::OUTBOX_INSERT_BATCH)
+        .await
+        .ctx(&what)?;
+    rows.iter().map(|r| r.try_get("id").ctx(&what)).collect()
+}
+
+/// Locks and reads the rows among `ids` no one else holds, in id order (`outbox_select.sql`).
+pub(crate) async fn select_locked(
+    c: &impl GenericClient,
+    ids: &[i64],
+) -> Result<Vec<OutboxRow>, StoreError> {
+    let what = || format!("reading {} outbox rows", ids.len());
+    let rows = c
+        .query(sql::OUTBOX_SELECT, &[&ids])
+        .traced(sql::OUTBOX_SELECT)
+        .await
+        .ctx(what)?;
+    rows.iter()
+        .map(|r| {
+            Ok(OutboxRow {
+                id: r.try_get("id").ctx(what)?,
+                queue: r.try_get("queue").ctx(what)?,
+                message_id: r.try_get("message_id").ctx(what)?,
+                body: r.try_get("body").ctx(what)?,
+                properties: match r.try_get::<_, serde_json::Value>("properties").ctx(what)? {
+                    serde_json::Value::Object(m) => m,
+                    _ => Default::default(),
+                },
+                correlation_id: r.try_get("correlation_id").ctx(what)?,
+                scheduled_at: r.try_get("scheduled_at").ctx(what)?,
+                job_id: r.try_get("job_id").ctx(what)?,
+            })
+        })
+        .collect()
+}
+
+/// Ids of rows older than `age_s` seconds, oldest first, at most `limit` (`outbox_stale_ids.sql`).
+pub(crate) async fn stale_ids(
+    c: &impl GenericClient,
+    age_s: f64,
+    limit: i64,
+) -> Result<Vec<i64>, StoreError> {
+    let what = || "finding stale outbox rows".to_string();
+    let rows = c
+        .query(sql::OUTBOX_STALE_IDS, &[&age_s, &limit])
+        .await
+        .ctx(what)?;
+    rows.iter().map(|r| r.try_get("id").ctx(what)).collect()
 }

@@ -3,11 +3,10 @@
 //! harmless.
 
 use deadpool_postgres::{Pool, Transaction};
-use serde_json::Value;
 
 use super::columns::Columns;
 use super::{OutboundMessage, SharedTransport};
-use crate::store::{QueryContext, StoreError, Traced, sql};
+use crate::store::{self, QueryContext, StoreError, Traced, sql};
 use crate::telemetry::checkpoints as cp;
 
 /// Writes outbox rows inside a transaction and publishes them after commit.
@@ -48,19 +47,13 @@ impl Outbox {
             return Ok(Vec::new());
         }
         let job = messages[0].job_id.clone().unwrap_or_default();
-        let stmt = tx
-            .prepare_cached(sql::OUTBOX_INSERT_BATCH)
-            .await
-            .ctx(|| "preparing outbox insert".into())?;
         let columns = Columns::of(messages);
         let [queue, id, body, props, corr, at] = columns.params();
         let j: Vec<Option<&str>> = messages.iter().map(|m| m.job_id.as_deref()).collect();
-        let rows = tx
-            .query(&stmt, &[queue, id, body, props, corr, at, &j])
-            .traced(sql::OUTBOX_INSERT_BATCH)
-            .await
-            .ctx(|| format!("writing {} outbox messages for job {job}", messages.len()))?;
-        Ok(rows.iter().map(|r| r.get(0)).collect())
+        store::outbox::insert_batch(tx, &[queue, id, body, props, corr, at, &j], || {
+            format!("writing {} outbox messages for job {job}", messages.len())
+        })
+        .await
     }
 
     /// Writes `messages` as part of `tx` for a stage's fan-out. When the transport can enqueue
@@ -116,27 +109,20 @@ impl Outbox {
             .transaction()
             .await
             .ctx(|| "starting outbox publish".into())?;
-        let rows = tx
-            .query(sql::OUTBOX_SELECT, &[&ids])
-            .traced(sql::OUTBOX_SELECT)
-            .await
-            .ctx(|| "reading outbox rows".into())?;
+        let rows = store::outbox::select_locked(&tx, ids).await?;
+        let locked: Vec<i64> = rows.iter().map(|r| r.id).collect();
         let messages: Vec<OutboundMessage> = rows
-            .iter()
+            .into_iter()
             .map(|r| OutboundMessage {
-                queue: r.get(1),
-                message_id: r.get(2),
-                body: r.get(3),
-                properties: match r.get::<_, Value>(4) {
-                    Value::Object(m) => m,
-                    _ => Default::default(),
-                },
-                correlation_id: r.get(5),
-                scheduled_at: r.get(6),
-                job_id: r.get(7),
+                queue: r.queue,
+                message_id: r.message_id,
+                body: r.body,
+                properties: r.properties,
+                correlation_id: r.correlation_id,
+                scheduled_at: r.scheduled_at,
+                job_id: r.job_id,
             })
             .collect();
-        let locked: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
         if messages.is_empty() {
             return Ok(0);
         }
@@ -154,12 +140,6 @@ impl Outbox {
     /// Ids of rows older than `age_s` seconds (left by a crash or a failed publish), oldest first.
     pub(crate) async fn stale_ids(&self, age_s: f64, limit: i64) -> Result<Vec<i64>, StoreError> {
         let client = crate::store::client(&self.pool, "finding stale outbox rows").await?;
-        Ok(client
-            .query(sql::OUTBOX_STALE_IDS, &[&age_s, &limit])
-            .await
-            .ctx(|| "finding stale outbox rows".into())?
-            .iter()
-            .map(|r| r.get(0))
-            .collect())
+        store::outbox::stale_ids(&client, age_s, limit).await
     }
 }
