@@ -127,10 +127,9 @@ pub(crate) async fn stale_ids(
     age_s: f64,
     limit: i64,
 ) -> Result<Vec<i64>, StoreError> {
-    let what = || "finding stale outbox rows".to_string();
-    let rows = c
-        .query(sql::OUTBOX_STALE_IDS, &[&age_s, &limit])
-        .await
-        .ctx(what)?;
-    rows.iter().map(|r| r.try_get("id").ctx(what)).collect()
+    let id = |r: &tokio_postgres::Row| r.try_get("id");
+    super::decode::all(c, sql::OUTBOX_STALE_IDS, &[&age_s, &limit], id, || {
+        "finding stale outbox rows".to_string()
+    })
+    .await
 }
