@@ -143,7 +143,7 @@ async fn expired_leases(engine: &Engine, report: &mut JanitorReport) -> Result<(
         let c = store::client(engine.pool(), "finding expired task leases").await?;
         runs::expired_leases(&c, BATCH).await?
     };
-    for lease in leases {
+    for (lease, claim_token) in leases {
         report.found += 1;
         let retry_count = lease.retry_count;
         let retries_left = (retry_count as u32) < engine.settings().retry.max_retries;
@@ -159,7 +159,7 @@ async fn expired_leases(engine: &Engine, report: &mut JanitorReport) -> Result<(
             .stage(lease.stage)
             .attempt(retry_count + 1);
         let task_id = lease.task_id.clone();
-        match engine.fail_attempt(lease.into(), retry_count, err).await {
+        match engine.fail_attempt(lease.into(), retry_count, Some(claim_token), err).await {
             Ok(_) => {
                 report.fixed += 1;
                 let (action, checkpoint) = if retries_left {

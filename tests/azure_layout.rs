@@ -129,10 +129,16 @@ fn every_function_json_follows_the_binding_rules() {
                     t["isSessionsEnabled"], false,
                     "{name}: the queues have no sessions"
                 );
-                assert!(
-                    t.get("cardinality").is_none_or(|c| c == "one"),
-                    "{name}: one message per invocation"
-                );
+                // [batch]: the tasks trigger takes batches (the engine claims and completes
+                // them together); job and poison messages stay one per invocation.
+                if name == "tasks-queue-trigger" {
+                    assert_eq!(t["cardinality"], "many", "{name}: batched invocations");
+                } else {
+                    assert!(
+                        t.get("cardinality").is_none_or(|c| c == "one"),
+                        "{name}: one message per invocation"
+                    );
+                }
                 assert!(
                     t.get("autoComplete").is_none_or(|c| c == true),
                     "{name}: autoComplete must stay true"

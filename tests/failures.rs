@@ -401,10 +401,11 @@ async fn a_failed_outbox_publish_is_published_by_the_janitor_and_the_job_complet
     t.cleanup().await;
 }
 
-#[tokio::test]
-async fn a_worker_killed_mid_task_is_recovered_by_lease_expiry_and_the_janitor() {
+/// A hello_world job (n = 3) whose stage-1 task 1 hangs after its handler (the process is as good
+/// as dead), under a task lease of `lease` and a queue lock of 1 s.
+async fn job_with_a_hanging_task(lease: Duration) -> (TestApp, String) {
     let t = TestApp::start_opts(|o| {
-        o.settings.task_lease = Duration::from_secs(2);
+        o.settings.task_lease = lease;
         o.local_queue().lock_duration = Duration::from_secs(1);
     })
     .await;
@@ -414,6 +415,13 @@ async fn a_worker_killed_mid_task_is_recovered_by_lease_expiry_and_the_janitor()
             .on_stage(1),
     );
     let job = t.submit("hello_world", json!({"n": 3})).await;
+    (t, job)
+}
+
+#[tokio::test]
+async fn a_worker_killed_mid_task_whose_message_is_lost_is_recovered_by_lease_expiry_and_the_janitor()
+ {
+    let (t, job) = job_with_a_hanging_task(Duration::from_secs(2)).await;
     // Wait until the victim's handler has run and the invocation is hanging (task still processing).
     let c = t.db().await;
     let start = std::time::Instant::now();
@@ -436,7 +444,15 @@ async fn a_worker_killed_mid_task_is_recovered_by_lease_expiry_and_the_janitor()
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    // The process dies; a new one starts on the same database.
+    // The process dies; a new one starts on the same database. The victim's message is lost too
+    // (with it, a redelivery would take the task over at once: the next test), so only the
+    // lease and the janitor can recover the task.
+    c.execute(
+        "DELETE FROM app.queue_messages WHERE queue = 'geospatial-tasks'",
+        &[],
+    )
+    .await
+    .unwrap();
     let t = t.restart_after_kill(|_| {}).await;
     tokio::time::sleep(Duration::from_millis(2200)).await; // the lease runs out
     let report = coremachine::janitor::run_once(t.engine()).await.unwrap();
@@ -465,6 +481,63 @@ async fn a_worker_killed_mid_task_is_recovered_by_lease_expiry_and_the_janitor()
         .unwrap();
     assert_eq!(retries, 1, "the lost attempt was replaced by attempt 2");
     assert_eq!(completions, 1, "the task completed exactly once");
+    t.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_worker_killed_mid_task_loses_it_to_the_redelivery_within_one_lock_duration() {
+    // A lease far longer than the lock: only the takeover by the redelivered message (a higher
+    // DeliveryCount than the claim's) can finish the job in time.
+    let (t, job) = job_with_a_hanging_task(Duration::from_secs(600)).await;
+    let start = std::time::Instant::now();
+    while t
+        .count(
+            "SELECT count(*) FROM app.tasks WHERE parent_job_id = $1 AND stage = 1 AND status = 'completed'",
+            &job,
+        )
+        .await
+        < 2
+    {
+        assert!(start.elapsed() < T, "{}", t.dump(&job).await);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let killed = std::time::Instant::now();
+    let t = t.restart_after_kill(|_| {}).await;
+    assert_eq!(t.wait_terminal(&job, T).await, "completed");
+    println!(
+        "takeover: job completed {:.1} s after the kill (lock duration 1 s, lease 600 s)",
+        killed.elapsed().as_secs_f64()
+    );
+    t.wait_quiet(T).await;
+    let c = t.db().await;
+    let (retries, completions, takeovers): (i32, i64, i64) = c
+        .query_one(
+            "SELECT t.retry_count,
+                    (SELECT count(*) FROM app.job_events e WHERE e.task_id = t.task_id AND e.event_type = 'task_completed'),
+                    (SELECT count(*) FROM app.job_events e WHERE e.task_id = t.task_id AND e.event_type = 'task_started' AND e.event_data ? 'took_over_claim')
+             FROM app.tasks t WHERE t.parent_job_id = $1 AND t.stage = 1 AND t.task_seq = 1",
+            &[&job],
+        )
+        .await
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .unwrap();
+    assert_eq!(retries, 0, "the same attempt was taken over, not retried");
+    assert_eq!(completions, 1, "the task completed exactly once");
+    assert_eq!(
+        takeovers, 1,
+        "its second claim says whose claim it took over"
+    );
+    assert_eq!(
+        t.count(
+            "SELECT count(*) FROM app.job_events WHERE job_id = $1 AND event_type = 'task_completed'",
+            &job
+        )
+        .await,
+        6,
+        "every task of both stages completed exactly once"
+    );
+    assert_eq!(count_events(&t, &job, "stage_advanced").await, 1);
     t.cleanup().await;
 }
 

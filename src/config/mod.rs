@@ -242,7 +242,8 @@ pub struct Settings {
     /// acknowledged.
     pub trigger_max_body_bytes: usize,
     /// How many messages of one batched invocation (`"cardinality": "many"`) are handled at
-    /// once (`TRIGGER_BATCH_CONCURRENCY`, default 16).
+    /// once (`TRIGGER_BATCH_CONCURRENCY`, default 8: what host.json maxConcurrentCalls gives a
+    /// one-message trigger, so a batch runs as many handlers at once per instance as before).
     pub trigger_batch_concurrency: usize,
     /// How long finished jobs and events are kept (`RETENTION_*`, src/retention.rs).
     pub retention: RetentionSettings,
@@ -271,7 +272,7 @@ impl Settings {
             server: ServerSettings::default(),
             migrate_on_start: false,
             trigger_max_body_bytes: TRIGGER_MAX_BODY_BYTES,
-            trigger_batch_concurrency: 16,
+            trigger_batch_concurrency: 8,
             retention: RetentionSettings::default(),
         }
     }

@@ -50,6 +50,8 @@ pub(crate) struct Pending {
     pub task_id: TaskId,
     /// The attempt that completed (guard).
     pub retry_count: i32,
+    /// The claim's fencing token (guard; `None`: any claim of the attempt).
+    pub claim_token: Option<i32>,
     /// Handler result (already cleaned of NUL characters).
     pub result: Value,
     /// Event details of `task_completed`.
@@ -58,6 +60,22 @@ pub(crate) struct Pending {
     pub reply: oneshot::Sender<Result<(bool, Vec<i64>), StoreError>>,
     /// The invocation's span: what the group does for this task (ending its stage, finalizing
     /// the job) is recorded in the task's trace, not in the lane's.
+    pub span: tracing::Span,
+}
+
+/// A successful attempt of a batch, for [`Engine::complete_together`].
+pub(super) struct Completion {
+    /// Task id.
+    pub task_id: TaskId,
+    /// The attempt that completed.
+    pub retry_count: i32,
+    /// The claim's fencing token.
+    pub claim_token: Option<i32>,
+    /// Handler result (already cleaned of NUL characters).
+    pub result: Value,
+    /// Event details of `task_completed`.
+    pub event_data: Value,
+    /// The message's span.
     pub span: tracing::Span,
 }
 
@@ -92,6 +110,7 @@ impl Engine {
         &self,
         task_id: &TaskId,
         retry_count: i32,
+        claim_token: Option<i32>,
         counter_shard: i16,
         result: Value,
         event_data: Value,
@@ -100,6 +119,7 @@ impl Engine {
         let pending = Pending {
             task_id: task_id.clone(),
             retry_count,
+            claim_token,
             result,
             event_data,
             reply,
@@ -122,10 +142,47 @@ impl Engine {
         self.end_task(
             &pending.task_id,
             pending.retry_count,
-            outcome::completed(pending.result, pending.event_data),
+            claimed_ending(pending.result, pending.event_data, pending.claim_token),
             None,
         )
         .await
+    }
+
+    /// Completes a batch's successful attempts together, without the lanes: one statement in
+    /// the common case (`commit_group`). One answer per completion, in order, as
+    /// [`Engine::complete_grouped`] gives it.
+    pub(super) async fn complete_together(
+        &self,
+        items: Vec<Completion>,
+    ) -> Vec<Result<(bool, Vec<i64>), StoreError>> {
+        let (group, answers): (Vec<Pending>, Vec<_>) = items
+            .into_iter()
+            .map(|c| {
+                let (reply, answer) = oneshot::channel();
+                let p = Pending {
+                    task_id: c.task_id,
+                    retry_count: c.retry_count,
+                    claim_token: c.claim_token,
+                    result: c.result,
+                    event_data: c.event_data,
+                    reply,
+                    span: c.span,
+                };
+                (p, answer)
+            })
+            .unzip();
+        if !group.is_empty() {
+            self.commit_group(group).await;
+        }
+        let mut out = Vec::with_capacity(answers.len());
+        for a in answers {
+            out.push(a.await.unwrap_or_else(|_| {
+                Err(StoreError::Shared(
+                    "a completion of the batch was not answered (the engine is stopping)".into(),
+                ))
+            }));
+        }
+        out
     }
 
     fn grouper(&self) -> &Grouper {
@@ -140,7 +197,7 @@ impl Engine {
             .end_task(
                 &p.task_id,
                 p.retry_count,
-                outcome::completed(p.result, p.event_data),
+                claimed_ending(p.result, p.event_data, p.claim_token),
                 None,
             )
             .instrument(p.span)
@@ -150,7 +207,9 @@ impl Engine {
 
     /// Commits one group: in one statement when it ends no counter shard (almost always), else in
     /// a transaction that also ends the stage; on failure, each completion alone.
-    async fn commit_group(&self, group: Vec<Pending>) {
+    async fn commit_group(&self, mut group: Vec<Pending>) {
+        // Task rows are locked in key order by every multi-row statement (claims too).
+        group.sort_by(|a, b| a.task_id.cmp(&b.task_id));
         match self.try_fast(&group).await {
             Ok(Some(answers)) => {
                 for (p, a) in group.into_iter().zip(answers) {
@@ -271,12 +330,24 @@ fn first_copies(group: &[Pending], mut ended: BTreeSet<TaskId>) -> Vec<bool> {
     group.iter().map(|p| ended.remove(&p.task_id)).collect()
 }
 
-/// The group as the statements' four parallel arrays: task ids, attempts, results, event data.
+/// The group as the statements' parallel arrays: task ids, attempts, results, event data, claims.
 fn columns(group: &[Pending]) -> Completions<'_> {
     Completions {
         task_ids: group.iter().map(|p| &p.task_id).collect(),
         retry_counts: group.iter().map(|p| p.retry_count).collect(),
         results: group.iter().map(|p| &p.result).collect(),
         event_data: group.iter().map(|p| &p.event_data).collect(),
+        claim_tokens: group.iter().map(|p| p.claim_token).collect(),
     }
+}
+
+/// The ending of a successful attempt under its claim.
+fn claimed_ending(
+    result: Value,
+    event_data: Value,
+    claim_token: Option<i32>,
+) -> outcome::Ending<'static> {
+    let mut e = outcome::completed(result, event_data);
+    e.claim_token = claim_token;
+    e
 }

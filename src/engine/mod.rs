@@ -26,6 +26,7 @@ mod stage_end;
 mod stage_inputs;
 mod stage_start;
 mod submit;
+mod task_batch;
 mod task_end;
 mod task_failure;
 mod task_guard;
@@ -48,6 +49,7 @@ pub use control::{Cancelled, ControlError, ResubmitFrom, Resubmitted};
 pub use ids::{JobId, TaskId};
 pub(crate) use repair::load_job_ctx;
 pub use submit::{SubmitError, SubmitRecord, Submitted};
+pub use task_batch::BatchMessage;
 
 /// How the message that triggered an invocation arrived (for records and checkpoints).
 #[derive(Debug, Clone, Default)]

@@ -30,6 +30,7 @@ pub(crate) fn completed(result: Value, event_data: Value) -> Ending<'static> {
         checkpoint: cp::TASK_COMPLETED,
         event_data,
         unclaimed: false,
+        claim_token: None,
     }
 }
 
@@ -62,6 +63,7 @@ pub(crate) fn failed(f: Failure<'_>, unclaimed: bool) -> Ending<'_> {
         checkpoint: f.checkpoint,
         event_data: f.event_data,
         unclaimed,
+        claim_token: None,
     }
 }
 

@@ -19,17 +19,23 @@ pub(crate) async fn load_job_ctx(
 }
 
 impl Engine {
-    /// Treats the current attempt of a processing task as failed with `err` (retry or fail).
+    /// Treats the current attempt of a processing task (its claim `claim_token`; `None`: any) as
+    /// failed with `err` (retry or fail).
     pub(crate) async fn fail_attempt(
         &self,
         ctx: TaskContext,
         retry_count: i32,
+        claim_token: Option<i32>,
         err: TaskError,
     ) -> Result<Handled, EngineError> {
         let fields = crate::telemetry::checkpoints::Fields::job(&ctx.job_id)
             .task(&ctx.task_id)
             .stage(ctx.stage);
-        let claimed = Claimed { ctx, retry_count };
+        let claimed = Claimed {
+            ctx,
+            retry_count,
+            claim_token,
+        };
         self.task_failed(&claimed, err, 0, &fields).await
     }
 

@@ -104,7 +104,7 @@ impl Engine {
             a.chain,
             c.retry_count + 1
         );
-        let ending = outcome::failed(
+        let mut ending = outcome::failed(
             Failure {
                 details: details.clone(),
                 class: e.class.as_str(),
@@ -114,6 +114,7 @@ impl Engine {
             },
             false,
         );
+        ending.claim_token = c.claim_token;
         let who = outcome::task_label(a.task_id, c.ctx.stage, c.ctx.task_index, &c.ctx.task_type);
         let (ended, ids) = self
             .end_task(a.task_id, c.retry_count, ending, Some(&who))
@@ -161,9 +162,16 @@ impl Engine {
             "handler_ms": a.elapsed,
         });
         let details = format!("[transient] {}: {}", e.error_type, a.chain);
-        let requeued =
-            tasks::requeue_retry(&tx, task_id, c.retry_count, &details, &data, &e.error_type)
-                .await?;
+        let requeued = tasks::requeue_retry(
+            &tx,
+            task_id,
+            c.retry_count,
+            c.claim_token,
+            &details,
+            &data,
+            &e.error_type,
+        )
+        .await?;
         let requeued = match requeued {
             Guarded::Applied(t) => t,
             Guarded::NotApplied(state) => return Ok(requeue_missed(a, state, fields)),

@@ -154,7 +154,7 @@ impl Engine {
 }
 
 /// A duplicate or stale message: reported and acknowledged.
-fn nothing_to_do(a: &Arrival<'_>, why: &str, actual: &str) -> Handled {
+pub(super) fn nothing_to_do(a: &Arrival<'_>, why: &str, actual: &str) -> Handled {
     cp::emit(
         cp::TASK_MESSAGE_DUPLICATE,
         &a.fields

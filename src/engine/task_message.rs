@@ -15,7 +15,7 @@ use super::panics::panic_text;
 use super::{Delivery, Engine, EngineError, Handled};
 use crate::jobs::{TaskContext, TaskError};
 use crate::model::{JobStatus, TaskStatus};
-use crate::store::tasks::{self, ClaimedTask, TaskAttempt};
+use crate::store::tasks::{self, ClaimRequest, ClaimedTask, TaskAttempt};
 use crate::store::{self, Guarded, QueryContext, StoreError};
 use crate::telemetry::checkpoints as cp;
 
@@ -24,12 +24,15 @@ use crate::telemetry::checkpoints as cp;
 pub(crate) struct Claimed {
     pub ctx: TaskContext,
     pub retry_count: i32,
+    /// The claim's fencing token (`None`: the janitor's, for an attempt whose lease expired).
+    pub claim_token: Option<i32>,
 }
 
 impl From<ClaimedTask> for Claimed {
     fn from(t: ClaimedTask) -> Self {
         Claimed {
             retry_count: t.attempt.retry_count,
+            claim_token: Some(t.claim_token),
             ctx: t.attempt.into(),
         }
     }
@@ -66,25 +69,12 @@ pub(super) struct Arrival<'a> {
     pub fields: cp::Fields,
 }
 
-/// Parses a task message body; the error is the malformed-message text.
-fn parse(body: &str) -> Result<(TaskMessage, TaskId), String> {
-    let msg: TaskMessage =
-        serde_json::from_str(body).map_err(|e| format!("task message is not valid: {e}"))?;
-    let task_id = TaskId::parse(&msg.task_id).map_err(|e| e.to_string())?;
-    Ok((msg, task_id))
-}
-
-impl Engine {
-    /// Processes one message from the tasks queue.
-    pub async fn on_task_message(&self, body: &str, d: &Delivery) -> Result<Handled, EngineError> {
-        let (msg, task_id) = match parse(body) {
-            Ok(m) => m,
-            Err(error) => {
-                return self
-                    .on_malformed(body, d, Expected::TaskMessage, &error)
-                    .await;
-            }
-        };
+impl<'a> Arrival<'a> {
+    /// Parses a task message body; the error is the malformed-message text.
+    pub(super) fn parse(body: &'a str, d: &'a Delivery) -> Result<Self, String> {
+        let msg: TaskMessage =
+            serde_json::from_str(body).map_err(|e| format!("task message is not valid: {e}"))?;
+        let task_id = TaskId::parse(&msg.task_id).map_err(|e| e.to_string())?;
         let fields = cp::Fields::job(&msg.parent_job_id)
             .job_type(&msg.job_type)
             .task(&task_id)
@@ -93,25 +83,59 @@ impl Engine {
             .attempt(msg.retry_count + 1)
             .correlation(msg.correlation_id.as_deref())
             .invocation(d.invocation_id.as_deref());
-        let a = Arrival {
+        Ok(Arrival {
             body,
             d,
             msg,
             task_id,
             fields,
-        };
+        })
+    }
 
+    /// The claim this message asks for.
+    pub(super) fn request(&self) -> ClaimRequest {
+        ClaimRequest {
+            task_id: self.task_id.clone(),
+            retry_count: self.msg.retry_count,
+            job_attempt: self.msg.job_attempt,
+            delivery_count: self.d.delivery_count,
+        }
+    }
+
+    /// Reports the claim: TASK_CLAIMED, and TASK_TAKEN_OVER when it took the task from a holder
+    /// that lost the message's lock.
+    pub(super) fn claimed(&self, t: &ClaimedTask) {
+        if let Some((token, delivery)) = t.took_over {
+            cp::emit_warn(
+                cp::TASK_TAKEN_OVER,
+                &self
+                    .fields
+                    .clone()
+                    .extra("claim", t.claim_token)
+                    .extra("previous_claim", token)
+                    .extra("previous_delivery_count", delivery.unwrap_or(0))
+                    .extra("delivery_count", self.d.delivery_count.unwrap_or(0)),
+            );
+        }
+        cp::emit(cp::TASK_CLAIMED, &self.fields);
+    }
+}
+
+impl Engine {
+    /// Processes one message from the tasks queue.
+    pub async fn on_task_message(&self, body: &str, d: &Delivery) -> Result<Handled, EngineError> {
+        let a = match Arrival::parse(body, d) {
+            Ok(a) => a,
+            Err(error) => {
+                return self
+                    .on_malformed(body, d, Expected::TaskMessage, &error)
+                    .await;
+            }
+        };
         let client = store::client(self.pool(), "claiming a task").await?;
         let lease = self.settings().task_lease.as_secs_f64();
-        let claimed = tasks::claim(
-            &client,
-            &a.task_id,
-            a.msg.retry_count,
-            lease,
-            d.invocation_id.as_deref(),
-            a.msg.job_attempt,
-        )
-        .await?;
+        let claimed =
+            tasks::claim(&client, &a.request(), lease, d.invocation_id.as_deref()).await?;
         let claimed = match claimed {
             Guarded::Applied(t) => t,
             Guarded::NotApplied(state) => {
@@ -121,7 +145,7 @@ impl Engine {
         drop(client); // the connection goes back to the pool while the handler runs
         // The task's fan-in counter shard: its completion joins that shard's group lane.
         let counter_shard = claimed.counter_shard;
-        cp::emit(cp::TASK_CLAIMED, &a.fields);
+        a.claimed(&claimed);
         self.run_claimed(claimed.into(), &a.task_id, counter_shard, a.fields)
             .await
     }
@@ -166,7 +190,7 @@ impl Engine {
     /// the job stopped processing meanwhile, the task is cancelled instead: it will never run.
     /// Best effort: when the database refuses this too, the lease expires and the janitor retries
     /// the attempt (this error is logged with the job, task, stage and attempt).
-    async fn release_claim(
+    pub(super) async fn release_claim(
         &self,
         c: &Claimed,
         task_id: &TaskId,
@@ -212,7 +236,15 @@ impl Engine {
         // Job first, as every job-ending transaction locks it: no lock-order cycle with them.
         let job_status = tasks::lock_job_share(&tx, t).await?;
         let data = json!({"task_type": c.ctx.task_type, "job_status": job_status});
-        let released = tasks::release(&tx, t, c.retry_count, &data, &cause.to_string()).await?;
+        let released = tasks::release(
+            &tx,
+            t,
+            c.retry_count,
+            c.claim_token,
+            &data,
+            &cause.to_string(),
+        )
+        .await?;
         if !released.applied() {
             return Ok(None);
         }
@@ -230,7 +262,7 @@ impl Engine {
         Ok(Some(next))
     }
 
-    async fn run_handler(&self, c: &Claimed) -> Result<Value, TaskError> {
+    pub(super) async fn run_handler(&self, c: &Claimed) -> Result<Value, TaskError> {
         let Some(handler) = self.registry().handler(&c.ctx.task_type).cloned() else {
             return Err(TaskError::permanent(
                 "NoHandler",
@@ -289,25 +321,43 @@ impl Engine {
             .complete_grouped(
                 task_id,
                 c.retry_count,
+                c.claim_token,
                 counter_shard,
                 value,
                 json!({"task_type": c.ctx.task_type, "handler_ms": elapsed}),
             )
             .await?;
+        Ok(self
+            .completion_answer(task_id, c, ended, &ids, fields)
+            .await)
+    }
+
+    /// What a completion that was (`ended`) or was not recorded answers; publishes its messages.
+    pub(super) async fn completion_answer(
+        &self,
+        task_id: &TaskId,
+        c: &Claimed,
+        ended: bool,
+        ids: &[i64],
+        fields: &cp::Fields,
+    ) -> Handled {
         if !ended {
-            cp::emit_warn(cp::TASK_COMPLETION_LOST, fields);
-            return Ok(Handled::log(format!(
-                "task {task_id} lost its lease before completing; result dropped"
-            )));
+            cp::emit_warn(
+                cp::TASK_COMPLETION_LOST,
+                &fields.clone().extra("claim", c.claim_token.unwrap_or(0)),
+            );
+            return Handled::log(format!(
+                "task {task_id} lost its claim before completing (lease expired, or a redelivery took it over); result dropped"
+            ));
         }
         cp::emit(cp::TASK_COMPLETED, fields);
-        self.publish(&ids).await;
-        Ok(Handled::log(format!("task {task_id} completed")))
+        self.publish(ids).await;
+        Handled::log(format!("task {task_id} completed"))
     }
 }
 
 /// jsonb cannot store U+0000; a handler result containing it would fail its own completion forever.
-fn strip_nul(v: &mut Value) {
+pub(super) fn strip_nul(v: &mut Value) {
     match v {
         Value::String(s) if s.contains('\0') => *s = s.replace('\0', "\u{FFFD}"),
         Value::Array(a) => a.iter_mut().for_each(strip_nul),

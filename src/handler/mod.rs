@@ -20,13 +20,13 @@ use axum::routing::{get, post};
 use futures::StreamExt;
 use tracing::Instrument;
 
-use crate::engine::{Engine, EngineError, Handled};
+use crate::engine::{BatchMessage, Engine, EngineError, Handled};
 use crate::telemetry::checkpoints as cp;
 use crate::telemetry::trace_context;
 use invocation::{QueueInvocation, decode_queue_invocations, response_body};
 
 /// Which engine entry point a function folder maps to.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Jobs,
     Tasks,
@@ -171,6 +171,9 @@ async fn invoke(
     // retry or failure (an Ok here); only a message whose outcome could not be recorded makes
     // the answer non-2xx, and the copies delivered again are then recognised by the guards.
     let total = invs.len();
+    if kind == Kind::Tasks {
+        return task_batch(&engine, function, invs, header_tp).await;
+    }
     let limit = engine.settings().trigger_batch_concurrency.max(1);
     let results: Vec<(Option<String>, Result<Handled, EngineError>)> =
         futures::stream::iter(invs.into_iter().map(|inv| {
@@ -189,15 +192,47 @@ async fn invoke(
     settle_batch(function, total, results)
 }
 
-/// Runs one message through the engine inside its own invocation span, which continues the
-/// trace the message carries (one trace per job; else the host's header).
-async fn handle_one(
+/// A batch of task messages: claimed, run and completed as a batch by the engine
+/// (engine/task_batch.rs), each message in its own span; answered as [`settle_batch`] says.
+async fn task_batch(
     engine: &Engine,
     function: &'static str,
-    kind: Kind,
-    inv: QueueInvocation,
+    invs: Vec<QueueInvocation>,
     header_tp: Option<&str>,
-) -> Result<Handled, EngineError> {
+) -> Response {
+    let total = invs.len();
+    let msgs: Vec<BatchMessage> = invs
+        .into_iter()
+        .map(|inv| {
+            let span = invocation_span(function, &inv, header_tp);
+            BatchMessage {
+                body: inv.body,
+                delivery: inv.delivery,
+                span,
+            }
+        })
+        .collect();
+    let results = engine.on_task_batch(&msgs).await;
+    let results = msgs
+        .into_iter()
+        .zip(results)
+        .map(|(m, r)| {
+            if r.is_err() {
+                m.span.record("otel.status_code", "ERROR");
+            }
+            (m.delivery.message_id, r)
+        })
+        .collect();
+    settle_batch(function, total, results)
+}
+
+/// A message's invocation span, which continues the trace the message carries (one trace per
+/// job; else the host's header).
+fn invocation_span(
+    function: &'static str,
+    inv: &QueueInvocation,
+    header_tp: Option<&str>,
+) -> tracing::Span {
     let prop = |k: &str| inv.delivery.properties.get(k).and_then(|v| v.as_str());
     let traceparent = prop(trace_context::TRACEPARENT).or(header_tp);
     let span = tracing::info_span!(
@@ -214,6 +249,18 @@ async fn handle_one(
         trace_id = traceparent.and_then(trace_context::trace_id_of),
     );
     trace_context::continue_trace(&span, traceparent);
+    span
+}
+
+/// Runs one message through the engine inside its own invocation span.
+async fn handle_one(
+    engine: &Engine,
+    function: &'static str,
+    kind: Kind,
+    inv: QueueInvocation,
+    header_tp: Option<&str>,
+) -> Result<Handled, EngineError> {
+    let span = invocation_span(function, &inv, header_tp);
     let result = async {
         match kind {
             Kind::Jobs => engine.on_job_message(&inv.body, &inv.delivery).await,

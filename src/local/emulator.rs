@@ -35,6 +35,9 @@ pub struct EmulatorConfig {
     pub function_timeout: Duration,
     /// Most messages of one batched invocation (host.json maxMessageBatchSize).
     pub max_message_batch_size: usize,
+    /// How long the lock of a message whose invocation still runs is renewed (host.json
+    /// maxAutoLockRenewalDuration); past it the lock expires and the message is delivered again.
+    pub max_auto_lock_renewal: Duration,
     /// The key it presents on every invocation (checked when keys are configured).
     pub key: super::auth::EmulatorKey,
 }
@@ -404,8 +407,49 @@ impl Pump {
     /// One batched invocation, settled as a whole (the host completes or abandons every message
     /// of the batch by the invocation's outcome).
     async fn deliver_batch(&self, batch: Vec<Leased>) {
-        let ok = self.invoke_with_seams(&self.batch_payload(&batch)).await;
+        let ok = self
+            .invoke_renewing(&self.batch_payload(&batch), &batch)
+            .await;
         self.settle_all(ok, &batch).await;
+    }
+
+    /// Invokes the function while renewing the messages' locks, as the host does (its auto lock
+    /// renewal, up to maxAutoLockRenewalDuration): a long invocation keeps its messages, and only
+    /// a holder that died or stalled past the renewal loses them to a redelivery.
+    async fn invoke_renewing(&self, payload: &Value, messages: &[Leased]) -> bool {
+        tokio::select! {
+            ok = self.invoke_with_seams(payload) => ok,
+            never = self.renew_locks(messages) => match never {},
+        }
+    }
+
+    /// Renews the locks every half lock duration until the renewal budget is spent (then waits
+    /// forever: the lock runs out on its own). Never returns.
+    async fn renew_locks(&self, messages: &[Leased]) -> std::convert::Infallible {
+        let lock = self.cfg.queue.lock_duration;
+        let period = (lock / 2).max(Duration::from_millis(50));
+        let until = Instant::now() + self.cfg.max_auto_lock_renewal;
+        let ids: Vec<i64> = messages.iter().map(|m| m.id).collect();
+        let tokens: Vec<uuid::Uuid> = messages.iter().map(|m| m.lock_token).collect();
+        loop {
+            tokio::time::sleep(period).await;
+            if Instant::now() + period > until {
+                return std::future::pending().await;
+            }
+            let renewed = match self.pool.get().await {
+                Ok(c) => c
+                    .execute(
+                        sql::LOCAL_QUEUE_RENEW,
+                        &[&ids, &tokens, &lock.as_secs_f64()],
+                    )
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            if let Err(e) = renewed {
+                tracing::warn!(queue = %self.queue, count = ids.len(), error = %e, "renewing message locks failed; trying again");
+            }
+        }
     }
 
     async fn invoke(&self, payload: &Value) -> bool {
@@ -442,7 +486,9 @@ impl Pump {
     }
 
     async fn deliver(&self, m: Leased) {
-        let ok = self.invoke_with_seams(&self.payload(&m)).await;
+        let ok = self
+            .invoke_renewing(&self.payload(&m), std::slice::from_ref(&m))
+            .await;
         self.settle_all(ok, std::slice::from_ref(&m)).await;
     }
 
@@ -473,13 +519,13 @@ impl Pump {
         let Ok(client) = self.pool.get().await else {
             return; // the locks expire and the messages are delivered again
         };
-        for m in messages {
-            if let Err(e) = client
-                .execute(sql::LOCAL_QUEUE_ABANDON, &[&m.id, &m.lock_token])
-                .await
-            {
-                tracing::warn!(queue = %self.queue, error = %e, "abandoning a local queue message failed; its lock will expire");
-            }
+        let ids: Vec<i64> = messages.iter().map(|m| m.id).collect();
+        let tokens: Vec<uuid::Uuid> = messages.iter().map(|m| m.lock_token).collect();
+        if let Err(e) = client
+            .execute(sql::LOCAL_QUEUE_ABANDON, &[&ids, &tokens])
+            .await
+        {
+            tracing::warn!(queue = %self.queue, count = ids.len(), error = %e, "abandoning local queue messages failed; their locks will expire");
         }
         self.wake.notify_one();
     }

@@ -93,6 +93,7 @@ pub async fn start(
             .unwrap_or(wiring.layout.host.max_concurrent_calls),
         function_timeout: wiring.layout.host.function_timeout,
         max_message_batch_size: wiring.layout.host.max_message_batch_size,
+        max_auto_lock_renewal: wiring.layout.host.max_auto_lock_renewal,
         key: emulator_key,
     };
     app.tasks.extend(emulator::start(

@@ -67,6 +67,9 @@ pub struct HostConfig {
     /// `extensions.serviceBus.maxMessageBatchSize` (default 1000): the most messages one
     /// batched invocation carries.
     pub max_message_batch_size: usize,
+    /// `extensions.serviceBus.maxAutoLockRenewalDuration` (default 5 min): how long the host
+    /// renews the lock of a message whose invocation is still running.
+    pub max_auto_lock_renewal: Duration,
     /// Raw host.json.
     pub raw: Value,
 }
@@ -122,6 +125,11 @@ impl AppLayout {
             .and_then(Value::as_u64)
             .unwrap_or(1000)
             .max(1) as usize;
+        let max_auto_lock_renewal = host_raw
+            .pointer("/extensions/serviceBus/maxAutoLockRenewalDuration")
+            .and_then(Value::as_str)
+            .and_then(parse_timespan)
+            .unwrap_or(Duration::from_secs(300));
         let function_timeout = host_raw
             .get("functionTimeout")
             .and_then(Value::as_str)
@@ -194,6 +202,7 @@ impl AppLayout {
                 max_concurrent_calls,
                 function_timeout,
                 max_message_batch_size,
+                max_auto_lock_renewal,
                 raw: host_raw,
             },
             functions,

@@ -25,6 +25,10 @@ pub enum StoreError {
         #[source]
         source: tokio_postgres::Error,
     },
+    /// The failure of a statement that several messages shared (a batch's claim), as each of the
+    /// others reports it.
+    #[error("{0}")]
+    Shared(String),
     /// The settings do not describe a usable database.
     #[error("invalid database settings: {0}")]
     Config(String),

@@ -106,19 +106,19 @@ pub(crate) async fn finish_run(c: &impl GenericClient, end: &RunEnd<'_>) -> Resu
     Ok(())
 }
 
-/// Up to `limit` processing attempts whose lease expired, oldest first
-/// (`janitor_expired_leases.sql`).
+/// Up to `limit` processing attempts whose lease expired, oldest first, each with its claim's
+/// fencing token (`janitor_expired_leases.sql`).
 pub(crate) async fn expired_leases(
     c: &impl GenericClient,
     limit: i64,
-) -> Result<Vec<TaskAttempt>, StoreError> {
+) -> Result<Vec<(TaskAttempt, i32)>, StoreError> {
     let what = || "finding expired task leases".to_string();
     let rows = c
         .query(sql::JANITOR_EXPIRED_LEASES, &[&limit])
         .await
         .ctx(what)?;
     rows.iter()
-        .map(|r| TaskAttempt::from_row(r, &what))
+        .map(|r| Ok((TaskAttempt::from_row(r, &what)?, r.get("claim_token"))))
         .collect()
 }
 

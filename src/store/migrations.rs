@@ -71,6 +71,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "platform_requests",
         sql: include_str!("../../migrations/0015_platform_requests.sql"),
     },
+    Migration {
+        version: 16,
+        name: "claim_tokens",
+        sql: include_str!("../../migrations/0016_claim_tokens.sql"),
+    },
 ];
 
 /// The state of one migration in a database.

@@ -35,6 +35,8 @@ pub const JOB_START_STAGE: &str = include_str!("sql/job_start_stage.sql");
 pub const JOB_TOUCH: &str = include_str!("sql/job_touch.sql");
 /// Abandon: visible again at once (Service Bus abandon has no backoff).
 pub const LOCAL_QUEUE_ABANDON: &str = include_str!("sql/local_queue_abandon.sql");
+/// Renew the locks of messages whose invocation still runs (auto lock renewal).
+pub const LOCAL_QUEUE_RENEW: &str = include_str!("sql/local_queue_renew.sql");
 /// Settle successfully delivered messages (only while the caller still holds the lock).
 pub const LOCAL_QUEUE_COMPLETE: &str = include_str!("sql/local_queue_complete.sql");
 /// Messages of queue $1 delivered $2 times without success move to queue $3 with the reason, as
@@ -223,6 +225,7 @@ pub const ALL: &[(&str, &str)] = &[
     ("job_start_stage", JOB_START_STAGE),
     ("job_touch", JOB_TOUCH),
     ("local_queue_abandon", LOCAL_QUEUE_ABANDON),
+    ("local_queue_renew", LOCAL_QUEUE_RENEW),
     ("local_queue_complete", LOCAL_QUEUE_COMPLETE),
     ("local_queue_dead_letter", LOCAL_QUEUE_DEAD_LETTER),
     ("local_queue_insert_batch", LOCAL_QUEUE_INSERT_BATCH),

@@ -64,6 +64,24 @@ pub struct ClaimedTask {
     pub attempt: TaskAttempt,
     /// The fan-in counter shard its completion decrements.
     pub counter_shard: i16,
+    /// The claim's fencing token: its completion, retry or release names it.
+    pub claim_token: i32,
+    /// The claim this one took over from a holder that lost the message's lock: its token and
+    /// the DeliveryCount it was claimed with (`None`: the task was queued).
+    pub took_over: Option<(i32, Option<i32>)>,
+}
+
+/// One task message to claim: the attempt it names and how often it was delivered.
+#[derive(Debug, Clone)]
+pub struct ClaimRequest {
+    /// The task.
+    pub task_id: TaskId,
+    /// The attempt the message is for.
+    pub retry_count: i32,
+    /// The job attempt the message is for.
+    pub job_attempt: i32,
+    /// The message's DeliveryCount (`None`: unknown; it then never takes a task over).
+    pub delivery_count: Option<i32>,
 }
 
 /// Where a task and its job are (`task_state.sql`): what a guard that matched nothing reports.
@@ -131,6 +149,8 @@ pub struct Ending<'a> {
     pub event_data: Value,
     /// Also end a task that is queued (not claimed): malformed and poison messages.
     pub unclaimed: bool,
+    /// The claim's fencing token (`None`: an ending that holds no claim).
+    pub claim_token: Option<i32>,
 }
 
 /// A task that an [`Ending`] ended (`task_complete.sql`), with its fan-in.
@@ -173,6 +193,8 @@ pub struct Completions<'a> {
     pub results: Vec<&'a Value>,
     /// Each `task_completed` event's details.
     pub event_data: Vec<&'a Value>,
+    /// Each claim's fencing token (`None`: any claim of the attempt).
+    pub claim_tokens: Vec<Option<i32>>,
 }
 
 impl Completions<'_> {
@@ -192,6 +214,7 @@ impl Completions<'_> {
                 &self.retry_counts,
                 &self.results,
                 &self.event_data,
+                &self.claim_tokens,
             ],
         )
         .traced(text)
@@ -213,42 +236,75 @@ pub struct BatchEnded {
     pub shards_left: Option<i16>,
 }
 
-/// Claims attempt `retry_count` of a task for `lease_s` seconds (`task_claim.sql`, with its
+/// Claims the attempt a message names for `lease_s` seconds (`task_claim.sql`, with its
 /// `task_started` event). Not applied: where the task is (`None`: no such task).
 pub async fn claim(
     c: &impl GenericClient,
-    task_id: &TaskId,
-    retry_count: i32,
+    req: &ClaimRequest,
     lease_s: f64,
     invocation_id: Option<&str>,
-    job_attempt: i32,
 ) -> Result<Guarded<ClaimedTask, Option<TaskState>>, StoreError> {
+    let mut claimed = claim_many(c, std::slice::from_ref(req), lease_s, invocation_id).await?;
+    match claimed.pop() {
+        Some(t) => Ok(Guarded::Applied(t)),
+        None => Ok(Guarded::NotApplied(state(c, &req.task_id).await?)),
+    }
+}
+
+/// Claims the attempts of a batch of messages (distinct tasks) in ONE statement
+/// (`task_claim.sql`). Returns the claims that applied, in no particular order; a request with
+/// no claim here matched nothing (its caller reads where that task is).
+pub async fn claim_many(
+    c: &impl GenericClient,
+    reqs: &[ClaimRequest],
+    lease_s: f64,
+    invocation_id: Option<&str>,
+) -> Result<Vec<ClaimedTask>, StoreError> {
+    if reqs.is_empty() {
+        return Ok(Vec::new());
+    }
     let stmt = c
         .prepare_cached(sql::TASK_CLAIM)
         .await
         .ctx(|| "preparing task claim".into())?;
-    let what = || format!("claiming task {task_id} attempt {}", retry_count + 1);
-    let row = c
-        .query_opt(
+    let what = || match reqs {
+        [r] => format!("claiming task {} attempt {}", r.task_id, r.retry_count + 1),
+        _ => format!(
+            "claiming {} tasks (first {} attempt {})",
+            reqs.len(),
+            reqs[0].task_id,
+            reqs[0].retry_count + 1
+        ),
+    };
+    // In key order: every multi-row statement on tasks (claims, grouped completions) locks its
+    // rows in task id order, so two of them never wait on each other in a cycle.
+    let mut sorted: Vec<&ClaimRequest> = reqs.iter().collect();
+    sorted.sort_by(|a, b| a.task_id.cmp(&b.task_id));
+    let ids: Vec<&TaskId> = sorted.iter().map(|r| &r.task_id).collect();
+    let retries: Vec<i32> = sorted.iter().map(|r| r.retry_count).collect();
+    let attempts: Vec<i32> = sorted.iter().map(|r| r.job_attempt).collect();
+    let counts: Vec<Option<i32>> = sorted.iter().map(|r| r.delivery_count).collect();
+    let rows = c
+        .query(
             &stmt,
-            &[
-                task_id,
-                &retry_count,
-                &lease_s,
-                &invocation_id,
-                &job_attempt,
-            ],
+            &[&ids, &retries, &attempts, &counts, &lease_s, &invocation_id],
         )
         .traced(sql::TASK_CLAIM)
         .await
         .ctx(what)?;
-    let Some(r) = row else {
-        return Ok(Guarded::NotApplied(state(c, task_id).await?));
-    };
-    Ok(Guarded::Applied(ClaimedTask {
-        attempt: TaskAttempt::from_row(&r, &what)?,
-        counter_shard: r.get("counter_shard"),
-    }))
+    rows.iter()
+        .map(|r| {
+            let took_over: Option<bool> = r.get("took_over");
+            Ok(ClaimedTask {
+                attempt: TaskAttempt::from_row(r, &what)?,
+                counter_shard: r.get("counter_shard"),
+                claim_token: r.get("claim_token"),
+                took_over: took_over
+                    .unwrap_or(false)
+                    .then(|| (r.get("prev_token"), r.get("prev_delivery"))),
+            })
+        })
+        .collect()
 }
 
 /// Where a task and its job are (`task_state.sql`); `None` when the task does not exist.
@@ -292,13 +348,14 @@ pub async fn release(
     c: &impl GenericClient,
     task_id: &TaskId,
     retry_count: i32,
+    claim_token: Option<i32>,
     event_data: &Value,
     cause: &str,
 ) -> Result<Guarded<()>, StoreError> {
     let row = c
         .query_opt(
             sql::TASK_RELEASE,
-            &[task_id, &retry_count, event_data, &cause],
+            &[task_id, &retry_count, event_data, &cause, &claim_token],
         )
         .await
         .ctx(|| format!("releasing task {task_id} attempt {}", retry_count + 1))?;
@@ -324,6 +381,7 @@ pub async fn requeue_retry(
     c: &impl GenericClient,
     task_id: &TaskId,
     retry_count: i32,
+    claim_token: Option<i32>,
     error_details: &str,
     event_data: &Value,
     error_type: &str,
@@ -338,6 +396,7 @@ pub async fn requeue_retry(
                 &error_details,
                 event_data,
                 &error_type,
+                &claim_token,
             ],
         )
         .await
@@ -387,6 +446,7 @@ pub async fn end(
                 &e.event_data,
                 &e.error_type,
                 &e.unclaimed,
+                &e.claim_token,
             ],
         )
         .traced(sql::TASK_COMPLETE)

@@ -1,12 +1,13 @@
--- processing -> completed | failed ($12: also a queued task, for poison/malformed), its event, and the fan-in decrement, in one statement. The shard row and
+-- processing -> completed | failed ($12: also a queued task, for poison/malformed), its event, and the fan-in decrement, in one statement.
+-- $13: the claim's fencing token (task_claim.sql); NULL for an ending that holds no claim. The shard row and
 -- then the stage row are decremented under their row locks, so exactly one completion of the stage
 -- sees shards_left = 0 (see engine/fan_in.rs).
 WITH t AS (
   UPDATE app.tasks
   SET status = $3::text::app.task_status, result_data = $4, error_details = $5, error_class = $6,
-      lease_expires_at = NULL, completed_at = now()
+      lease_expires_at = NULL, completed_at = now(), updated_at = now()
   WHERE task_id = $1
-    AND ((status = 'processing' AND retry_count = $2) OR ($12::bool AND status IN ('queued', 'processing')))
+    AND ((status = 'processing' AND retry_count = $2 AND ($13::int IS NULL OR claim_token = $13)) OR ($12::bool AND status IN ('queued', 'processing')))
   RETURNING task_id, parent_job_id, stage, counter_shard, job_attempt, task_type, started_at
 ), e AS (
   INSERT INTO app.job_events (job_id, task_id, stage, attempt, event_type, event_status, checkpoint_name,

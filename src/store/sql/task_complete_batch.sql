@@ -1,22 +1,24 @@
 -- Several successful task completions in one statement (grouped completions, see
--- engine/completions.rs): each task processing -> completed for exactly its attempt, its event, and
+-- engine/completions.rs): each task processing -> completed for exactly its attempt and claim
+-- (fencing token, task_claim.sql; NULL: any claim), its event, and
 -- the fan-in decrements. Tasks of the same counter shard are summed first, so each shard row and
 -- each stage row is updated once, under its row lock, against the latest committed value: exactly
 -- one transaction sees a shard reach 0, and exactly one sees the stage's shards_left reach 0.
 -- Several groups may commit at once: each locks its counter rows, then its stage rows, in key
 -- order (the ORDER BY ... FOR UPDATE CTEs), so two groups never wait on each other in a cycle.
 WITH i AS (
-  SELECT * FROM unnest($1::text[], $2::int[], $3::jsonb[], $4::jsonb[]) AS u(task_id, retry_count, result, event_data)
+  SELECT * FROM unnest($1::text[], $2::int[], $3::jsonb[], $4::jsonb[], $5::int[]) AS u(task_id, retry_count, result, event_data, claim_token)
 ), t AS (
   UPDATE app.tasks k
   SET status = 'completed', result_data = i.result, error_details = NULL, error_class = NULL,
-      lease_expires_at = NULL, completed_at = now()
+      lease_expires_at = NULL, completed_at = now(), updated_at = now()
   FROM i
   -- Written so that the plan stays on the primary key even while the table's statistics are stale
   -- (a plain status = 'processing' lets the planner also scan the partial lease index, i.e. every
   -- processing task of every job, for each group).
   WHERE k.task_id = ANY($1::text[]) AND k.task_id = i.task_id AND k.status::text = 'processing'
     AND k.retry_count = i.retry_count
+    AND (i.claim_token IS NULL OR k.claim_token = i.claim_token)
   RETURNING k.task_id, k.parent_job_id, k.stage, k.counter_shard, k.started_at, k.retry_count, i.event_data
 ), e AS (
   INSERT INTO app.job_events (job_id, task_id, stage, attempt, event_type, event_status, checkpoint_name,

@@ -11,11 +11,12 @@
 -- decremented by what `t` actually ended. Locks: task rows (by the UPDATE), then counter rows in
 -- key order, as in task_complete_batch.sql.
 WITH i AS (
-  SELECT * FROM unnest($1::text[], $2::int[], $3::jsonb[], $4::jsonb[]) AS u(task_id, retry_count, result, event_data)
+  SELECT * FROM unnest($1::text[], $2::int[], $3::jsonb[], $4::jsonb[], $5::int[]) AS u(task_id, retry_count, result, event_data, claim_token)
 ), m AS (
   SELECT k.task_id, k.parent_job_id, k.stage, k.counter_shard
   FROM app.tasks k JOIN i ON k.task_id = i.task_id
   WHERE k.task_id = ANY($1::text[]) AND k.status::text = 'processing' AND k.retry_count = i.retry_count
+    AND (i.claim_token IS NULL OR k.claim_token = i.claim_token)
 ), d AS (
   SELECT parent_job_id, stage, counter_shard, count(*)::int AS n FROM m GROUP BY 1, 2, 3
 ), lc AS (
@@ -29,10 +30,11 @@ WITH i AS (
 ), t AS (
   UPDATE app.tasks k
   SET status = 'completed', result_data = i.result, error_details = NULL, error_class = NULL,
-      lease_expires_at = NULL, completed_at = now()
+      lease_expires_at = NULL, completed_at = now(), updated_at = now()
   FROM i, ok
   WHERE ok.ok AND k.task_id = ANY($1::text[]) AND k.task_id = i.task_id
     AND k.status::text = 'processing' AND k.retry_count = i.retry_count
+    AND (i.claim_token IS NULL OR k.claim_token = i.claim_token)
   RETURNING k.task_id, k.parent_job_id, k.stage, k.counter_shard, k.started_at, k.retry_count, i.event_data
 ), e AS (
   INSERT INTO app.job_events (job_id, task_id, stage, attempt, event_type, event_status, checkpoint_name,

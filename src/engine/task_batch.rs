@@ -1,0 +1,314 @@
+//! A batch of task messages (one `"cardinality": "many"` invocation), worked as a batch: at most
+//! `TRIGGER_BATCH_CONCURRENCY` handlers run at once, and the tasks are claimed as slots free up,
+//! as many in ONE statement as there are free slots (`task_claim.sql`); the successes that finish
+//! together are completed together, in one statement unless they end a counter shard
+//! (engine/completions.rs; the fan-in is unchanged: exactly one transaction sees the stage reach
+//! zero). A task is claimed only when its handler can start, so `processing` still means
+//! running, its lease and `task_started` event start with its handler, and a task waiting for
+//! its turn stays `queued` (a job failure meanwhile cancels it, as it would any queued task). A failed attempt
+//! schedules its own retry or failure as it would alone. Every message gets its own answer, in
+//! order; only an answer that is an error (its outcome was not recorded) makes the invocation
+//! non-2xx, and the copies the host then delivers again are recognised by the guards.
+//!
+//! Two copies of one task in the same batch: the copy delivered most often claims (it may take
+//! the task over, see `task_claim.sql`), the others are acknowledged as duplicates.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Instant;
+
+use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
+use serde_json::{Value, json};
+use tracing::Instrument;
+
+use super::completions::Completion;
+use super::ids::TaskId;
+use super::outcome::Expected;
+use super::task_guard::nothing_to_do;
+use super::task_message::{Arrival, Claimed, strip_nul};
+use super::{Delivery, Engine, EngineError, Handled};
+use crate::jobs::TaskError;
+use crate::store::tasks::{self, ClaimedTask};
+use crate::store::{self, StoreError};
+
+/// One message of a batched invocation.
+#[derive(Debug)]
+pub struct BatchMessage {
+    /// The raw body.
+    pub body: String,
+    /// How it was delivered.
+    pub delivery: Delivery,
+    /// The message's invocation span (its trace).
+    pub span: tracing::Span,
+}
+
+/// The answers of a batch, one per message, filled as the steps go.
+type Answers = Vec<Option<Result<Handled, EngineError>>>;
+
+/// A claimed message whose handler ran.
+struct Ran<'a> {
+    /// Position in the batch.
+    i: usize,
+    arrival: Arrival<'a>,
+    claimed: Claimed,
+    /// The handler's result, or the crash-point hook's error.
+    result: Result<Result<Value, TaskError>, StoreError>,
+    elapsed: u64,
+}
+
+impl Engine {
+    /// Processes the messages of one batched tasks-queue invocation (see the module doc).
+    pub async fn on_task_batch(&self, msgs: &[BatchMessage]) -> Vec<Result<Handled, EngineError>> {
+        let mut answers: Answers = msgs.iter().map(|_| None).collect();
+        let arrivals = self.parse_batch(msgs, &mut answers).await;
+        let mut waiting: VecDeque<_> = distinct_tasks(arrivals, &mut answers).into();
+        let limit = self.settings().trigger_batch_concurrency.max(1);
+        let mut running = FuturesUnordered::new();
+        // A sliding window: a task is claimed when a slot is free for it (so a claimed task is a
+        // running task, and its lease starts when its handler does), as many at once as slots
+        // are free; whatever finished together is recorded together.
+        while !waiting.is_empty() || !running.is_empty() {
+            let free = limit.saturating_sub(running.len());
+            if free > 0 && !waiting.is_empty() {
+                let wave: Vec<_> = waiting.drain(..free.min(waiting.len())).collect();
+                for (i, a, t) in self.claim_batch(msgs, wave, &mut answers).await {
+                    running.push(self.run_one(i, a, t).instrument(msgs[i].span.clone()));
+                }
+                if running.is_empty() {
+                    continue;
+                }
+            }
+            let Some(first) = running.next().await else {
+                continue;
+            };
+            let mut done = vec![first];
+            while let Some(Some(r)) = running.next().now_or_never() {
+                done.push(r);
+            }
+            self.record_outcomes(msgs, done, &mut answers).await;
+        }
+        answers
+            .into_iter()
+            .map(|a| a.unwrap_or_else(|| Ok(Handled::default())))
+            .collect()
+    }
+
+    /// Parses every message; a malformed one is recorded (and answered) here.
+    async fn parse_batch<'a>(
+        &self,
+        msgs: &'a [BatchMessage],
+        answers: &mut Answers,
+    ) -> Vec<(usize, Arrival<'a>)> {
+        let mut arrivals = Vec::with_capacity(msgs.len());
+        for (i, m) in msgs.iter().enumerate() {
+            match Arrival::parse(&m.body, &m.delivery) {
+                Ok(a) => arrivals.push((i, a)),
+                Err(error) => {
+                    let r = self
+                        .on_malformed(&m.body, &m.delivery, Expected::TaskMessage, &error)
+                        .instrument(m.span.clone())
+                        .await;
+                    answers[i] = Some(r);
+                }
+            }
+        }
+        arrivals
+    }
+
+    /// Claims the batch's distinct tasks in one statement. Returns the claimed ones; a message
+    /// whose claim matched nothing is judged (duplicate, stale, unknown, ...) and answered here,
+    /// and when the claim itself fails every message answers the error.
+    async fn claim_batch<'a>(
+        &self,
+        msgs: &'a [BatchMessage],
+        arrivals: Vec<(usize, Arrival<'a>)>,
+        answers: &mut Answers,
+    ) -> Vec<(usize, Arrival<'a>, ClaimedTask)> {
+        if arrivals.is_empty() {
+            return Vec::new();
+        }
+        let claims = async {
+            let client = store::client(self.pool(), "claiming a batch of tasks").await?;
+            let reqs: Vec<_> = arrivals.iter().map(|(_, a)| a.request()).collect();
+            let lease = self.settings().task_lease.as_secs_f64();
+            let invocation = msgs[arrivals[0].0].delivery.invocation_id.as_deref();
+            let claimed = tasks::claim_many(&client, &reqs, lease, invocation).await?;
+            Ok::<_, StoreError>((client, claimed))
+        }
+        .await;
+        let (client, claimed) = match claims {
+            Ok(c) => c,
+            Err(e) => {
+                let text = format!("not claimed: the batch's claim failed: {e}");
+                let mut first = Some(e);
+                for (i, _) in &arrivals {
+                    let err = first
+                        .take()
+                        .unwrap_or_else(|| StoreError::Shared(text.clone()));
+                    answers[*i] = Some(Err(EngineError::Store(err)));
+                }
+                return Vec::new();
+            }
+        };
+        let mut by_task: HashMap<TaskId, ClaimedTask> = claimed
+            .into_iter()
+            .map(|t| (t.attempt.task_id.clone(), t))
+            .collect();
+        let mut out = Vec::with_capacity(by_task.len());
+        for (i, a) in arrivals {
+            match by_task.remove(&a.task_id) {
+                Some(t) => {
+                    a.claimed(&t);
+                    out.push((i, a, t));
+                }
+                None => {
+                    let r = async {
+                        let state = tasks::state(&client, &a.task_id).await?;
+                        self.task_message_not_applicable(&client, &a, state).await
+                    }
+                    .instrument(msgs[i].span.clone())
+                    .await;
+                    answers[i] = Some(r);
+                }
+            }
+        }
+        out
+    }
+
+    /// Runs one claimed attempt's handler and the crash-point hook after it.
+    async fn run_one<'a>(&self, i: usize, arrival: Arrival<'a>, t: ClaimedTask) -> Ran<'a> {
+        let claimed: Claimed = t.into();
+        let started = Instant::now();
+        let result = self.run_handler(&claimed).await;
+        let elapsed = started.elapsed().as_millis() as u64;
+        // The crash point between a handler's end and its outcome's commit (engine/hooks.rs).
+        let result = match self.hooks().before_outcome(&claimed.ctx).await {
+            Ok(()) => Ok(result),
+            Err(e) => Err(e),
+        };
+        Ran {
+            i,
+            arrival,
+            claimed,
+            result,
+            elapsed,
+        }
+    }
+
+    /// Records every outcome: the successes together, each failure as its own retry or failure;
+    /// an outcome that could not be recorded gives its claim back.
+    async fn record_outcomes(
+        &self,
+        msgs: &[BatchMessage],
+        ran: Vec<Ran<'_>>,
+        answers: &mut Answers,
+    ) {
+        let (mut done, mut failed, mut hooked) = (Vec::new(), Vec::new(), Vec::new());
+        for mut r in ran {
+            match std::mem::replace(&mut r.result, Ok(Ok(Value::Null))) {
+                Ok(Ok(mut value)) => {
+                    strip_nul(&mut value);
+                    done.push((r, value));
+                }
+                Ok(Err(e)) => failed.push((r, e)),
+                Err(e) => hooked.push((r, e)),
+            }
+        }
+        let items = done
+            .iter_mut()
+            .map(|(r, value)| Completion {
+                task_id: r.arrival.task_id.clone(),
+                retry_count: r.claimed.retry_count,
+                claim_token: r.claimed.claim_token,
+                result: std::mem::take(value),
+                event_data: json!({"task_type": r.claimed.ctx.task_type, "handler_ms": r.elapsed}),
+                span: msgs[r.i].span.clone(),
+            })
+            .collect();
+        let completed = self.complete_together(items).await;
+        let mut outcomes: Vec<(Ran<'_>, Result<Handled, EngineError>)> = Vec::new();
+        for ((r, _), c) in done.into_iter().zip(completed) {
+            let fields = r.arrival.fields.clone().duration_ms(r.elapsed);
+            let answer = match c {
+                Ok((ended, ids)) => Ok(self
+                    .completion_answer(&r.arrival.task_id, &r.claimed, ended, &ids, &fields)
+                    .instrument(msgs[r.i].span.clone())
+                    .await),
+                Err(e) => Err(EngineError::Store(e)),
+            };
+            outcomes.push((r, answer));
+        }
+        let limit = self.settings().trigger_batch_concurrency.max(1);
+        let retries: Vec<_> = failed
+            .into_iter()
+            .map(|(r, e)| {
+                let span = msgs[r.i].span.clone();
+                self.fail_one(r, e).instrument(span)
+            })
+            .collect();
+        let failures: Vec<_> = futures::stream::iter(retries)
+            .buffer_unordered(limit)
+            .collect()
+            .await;
+        outcomes.extend(failures);
+        outcomes.extend(
+            hooked
+                .into_iter()
+                .map(|(r, e)| (r, Err(EngineError::Store(e)))),
+        );
+        for (r, answer) in outcomes {
+            if let Err(e) = &answer {
+                let fields = r.arrival.fields.clone().duration_ms(r.elapsed);
+                self.release_claim(&r.claimed, &r.arrival.task_id, e, &fields)
+                    .instrument(msgs[r.i].span.clone())
+                    .await;
+            }
+            answers[r.i] = Some(answer);
+        }
+    }
+}
+
+impl Engine {
+    /// A failed attempt of the batch: its retry or failure, as alone.
+    async fn fail_one<'a>(
+        &self,
+        r: Ran<'a>,
+        e: TaskError,
+    ) -> (Ran<'a>, Result<Handled, EngineError>) {
+        let fields = r.arrival.fields.clone().duration_ms(r.elapsed);
+        let answer = self
+            .attempt_failed(&r.claimed, &r.arrival.task_id, e, r.elapsed, &fields)
+            .await;
+        (r, answer)
+    }
+}
+
+/// Keeps one message per task: the copy delivered most often (the first of equals); the others
+/// are answered as duplicates within the batch.
+fn distinct_tasks<'a>(
+    arrivals: Vec<(usize, Arrival<'a>)>,
+    answers: &mut Answers,
+) -> Vec<(usize, Arrival<'a>)> {
+    let mut keep: HashMap<TaskId, (usize, Arrival<'a>)> = HashMap::new();
+    let mut order: Vec<TaskId> = Vec::new();
+    for (i, a) in arrivals {
+        let count = a.d.delivery_count.unwrap_or(0);
+        match keep.remove(&a.task_id) {
+            None => {
+                order.push(a.task_id.clone());
+                keep.insert(a.task_id.clone(), (i, a));
+            }
+            Some((j, b)) => {
+                let (winner, loser) = if count > b.d.delivery_count.unwrap_or(0) {
+                    ((i, a), (j, b))
+                } else {
+                    ((j, b), (i, a))
+                };
+                let why = "another copy of this message is in the same batch";
+                answers[loser.0] = Some(Ok(nothing_to_do(&loser.1, why, "claimed by that copy")));
+                keep.insert(winner.1.task_id.clone(), winner);
+            }
+        }
+    }
+    order.into_iter().filter_map(|t| keep.remove(&t)).collect()
+}
