@@ -10,6 +10,8 @@ mod azure_pg_tls;
 mod azure_service_bus;
 mod azure_startup;
 
+mod batches;
+
 mod api_auth;
 mod api_cli;
 mod api_control;

@@ -230,10 +230,11 @@ impl Engine {
         for ((r, _), c) in done.into_iter().zip(completed) {
             let fields = r.arrival.fields.clone().duration_ms(r.elapsed);
             let answer = match c {
-                Ok((ended, ids)) => Ok(self
-                    .completion_answer(&r.arrival.task_id, &r.claimed, ended, &ids, &fields)
-                    .instrument(msgs[r.i].span.clone())
-                    .await),
+                Ok((ended, ids)) => {
+                    self.completion_answer(&r.arrival.task_id, &r.claimed, ended, &ids, &fields)
+                        .instrument(msgs[r.i].span.clone())
+                        .await
+                }
                 Err(e) => Err(EngineError::Store(e)),
             };
             outcomes.push((r, answer));

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use futures::FutureExt;
 use serde_json::{Value, json};
 
+use super::events::{self, Event, EventStatus};
 use super::ids::TaskId;
 use super::messages::TaskMessage;
 use super::outcome::Expected;
@@ -327,9 +328,8 @@ impl Engine {
                 json!({"task_type": c.ctx.task_type, "handler_ms": elapsed}),
             )
             .await?;
-        Ok(self
-            .completion_answer(task_id, c, ended, &ids, fields)
-            .await)
+        self.completion_answer(task_id, c, ended, &ids, fields)
+            .await
     }
 
     /// What a completion that was (`ended`) or was not recorded answers; publishes its messages.
@@ -340,19 +340,51 @@ impl Engine {
         ended: bool,
         ids: &[i64],
         fields: &cp::Fields,
-    ) -> Handled {
+    ) -> Result<Handled, EngineError> {
         if !ended {
-            cp::emit_warn(
-                cp::TASK_COMPLETION_LOST,
-                &fields.clone().extra("claim", c.claim_token.unwrap_or(0)),
-            );
-            return Handled::log(format!(
+            self.completion_refused(task_id, c, fields).await?;
+            return Ok(Handled::log(format!(
                 "task {task_id} lost its claim before completing (lease expired, or a redelivery took it over); result dropped"
-            ));
+            )));
         }
         cp::emit(cp::TASK_COMPLETED, fields);
         self.publish(ids).await;
-        Handled::log(format!("task {task_id} completed"))
+        Ok(Handled::log(format!("task {task_id} completed")))
+    }
+
+    /// A completion whose claim is no longer the task's (its lease expired and the janitor
+    /// re-queued it, or a redelivery took it over: a zombie holder answering late) changed
+    /// nothing. It is a checkpoint and a `task_completion_refused` event on the job's timeline.
+    async fn completion_refused(
+        &self,
+        task_id: &TaskId,
+        c: &Claimed,
+        fields: &cp::Fields,
+    ) -> Result<(), StoreError> {
+        let token = c.claim_token.unwrap_or(0);
+        cp::emit_warn(
+            cp::TASK_COMPLETION_LOST,
+            &fields.clone().extra("claim", token),
+        );
+        let event = Event::job(
+            &c.ctx.job_id,
+            "task_completion_refused",
+            EventStatus::Warning,
+            cp::TASK_COMPLETION_LOST,
+        )
+        .stage(c.ctx.stage)
+        .task(task_id.as_str())
+        .attempt(c.retry_count + 1)
+        .data(json!({"task_type": c.ctx.task_type, "claim": token, "reason": "the claim was no longer the task's (lease expired, or a redelivery took the task over)"}));
+        let mut client = store::client(self.pool(), "recording a refused completion").await?;
+        let tx = client
+            .transaction()
+            .await
+            .ctx(|| format!("recording the refused completion of task {task_id}"))?;
+        events::write(&tx, &[event]).await?;
+        tx.commit()
+            .await
+            .ctx(|| format!("committing the refused completion of task {task_id}"))
     }
 }
 

@@ -6,7 +6,7 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use serde_json::{Map, Value};
 
-use super::faults::{Fault, Faults, Target};
+use super::faults::{Fault, Faults, STALL, Target};
 use crate::engine::hooks::Hooks;
 use crate::jobs::{
     FieldError, FinalizeInput, Handler, Job, JobError, ParamSpec, Registry, StageDef, StageInput,
@@ -119,6 +119,9 @@ impl Hooks for FaultHooks {
         let t = target(task);
         if self.0.hit_on(Fault::KillAfterHandler, t) {
             return std::future::pending().boxed();
+        }
+        if self.0.hit_on(Fault::StallAfterHandler, t) {
+            return tokio::time::sleep(STALL).map(Ok).boxed();
         }
         if self.0.hit_on(Fault::OutcomeNotRecorded, t) {
             return std::future::ready(Err(StoreError::Unavailable {

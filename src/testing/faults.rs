@@ -23,6 +23,9 @@ pub enum Fault {
     FailOutboxPublish,
     /// The invocation stops dead after the handler returned, before the completion commits.
     KillAfterHandler,
+    /// The invocation stalls for [`STALL`] after the handler returned, then records its outcome
+    /// (a holder that loses its message's lock meanwhile and answers late: a zombie).
+    StallAfterHandler,
     /// Recording the task's outcome fails with a database error (as a deadlock or a dropped
     /// connection in the completion's transaction would).
     OutcomeNotRecorded,
@@ -31,6 +34,9 @@ pub enum Fault {
     /// The job type's finalize panics.
     FinalizePanic,
 }
+
+/// How long [`Fault::StallAfterHandler`] stalls.
+pub const STALL: std::time::Duration = std::time::Duration::from_secs(4);
 
 /// One rule: which fault, how often, and on which tasks.
 #[derive(Debug, Clone)]

@@ -11,4 +11,4 @@ mod doubles;
 mod faults;
 
 pub use doubles::{FaultDeliveries, FaultHooks, FaultyTransport, seams, with_faults};
-pub use faults::{Fault, FaultRule, Faults, Target};
+pub use faults::{Fault, FaultRule, Faults, STALL, Target};

@@ -5,6 +5,7 @@
 
 pub mod files;
 pub mod ingestion;
+pub mod invocations;
 pub mod jobs;
 pub mod kql;
 
