@@ -8,6 +8,7 @@ use crate::common::invocations::{
     batch_invocation, layout_with_batched_tasks, post_invocation, queued_bodies,
 };
 use crate::common::{TestApp, fixture};
+use coremachine::testing::{Fault, FaultRule};
 
 fn unknown_task_message(task: &str, job: &str) -> String {
     json!({
@@ -474,5 +475,76 @@ async fn large_invocations_are_processed_and_too_large_ones_recorded_and_acknowl
         .unwrap();
     assert!(error.contains("TRIGGER_MAX_BODY_BYTES"), "{error}");
     assert!(excerpt.starts_with(r#"{"Data""#), "{excerpt}");
+    t.cleanup().await;
+}
+
+/// #21: a batch as the host writes it for `dataType: string` (the bodies as texts) with every
+/// `<Key>Array` it sends, mixing a stale retry (attempt 1 of a task already re-queued for attempt
+/// 2), a good message and a message for a task that does not exist: each is judged on its own,
+/// the stale copy changes nothing, the unknown one is recorded under its own MessageId and
+/// DeliveryCount, and the invocation answers 200 once.
+#[tokio::test]
+async fn a_string_batch_with_every_array_key_and_a_stale_retry_is_judged_message_by_message() {
+    let t = TestApp::start_opts(|o| o.emulator = false).await;
+    t.fault(
+        FaultRule::times(Fault::HandlerTransient, 1)
+            .on_index(0)
+            .on_stage(1),
+    );
+    let job = t.submit("hello_world", json!({"n": 2})).await;
+    run_stage_message(&t, &job).await;
+    let tasks = queued_bodies(&t, "geospatial-tasks", &job).await;
+    assert_eq!(tasks.len(), 2);
+    // Task 0 fails transiently: re-queued for attempt 2.
+    let first = batch_invocation(&[tasks[0].as_bytes()], &["m0"], &[1]);
+    let (s, _, resp) = post_invocation(&t, "tasks-queue-trigger", &first).await;
+    assert_eq!(s, 200, "{resp}");
+    assert_eq!(task_statuses(&t, &job).await, ["queued", "queued"]);
+    let unknown = unknown_task_message(&"c".repeat(64), &job);
+    let texts = [tasks[0].as_str(), tasks[1].as_str(), unknown.as_str()];
+    let arr = |v: Value| v.to_string();
+    let payload = json!({
+        "Data": {"msg": arr(json!(texts))},
+        "Metadata": {
+            "MessageIdArray": arr(json!(["m0", "m1", "m-unknown"])),
+            "DeliveryCountArray": arr(json!([2, 1, 3])),
+            "LockTokenArray": arr(json!(["l0", "l1", "l2"])),
+            "SequenceNumberArray": arr(json!([10, 11, 12])),
+            "EnqueuedTimeUtcArray": arr(json!(["2026-12-07T10:00:00", "2026-12-07T10:00:01", "2026-12-07T10:00:02"])),
+            "ExpiresAtUtcArray": arr(json!(["9999-12-31T23:59:59", "9999-12-31T23:59:59", "9999-12-31T23:59:59"])),
+            "ContentTypeArray": arr(json!(["application/json", "application/json", null])),
+            "CorrelationIdArray": arr(json!([null, "corr-1", null])),
+            "SubjectArray": arr(json!([null, null, "s"])),
+            "LabelArray": arr(json!([null, null, "s"])),
+            "DeadLetterSourceArray": arr(json!([null, null, null])),
+            "ApplicationPropertiesArray": arr(json!([{}, {"job_id": job}, {}])),
+            "UserPropertiesArray": arr(json!([{}, {"job_id": job}, {}])),
+            "MessageActions": {},
+            "sys": {"MethodName": "tasks-queue-trigger", "UtcNow": "2026-12-07T10:00:03Z", "RandGuid": "g"}
+        }
+    });
+    let (s, _, resp) = post_invocation(&t, "tasks-queue-trigger", &payload).await;
+    assert_eq!(s, 200, "{resp}");
+    let logs = resp["Logs"].to_string();
+    assert!(logs.contains("batch of 3"), "{logs}");
+    assert!(
+        logs.contains("stale copy of attempt 1 (task is at attempt 2)"),
+        "{logs}"
+    );
+    assert_eq!(
+        task_statuses(&t, &job).await,
+        ["queued", "completed"],
+        "the stale copy left task 0 queued for attempt 2; task 1 ran"
+    );
+    let recorded = failures(&t).await;
+    assert_eq!(recorded.len(), 1, "{recorded:?}");
+    assert_eq!(
+        (
+            recorded[0].0.as_str(),
+            recorded[0].1.as_deref(),
+            recorded[0].2
+        ),
+        ("unknown_task", Some("m-unknown"), Some(3))
+    );
     t.cleanup().await;
 }
