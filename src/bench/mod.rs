@@ -115,6 +115,14 @@ pub struct RunResult {
     pub round_trips_per_task: Option<f64>,
     /// Peak RSS of the coremachine process that ran the workload (MiB).
     pub peak_rss_mb: f64,
+    /// Task claims per tasks-queue invocation (the batch sizes the emulator delivered, mean).
+    pub tasks_per_invocation: f64,
+    /// Rows written per task (inserts, updates, deletes; every `app` table).
+    pub rows_written_per_task: f64,
+    /// Index entries written per task (upper bound, see [`WritesPerTask`]).
+    pub index_entries_per_task: f64,
+    /// The same, table by table.
+    pub writes_per_task: Vec<WritesPerTask>,
     /// Load average when the run ended.
     pub load: String,
 }
@@ -161,6 +169,7 @@ pub async fn run(args: BenchArgs) -> Result<serde_json::Value, BenchError> {
     let layout = crate::startup::layout::AppLayout::read(&app_root)
         .map_err(|e| BenchError::Process(format!("reading the app layout: {e}")))?;
     let concurrency = args.concurrency.unwrap_or(layout.host.max_concurrent_calls);
+    let batch = tasks_batch(&layout);
     let admin = floor::connect(&args.database_url).await?;
     let durability = floor::durability(&admin).await?;
     let durable = durability.is_durable();
@@ -197,6 +206,17 @@ pub async fn run(args: BenchArgs) -> Result<serde_json::Value, BenchError> {
             }
         ),
     );
+    say(
+        args.emit,
+        match batch {
+            Some((size, per_invocation)) => format!(
+                "tasks-queue-trigger: cardinality many, batches of up to {size} (host.json maxMessageBatchSize), {per_invocation} handlers at once per invocation (TRIGGER_BATCH_CONCURRENCY)"
+            ),
+            None => format!(
+                "tasks-queue-trigger: cardinality one, {concurrency} invocations at once (maxConcurrentCalls)"
+            ),
+        },
+    );
     if !stats {
         say(
             args.emit,
@@ -210,7 +230,7 @@ pub async fn run(args: BenchArgs) -> Result<serde_json::Value, BenchError> {
         say(
             args.emit,
             format!(
-                "run {i}: floor {:.0} tx/s | wall {:.2} s | {:.0} tasks/s | ratio {:.3} | p50 {:.0} ms p99 {:.0} ms | {} stmts/task, {} round trips/task, {:.2} tx/task | peak RSS {:.1} MB | load {}",
+                "run {i}: floor {:.0} tx/s | wall {:.2} s | {:.0} tasks/s | ratio {:.3} | p50 {:.0} ms p99 {:.0} ms | {} stmts/task, {} round trips/task, {:.2} tx/task | {:.1} tasks/invocation | {:.2} rows, {:.1} index entries/task | peak RSS {:.1} MB | load {}",
                 r.floor_tps,
                 r.wall_s,
                 r.tasks_per_s,
@@ -224,6 +244,9 @@ pub async fn run(args: BenchArgs) -> Result<serde_json::Value, BenchError> {
                     .map(|v| format!("{v:.2}"))
                     .unwrap_or_else(|| "n/a".into()),
                 r.tx_per_task,
+                r.tasks_per_invocation,
+                r.rows_written_per_task,
+                r.index_entries_per_task,
                 r.peak_rss_mb,
                 r.load
             ),
@@ -255,6 +278,11 @@ pub async fn run(args: BenchArgs) -> Result<serde_json::Value, BenchError> {
         "db_connections_at_first_answer": cold.db_connections_at_first_answer,
         "binary_mb": binary_mb,
         "concurrency": concurrency,
+        "batch_size": batch.map(|(size, _)| size),
+        "batch_concurrency": batch.map(|(_, c)| c),
+        "tasks_per_invocation": m(|r| r.tasks_per_invocation),
+        "rows_written_per_task": m(|r| r.rows_written_per_task),
+        "index_entries_per_task": m(|r| r.index_entries_per_task),
         "durable": durable,
         "fsync": durability.fsync,
         "synchronous_commit": durability.synchronous_commit,
@@ -290,6 +318,23 @@ pub async fn run(args: BenchArgs) -> Result<serde_json::Value, BenchError> {
         println!("{summary}");
     }
     Ok(summary)
+}
+
+/// The tasks trigger's batching: (maxMessageBatchSize, TRIGGER_BATCH_CONCURRENCY) when it is
+/// `cardinality: many`, `None` for one message per invocation.
+fn tasks_batch(layout: &crate::startup::layout::AppLayout) -> Option<(usize, usize)> {
+    let many = layout.functions.iter().any(|f| {
+        f.name == "tasks-queue-trigger"
+            && matches!(
+                f.trigger,
+                crate::startup::layout::Trigger::ServiceBus { many: true, .. }
+            )
+    });
+    let concurrency = std::env::var("TRIGGER_BATCH_CONCURRENCY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(crate::config::Settings::local("postgres://").trigger_batch_concurrency);
+    many.then_some((layout.host.max_message_batch_size, concurrency))
 }
 
 async fn create_db(admin: &tokio_postgres::Client, name: &str) -> Result<(), BenchError> {
@@ -363,6 +408,7 @@ async fn one_run_on(
     // Let the start-up connections report their statistics before the "before" snapshot.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let before = floor::counters(admin, db, stats).await?;
+    let writes_before = table_writes(&floor::connect(&db_url).await?).await?;
 
     let http = reqwest::Client::new();
     let resp = http
@@ -423,6 +469,7 @@ async fn one_run_on(
     delta.all_statements = delta.all_statements.map(|s| s - polls);
 
     let c = floor::connect(&db_url).await?;
+    let writes = table_writes(&c).await?;
     if final_status != "completed" {
         return Err(BenchError::Workload(format!(
             "job {job_id} ended {final_status}"
@@ -454,8 +501,20 @@ async fn one_run_on(
         )
         .await
         .map_err(|e| BenchError::Db(format!("reading task latencies: {e}")))?;
+    let per_invocation: f64 = c
+        .query_one(
+            "SELECT COALESCE(count(*)::float8 / NULLIF(count(DISTINCT event_data->>'invocation_id'), 0), 0)
+             FROM app.job_events WHERE job_id = $1 AND event_type = 'task_started'",
+            &[&job_id],
+        )
+        .await
+        .map_err(|e| BenchError::Db(format!("reading batch sizes: {e}")))?
+        .get(0);
     let tasks = (2 * args.n) as f64;
     let tasks_per_s = tasks / wall_s;
+    let per_table = writes_per_task(&writes_before, &writes, tasks);
+    let rows_written_per_task = per_table.iter().map(|w| w.rows).sum();
+    let index_entries_per_task = per_table.iter().map(|w| w.index_entries).sum();
     Ok(RunResult {
         n: args.n,
         wall_s,
@@ -468,8 +527,93 @@ async fn one_run_on(
         statements_per_task: delta.statements.map(|s| s as f64 / tasks),
         round_trips_per_task: delta.all_statements.map(|s| s as f64 / tasks),
         peak_rss_mb,
+        tasks_per_invocation: per_invocation,
+        rows_written_per_task,
+        index_entries_per_task,
+        writes_per_task: per_table,
         load: process::load_average(),
     })
+}
+
+/// Row writes of one `app` table (pg_stat_user_tables) and its index count.
+#[derive(Debug, Clone, Default)]
+struct TableWrites {
+    inserted: i64,
+    updated: i64,
+    hot_updated: i64,
+    deleted: i64,
+    indexes: i64,
+}
+
+/// What the workload wrote into one table, per task.
+#[derive(Debug, Clone, Serialize)]
+pub struct WritesPerTask {
+    /// The table (schema `app`).
+    pub table: String,
+    /// Rows inserted, updated and deleted per task (each a new row version or a dead one).
+    pub rows: f64,
+    /// Of those, updates that stayed on their page without an index entry (HOT), per task.
+    pub hot_updates: f64,
+    /// Index entries written per task: (inserts + non-HOT updates) × the table's indexes (a
+    /// partial index whose predicate a row does not match gets none, so this is an upper bound).
+    pub index_entries: f64,
+}
+
+async fn table_writes(
+    c: &tokio_postgres::Client,
+) -> Result<std::collections::BTreeMap<String, TableWrites>, BenchError> {
+    let rows = c
+        .query(
+            "SELECT s.relname::text, s.n_tup_ins, s.n_tup_upd, s.n_tup_hot_upd, s.n_tup_del,
+                    (SELECT count(*) FROM pg_index i WHERE i.indrelid = s.relid) AS indexes
+             FROM pg_stat_user_tables s WHERE s.schemaname = 'app'",
+            &[],
+        )
+        .await
+        .map_err(|e| BenchError::Db(format!("reading table statistics: {e}")))?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            (
+                r.get(0),
+                TableWrites {
+                    inserted: r.get(1),
+                    updated: r.get(2),
+                    hot_updated: r.get(3),
+                    deleted: r.get(4),
+                    indexes: r.get(5),
+                },
+            )
+        })
+        .collect())
+}
+
+/// The per-task writes of every table the workload wrote to, largest first.
+fn writes_per_task(
+    before: &std::collections::BTreeMap<String, TableWrites>,
+    after: &std::collections::BTreeMap<String, TableWrites>,
+    tasks: f64,
+) -> Vec<WritesPerTask> {
+    let mut out: Vec<WritesPerTask> = after
+        .iter()
+        .filter_map(|(table, a)| {
+            let b = before.get(table).cloned().unwrap_or_default();
+            let (ins, upd, hot, del) = (
+                a.inserted - b.inserted,
+                a.updated - b.updated,
+                a.hot_updated - b.hot_updated,
+                a.deleted - b.deleted,
+            );
+            (ins + upd + del > 0).then(|| WritesPerTask {
+                table: table.clone(),
+                rows: (ins + upd + del) as f64 / tasks,
+                hot_updates: hot as f64 / tasks,
+                index_entries: ((ins + upd - hot) * a.indexes) as f64 / tasks,
+            })
+        })
+        .collect();
+    out.sort_by(|x, y| y.rows.total_cmp(&x.rows));
+    out
 }
 
 /// Starts `coremachine serve` five times and times exec → first `GET /` answered.
