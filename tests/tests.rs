@@ -38,6 +38,7 @@ mod soak;
 mod spine;
 mod sql_statements;
 mod state_machine;
+mod takeover;
 mod telemetry;
 mod ui_views;
 mod vector_job;

@@ -8,6 +8,7 @@ pub mod ingestion;
 pub mod invocations;
 pub mod jobs;
 pub mod kql;
+pub mod local_process;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
