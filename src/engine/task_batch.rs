@@ -16,6 +16,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::Instant;
 
+use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
 use serde_json::{Value, json};
@@ -45,6 +46,13 @@ pub struct BatchMessage {
 /// The answers of a batch, one per message, filled as the steps go.
 type Answers = Vec<Option<Result<Handled, EngineError>>>;
 
+/// Answers of some messages of the batch, by position.
+type Outcomes = Vec<(usize, Result<Handled, EngineError>)>;
+
+/// What a claim statement gives: the claimed tasks, and the answers of the messages whose claim
+/// matched nothing.
+type Claims<'a> = (Vec<(usize, Arrival<'a>, ClaimedTask)>, Outcomes);
+
 /// A claimed message whose handler ran.
 struct Ran<'a> {
     /// Position in the batch.
@@ -61,36 +69,67 @@ impl Engine {
     pub async fn on_task_batch(&self, msgs: &[BatchMessage]) -> Vec<Result<Handled, EngineError>> {
         let mut answers: Answers = msgs.iter().map(|_| None).collect();
         let arrivals = self.parse_batch(msgs, &mut answers).await;
-        let mut waiting: VecDeque<_> = distinct_tasks(arrivals, &mut answers).into();
-        let limit = self.settings().trigger_batch_concurrency.max(1);
-        let mut running = FuturesUnordered::new();
-        // A sliding window: a task is claimed when a slot is free for it (so a claimed task is a
-        // running task, and its lease starts when its handler does), as many at once as slots
-        // are free; whatever finished together is recorded together.
-        while !waiting.is_empty() || !running.is_empty() {
-            let free = limit.saturating_sub(running.len());
-            if free > 0 && !waiting.is_empty() {
-                let wave: Vec<_> = waiting.drain(..free.min(waiting.len())).collect();
-                for (i, a, t) in self.claim_batch(msgs, wave, &mut answers).await {
-                    running.push(self.run_one(i, a, t).instrument(msgs[i].span.clone()));
-                }
-                if running.is_empty() {
-                    continue;
-                }
-            }
-            let Some(first) = running.next().await else {
-                continue;
-            };
-            let mut done = vec![first];
-            while let Some(Some(r)) = running.next().now_or_never() {
-                done.push(r);
-            }
-            self.record_outcomes(msgs, done, &mut answers).await;
+        let waiting: VecDeque<_> = distinct_tasks(arrivals, &mut answers).into();
+        for (i, answer) in self.pipeline(msgs, waiting).await {
+            answers[i] = Some(answer);
         }
         answers
             .into_iter()
             .map(|a| a.unwrap_or_else(|| Ok(Handled::default())))
             .collect()
+    }
+
+    /// The batch's tasks through three concurrent steps: a claim statement for as many waiting
+    /// tasks as there are free handler slots, the handlers (a slot frees when its handler
+    /// returns), and a completion statement for everything that finished while the previous one
+    /// ran. One claim and one recording in flight at a time. Returns an answer per message.
+    async fn pipeline<'a>(
+        &'a self,
+        msgs: &'a [BatchMessage],
+        mut waiting: VecDeque<(usize, Arrival<'a>)>,
+    ) -> Vec<(usize, Result<Handled, EngineError>)> {
+        let limit = self.settings().trigger_batch_concurrency.max(1);
+        let mut out = Vec::with_capacity(waiting.len());
+        let mut running = FuturesUnordered::new();
+        let mut finished: Vec<Ran<'a>> = Vec::new();
+        let mut claiming: Option<(usize, BoxFuture<'a, Claims<'a>>)> = None;
+        let mut recording: Option<BoxFuture<'a, Outcomes>> = None;
+        loop {
+            let free = limit.saturating_sub(running.len() + claiming.as_ref().map_or(0, |c| c.0));
+            if claiming.is_none() && free > 0 && !waiting.is_empty() {
+                let wave: Vec<_> = waiting.drain(..free.min(waiting.len())).collect();
+                claiming = Some((wave.len(), self.claim_batch(msgs, wave).boxed()));
+            }
+            if recording.is_none() && !finished.is_empty() {
+                recording = Some(
+                    self.record_outcomes(msgs, std::mem::take(&mut finished))
+                        .boxed(),
+                );
+            }
+            if claiming.is_none() && recording.is_none() && running.is_empty() {
+                break;
+            }
+            tokio::select! {
+                (claimed, refused) = async { claiming.as_mut().expect("guarded").1.as_mut().await }, if claiming.is_some() => {
+                    claiming = None;
+                    out.extend(refused);
+                    for (i, a, t) in claimed {
+                        running.push(self.run_one(i, a, t).instrument(msgs[i].span.clone()));
+                    }
+                }
+                Some(r) = running.next(), if !running.is_empty() => {
+                    finished.push(r);
+                    while let Some(Some(r)) = running.next().now_or_never() {
+                        finished.push(r);
+                    }
+                }
+                recorded = async { recording.as_mut().expect("guarded").as_mut().await }, if recording.is_some() => {
+                    recording = None;
+                    out.extend(recorded);
+                }
+            }
+        }
+        out
     }
 
     /// Parses every message; a malformed one is recorded (and answered) here.
@@ -122,10 +161,10 @@ impl Engine {
         &self,
         msgs: &'a [BatchMessage],
         arrivals: Vec<(usize, Arrival<'a>)>,
-        answers: &mut Answers,
-    ) -> Vec<(usize, Arrival<'a>, ClaimedTask)> {
+    ) -> Claims<'a> {
+        let mut answers = Vec::new();
         if arrivals.is_empty() {
-            return Vec::new();
+            return (Vec::new(), answers);
         }
         let claims = async {
             let client = store::client(self.pool(), "claiming a batch of tasks").await?;
@@ -145,9 +184,9 @@ impl Engine {
                     let err = first
                         .take()
                         .unwrap_or_else(|| StoreError::Shared(text.clone()));
-                    answers[*i] = Some(Err(EngineError::Store(err)));
+                    answers.push((*i, Err(EngineError::Store(err))));
                 }
-                return Vec::new();
+                return (Vec::new(), answers);
             }
         };
         let mut by_task: HashMap<TaskId, ClaimedTask> = claimed
@@ -168,11 +207,11 @@ impl Engine {
                     }
                     .instrument(msgs[i].span.clone())
                     .await;
-                    answers[i] = Some(r);
+                    answers.push((i, r));
                 }
             }
         }
-        out
+        (out, answers)
     }
 
     /// Runs one claimed attempt's handler and the crash-point hook after it.
@@ -197,12 +236,7 @@ impl Engine {
 
     /// Records every outcome: the successes together, each failure as its own retry or failure;
     /// an outcome that could not be recorded gives its claim back.
-    async fn record_outcomes(
-        &self,
-        msgs: &[BatchMessage],
-        ran: Vec<Ran<'_>>,
-        answers: &mut Answers,
-    ) {
+    async fn record_outcomes(&self, msgs: &[BatchMessage], ran: Vec<Ran<'_>>) -> Outcomes {
         let (mut done, mut failed, mut hooked) = (Vec::new(), Vec::new(), Vec::new());
         for mut r in ran {
             match std::mem::replace(&mut r.result, Ok(Ok(Value::Null))) {
@@ -257,6 +291,7 @@ impl Engine {
                 .into_iter()
                 .map(|(r, e)| (r, Err(EngineError::Store(e)))),
         );
+        let mut answered = Vec::with_capacity(outcomes.len());
         for (r, answer) in outcomes {
             if let Err(e) = &answer {
                 let fields = r.arrival.fields.clone().duration_ms(r.elapsed);
@@ -264,8 +299,9 @@ impl Engine {
                     .instrument(msgs[r.i].span.clone())
                     .await;
             }
-            answers[r.i] = Some(answer);
+            answered.push((r.i, answer));
         }
+        answered
     }
 }
 
