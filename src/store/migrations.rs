@@ -76,6 +76,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "claim_tokens",
         sql: include_str!("../../migrations/0016_claim_tokens.sql"),
     },
+    Migration {
+        version: 17,
+        name: "hot_task_updates",
+        sql: include_str!("../../migrations/0017_hot_task_updates.sql"),
+    },
 ];
 
 /// The state of one migration in a database.
