@@ -187,3 +187,39 @@ async fn a_holder_that_stalls_past_its_lock_is_taken_over_and_its_late_completio
     t.cleanup().await;
     let _ = std::fs::remove_dir_all(layout);
 }
+
+/// Heavy task types (GDAL/OGR, `Registry::mark_heavy`) run at most `HEAVY_TASK_CONCURRENCY` at
+/// once in a batched invocation, though it has more slots: the others wait `queued`, unclaimed.
+#[tokio::test]
+async fn a_batch_runs_at_most_heavy_task_concurrency_heavy_handlers_at_once() {
+    let t = TestApp::start_opts(|o| {
+        o.settings.heavy_task_concurrency = 2;
+        o.registry.mark_heavy("shape_task");
+    })
+    .await;
+    let job = t
+        .submit("shapes1", json!({"tasks": 10, "sleep_ms": 300}))
+        .await;
+    assert_eq!(t.wait_terminal(&job, T).await, "completed");
+    // Each handler ran from its claim (started_at) for handler_ms; the most that overlapped.
+    let most: i64 = t
+        .db()
+        .await
+        .query_one(
+            "WITH iv AS (
+               SELECT t.task_id, t.started_at AS s,
+                      t.started_at + make_interval(secs => (e.event_data->>'handler_ms')::float8 / 1000) AS e
+               FROM app.tasks t JOIN app.job_events e ON e.task_id = t.task_id AND e.event_type = 'task_completed'
+               WHERE t.parent_job_id = $1)
+             SELECT max((SELECT count(*) FROM iv b WHERE b.s < a.e AND b.e > a.s)) FROM iv a",
+            &[&job],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        most, 2,
+        "at most HEAVY_TASK_CONCURRENCY (2) heavy handlers at once, and both slots used"
+    );
+    t.cleanup().await;
+}

@@ -242,9 +242,12 @@ pub struct Settings {
     /// acknowledged.
     pub trigger_max_body_bytes: usize,
     /// How many messages of one batched invocation (`"cardinality": "many"`) are handled at
-    /// once (`TRIGGER_BATCH_CONCURRENCY`, default 8: what host.json maxConcurrentCalls gives a
-    /// one-message trigger, so a batch runs as many handlers at once per instance as before).
+    /// once (`TRIGGER_BATCH_CONCURRENCY`, default 32; heavy task types are bounded further by
+    /// `heavy_task_concurrency`).
     pub trigger_batch_concurrency: usize,
+    /// How many of those may be heavy handlers (GDAL/OGR task types, `Registry::mark_heavy`) at
+    /// once (`HEAVY_TASK_CONCURRENCY`, default 4).
+    pub heavy_task_concurrency: usize,
     /// How long finished jobs and events are kept (`RETENTION_*`, src/retention.rs).
     pub retention: RetentionSettings,
 }
@@ -272,7 +275,8 @@ impl Settings {
             server: ServerSettings::default(),
             migrate_on_start: false,
             trigger_max_body_bytes: TRIGGER_MAX_BODY_BYTES,
-            trigger_batch_concurrency: 8,
+            trigger_batch_concurrency: 32,
+            heavy_task_concurrency: 4,
             retention: RetentionSettings::default(),
         }
     }
@@ -307,6 +311,13 @@ impl Settings {
             &get,
             "TRIGGER_BATCH_CONCURRENCY",
             s.trigger_batch_concurrency as i64,
+            1,
+            1000,
+        )? as usize;
+        s.heavy_task_concurrency = num(
+            &get,
+            "HEAVY_TASK_CONCURRENCY",
+            s.heavy_task_concurrency as i64,
             1,
             1000,
         )? as usize;
@@ -418,6 +429,7 @@ mod tests {
             read.trigger_batch_concurrency,
             local.trigger_batch_concurrency
         );
+        assert_eq!(read.heavy_task_concurrency, local.heavy_task_concurrency);
     }
 
     #[test]

@@ -88,17 +88,18 @@ impl Engine {
         msgs: &'a [BatchMessage],
         mut waiting: VecDeque<(usize, Arrival<'a>)>,
     ) -> Vec<(usize, Result<Handled, EngineError>)> {
-        let limit = self.settings().trigger_batch_concurrency.max(1);
+        let mut slots = Slots::new(self);
         let mut out = Vec::with_capacity(waiting.len());
         let mut running = FuturesUnordered::new();
         let mut finished: Vec<Ran<'a>> = Vec::new();
-        let mut claiming: Option<(usize, BoxFuture<'a, Claims<'a>>)> = None;
+        let mut claiming: Option<BoxFuture<'a, Claims<'a>>> = None;
         let mut recording: Option<BoxFuture<'a, Outcomes>> = None;
         loop {
-            let free = limit.saturating_sub(running.len() + claiming.as_ref().map_or(0, |c| c.0));
-            if claiming.is_none() && free > 0 && !waiting.is_empty() {
-                let wave: Vec<_> = waiting.drain(..free.min(waiting.len())).collect();
-                claiming = Some((wave.len(), self.claim_batch(msgs, wave).boxed()));
+            if claiming.is_none() {
+                let wave = slots.wave(&mut waiting);
+                if !wave.is_empty() {
+                    claiming = Some(self.claim_batch(msgs, wave).boxed());
+                }
             }
             if recording.is_none() && !finished.is_empty() {
                 recording = Some(
@@ -110,16 +111,21 @@ impl Engine {
                 break;
             }
             tokio::select! {
-                (claimed, refused) = async { claiming.as_mut().expect("guarded").1.as_mut().await }, if claiming.is_some() => {
+                (claimed, refused) = async { claiming.as_mut().expect("guarded").as_mut().await }, if claiming.is_some() => {
                     claiming = None;
+                    for (i, _) in &refused {
+                        slots.release(*i);
+                    }
                     out.extend(refused);
                     for (i, a, t) in claimed {
                         running.push(self.run_one(i, a, t).instrument(msgs[i].span.clone()));
                     }
                 }
                 Some(r) = running.next(), if !running.is_empty() => {
+                    slots.release(r.i);
                     finished.push(r);
                     while let Some(Some(r)) = running.next().now_or_never() {
+                        slots.release(r.i);
                         finished.push(r);
                     }
                 }
@@ -317,6 +323,59 @@ impl Engine {
             .attempt_failed(&r.claimed, &r.arrival.task_id, e, r.elapsed, &fields)
             .await;
         (r, answer)
+    }
+}
+
+/// The handler slots of one batched invocation: `TRIGGER_BATCH_CONCURRENCY` in all, of which at
+/// most `HEAVY_TASK_CONCURRENCY` for heavy task types (`Registry::mark_heavy`). A slot is taken
+/// when a task goes into a claim and given back when its claim matched nothing or its handler
+/// returned.
+struct Slots<'e> {
+    engine: &'e Engine,
+    total: usize,
+    heavy: usize,
+    /// Messages (by position) holding a slot, and whether theirs is a heavy one.
+    held: HashMap<usize, bool>,
+}
+
+impl<'e> Slots<'e> {
+    fn new(engine: &'e Engine) -> Self {
+        let s = engine.settings();
+        Slots {
+            engine,
+            total: s.trigger_batch_concurrency.max(1),
+            heavy: s.heavy_task_concurrency.max(1),
+            held: HashMap::new(),
+        }
+    }
+
+    /// The next wave to claim: waiting tasks in order, each one a free slot allows (a heavy one
+    /// only while a heavy slot is free), as many as there are free slots. The others keep their
+    /// place.
+    fn wave<'a>(
+        &mut self,
+        waiting: &mut VecDeque<(usize, Arrival<'a>)>,
+    ) -> Vec<(usize, Arrival<'a>)> {
+        let mut heavy_held = self.held.values().filter(|h| **h).count();
+        let mut wave = Vec::new();
+        let mut k = 0;
+        while self.held.len() < self.total && k < waiting.len() {
+            let heavy = self.engine.registry().is_heavy(&waiting[k].1.msg.task_type);
+            if heavy && heavy_held >= self.heavy {
+                k += 1;
+                continue;
+            }
+            let (i, a) = waiting.remove(k).expect("in range");
+            heavy_held += usize::from(heavy);
+            self.held.insert(i, heavy);
+            wave.push((i, a));
+        }
+        wave
+    }
+
+    /// Gives back the slot of message `i`.
+    fn release(&mut self, i: usize) {
+        self.held.remove(&i);
     }
 }
 

@@ -337,6 +337,9 @@ pub struct RegistryError(String);
 pub struct Registry {
     jobs: BTreeMap<String, Arc<dyn Job>>,
     handlers: BTreeMap<String, Handler>,
+    /// Task types whose handlers do heavy work (GDAL/OGR: CPU, memory, temp disk): a batched
+    /// invocation runs at most `HEAVY_TASK_CONCURRENCY` of them at once.
+    heavy: std::collections::BTreeSet<String>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -344,6 +347,7 @@ impl std::fmt::Debug for Registry {
         f.debug_struct("Registry")
             .field("jobs", &self.jobs.keys().collect::<Vec<_>>())
             .field("handlers", &self.handlers.keys().collect::<Vec<_>>())
+            .field("heavy", &self.heavy)
             .finish()
     }
 }
@@ -382,6 +386,19 @@ impl Registry {
         self.handlers
             .insert(task_type.to_string(), Arc::new(move |ctx| Box::pin(f(ctx))));
         self
+    }
+
+    /// Marks `task_type` as heavy: its handler does GDAL/OGR work whose memory and CPU grow with
+    /// the data, so a batched invocation runs at most `HEAVY_TASK_CONCURRENCY` heavy handlers at
+    /// once (among its `TRIGGER_BATCH_CONCURRENCY`).
+    pub fn mark_heavy(&mut self, task_type: &str) -> &mut Self {
+        self.heavy.insert(task_type.to_string());
+        self
+    }
+
+    /// Whether `task_type` is heavy ([`Registry::mark_heavy`]).
+    pub fn is_heavy(&self, task_type: &str) -> bool {
+        self.heavy.contains(task_type)
     }
 
     /// The same registry with every handler replaced by `f(task_type, handler)` (a decorator:

@@ -512,6 +512,8 @@ impl Job for IngestVector {
 pub fn register(r: &mut Registry, deps: VectorDeps) {
     r.add_job(IngestVector);
     let d = deps.clone();
+    r.mark_heavy("prepare_vector");
+    r.mark_heavy("load_vector_chunk");
     r.add_handler("prepare_vector", move |ctx| {
         handlers::prepare(d.clone(), ctx)
     });

@@ -422,6 +422,9 @@ impl Job for ProcessRaster {
 pub fn register(r: &mut Registry, deps: RasterDeps) {
     r.add_job(ProcessRaster);
     let d = deps.clone();
+    r.mark_heavy("validate_raster");
+    r.mark_heavy("create_cog");
+    r.mark_heavy("extract_stac_metadata");
     r.add_handler("validate_raster", move |ctx| {
         handlers::validate_raster(d.clone(), ctx)
     });
