@@ -43,6 +43,9 @@ pub struct BatchMessage {
     pub span: tracing::Span,
 }
 
+/// Claim statements, and completion statements, of one batch in flight at once.
+const DEPTH: usize = 1;
+
 /// The answers of a batch, one per message, filled as the steps go.
 type Answers = Vec<Option<Result<Handled, EngineError>>>;
 
@@ -79,10 +82,11 @@ impl Engine {
             .collect()
     }
 
-    /// The batch's tasks through three concurrent steps: a claim statement for as many waiting
-    /// tasks as there are free handler slots, the handlers (a slot frees when its handler
-    /// returns), and a completion statement for everything that finished while the previous one
-    /// ran. One claim and one recording in flight at a time. Returns an answer per message.
+    /// The batch's tasks through three concurrent steps: claim statements for waiting tasks as
+    /// handler slots free up, the handlers (a slot frees when its handler returns), and
+    /// completion statements for what finished meanwhile. Up to [`DEPTH`] claims and [`DEPTH`]
+    /// recordings are in flight at once (disjoint tasks, rows locked in key order), so the
+    /// database works on several statements of the batch at a time. An answer per message.
     async fn pipeline<'a>(
         &'a self,
         msgs: &'a [BatchMessage],
@@ -92,27 +96,25 @@ impl Engine {
         let mut out = Vec::with_capacity(waiting.len());
         let mut running = FuturesUnordered::new();
         let mut finished: Vec<Ran<'a>> = Vec::new();
-        let mut claiming: Option<BoxFuture<'a, Claims<'a>>> = None;
-        let mut recording: Option<BoxFuture<'a, Outcomes>> = None;
+        let mut claiming: FuturesUnordered<BoxFuture<'a, Claims<'a>>> = FuturesUnordered::new();
+        let mut recording: FuturesUnordered<BoxFuture<'a, Outcomes>> = FuturesUnordered::new();
         loop {
-            if claiming.is_none() {
+            while claiming.len() < DEPTH {
                 let wave = slots.wave(&mut waiting);
-                if !wave.is_empty() {
-                    claiming = Some(self.claim_batch(msgs, wave).boxed());
+                if wave.is_empty() {
+                    break;
                 }
+                claiming.push(self.claim_batch(msgs, wave).boxed());
             }
-            if recording.is_none() && !finished.is_empty() {
-                recording = Some(
-                    self.record_outcomes(msgs, std::mem::take(&mut finished))
-                        .boxed(),
-                );
+            if recording.len() < DEPTH && !finished.is_empty() {
+                let done = std::mem::take(&mut finished);
+                recording.push(self.record_outcomes(msgs, done).boxed());
             }
-            if claiming.is_none() && recording.is_none() && running.is_empty() {
+            if claiming.is_empty() && recording.is_empty() && running.is_empty() {
                 break;
             }
             tokio::select! {
-                (claimed, refused) = async { claiming.as_mut().expect("guarded").as_mut().await }, if claiming.is_some() => {
-                    claiming = None;
+                Some((claimed, refused)) = claiming.next(), if !claiming.is_empty() => {
                     for (i, _) in &refused {
                         slots.release(*i);
                     }
@@ -129,8 +131,7 @@ impl Engine {
                         finished.push(r);
                     }
                 }
-                recorded = async { recording.as_mut().expect("guarded").as_mut().await }, if recording.is_some() => {
-                    recording = None;
+                Some(recorded) = recording.next(), if !recording.is_empty() => {
                     out.extend(recorded);
                 }
             }
@@ -350,16 +351,17 @@ impl<'e> Slots<'e> {
     }
 
     /// The next wave to claim: waiting tasks in order, each one a free slot allows (a heavy one
-    /// only while a heavy slot is free), as many as there are free slots. The others keep their
-    /// place.
+    /// only while a heavy slot is free), as many as there are free slots and at most a
+    /// [`DEPTH`]th of all slots (so that claims can overlap). The others keep their place.
     fn wave<'a>(
         &mut self,
         waiting: &mut VecDeque<(usize, Arrival<'a>)>,
     ) -> Vec<(usize, Arrival<'a>)> {
         let mut heavy_held = self.held.values().filter(|h| **h).count();
         let mut wave = Vec::new();
+        let most = self.total.div_ceil(DEPTH);
         let mut k = 0;
-        while self.held.len() < self.total && k < waiting.len() {
+        while self.held.len() < self.total && wave.len() < most && k < waiting.len() {
             let heavy = self.engine.registry().is_heavy(&waiting[k].1.msg.task_type);
             if heavy && heavy_held >= self.heavy {
                 k += 1;
