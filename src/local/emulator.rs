@@ -77,7 +77,6 @@ pub fn start(
                     wake: wakers(queue).unwrap_or_else(|| Arc::new(Notify::new())),
                     slots: Arc::new(Semaphore::new(cfg.max_concurrent_calls.max(1))),
                     settle: settle_tx,
-                    last_sweep: std::sync::Mutex::new(None),
                 };
                 handles.push(tokio::spawn(settle_completed(
                     pool.clone(),
@@ -136,8 +135,6 @@ struct Pump {
     slots: Arc<Semaphore>,
     /// Completions go to one settler per queue, which deletes them in batches.
     settle: mpsc::UnboundedSender<Completed>,
-    /// When the dead-letter sweep last ran (it runs at most once per poll interval).
-    last_sweep: std::sync::Mutex<Option<Instant>>,
 }
 
 /// A delivered message to complete.
@@ -259,44 +256,22 @@ impl Pump {
 
     async fn lease(&self, n: usize) -> Result<Vec<Leased>, String> {
         let client = self.pool.get().await.map_err(|e| e.to_string())?;
-        // Dead-letter what is out of deliveries first (lock expired or abandoned at the limit).
-        // Such a message is never leased again, so sweeping once per poll interval is enough and
-        // keeps the sweep off the per-message path.
-        if self.sweep_due() {
-            let dead = client
-                .query(
-                    sql::LOCAL_QUEUE_DEAD_LETTER,
-                    &[
-                        &self.queue,
-                        &self.cfg.queue.max_delivery_count,
-                        &self.dead_letter_target(),
-                    ],
-                )
-                .await
-                .map_err(|e| e.to_string())?;
-            if !dead.is_empty() {
-                tracing::warn!(queue = %self.queue, count = dead.len(), "messages dead-lettered (MaxDeliveryCountExceeded)");
-            }
-        }
-        store::queue::lease(
+        // A message out of deliveries (its lock expired, or it was abandoned, at the limit) is
+        // dead-lettered by the lease that would have delivered it again.
+        let lease = store::queue::lease(
             &client,
             &self.queue,
             n as i64,
             self.cfg.queue.lock_duration.as_secs_f64(),
             self.cfg.queue.max_delivery_count,
+            &self.dead_letter_target(),
         )
         .await
-        .map_err(|e| e.to_string())
-    }
-
-    /// Whether the dead-letter sweep should run now (and records that it does).
-    fn sweep_due(&self) -> bool {
-        let mut last = self.last_sweep.lock().expect("sweep clock lock");
-        let due = last.is_none_or(|t| t.elapsed() >= self.cfg.queue.poll_interval);
-        if due {
-            *last = Some(Instant::now());
+        .map_err(|e| e.to_string())?;
+        if lease.dead_lettered > 0 {
+            tracing::warn!(queue = %self.queue, count = lease.dead_lettered, "messages dead-lettered (MaxDeliveryCountExceeded)");
         }
-        due
+        Ok(lease.leased)
     }
 
     fn dead_letter_target(&self) -> String {

@@ -81,6 +81,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "hot_task_updates",
         sql: include_str!("../../migrations/0017_hot_task_updates.sql"),
     },
+    Migration {
+        version: 18,
+        name: "hot_queue_leases",
+        sql: include_str!("../../migrations/0018_hot_queue_leases.sql"),
+    },
 ];
 
 /// The state of one migration in a database.

@@ -28,22 +28,41 @@ pub(crate) struct Leased {
     pub(crate) dead_letter_source: Option<String>,
 }
 
-/// Peek-locks up to `n` visible messages of `queue` for `lock_s` seconds, skipping those at the
-/// maximum delivery count (`local_queue_lease.sql`).
+/// What one lease did.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Lease {
+    /// The messages now locked for this delivery.
+    pub(crate) leased: Vec<Leased>,
+    /// Messages found at the maximum delivery count and moved to the dead-letter target.
+    pub(crate) dead_lettered: i64,
+}
+
+/// Peek-locks up to `n` visible messages of `queue` for `lock_s` seconds; those already delivered
+/// `max_delivery_count` times go to `dead_letter_to` instead (`local_queue_lease.sql`).
 pub(crate) async fn lease(
     c: &impl GenericClient,
     queue: &str,
     n: i64,
     lock_s: f64,
     max_delivery_count: i32,
-) -> Result<Vec<Leased>, StoreError> {
+    dead_letter_to: &str,
+) -> Result<Lease, StoreError> {
     let what = || format!("leasing up to {n} messages of queue {queue}");
     let stmt = c.prepare_cached(sql::LOCAL_QUEUE_LEASE).await.ctx(what)?;
     let rows = c
-        .query(&stmt, &[&queue, &n, &lock_s, &max_delivery_count])
+        .query(
+            &stmt,
+            &[&queue, &n, &lock_s, &max_delivery_count, &dead_letter_to],
+        )
         .await
         .ctx(what)?;
-    rows.iter()
+    let dead_lettered = match rows.first() {
+        Some(r) => r.try_get("dead_lettered").ctx(what)?,
+        None => 0,
+    };
+    let leased = rows
+        .iter()
+        .filter(|r| r.get::<_, Option<i64>>("id").is_some())
         .map(|r| {
             Ok(Leased {
                 id: r.try_get("id").ctx(what)?,
@@ -60,5 +79,9 @@ pub(crate) async fn lease(
                 dead_letter_source: r.try_get("dead_letter_source").ctx(what)?,
             })
         })
-        .collect()
+        .collect::<Result<_, StoreError>>()?;
+    Ok(Lease {
+        leased,
+        dead_lettered,
+    })
 }

@@ -39,11 +39,9 @@ pub const LOCAL_QUEUE_ABANDON: &str = include_str!("sql/local_queue_abandon.sql"
 pub const LOCAL_QUEUE_RENEW: &str = include_str!("sql/local_queue_renew.sql");
 /// Settle successfully delivered messages (only while the caller still holds the lock).
 pub const LOCAL_QUEUE_COMPLETE: &str = include_str!("sql/local_queue_complete.sql");
-/// Messages of queue $1 delivered $2 times without success move to queue $3 with the reason, as
-pub const LOCAL_QUEUE_DEAD_LETTER: &str = include_str!("sql/local_queue_dead_letter.sql");
 /// Local mode: messages written straight into the queue table inside the causing transaction.
 pub const LOCAL_QUEUE_INSERT_BATCH: &str = include_str!("sql/local_queue_insert_batch.sql");
-/// Peek-lock up to $2 visible messages of queue $1 (not yet past the max delivery count $4).
+/// Peek-lock up to $2 visible messages of queue $1 in id order; those at the max delivery count $4 are dead-lettered to $5.
 pub const LOCAL_QUEUE_LEASE: &str = include_str!("sql/local_queue_lease.sql");
 /// `message_failure_insert.sql`
 pub const MESSAGE_FAILURE_INSERT: &str = include_str!("sql/message_failure_insert.sql");
@@ -227,7 +225,6 @@ pub const ALL: &[(&str, &str)] = &[
     ("local_queue_abandon", LOCAL_QUEUE_ABANDON),
     ("local_queue_renew", LOCAL_QUEUE_RENEW),
     ("local_queue_complete", LOCAL_QUEUE_COMPLETE),
-    ("local_queue_dead_letter", LOCAL_QUEUE_DEAD_LETTER),
     ("local_queue_insert_batch", LOCAL_QUEUE_INSERT_BATCH),
     ("local_queue_lease", LOCAL_QUEUE_LEASE),
     ("message_failure_insert", MESSAGE_FAILURE_INSERT),
