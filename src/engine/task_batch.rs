@@ -181,6 +181,8 @@ impl Engine {
             let claimed = tasks::claim_many(&client, &reqs, lease, invocation).await?;
             Ok::<_, StoreError>((client, claimed))
         }
+        // One statement for the wave: its dependency is recorded in the first message's trace.
+        .instrument(msgs[arrivals[0].0].span.clone())
         .await;
         let (client, claimed) = match claims {
             Ok(c) => c,
@@ -204,7 +206,7 @@ impl Engine {
         for (i, a) in arrivals {
             match by_task.remove(&a.task_id) {
                 Some(t) => {
-                    a.claimed(&t);
+                    msgs[i].span.in_scope(|| a.claimed(&t));
                     out.push((i, a, t));
                 }
                 None => {
@@ -266,7 +268,12 @@ impl Engine {
                 span: msgs[r.i].span.clone(),
             })
             .collect();
-        let completed = self.complete_together(items).await;
+        // One statement for all of them: recorded in the first one's trace.
+        let span = done
+            .first()
+            .map(|(r, _)| msgs[r.i].span.clone())
+            .unwrap_or_else(tracing::Span::none);
+        let completed = self.complete_together(items).instrument(span).await;
         let mut outcomes: Vec<(Ran<'_>, Result<Handled, EngineError>)> = Vec::new();
         for ((r, _), c) in done.into_iter().zip(completed) {
             let fields = r.arrival.fields.clone().duration_ms(r.elapsed);

@@ -191,6 +191,9 @@ impl Engine {
         tx.commit()
             .await
             .ctx(|| format!("committing retry of task {task_id}"))?;
+        // The connection goes back before publishing takes one: a batch runs many retries at
+        // once, and each holding one while waiting for another would exhaust the pool.
+        drop(client);
         cp::emit_at(
             cp::Level::Warn,
             cp::TASK_RETRY_SCHEDULED,
