@@ -223,3 +223,43 @@ async fn a_batch_runs_at_most_heavy_task_concurrency_heavy_handlers_at_once() {
     );
     t.cleanup().await;
 }
+
+/// A batch claims nothing after its time budget (`TRIGGER_BATCH_BUDGET_S`): the tasks it has not
+/// started get new messages and run from a later invocation, each exactly once, none retried.
+#[tokio::test]
+async fn tasks_a_batch_cannot_start_within_its_budget_are_handed_back_and_run_once() {
+    let t = TestApp::start_opts(|o| {
+        o.settings.trigger_batch_budget = Duration::from_millis(700);
+        o.settings.heavy_task_concurrency = 1;
+        o.registry.mark_heavy("shape_task");
+    })
+    .await;
+    let job = t
+        .submit("shapes1", json!({"tasks": 6, "sleep_ms": 400}))
+        .await;
+    assert_eq!(t.wait_terminal(&job, T).await, "completed");
+    let c = t.db().await;
+    let r = c
+        .query_one(
+            "SELECT count(*), count(DISTINCT task_id), count(DISTINCT event_data->>'invocation_id'),
+                    (SELECT count(*) FROM app.tasks WHERE parent_job_id = $1 AND retry_count > 0),
+                    (SELECT count(*) FROM app.job_events WHERE job_id = $1 AND event_type = 'task_completed')
+             FROM app.job_events WHERE job_id = $1 AND event_type = 'task_started'",
+            &[&job],
+        )
+        .await
+        .unwrap();
+    let (starts, tasks, invocations, retried, completions): (i64, i64, i64, i64, i64) =
+        (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4));
+    assert_eq!(
+        (starts, tasks, completions),
+        (6, 6, 6),
+        "each task ran once"
+    );
+    assert_eq!(retried, 0, "handed back, not retried");
+    assert!(
+        invocations >= 2,
+        "the first batch handed tasks back to later invocations: {invocations} invocation(s)"
+    );
+    t.cleanup().await;
+}

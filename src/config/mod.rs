@@ -248,6 +248,10 @@ pub struct Settings {
     /// How many of those may be heavy handlers (GDAL/OGR task types, `Registry::mark_heavy`) at
     /// once (`HEAVY_TASK_CONCURRENCY`, default 4).
     pub heavy_task_concurrency: usize,
+    /// How long a batched invocation goes on claiming tasks (`TRIGGER_BATCH_BUDGET_S`, default
+    /// 600 s): what is still unclaimed then is handed back to the queue as new messages, so an
+    /// invocation ends within this plus one task (functionTimeout must cover both).
+    pub trigger_batch_budget: Duration,
     /// How long finished jobs and events are kept (`RETENTION_*`, src/retention.rs).
     pub retention: RetentionSettings,
 }
@@ -277,6 +281,7 @@ impl Settings {
             trigger_max_body_bytes: TRIGGER_MAX_BODY_BYTES,
             trigger_batch_concurrency: 32,
             heavy_task_concurrency: 4,
+            trigger_batch_budget: Duration::from_secs(600),
             retention: RetentionSettings::default(),
         }
     }
@@ -321,6 +326,13 @@ impl Settings {
             1,
             1000,
         )? as usize;
+        s.trigger_batch_budget = secs(
+            &get,
+            "TRIGGER_BATCH_BUDGET_S",
+            s.trigger_batch_budget,
+            1.0,
+            86400.0,
+        )?;
         // An empty value is no value (the example settings list the earlier names empty).
         let set = |k: &str| get(k).filter(|v| !v.trim().is_empty());
         if let Some(q) = set("SERVICE_BUS_JOBS_QUEUE").or_else(|| set("JOB_PROCESSING_QUEUE")) {
@@ -430,6 +442,7 @@ mod tests {
             local.trigger_batch_concurrency
         );
         assert_eq!(read.heavy_task_concurrency, local.heavy_task_concurrency);
+        assert_eq!(read.trigger_batch_budget, local.trigger_batch_budget);
     }
 
     #[test]

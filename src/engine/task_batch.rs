@@ -30,7 +30,8 @@ use super::task_message::{Arrival, Claimed, strip_nul};
 use super::{Delivery, Engine, EngineError, Handled};
 use crate::jobs::TaskError;
 use crate::store::tasks::{self, ClaimedTask};
-use crate::store::{self, StoreError};
+use crate::store::{self, QueryContext, StoreError};
+use crate::telemetry::checkpoints as cp;
 
 /// One message of a batched invocation.
 #[derive(Debug)]
@@ -93,12 +94,17 @@ impl Engine {
         mut waiting: VecDeque<(usize, Arrival<'a>)>,
     ) -> Vec<(usize, Result<Handled, EngineError>)> {
         let mut slots = Slots::new(self);
+        let deadline = Instant::now() + self.settings().trigger_batch_budget;
         let mut out = Vec::with_capacity(waiting.len());
         let mut running = FuturesUnordered::new();
         let mut finished: Vec<Ran<'a>> = Vec::new();
         let mut claiming: FuturesUnordered<BoxFuture<'a, Claims<'a>>> = FuturesUnordered::new();
         let mut recording: FuturesUnordered<BoxFuture<'a, Outcomes>> = FuturesUnordered::new();
         loop {
+            if Instant::now() >= deadline && !waiting.is_empty() {
+                let rest: Vec<_> = waiting.drain(..).collect();
+                out.extend(self.hand_back(msgs, rest).await);
+            }
             while claiming.len() < DEPTH {
                 let wave = slots.wave(&mut waiting);
                 if wave.is_empty() {
@@ -320,6 +326,69 @@ impl Engine {
 }
 
 impl Engine {
+    /// Hands the tasks a batch did not claim within its time budget back to the queue: each gets
+    /// a new message (its MessageId extended, so duplicate detection keeps it) in one
+    /// transaction, and its original is acknowledged. The task stays queued; its new message
+    /// claims it like any other. If the messages cannot be written, each original answers the
+    /// error and the host delivers the batch again.
+    async fn hand_back(&self, msgs: &[BatchMessage], rest: Vec<(usize, Arrival<'_>)>) -> Outcomes {
+        let queue = &self.settings().queues.tasks;
+        let again = uuid::Uuid::new_v4().simple().to_string();
+        let messages: Vec<_> = rest
+            .iter()
+            .map(|(_, a)| {
+                let tp = a.d.properties.get("traceparent").and_then(Value::as_str);
+                let mut m = a.msg.to_outbound(queue, tp, None);
+                m.message_id = format!("{}:h{}", m.message_id, &again[..12]);
+                m
+            })
+            .collect();
+        let written = async {
+            let mut client = store::client(self.pool(), "handing tasks back").await?;
+            let tx = client
+                .transaction()
+                .await
+                .ctx(|| format!("starting the hand-back of {} tasks", messages.len()))?;
+            let ids = self.outbox().write_fan_out(&tx, &messages).await?;
+            tx.commit()
+                .await
+                .ctx(|| format!("committing the hand-back of {} tasks", messages.len()))?;
+            Ok::<_, StoreError>(ids)
+        }
+        .await;
+        match written {
+            Ok(ids) => {
+                match ids {
+                    Some(ids) => self.publish(&ids).await,
+                    None => self.outbox().wake(),
+                }
+                let budget = self.settings().trigger_batch_budget.as_secs();
+                rest.into_iter()
+                    .map(|(i, a)| {
+                        msgs[i].span.in_scope(|| cp::emit_warn(cp::TASK_HANDED_BACK, &a.fields.clone().extra("budget_s", budget)));
+                        let log = format!(
+                            "task {}: not started within the batch's {budget} s budget (TRIGGER_BATCH_BUDGET_S); handed back to the queue",
+                            a.task_id
+                        );
+                        (i, Ok(Handled::log(log)))
+                    })
+                    .collect()
+            }
+            Err(e) => {
+                let text = format!("not handed back: {e}");
+                let mut first = Some(e);
+                rest.into_iter()
+                    .map(|(i, _)| {
+                        let err = first
+                            .take()
+                            .unwrap_or_else(|| StoreError::Shared(text.clone()));
+                        (i, Err(EngineError::Store(err)))
+                    })
+                    .collect()
+            }
+        }
+    }
+
     /// A failed attempt of the batch: its retry or failure, as alone.
     async fn fail_one<'a>(
         &self,
