@@ -1,14 +1,16 @@
 //! A batch of task messages (one `"cardinality": "many"` invocation), worked as a batch: at most
-//! `TRIGGER_BATCH_CONCURRENCY` handlers run at once, and the tasks are claimed as slots free up,
-//! as many in ONE statement as there are free slots (`task_claim.sql`); the successes that finish
-//! together are completed together, in one statement unless they end a counter shard
-//! (engine/completions.rs; the fan-in is unchanged: exactly one transaction sees the stage reach
-//! zero). A task is claimed only when its handler can start, so `processing` still means
-//! running, its lease and `task_started` event start with its handler, and a task waiting for
-//! its turn stays `queued` (a job failure meanwhile cancels it, as it would any queued task). A failed attempt
-//! schedules its own retry or failure as it would alone. Every message gets its own answer, in
-//! order; only an answer that is an error (its outcome was not recorded) makes the invocation
-//! non-2xx, and the copies the host then delivers again are recognised by the guards.
+//! `TRIGGER_BATCH_CONCURRENCY` handlers run at once (of them at most `HEAVY_TASK_CONCURRENCY` of
+//! the heavy task types), and the tasks are claimed as slots free up, as many in ONE statement as
+//! there are free slots (`task_claim.sql`); the successes that finish together are completed
+//! together, in one statement unless they end a counter shard (engine/completions.rs; the fan-in
+//! is unchanged: exactly one transaction sees the stage reach zero). A task is claimed only when
+//! its handler can start, so `processing` still means running, its lease and `task_started`
+//! event start with its handler, and a task waiting for its turn stays `queued` (a job failure
+//! meanwhile cancels it, as it would any queued task). A failed attempt schedules its own retry
+//! or failure as it would alone. After `TRIGGER_BATCH_BUDGET_S` nothing more is claimed: the
+//! tasks not started are handed back to the queue as new messages. Every message gets its own
+//! answer, in order; only an answer that is an error (its outcome was not recorded) makes the
+//! invocation non-2xx, and the copies the host then delivers again are recognised by the guards.
 //!
 //! Two copies of one task in the same batch: the copy delivered most often claims (it may take
 //! the task over, see `task_claim.sql`), the others are acknowledged as duplicates.
