@@ -44,8 +44,8 @@ pub(super) const MAX_GROUP: usize = 64;
 /// while it commits form the next group.
 pub(super) const LANES: usize = 4;
 
-/// One successful completion waiting for its group.
-pub(crate) struct Pending {
+/// One successful attempt to complete: what the grouped statements write for it.
+pub(crate) struct Completion {
     /// Task id.
     pub task_id: TaskId,
     /// The attempt that completed (guard).
@@ -56,27 +56,28 @@ pub(crate) struct Pending {
     pub result: Value,
     /// Event details of `task_completed`.
     pub event_data: Value,
-    /// Whether this call ended the task, and outbox ids to publish.
-    pub reply: oneshot::Sender<Result<(bool, Vec<i64>), StoreError>>,
     /// The invocation's span: what the group does for this task (ending its stage, finalizing
     /// the job) is recorded in the task's trace, not in the lane's.
     pub span: tracing::Span,
 }
 
-/// A successful attempt of a batch, for [`Engine::complete_together`].
-pub(super) struct Completion {
-    /// Task id.
-    pub task_id: TaskId,
-    /// The attempt that completed.
-    pub retry_count: i32,
-    /// The claim's fencing token.
-    pub claim_token: Option<i32>,
-    /// Handler result (already cleaned of NUL characters).
-    pub result: Value,
-    /// Event details of `task_completed`.
-    pub event_data: Value,
-    /// The message's span.
-    pub span: tracing::Span,
+/// What a completion answers: whether it ended the task, and outbox ids to publish.
+type Answer = Result<(bool, Vec<i64>), StoreError>;
+
+/// One completion waiting for its group, and where its answer goes.
+pub(crate) struct Pending {
+    /// The completion.
+    pub c: Completion,
+    /// Whether this call ended the task, and outbox ids to publish.
+    pub reply: oneshot::Sender<Answer>,
+}
+
+impl Pending {
+    /// A completion to hand to a group, and the receiver of its answer.
+    fn new(c: Completion) -> (Self, oneshot::Receiver<Answer>) {
+        let (reply, answer) = oneshot::channel();
+        (Pending { c, reply }, answer)
+    }
 }
 
 /// The sending sides kept by the engine, one per lane.
@@ -115,16 +116,14 @@ impl Engine {
         result: Value,
         event_data: Value,
     ) -> Result<(bool, Vec<i64>), StoreError> {
-        let (reply, answer) = oneshot::channel();
-        let pending = Pending {
+        let (pending, answer) = Pending::new(Completion {
             task_id: task_id.clone(),
             retry_count,
             claim_token,
             result,
             event_data,
-            reply,
             span: tracing::Span::current(),
-        };
+        });
         let lanes = self.grouper();
         let lane = &lanes[counter_shard.unsigned_abs() as usize % lanes.len()];
         let pending = match lane.send(pending) {
@@ -139,13 +138,7 @@ impl Engine {
             }
             Err(mpsc::error::SendError(p)) => p,
         };
-        self.end_task(
-            &pending.task_id,
-            pending.retry_count,
-            claimed_ending(pending.result, pending.event_data, pending.claim_token),
-            None,
-        )
-        .await
+        self.end_alone(pending.c).await
     }
 
     /// Completes a batch's successful attempts together, without the lanes: one statement in
@@ -155,22 +148,7 @@ impl Engine {
         &self,
         items: Vec<Completion>,
     ) -> Vec<Result<(bool, Vec<i64>), StoreError>> {
-        let (group, answers): (Vec<Pending>, Vec<_>) = items
-            .into_iter()
-            .map(|c| {
-                let (reply, answer) = oneshot::channel();
-                let p = Pending {
-                    task_id: c.task_id,
-                    retry_count: c.retry_count,
-                    claim_token: c.claim_token,
-                    result: c.result,
-                    event_data: c.event_data,
-                    reply,
-                    span: c.span,
-                };
-                (p, answer)
-            })
-            .unzip();
+        let (group, answers): (Vec<Pending>, Vec<_>) = items.into_iter().map(Pending::new).unzip();
         if !group.is_empty() {
             self.commit_group(group).await;
         }
@@ -191,17 +169,18 @@ impl Engine {
             .get_or_init(|| start(Arc::downgrade(&self.inner)))
     }
 
+    /// One completion through the one-task path ([`Engine::end_task`]), in its span.
+    async fn end_alone(&self, c: Completion) -> Result<(bool, Vec<i64>), StoreError> {
+        let mut ending = outcome::completed(c.result, c.event_data);
+        ending.claim_token = c.claim_token;
+        self.end_task(&c.task_id, c.retry_count, ending, None)
+            .instrument(c.span)
+            .await
+    }
+
     /// One completion through the one-task path, answered.
     async fn complete_alone(&self, p: Pending) {
-        let r = self
-            .end_task(
-                &p.task_id,
-                p.retry_count,
-                claimed_ending(p.result, p.event_data, p.claim_token),
-                None,
-            )
-            .instrument(p.span)
-            .await;
+        let r = self.end_alone(p.c).await;
         let _ = p.reply.send(r);
     }
 
@@ -209,7 +188,7 @@ impl Engine {
     /// a transaction that also ends the stage; on failure, each completion alone.
     async fn commit_group(&self, mut group: Vec<Pending>) {
         // Task rows are locked in key order by every multi-row statement (claims too).
-        group.sort_by(|a, b| a.task_id.cmp(&b.task_id));
+        group.sort_by(|a, b| a.c.task_id.cmp(&b.c.task_id));
         match self.try_fast(&group).await {
             Ok(Some(answers)) => {
                 for (p, a) in group.into_iter().zip(answers) {
@@ -222,7 +201,7 @@ impl Engine {
             // Nothing was applied (one statement); the transactional path tries again.
             Err(e) => tracing::warn!(
                 group_size = group.len(),
-                first_task = %group[0].task_id,
+                first_task = %group[0].c.task_id,
                 error = %e,
                 "one-statement completion failed; completing the group in a transaction"
             ),
@@ -242,7 +221,7 @@ impl Engine {
                 // is retried alone, so only the one that cannot be recorded reports an error.
                 tracing::warn!(
                     group_size = group.len(),
-                    first_task = %group[0].task_id,
+                    first_task = %group[0].c.task_id,
                     error = %e,
                     "grouped completion failed; completing its tasks one by one"
                 );
@@ -296,8 +275,8 @@ impl Engine {
                 let policy = self.stage_policy(&job.job_type, stage);
                 let span = group
                     .iter()
-                    .find(|p| p.task_id == last_task)
-                    .map(|p| p.span.clone())
+                    .find(|p| p.c.task_id == last_task)
+                    .map(|p| p.c.span.clone())
                     .unwrap_or_else(tracing::Span::current);
                 let ids = self
                     .end_stage(&tx, &job, stage, policy)
@@ -314,7 +293,7 @@ impl Engine {
             .zip(first_copies(group, ended))
             .map(|(p, was_ended)| {
                 let ids = if was_ended {
-                    outbox.remove(&p.task_id).unwrap_or_default()
+                    outbox.remove(&p.c.task_id).unwrap_or_default()
                 } else {
                     Vec::new()
                 };
@@ -327,27 +306,16 @@ impl Engine {
 /// Whether each completion of the group ended its task, given the tasks the statement ended. A
 /// task listed twice (two copies of one attempt) was ended once: its first copy says so.
 fn first_copies(group: &[Pending], mut ended: BTreeSet<TaskId>) -> Vec<bool> {
-    group.iter().map(|p| ended.remove(&p.task_id)).collect()
+    group.iter().map(|p| ended.remove(&p.c.task_id)).collect()
 }
 
 /// The group as the statements' parallel arrays: task ids, attempts, results, event data, claims.
 fn columns(group: &[Pending]) -> Completions<'_> {
     Completions {
-        task_ids: group.iter().map(|p| &p.task_id).collect(),
-        retry_counts: group.iter().map(|p| p.retry_count).collect(),
-        results: group.iter().map(|p| &p.result).collect(),
-        event_data: group.iter().map(|p| &p.event_data).collect(),
-        claim_tokens: group.iter().map(|p| p.claim_token).collect(),
+        task_ids: group.iter().map(|p| &p.c.task_id).collect(),
+        retry_counts: group.iter().map(|p| p.c.retry_count).collect(),
+        results: group.iter().map(|p| &p.c.result).collect(),
+        event_data: group.iter().map(|p| &p.c.event_data).collect(),
+        claim_tokens: group.iter().map(|p| p.c.claim_token).collect(),
     }
-}
-
-/// The ending of a successful attempt under its claim.
-fn claimed_ending(
-    result: Value,
-    event_data: Value,
-    claim_token: Option<i32>,
-) -> outcome::Ending<'static> {
-    let mut e = outcome::completed(result, event_data);
-    e.claim_token = claim_token;
-    e
 }

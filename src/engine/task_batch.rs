@@ -21,7 +21,7 @@ use std::time::Instant;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tracing::Instrument;
 
 use super::completions::Completion;
@@ -46,7 +46,8 @@ pub struct BatchMessage {
     pub span: tracing::Span,
 }
 
-/// Claim statements, and completion statements, of one batch in flight at once.
+/// Claim statements, and completion statements, of one batch in flight at once (2 measured no
+/// faster: more, smaller statements; docs/performance.md).
 const DEPTH: usize = 1;
 
 /// The answers of a batch, one per message, filled as the steps go.
@@ -88,8 +89,8 @@ impl Engine {
     /// The batch's tasks through three concurrent steps: claim statements for waiting tasks as
     /// handler slots free up, the handlers (a slot frees when its handler returns), and
     /// completion statements for what finished meanwhile. Up to [`DEPTH`] claims and [`DEPTH`]
-    /// recordings are in flight at once (disjoint tasks, rows locked in key order), so the
-    /// database works on several statements of the batch at a time. An answer per message.
+    /// recordings are in flight at once (disjoint tasks, rows locked in key order): with 1, a
+    /// claim and a recording overlap each other and the handlers. An answer per message.
     async fn pipeline<'a>(
         &'a self,
         msgs: &'a [BatchMessage],
@@ -195,15 +196,11 @@ impl Engine {
         let (client, claimed) = match claims {
             Ok(c) => c,
             Err(e) => {
-                let text = format!("not claimed: the batch's claim failed: {e}");
-                let mut first = Some(e);
-                for (i, _) in &arrivals {
-                    let err = first
-                        .take()
-                        .unwrap_or_else(|| StoreError::Shared(text.clone()));
-                    answers.push((*i, Err(EngineError::Store(err))));
-                }
-                return (Vec::new(), answers);
+                let at = arrivals.iter().map(|(i, _)| *i);
+                return (
+                    Vec::new(),
+                    each_answers(at, e, "not claimed: the batch's claim failed"),
+                );
             }
         };
         let mut by_task: HashMap<TaskId, ClaimedTask> = claimed
@@ -234,14 +231,7 @@ impl Engine {
     /// Runs one claimed attempt's handler and the crash-point hook after it.
     async fn run_one<'a>(&self, i: usize, arrival: Arrival<'a>, t: ClaimedTask) -> Ran<'a> {
         let claimed: Claimed = t.into();
-        let started = Instant::now();
-        let result = self.run_handler(&claimed).await;
-        let elapsed = started.elapsed().as_millis() as u64;
-        // The crash point between a handler's end and its outcome's commit (engine/hooks.rs).
-        let result = match self.hooks().before_outcome(&claimed.ctx).await {
-            Ok(()) => Ok(result),
-            Err(e) => Err(e),
-        };
+        let (result, elapsed) = self.run_to_outcome(&claimed).await;
         Ran {
             i,
             arrival,
@@ -272,7 +262,7 @@ impl Engine {
                 retry_count: r.claimed.retry_count,
                 claim_token: r.claimed.claim_token,
                 result: std::mem::take(value),
-                event_data: json!({"task_type": r.claimed.ctx.task_type, "handler_ms": r.elapsed}),
+                event_data: r.claimed.completed_event_data(r.elapsed),
                 span: msgs[r.i].span.clone(),
             })
             .collect();
@@ -376,18 +366,7 @@ impl Engine {
                     })
                     .collect()
             }
-            Err(e) => {
-                let text = format!("not handed back: {e}");
-                let mut first = Some(e);
-                rest.into_iter()
-                    .map(|(i, _)| {
-                        let err = first
-                            .take()
-                            .unwrap_or_else(|| StoreError::Shared(text.clone()));
-                        (i, Err(EngineError::Store(err)))
-                    })
-                    .collect()
-            }
+            Err(e) => each_answers(rest.iter().map(|(i, _)| *i), e, "not handed back"),
         }
     }
 
@@ -457,6 +436,20 @@ impl<'e> Slots<'e> {
     fn release(&mut self, i: usize) {
         self.held.remove(&i);
     }
+}
+
+/// The answers of messages `at` when the one statement they shared failed with `e`: the first
+/// gets the error itself, the others `what` with its text.
+fn each_answers(at: impl Iterator<Item = usize>, e: StoreError, what: &str) -> Outcomes {
+    let text = format!("{what}: {e}");
+    let mut first = Some(e);
+    at.map(|i| {
+        let err = first
+            .take()
+            .unwrap_or_else(|| StoreError::Shared(text.clone()));
+        (i, Err(EngineError::Store(err)))
+    })
+    .collect()
 }
 
 /// Keeps one message per task: the copy delivered most often (the first of equals); the others

@@ -29,6 +29,13 @@ pub(crate) struct Claimed {
     pub claim_token: Option<i32>,
 }
 
+impl Claimed {
+    /// The details of its `task_completed` event, after a handler that ran `elapsed` ms.
+    pub(super) fn completed_event_data(&self, elapsed: u64) -> Value {
+        json!({"task_type": self.ctx.task_type, "handler_ms": elapsed})
+    }
+}
+
 impl From<ClaimedTask> for Claimed {
     fn from(t: ClaimedTask) -> Self {
         Claimed {
@@ -160,29 +167,37 @@ impl Engine {
         counter_shard: i16,
         fields: cp::Fields,
     ) -> Result<Handled, EngineError> {
-        let started = Instant::now();
-        let result = self.run_handler(&claimed).await;
-        let elapsed = started.elapsed().as_millis() as u64;
+        let (result, elapsed) = self.run_to_outcome(&claimed).await;
         let fields = fields.duration_ms(elapsed);
-        // The crash point between a handler's end and its outcome's commit (engine/hooks.rs).
-        let outcome = if let Err(e) = self.hooks().before_outcome(&claimed.ctx).await {
-            Err(EngineError::Store(e))
-        } else {
-            match result {
-                Ok(value) => {
-                    self.complete_task(task_id, &claimed, counter_shard, value, elapsed, &fields)
-                        .await
-                }
-                Err(e) => {
-                    self.attempt_failed(&claimed, task_id, e, elapsed, &fields)
-                        .await
-                }
+        let outcome = match result {
+            Err(e) => Err(EngineError::Store(e)),
+            Ok(Ok(value)) => {
+                self.complete_task(task_id, &claimed, counter_shard, value, elapsed, &fields)
+                    .await
+            }
+            Ok(Err(e)) => {
+                self.attempt_failed(&claimed, task_id, e, elapsed, &fields)
+                    .await
             }
         };
         if let Err(e) = &outcome {
             self.release_claim(&claimed, task_id, e, &fields).await;
         }
         outcome
+    }
+
+    /// Runs a claimed attempt's handler, then the crash point between a handler's end and its
+    /// outcome's commit (engine/hooks.rs). The handler's result (or the hook's error) and how
+    /// long the handler ran, in ms.
+    pub(super) async fn run_to_outcome(
+        &self,
+        c: &Claimed,
+    ) -> (Result<Result<Value, TaskError>, StoreError>, u64) {
+        let started = Instant::now();
+        let result = self.run_handler(c).await;
+        let elapsed = started.elapsed().as_millis() as u64;
+        let hooked = self.hooks().before_outcome(&c.ctx).await;
+        (hooked.map(|()| result), elapsed)
     }
 
     /// After the outcome of a claimed attempt could not be recorded (the invocation answers non-2xx
@@ -325,7 +340,7 @@ impl Engine {
                 c.claim_token,
                 counter_shard,
                 value,
-                json!({"task_type": c.ctx.task_type, "handler_ms": elapsed}),
+                c.completed_event_data(elapsed),
             )
             .await?;
         self.completion_answer(task_id, c, ended, &ids, fields)
