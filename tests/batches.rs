@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use coremachine::testing::{Fault, FaultRule, STALL};
+use coremachine::testing::{Fault, STALL};
 use serde_json::json;
 
 use crate::common::TestApp;
@@ -110,18 +110,12 @@ async fn a_holder_that_stalls_past_its_lock_is_taken_over_and_its_late_completio
         layout.join("tasks-queue-trigger").join("function.json"),
         &|f| f["bindings"][0]["cardinality"] = json!("one"),
     );
-    let t = TestApp::start_opts(|o| {
-        o.app_root = Some(layout.clone());
-        o.settings.task_lease = Duration::from_secs(600);
-        o.local_queue().lock_duration = Duration::from_secs(1);
-    })
+    let (t, job) = crate::common::hello_world_with_task_1_faulted(
+        Fault::StallAfterHandler,
+        Duration::from_secs(600),
+        |o| o.app_root = Some(layout.clone()),
+    )
     .await;
-    t.fault(
-        FaultRule::times(Fault::StallAfterHandler, 1)
-            .on_index(1)
-            .on_stage(1),
-    );
-    let job = t.submit("hello_world", json!({"n": 3})).await;
     assert_eq!(t.wait_terminal(&job, T).await, "completed");
     // The stalled holder answers STALL after its handler; wait for its refusal.
     let start = std::time::Instant::now();

@@ -37,6 +37,19 @@ async fn failures(
         .collect()
 }
 
+/// A recorded failure's reason, MessageId and DeliveryCount.
+fn what_and_where(
+    f: &(
+        String,
+        Option<String>,
+        Option<i32>,
+        Option<String>,
+        Option<String>,
+    ),
+) -> (&str, Option<&str>, Option<i32>) {
+    (f.0.as_str(), f.1.as_deref(), f.2)
+}
+
 #[tokio::test]
 async fn every_data_form_and_the_metadata_quirks_are_decoded() {
     let t = TestApp::start_opts(|o| o.emulator = false).await;
@@ -222,11 +235,7 @@ async fn a_batched_invocation_runs_each_message_and_answers_once() {
     let recorded = failures(&t).await;
     assert_eq!(recorded.len(), 1, "{recorded:?}");
     assert_eq!(
-        (
-            recorded[0].0.as_str(),
-            recorded[0].1.as_deref(),
-            recorded[0].2
-        ),
+        what_and_where(&recorded[0]),
         ("malformed", Some("junk"), Some(1)),
         "the garbage is recorded under its own MessageId and DeliveryCount"
     );
@@ -539,11 +548,7 @@ async fn a_string_batch_with_every_array_key_and_a_stale_retry_is_judged_message
     let recorded = failures(&t).await;
     assert_eq!(recorded.len(), 1, "{recorded:?}");
     assert_eq!(
-        (
-            recorded[0].0.as_str(),
-            recorded[0].1.as_deref(),
-            recorded[0].2
-        ),
+        what_and_where(&recorded[0]),
         ("unknown_task", Some("m-unknown"), Some(3))
     );
     t.cleanup().await;

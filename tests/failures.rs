@@ -404,18 +404,7 @@ async fn a_failed_outbox_publish_is_published_by_the_janitor_and_the_job_complet
 /// A hello_world job (n = 3) whose stage-1 task 1 hangs after its handler (the process is as good
 /// as dead), under a task lease of `lease` and a queue lock of 1 s.
 async fn job_with_a_hanging_task(lease: Duration) -> (TestApp, String) {
-    let t = TestApp::start_opts(|o| {
-        o.settings.task_lease = lease;
-        o.local_queue().lock_duration = Duration::from_secs(1);
-    })
-    .await;
-    t.fault(
-        FaultRule::times(Fault::KillAfterHandler, 1)
-            .on_index(1)
-            .on_stage(1),
-    );
-    let job = t.submit("hello_world", json!({"n": 3})).await;
-    (t, job)
+    crate::common::hello_world_with_task_1_faulted(Fault::KillAfterHandler, lease, |_| {}).await
 }
 
 #[tokio::test]

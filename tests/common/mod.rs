@@ -17,7 +17,7 @@ use coremachine::config::{LocalQueueSettings, Settings, TransportSettings};
 use coremachine::jobs::Registry;
 use coremachine::local::{self, LocalOptions};
 use coremachine::startup::App;
-use coremachine::testing::{FaultRule, Faults};
+use coremachine::testing::{Fault, FaultRule, Faults};
 use serde_json::Value;
 use tokio::sync::OnceCell;
 use tokio_postgres::NoTls;
@@ -523,6 +523,24 @@ impl TestApp {
 }
 
 /// Fixture files under tests/fixtures.
+/// A hello_world job (n = 3) whose stage-1 task 1 meets `fault` once, under a task lease of
+/// `lease` and a queue lock of 1 s, with `more` applied to the options.
+pub async fn hello_world_with_task_1_faulted(
+    fault: Fault,
+    lease: Duration,
+    more: impl FnOnce(&mut Opts),
+) -> (TestApp, String) {
+    let t = TestApp::start_opts(|o| {
+        o.settings.task_lease = lease;
+        o.local_queue().lock_duration = Duration::from_secs(1);
+        more(o);
+    })
+    .await;
+    t.fault(FaultRule::times(fault, 1).on_index(1).on_stage(1));
+    let job = t.submit("hello_world", serde_json::json!({"n": 3})).await;
+    (t, job)
+}
+
 pub fn fixture(name: &str) -> String {
     std::fs::read_to_string(format!(
         "{}/tests/fixtures/{name}",
