@@ -237,6 +237,7 @@ impl Engine {
         tx.commit()
             .await
             .ctx(|| format!("committing poison reconcile of job {job_id}"))?;
+        drop(client); // publishing takes a connection of its own: never hold one while waiting
         self.publish(&ids).await;
         cp::emit_at(
             cp::Level::Error,

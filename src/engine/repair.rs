@@ -70,6 +70,7 @@ impl Engine {
         tx.commit()
             .await
             .ctx(|| format!("committing repair of stage {stage} of job {job_id}"))?;
+        drop(client); // publishing takes a connection of its own: never hold one while waiting
         self.publish(&ids).await;
         Ok(true)
     }
